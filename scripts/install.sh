@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the project needs: Debian build deps (as root), .venv with pinned deps, the library
+# (editable), and the test-only MongoDB wire-protocol server in its own venv. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for pkg in pkg-config libmariadb-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
+  else
+    echo "missing Debian packages: ${need_apt[*]} (run 'make install' as root or install them)" >&2
+    exit 1
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+[[ -x .venv/bin/uv ]] || .venv/bin/pip install -q uv==0.13.8
+.venv/bin/uv pip install --python .venv/bin/python -q -r requirements-dev.txt
+.venv/bin/uv pip install --python .venv/bin/python -q -e .
+
+# Test-only MongoDB wire-protocol server (GPL, beta): its own venv, never in requirements.txt or the image.
+[[ -x .venv-mongo/bin/python ]] || "$PYTHON" -m venv .venv-mongo
+.venv/bin/uv pip install --python .venv-mongo/bin/python -q secantusdb==0.7.0b3
+
+.venv/bin/python -m binance_extractor --help >/dev/null
+echo "installed: .venv (runtime + dev), .venv-mongo (test Mongo server)"

@@ -1,0 +1,31 @@
+"""Suite-wide setup: an isolated Airflow home and data dir, set before anything imports Airflow.
+
+Shared fixtures live in ``tests/fixtures/`` (emulator, databases, airflow) and are loaded as plugins.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="binance-tests-"))
+
+os.environ["AIRFLOW_HOME"] = str(_HOME / "airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow' / 'airflow.db'}"
+os.environ["BINANCE_EXTRACTOR_DATA_DIR"] = str(_HOME / "data")
+os.environ.setdefault("BINANCE_FUTURES_BASE_URL", "http://127.0.0.1:9")  # never the real exchange
+os.environ.setdefault("BINANCE_ARCHIVE_BASE_URL", "http://127.0.0.1:9")
+os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+(_HOME / "airflow").mkdir(parents=True, exist_ok=True)
+
+pytest_plugins = [
+    "tests.fixtures.emulator",
+    "tests.fixtures.databases",
+    "tests.fixtures.airflow",
+]
