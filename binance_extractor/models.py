@@ -23,7 +23,7 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,24}(_[0-9]{6})?$")
 
 
 def _decimal(value: Any) -> Decimal:
-    if isinstance(value, float) or isinstance(value, bool):
+    if isinstance(value, (float, bool)):
         raise ValueError("floats are not accepted for prices or quantities; pass the decimal string")
     if isinstance(value, Decimal):
         result = value

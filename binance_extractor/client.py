@@ -1,0 +1,349 @@
+"""Strict REST client for Binance USD-M Futures (``https://fapi.binance.com``).
+
+Every request goes through one ``WeightLimiter`` (IP-wide budget), one circuit breaker (stop hammering a host
+that keeps failing) and tenacity retries with exponential backoff and jitter. Errors are classified once,
+here: transient ones are retried, fatal ones (invalid symbol/interval/limit, bad API key) fail at once with
+the exchange's code and message. The API key travels only in the ``X-MBX-APIKEY`` header and is never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import pybreaker
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from binance_extractor import config, telemetry
+from binance_extractor.errors import (
+    BinanceAPIError,
+    CircuitOpenError,
+    FatalAPIError,
+    InputError,
+    IPBannedError,
+    RateLimitedError,
+    RetryableAPIError,
+)
+from binance_extractor.ratelimit import WeightLimiter, WeightRule
+from binance_extractor.timeutil import ms_to_dt
+
+log = logging.getLogger(__name__)
+
+# Binance codes that no retry can fix.
+FATAL_CODES = {-1100, -1102, -1104, -1106, -1111, -1120, -1121, -1122, -1127, -1130, -2014, -2015, -1022, -2008}
+RETRYABLE_EXC = (
+    RetryableAPIError,
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+def klines_weight(limit: int) -> int:
+    """GET /fapi/v1/klines weight by limit (Binance docs): 1 / 2 / 5 / 10."""
+    if limit < 100:
+        return 1
+    if limit < 500:
+        return 2
+    if limit <= 1000:
+        return 5
+    return 10
+
+
+class BinanceFuturesClient:
+    """Thread-safe: one instance is shared by the worker threads of a run."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        max_in_flight: int = 4,
+        weight_margin: float | None = None,
+        max_ban_wait: float = 300.0,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        max_attempts: int = 8,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        breaker_fail_max: int = 10,
+        breaker_reset_timeout: float = 30.0,
+    ) -> None:
+        self.base_url = (base_url or config.base_url()).rstrip("/")
+        self._api_key = api_key if api_key is not None else config.api_key()
+        self.max_in_flight = max_in_flight
+        margin = weight_margin if weight_margin is not None else _default_margin()
+        self.limiter = WeightLimiter(WeightRule(), margin=margin, max_ban_wait=max_ban_wait)
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=breaker_fail_max,
+            reset_timeout=breaker_reset_timeout,
+            exclude=[_not_a_host_failure],
+        )
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, max_in_flight * 2), max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._info: dict[str, Any] | None = None
+        self._info_lock = threading.Lock()
+        self._funding_calls: list[float] = []
+        self._funding_lock = threading.Lock()
+        self.requests_sent = 0
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> BinanceFuturesClient:
+        """Settings from ``BINANCE_FUTURES_BASE_URL`` and ``BINANCE_API_KEY`` (outside Airflow)."""
+        return cls(config.base_url(), config.api_key(), **kwargs)
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"BinanceFuturesClient({self.base_url!r}, api_key={'set' if self._api_key else 'unset'})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- transport -------------------------------------------------------------------------------------------
+    def request(self, path: str, params: dict[str, Any] | None = None, *, weight: int = 1, key: bool = False) -> Any:
+        """GET ``path`` with retries; returns the decoded JSON body."""
+        attempts = {"n": 0}
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("retrying %s after %s (attempt %d)", path, _short(exc), state.attempt_number)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(RETRYABLE_EXC),
+            wait=wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max),
+            stop=stop_after_attempt(self.max_attempts),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                attempts["n"] += 1
+                return self._guarded(path, params or {}, weight, key, attempts["n"] - 1)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _guarded(self, path: str, params: dict[str, Any], weight: int, key: bool, retries: int) -> Any:
+        try:
+            return self.breaker.call(self._once, path, params, weight, key, retries)
+        except pybreaker.CircuitBreakerError:
+            raise CircuitOpenError(
+                f"circuit open for {self.base_url}: {self.breaker.fail_max} consecutive failures; "
+                f"not calling it again for {self.breaker.reset_timeout:.0f} s"
+            ) from None
+
+    def _once(self, path: str, params: dict[str, Any], weight: int, key: bool, retries: int) -> Any:
+        ticket = self.limiter.acquire(weight)
+        headers = {}
+        if key:
+            if not self._api_key:
+                self.limiter.release(ticket, None)
+                raise InputError(f"{path} needs an API key: set BINANCE_API_KEY or the binance_default password")
+            headers["X-MBX-APIKEY"] = self._api_key
+        used: int | None = None
+        started = time.perf_counter()
+        status = 0
+        with telemetry.span("binance.http", endpoint=path, **{"binance.weight": weight, "retry.count": retries}) as sp:
+            try:
+                resp = self._session.get(self.base_url + path, params=params, headers=headers, timeout=self.timeout)
+                self.requests_sent += 1
+                status = resp.status_code
+                used = _int_header(resp, self.limiter.rule.header)
+                sp.set_attribute("http.status_code", status)
+                if used is not None:
+                    sp.set_attribute("binance.used_weight_after", used)
+                    telemetry.instruments.gauge("binance.weight.used").set(used)
+                return self._decode(resp, path)
+            finally:
+                self.limiter.release(ticket, used)
+                attrs = {"endpoint": path, "status": status}
+                telemetry.instruments.counter("binance.http.requests").add(1, attrs)
+                telemetry.instruments.histogram("binance.http.duration").record(time.perf_counter() - started, attrs)
+
+    def _decode(self, resp: requests.Response, path: str) -> Any:
+        status = resp.status_code
+        if status == 200:
+            try:
+                return resp.json()
+            except (ValueError, json.JSONDecodeError):
+                raise RetryableAPIError(status, None, "truncated or malformed JSON body", path) from None
+        code, msg = _error_body(resp)
+        retry_after = _retry_after(resp)
+        if status == 418:
+            telemetry.instruments.counter("binance.ratelimit.events").add(1, {"kind": "418"})
+            self.limiter.ban(retry_after or 120.0)
+            # Retried: the limiter makes the next attempt wait for the ban to end, or fail if it is too long.
+            raise RetryableAPIError(status, code, f"IP banned: {msg}", path)
+        if status == 429:
+            telemetry.instruments.counter("binance.ratelimit.events").add(1, {"kind": "429"})
+            self.limiter.pause(retry_after or 1.0)
+            raise RateLimitedError(status, code, msg, path, retry_after or 1.0)
+        if status >= 500 or code == -1001:
+            raise RetryableAPIError(status, code, msg, path)
+        if code in FATAL_CODES or status in (400, 401, 403, 404):
+            raise FatalAPIError(status, code, msg, path)
+        raise RetryableAPIError(status, code, msg, path)
+
+    # -- endpoints -------------------------------------------------------------------------------------------
+    def exchange_info(self, refresh: bool = False) -> dict[str, Any]:
+        """``GET /fapi/v1/exchangeInfo`` (cached): symbols, onboard dates and the REQUEST_WEIGHT rule."""
+        with self._info_lock:
+            if self._info is None or refresh:
+                self._info = self.request("/fapi/v1/exchangeInfo", weight=1)
+                self.limiter.set_rule(WeightRule.from_exchange_info(self._info))
+            return self._info
+
+    def symbols(self) -> dict[str, dict[str, Any]]:
+        return {s["symbol"]: s for s in self.exchange_info().get("symbols", [])}
+
+    def validate_symbols(self, symbols: list[str]) -> tuple[list[str], dict[str, str]]:
+        """Split into (tradable, {unknown or delisted: reason}), order kept."""
+        known = self.symbols()
+        valid: list[str] = []
+        invalid: dict[str, str] = {}
+        for sym in symbols:
+            info = known.get(sym)
+            if info is None:
+                invalid[sym] = "unknown symbol (not in exchangeInfo)"
+            elif info.get("status", "TRADING") != "TRADING":
+                invalid[sym] = f"not trading (status {info.get('status')})"
+            else:
+                valid.append(sym)
+        return valid, invalid
+
+    def onboard_time(self, symbol: str) -> datetime | None:
+        info = self.symbols().get(symbol)
+        if info and info.get("onboardDate"):
+            return ms_to_dt(int(info["onboardDate"]))
+        return None
+
+    def klines(
+        self, symbol: str, interval: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 499
+    ) -> list[list[Any]]:
+        params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
+        if start_ms is not None:
+            params["startTime"] = start_ms
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        return self.request("/fapi/v1/klines", params, weight=klines_weight(limit))
+
+    def funding_rate(
+        self, symbol: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/fundingRate``; also respects its own 500 requests / 5 min / IP limit."""
+        self._funding_slot()
+        params: dict[str, Any] = {"symbol": symbol, "limit": limit}
+        if start_ms is not None:
+            params["startTime"] = start_ms
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        return self.request("/fapi/v1/fundingRate", params, weight=1)
+
+    def _funding_slot(self, max_calls: int = 480, window: float = 300.0) -> None:
+        while True:
+            with self._funding_lock:
+                now = time.monotonic()
+                self._funding_calls = [t for t in self._funding_calls if now - t < window]
+                if len(self._funding_calls) < max_calls:
+                    self._funding_calls.append(now)
+                    return
+                wait = window - (now - self._funding_calls[0])
+            time.sleep(max(wait, 0.01))
+
+    def agg_trades(
+        self,
+        symbol: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        from_id: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"symbol": symbol, "limit": limit}
+        if from_id is not None:
+            params["fromId"] = from_id
+        if start_ms is not None:
+            params["startTime"] = start_ms
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        return self.request("/fapi/v1/aggTrades", params, weight=20)
+
+    def trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Recent trades only (``/fapi/v1/trades``)."""
+        return self.request("/fapi/v1/trades", {"symbol": symbol, "limit": limit}, weight=5)
+
+    def historical_trades(self, symbol: str, from_id: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Older trades by id (``/fapi/v1/historicalTrades``): needs the API key."""
+        params: dict[str, Any] = {"symbol": symbol, "limit": limit}
+        if from_id is not None:
+            params["fromId"] = from_id
+        return self.request("/fapi/v1/historicalTrades", params, weight=20, key=True)
+
+    def premium_index(self, symbol: str) -> dict[str, Any]:
+        return self.request("/fapi/v1/premiumIndex", {"symbol": symbol}, weight=1)
+
+
+def _not_a_host_failure(exc: BaseException) -> bool:
+    """Only transient host faults trip the breaker; rate limiting and fatal answers do not."""
+    if isinstance(exc, BinanceAPIError) and exc.status in (418, 429):
+        return True
+    return not isinstance(exc, RETRYABLE_EXC)
+
+
+def _default_margin() -> float:
+    try:
+        return config.settings().weight_margin
+    except Exception:  # config unreadable: keep the safe default
+        return 0.95
+
+
+def _int_header(resp: requests.Response, name: str) -> int | None:
+    value = resp.headers.get(name)
+    if value is None:
+        for key, val in resp.headers.items():  # tolerate a different window suffix
+            if key.upper().startswith("X-MBX-USED-WEIGHT-"):
+                value = val
+                break
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    try:
+        return float(resp.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _error_body(resp: requests.Response) -> tuple[int | None, str]:
+    try:
+        body = resp.json()
+        return int(body.get("code")), str(body.get("msg", ""))[:300]
+    except Exception:
+        text = (resp.text or "").strip().replace("\n", " ")[:120]
+        return None, text or resp.reason or "no body"
+
+
+def _short(exc: BaseException | None) -> str:
+    if isinstance(exc, BinanceAPIError):
+        return f"HTTP {exc.status} code {exc.code}"
+    return type(exc).__name__ if exc else "?"
+
+
+__all__ = ["BinanceFuturesClient", "IPBannedError", "klines_weight"]

@@ -1,0 +1,214 @@
+"""Paginated extraction that neither drops nor repeats a row, and never emits an open candle.
+
+Klines: a range is cut into windows of ``limit`` candles; each window is one request bounded by
+``startTime``/``endTime``, so windows can be fetched concurrently (several requests in flight, which is what lets
+one process approach the weight budget) and still be yielded in order. Should a window come back full but short
+of its end, the next page starts at the last open_time + interval. Only candles with ``close_time < now`` are
+emitted. Funding and aggregate trades are paginated by cursor over any range.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from binance_extractor.client import BinanceFuturesClient
+from binance_extractor.errors import ValidationError
+from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
+from binance_extractor.timeframes import Timeframe
+from binance_extractor.timeutil import dt_to_ms, now_ms
+
+log = logging.getLogger(__name__)
+
+KLINE_PAGE = 499  # the most candles per unit of weight (limit 499 costs 2)
+FUNDING_PAGE = 1000
+AGG_PAGE = 1000
+AGG_WINDOW_MS = 3_600_000 - 1  # aggTrades start/end must be less than one hour apart
+T = TypeVar("T")
+
+
+def ordered_map(fn: Callable[[Any], T], items: list[Any], workers: int) -> Iterator[T]:
+    """Apply ``fn`` concurrently, yielding results in input order with at most 2*workers outstanding."""
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-page") as pool:
+        pending: deque[Future[T]] = deque()
+        it = iter(items)
+        try:
+            for item in it:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= workers * 2:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def kline_windows(tf: Timeframe, start_ms: int, end_ms: int, page: int = KLINE_PAGE) -> list[tuple[int, int]]:
+    """Half-open windows of at most ``page`` candles covering [start_ms, end_ms)."""
+    windows: list[tuple[int, int]] = []
+    cursor = tf.ceil_ms(start_ms)
+    while cursor < end_ms:
+        if tf.is_monthly:
+            nxt = cursor
+            for _ in range(page):
+                nxt = tf.next_open_ms(nxt)
+        else:
+            nxt = cursor + page * tf.ms
+        windows.append((cursor, min(nxt, end_ms)))
+        cursor = nxt
+    return windows
+
+
+def iter_klines(
+    client: BinanceFuturesClient,
+    symbol: str,
+    tf: Timeframe,
+    start_ms: int,
+    end_ms: int,
+    *,
+    now_ms: int | None = None,
+    page: int = KLINE_PAGE,
+) -> Iterator[list[Kline]]:
+    """Validated batches of closed candles opening in [start_ms, end_ms), in order, each candle once."""
+    now = now_ms if now_ms is not None else _now()
+    stop = min(end_ms, tf.floor_ms(now))  # the candle opening at floor(now) is still in progress
+    windows = kline_windows(tf, start_ms, stop, page)
+
+    def fetch(window: tuple[int, int]) -> list[Kline]:
+        return _fetch_kline_window(client, symbol, tf, window[0], window[1], now, page)
+
+    for batch in ordered_map(fetch, windows, client.max_in_flight):
+        if batch:
+            yield batch
+
+
+def _fetch_kline_window(
+    client: BinanceFuturesClient, symbol: str, tf: Timeframe, start: int, end: int, now: int, page: int
+) -> list[Kline]:
+    out: list[Kline] = []
+    cursor = start
+    while cursor < end:
+        limit = min(page, max(1, tf.count_between(cursor, end)))
+        rows = client.klines(symbol, tf.interval, cursor, end - 1, limit=limit)
+        last_open = None
+        for row in rows:
+            open_ms = int(row[0])
+            if open_ms < cursor or open_ms >= end or (last_open is not None and open_ms <= last_open):
+                continue  # outside the window or out of order: never trusted, never duplicated
+            if int(row[6]) >= now:
+                continue  # still open
+            out.append(Kline.from_rest(symbol, tf.interval, row))
+            last_open = open_ms
+        if len(rows) < limit or last_open is None:
+            break
+        cursor = tf.next_open_ms(last_open)  # a full page short of the window end: continue after it
+    return out
+
+
+def iter_funding(
+    client: BinanceFuturesClient, symbol: str, start_ms: int, end_ms: int, *, now_ms: int | None = None
+) -> Iterator[list[FundingRate]]:
+    """Funding events in [start_ms, end_ms), paginated by fundingTime (1h, 4h or 8h apart, with ms jitter)."""
+    stop = min(end_ms, (now_ms if now_ms is not None else _now()) + 1)
+    cursor = start_ms
+    while cursor < stop:
+        rows = client.funding_rate(symbol, cursor, stop - 1, limit=FUNDING_PAGE)
+        batch: list[FundingRate] = []
+        last = cursor - 1
+        for row in rows:
+            t = int(row["fundingTime"])
+            if t < cursor or t >= stop or t <= last:
+                continue
+            batch.append(FundingRate.from_rest({**row, "symbol": row.get("symbol", symbol)}))
+            last = t
+        if batch:
+            yield batch
+        if len(rows) < FUNDING_PAGE or not batch:
+            break
+        cursor = last + 1
+
+
+def iter_agg_trades(
+    client: BinanceFuturesClient, symbol: str, start_ms: int, end_ms: int, *, now_ms: int | None = None
+) -> Iterator[list[AggTrade]]:
+    """Aggregate trades with time in [start_ms, end_ms): hour windows fetched concurrently, then by id."""
+    stop = min(end_ms, now_ms if now_ms is not None else _now())
+    windows = []
+    cursor = start_ms
+    while cursor < stop:
+        windows.append((cursor, min(cursor + AGG_WINDOW_MS, stop)))
+        cursor = windows[-1][1]
+
+    def fetch(window: tuple[int, int]) -> list[AggTrade]:
+        lo, hi = window
+        out: list[AggTrade] = []
+        rows = client.agg_trades(symbol, start_ms=lo, end_ms=hi - 1, limit=AGG_PAGE)
+        while True:
+            for row in rows:
+                if lo <= int(row["T"]) < hi and (not out or int(row["a"]) > out[-1].agg_trade_id):
+                    out.append(AggTrade.from_rest(symbol, row))
+            if len(rows) < AGG_PAGE or not rows or int(rows[-1]["T"]) >= hi:
+                return out
+            rows = client.agg_trades(symbol, from_id=int(rows[-1]["a"]) + 1, limit=AGG_PAGE)
+
+    for batch in ordered_map(fetch, windows, client.max_in_flight):
+        if batch:
+            yield batch
+
+
+def iter_historical_trades(
+    client: BinanceFuturesClient, symbol: str, start_ms: int, end_ms: int, *, now_ms: int | None = None
+) -> Iterator[list[Trade]]:
+    """Individual trades in [start_ms, end_ms): the first id comes from aggTrades, then ``historicalTrades``."""
+    stop = min(end_ms, now_ms if now_ms is not None else _now())
+    first_id = None
+    cursor = start_ms
+    while first_id is None and cursor < stop:  # find the first trade id at or after start
+        hi = min(cursor + AGG_WINDOW_MS, stop)
+        rows = client.agg_trades(symbol, start_ms=cursor, end_ms=hi - 1, limit=1)
+        if rows:
+            first_id = int(rows[0]["f"])
+        cursor = hi
+    if first_id is None:
+        return
+    from_id = first_id
+    while True:
+        rows = client.historical_trades(symbol, from_id=from_id, limit=500)
+        batch: list[Trade] = []
+        done = not rows
+        for row in rows:
+            t = int(row["time"])
+            if t >= stop:
+                done = True
+                break
+            if int(row["id"]) >= from_id and t >= start_ms:
+                batch.append(Trade.from_rest(symbol, row))
+        if batch:
+            yield batch
+        if done or len(rows) < 500:
+            return
+        from_id = int(rows[-1]["id"]) + 1
+
+
+def _now() -> int:
+    return now_ms()
+
+
+__all__ = [
+    "ValidationError",
+    "dt_to_ms",
+    "iter_agg_trades",
+    "iter_funding",
+    "iter_historical_trades",
+    "iter_klines",
+    "kline_windows",
+    "ordered_map",
+]

@@ -1,0 +1,301 @@
+"""One extraction job: plan the range, stream exchange pages into the sinks, and audit the run.
+
+Extraction and writing overlap (a writer thread drains a bounded queue), so memory stays bounded for any range.
+Each page is fully validated before it is queued, so a rejected row means its page is never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from binance_extractor import config, extract, telemetry, timeframes
+from binance_extractor.client import BinanceFuturesClient
+from binance_extractor.errors import ExtractorError, InputError, SinkError
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, truncate_ms
+
+log = logging.getLogger(__name__)
+
+KINDS = ("klines", "funding", "agg_trades", "trades")
+WRITE_BATCH = 5000
+QUEUE_PAGES = 8
+
+
+@dataclass
+class Job:
+    """What to extract; ``start``/``end`` are a half-open range on the key time (None: planned)."""
+
+    kind: str
+    symbol: str
+    interval: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    incremental: bool = False
+    source: str = "auto"
+    requested_by: str = "cli"
+
+    @property
+    def table(self) -> str:
+        return table_for(self.kind, self.interval)
+
+
+@dataclass
+class JobResult:
+    kind: str
+    symbol: str
+    interval: str | None
+    table: str
+    start: datetime
+    end: datetime
+    rows_extracted: int = 0
+    rows_written: int = 0
+    last_time: datetime | None = None
+    duration_s: float = 0.0
+    outcome: str = "success"
+    sinks: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "table": self.table,
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "rows_extracted": self.rows_extracted,
+            "rows_written": self.rows_written,
+            "last_time": iso(self.last_time) if self.last_time else None,
+            "duration_s": round(self.duration_s, 3),
+            "outcome": self.outcome,
+            "sinks": self.sinks,
+        }
+
+
+def table_for(kind: str, interval: str | None) -> str:
+    if kind == "klines":
+        if not interval:
+            raise InputError("klines need an interval")
+        return timeframes.parse(interval).table
+    tables = {"funding": "funding_rates", "agg_trades": "agg_trades", "trades": "trades"}
+    if kind not in tables:
+        raise InputError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    return tables[kind]
+
+
+def step_ms(job: Job) -> int:
+    """The smallest key step after the newest stored row (one candle for klines, 1 ms otherwise)."""
+    return timeframes.parse(job.interval).ms if job.kind == "klines" and job.interval else 1
+
+
+def plan_range(
+    job: Job,
+    sinks: Sequence[Any],
+    client: BinanceFuturesClient,
+    now: datetime | None = None,
+) -> tuple[datetime, datetime]:
+    """Resolve the run's [start, end): explicit bounds, or incremental from the newest stored row.
+
+    Incremental: from the newest row every sink already holds (+ one step), never after ``start`` if given, and
+    never further back than ``max_catchup_days``; an empty table starts ``history_days`` back (or at the listing
+    date with ``full_history``).
+    """
+    settings = config.settings()
+    now = truncate_ms(now or datetime.now(UTC))
+    end = job.end or now
+    if job.start is not None and not job.incremental:
+        if end <= job.start:
+            raise InputError(f"end {iso(end)} is not after start {iso(job.start)}")
+        return job.start, end
+    lasts = [s.last_time(job.table, job.symbol) for s in sinks if s.name != "jsonl"]
+    known = [t for t in lasts if t is not None]
+    if known and len(known) == len(lasts):
+        start = min(known) + timedelta(milliseconds=step_ms(job))
+        if job.start is not None:
+            start = min(start, job.start)
+        start = max(start, end - timedelta(days=settings.max_catchup_days))
+    else:
+        onboard = client.onboard_time(job.symbol) if settings.full_history else None
+        start = onboard or (end - timedelta(days=settings.history_days))
+        if job.start is not None:
+            start = min(start, job.start)
+    return min(start, end), end
+
+
+def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: datetime) -> Iterator[list[Any]]:
+    """The source iterator for the job's kind (archive or REST for klines)."""
+    s, e = dt_to_ms(start), dt_to_ms(end)
+    if job.kind == "klines":
+        tf = timeframes.parse(job.interval or "")
+        if job.source in ("auto", "archive"):
+            try:
+                from binance_extractor import archive
+            except ImportError:
+                archive = None  # type: ignore[assignment]
+            if archive is not None and hasattr(archive, "iter_klines"):
+                return archive.iter_klines(client, job.symbol, tf, s, e, source=job.source)
+        return extract.iter_klines(client, job.symbol, tf, s, e)
+    if job.kind == "funding":
+        return extract.iter_funding(client, job.symbol, s, e)
+    if job.kind == "agg_trades":
+        return extract.iter_agg_trades(client, job.symbol, s, e)
+    if job.kind == "trades":
+        return extract.iter_historical_trades(client, job.symbol, s, e)
+    raise InputError(f"unknown kind {job.kind!r}")
+
+
+def run_job(
+    job: Job,
+    sinks: Sequence[Any],
+    client: BinanceFuturesClient,
+    *,
+    progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+) -> JobResult:
+    """Extract ``job`` into every sink; returns counts, or raises after auditing the failure."""
+    started = time.perf_counter()
+    started_at = datetime.now(UTC)
+    start, end = plan_range(job, sinks, client, now)
+    result = JobResult(job.kind, job.symbol, job.interval, job.table, start, end, sinks=[s.name for s in sinks])
+    attrs = {"kind": job.kind, "symbol": job.symbol, "timeframe": job.interval or ""}
+    error: BaseException | None = None
+    with telemetry.span(
+        "extract.symbol", symbol=job.symbol, kind=job.kind, timeframe=job.interval, start=iso(start), end=iso(end)
+    ):
+        try:
+            if start < end:
+                _stream(job, sinks, client, start, end, result, progress)
+        except BaseException as exc:
+            error = exc
+            result.outcome = "failed"
+        finally:
+            result.duration_s = time.perf_counter() - started
+            try:
+                lasts = [s.last_time(job.table, job.symbol) for s in sinks if s.name != "jsonl"]
+                known = [t for t in lasts if t is not None]
+                result.last_time = min(known) if known and len(known) == len(lasts) else None
+            except Exception:  # the database may be the thing that failed
+                result.last_time = None
+            _audit(job, sinks, result, started_at, error)
+            outcome = {"job": f"{job.kind}:{job.interval or ''}", "outcome": result.outcome}
+            telemetry.instruments.counter("binance.jobs").add(1, outcome)
+            telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
+            telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)
+    if error is not None:
+        raise error
+    return result
+
+
+_DONE = object()
+
+
+def _stream(
+    job: Job,
+    sinks: Sequence[Any],
+    client: BinanceFuturesClient,
+    start: datetime,
+    end: datetime,
+    result: JobResult,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Producer (this thread) -> bounded queue -> writer thread; the first error stops both."""
+    pages: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_PAGES)
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def flush(pending: list[Any]) -> None:
+        for sink in sinks:
+            with telemetry.span("sink.write", sink=sink.name, table=job.table, rows=len(pending)):
+                t0 = time.perf_counter()
+                sink.write(job.table, pending)
+                telemetry.instruments.histogram("binance.db.batch.duration").record(
+                    time.perf_counter() - t0, {"sink": sink.name, "table": job.table}
+                )
+            written = {"kind": job.kind, "symbol": job.symbol, "timeframe": job.interval or "", "sink": sink.name}
+            telemetry.instruments.counter("binance.rows.written").add(len(pending), written)
+        result.rows_written += len(pending)
+        if progress:
+            progress(len(pending))
+
+    def writer() -> None:
+        pending: list[Any] = []
+        while True:
+            item = pages.get()
+            if item is _DONE:
+                break
+            if stop.is_set():
+                continue  # failed: keep draining so the producer never blocks
+            pending.extend(item)
+            try:
+                if len(pending) >= WRITE_BATCH:
+                    flush(pending)
+                    pending = []
+            except BaseException as exc:
+                failure.append(exc)
+                stop.set()
+        if pending and not stop.is_set():
+            try:
+                flush(pending)
+            except BaseException as exc:
+                failure.append(exc)
+
+    thread = threading.Thread(target=writer, name="binance-writer", daemon=True)
+    thread.start()
+    try:
+        for page in batches(job, client, start, end):
+            if stop.is_set():
+                break
+            result.rows_extracted += len(page)
+            pages.put(page)
+    except BaseException as exc:
+        failure.insert(0, exc)
+    finally:
+        pages.put(_DONE)
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _audit(
+    job: Job, sinks: Sequence[Any], result: JobResult, started_at: datetime, error: BaseException | None
+) -> None:
+    try:
+        from binance_extractor.sinks.base import RunRecord
+    except ImportError:
+        return
+    record = RunRecord(
+        run_id=str(uuid.uuid4()),
+        kind=job.kind,
+        table=job.table,
+        symbol=job.symbol,
+        interval=job.interval,
+        range_start=result.start,
+        range_end=result.end,
+        requested_by=job.requested_by,
+        rows_written=result.rows_written,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        outcome=result.outcome,
+        error=_one_line(error) if error else None,
+    )
+    for sink in sinks:
+        try:
+            sink.record_run(record)
+        except Exception as exc:  # auditing must never hide the run's own outcome
+            log.warning("could not record the run in %s: %s", sink.name, _one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not isinstance(exc, ExtractorError | SinkError):
+        text = f"{type(exc).__name__}: {text}"
+    return text[:500]
+
+
+__all__ = ["Job", "JobResult", "ms_to_dt", "plan_range", "run_job", "table_for"]
