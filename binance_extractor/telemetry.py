@@ -196,7 +196,9 @@ def _exporter_names(signal: str) -> list[str]:
 
 
 def _endpoint_set(signal: str) -> bool:
-    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    )
 
 
 def _span_processors() -> list[Any]:
@@ -379,9 +381,7 @@ class Capture:
     def count(self, metric: str, **attrs: Any) -> int:
         """Number of recorded values of a histogram over points matching ``attrs``."""
         return sum(
-            point.count
-            for point in self.points(metric)
-            if all(point.attributes.get(k) == v for k, v in attrs.items())
+            point.count for point in self.points(metric) if all(point.attributes.get(k) == v for k, v in attrs.items())
         )
 
 
