@@ -1,0 +1,55 @@
+"""Storage sinks: MySQL (primary), MongoDB, embedded SQLite (default) and JSON Lines.
+
+``open_sinks`` is the one way callers get them: names default to ``BINANCE_EXTRACTOR_SINKS``
+(see ``config.sink_names``), connection ids default to ``mysql_default``/``mongo_default``/``sqlite_default``;
+for ``jsonl`` the "connection id" is the output path (``-`` = stdout). Each sink's schema is ensured on open.
+"""
+
+from __future__ import annotations
+
+from binance_extractor import config
+from binance_extractor.errors import InputError
+from binance_extractor.sinks.base import RunRecord, Sink, table_for, time_column
+
+__all__ = ["RunRecord", "Sink", "open_sink", "open_sinks", "table_for", "time_column"]
+
+
+def open_sink(name: str, conn_id: str | None = None) -> Sink:
+    """One sink by name, not yet connected (connecting happens on first use)."""
+    if name == "sqlite":
+        from binance_extractor.sinks.sqlite import DEFAULT_CONN_ID as SQLITE_ID
+        from binance_extractor.sinks.sqlite import SqliteSink
+
+        return SqliteSink(conn_id or SQLITE_ID)
+    if name == "mysql":
+        from binance_extractor.sinks.mysql import DEFAULT_CONN_ID as MYSQL_ID
+        from binance_extractor.sinks.mysql import MySqlSink
+
+        return MySqlSink(conn_id or MYSQL_ID)
+    if name == "mongo":
+        from binance_extractor.sinks.mongo import DEFAULT_CONN_ID as MONGO_ID
+        from binance_extractor.sinks.mongo import MongoSink
+
+        return MongoSink(conn_id or MONGO_ID)
+    if name == "jsonl":
+        from binance_extractor.sinks.jsonl import JsonlSink
+
+        return JsonlSink(conn_id or "-")
+    raise InputError(f"unknown sink {name!r}: use one of {', '.join(config.VALID_SINKS)}")
+
+
+def open_sinks(names: list[str] | None = None, conn_ids: dict[str, str] | None = None) -> list[Sink]:
+    """Open every named sink and ensure its schema; on failure, close the ones already opened."""
+    chosen = config.sink_names(",".join(names)) if names else config.sink_names()
+    ids = conn_ids or {}
+    opened: list[Sink] = []
+    try:
+        for name in dict.fromkeys(chosen):
+            sink = open_sink(name, ids.get(name))
+            opened.append(sink)
+            sink.ensure_schema()
+    except BaseException:
+        for sink in opened:
+            sink.close()
+        raise
+    return opened

@@ -1,0 +1,252 @@
+"""The Sink interface every store implements, the audit record, and the shared retry policy.
+
+A sink instance owns one database connection and is not thread-safe: open one per thread or process.
+Every ``write`` is an idempotent upsert on the table's key, so re-running any range is always safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from binance_extractor import timeframes
+from binance_extractor.errors import InputError, SinkError
+from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
+from binance_extractor.sinks.schema import spec_for
+
+log = logging.getLogger(__name__)
+
+Row = Kline | FundingRate | AggTrade | Trade
+T = TypeVar("T")
+
+_KIND_TABLES = {"funding": "funding_rates", "agg_trades": "agg_trades", "trades": "trades"}
+
+
+def table_for(kind: str, interval: str | None = None) -> str:
+    """Table of a data kind: ``klines`` + interval -> ``klines_<tf>``; funding/agg_trades/trades fixed."""
+    if kind == "klines":
+        if not interval:
+            raise InputError("klines need an interval (e.g. 5m or m5)")
+        return timeframes.parse(interval).table
+    if kind in _KIND_TABLES:
+        return _KIND_TABLES[kind]
+    raise InputError(f"unknown data kind {kind!r}: use klines, funding, agg_trades or trades")
+
+
+def time_column(table: str) -> str:
+    """The key-time column of a data table: ``open_time``, ``funding_time`` or ``time``."""
+    col = spec_for(table).time_column
+    if col is None:
+        raise InputError(f"{table} is not a market data table")
+    return col
+
+
+@dataclass
+class RunRecord:
+    """One extraction run for the audit table (``extraction_runs``); upserted on ``run_id``."""
+
+    run_id: str
+    kind: str
+    table: str
+    symbol: str | None
+    interval: str | None
+    range_start: datetime | None
+    range_end: datetime | None
+    requested_by: str
+    rows_written: int = 0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    outcome: str = "success"
+    error: str | None = None
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.finished_at is None:
+            return None
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+    def as_row(self) -> dict[str, Any]:
+        error = None if self.error is None else " ".join(self.error.split())[:2000]
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "table_name": self.table,
+            "symbol": self.symbol,
+            "interval_name": self.interval,
+            "range_start": _ms(self.range_start),
+            "range_end": _ms(self.range_end),
+            "requested_by": self.requested_by[:255],
+            "rows_written": int(self.rows_written),
+            "started_at": _ms(self.started_at),
+            "finished_at": _ms(self.finished_at),
+            "duration_ms": self.duration_ms,
+            "outcome": self.outcome,
+            "error": error,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunRecord:
+        return cls(
+            run_id=row["run_id"],
+            kind=row["kind"],
+            table=row["table_name"],
+            symbol=row["symbol"],
+            interval=row["interval_name"],
+            range_start=row["range_start"],
+            range_end=row["range_end"],
+            requested_by=row["requested_by"],
+            rows_written=int(row["rows_written"]),
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            outcome=row["outcome"],
+            error=row["error"],
+        )
+
+
+def _ms(dt: datetime | None) -> datetime | None:
+    """Aware UTC, truncated to the millisecond every store keeps."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
+    return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+
+
+def utc_ms(dt: datetime | None) -> datetime | None:
+    return _ms(dt)
+
+
+class Sink(ABC):
+    """Where rows go. Subclasses: SqliteSink, MySqlSink, MongoSink, JsonlSink."""
+
+    name: str = "sink"
+
+    @abstractmethod
+    def ensure_schema(self) -> None:
+        """Create or migrate the schema to the latest version (idempotent, safe under concurrency)."""
+
+    @abstractmethod
+    def write(self, table: str, rows: Sequence[Row]) -> int:
+        """Upsert ``rows`` into ``table`` as one transaction; returns how many rows were written."""
+
+    @abstractmethod
+    def last_time(self, table: str, symbol: str) -> datetime | None:
+        """Newest key time stored for ``symbol`` (served by the key index), None when empty."""
+
+    @abstractmethod
+    def first_time(self, table: str, symbol: str) -> datetime | None:
+        """Oldest key time stored for ``symbol``, None when empty."""
+
+    @abstractmethod
+    def count(
+        self, table: str, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
+    ) -> int:
+        """Rows in ``table`` (for ``symbol``) whose key time is in ``[start, end)``."""
+
+    @abstractmethod
+    def read(
+        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows as dicts (Decimal, aware UTC datetimes) ordered by key; klines carry their ``interval``."""
+
+    @abstractmethod
+    def record_run(self, run: RunRecord) -> None:
+        """Upsert one audit row into ``extraction_runs``."""
+
+    @abstractmethod
+    def runs(self, limit: int = 100) -> list[RunRecord]:
+        """Most recent audit rows first."""
+
+    @abstractmethod
+    def record_gap(
+        self,
+        table: str,
+        symbol: str,
+        gap_start: datetime,
+        gap_end: datetime,
+        checked_by: str,
+        method: str,
+        requests: int,
+        confirmed_at: datetime | None = None,
+    ) -> None:
+        """Remember a confirmed exchange-side hole ``[gap_start, gap_end)`` so nobody re-asks for it."""
+
+    @abstractmethod
+    def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
+        """Confirmed holes of ``symbol`` in ``table``, ordered by start."""
+
+    @abstractmethod
+    def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
+        """Delete at most ``limit`` rows with key time < ``cutoff`` (one bounded statement); returns rows deleted."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def retry_attempts(value: int | None = None) -> int:
+    if value is not None:
+        return max(1, value)
+    return max(1, int(os.environ.get("BINANCE_EXTRACTOR_DB_RETRY_ATTEMPTS", "5")))
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    *,
+    transient: Callable[[BaseException], bool],
+    persistent: tuple[type[BaseException], ...],
+    reset: Callable[[], None],
+    describe: Callable[[BaseException | None], str],
+    attempts: int,
+    max_wait: float = 8.0,
+) -> T:
+    """Run ``fn``; retry transient errors with exponential backoff + jitter after ``reset`` (reconnect).
+
+    A driver error that is not transient, or that outlives the attempts, becomes a one-line ``SinkError``
+    built by ``describe`` (which must leave credentials out); the driver exception is not chained so no
+    connection string can ride along into logs.
+    """
+
+    def before_sleep(state: Any) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("transient database error (attempt %d/%d): %s", state.attempt_number, attempts, describe(exc))
+        reset()
+
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(initial=0.2, max=max_wait, jitter=0.5),
+        retry=retry_if_exception(transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(fn)
+    except SinkError:
+        raise
+    except persistent as exc:
+        if transient(exc):
+            reset()
+        raise SinkError(describe(exc)) from None
+
+
+def one_line(text: str, secrets: Sequence[str | None] = ()) -> str:
+    """Collapse whitespace and blank out any secret that might appear in a driver message."""
+    out = " ".join(str(text).split())
+    for secret in secrets:
+        if secret:
+            out = out.replace(secret, "***")
+    return out[:500]

@@ -1,0 +1,321 @@
+"""MongoDB sink through Airflow's ``MongoHook``: same collection names and keys as the SQL tables.
+
+Each collection has a unique compound index on the key; decimals are Decimal128 (exact: a value it cannot
+hold raises instead of rounding), times are BSON dates read back as aware UTC.
+
+Atomicity: a standalone MongoDB has no multi-document transaction, so ``write`` converts the whole batch
+first (a bad value fails before anything is sent) and then sends one unordered ``bulk_write`` of upserts.
+If the server fails part-way, some upserts may be applied: the caller re-runs the same range and the
+upserts converge to exactly one document per key (nothing duplicated, the exchange's final values win).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import decimal
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from binance_extractor.errors import SinkError
+from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, one_line, retry_attempts, utc_ms
+from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, TableSpec, interval_of, spec_for
+
+DEFAULT_CONN_ID = "mongo_default"
+DEFAULT_DB = "binance"
+T = TypeVar("T")
+
+
+class MongoSink(Sink):
+    name = "mongo"
+
+    def __init__(
+        self,
+        conn_id: str = DEFAULT_CONN_ID,
+        retry_attempts_: int | None = None,
+        server_timeout_ms: int = 5000,
+        retry_max_wait: float = 8.0,
+    ) -> None:
+        self.conn_id = conn_id
+        self._hook: Any = None
+        self._db: Any = None
+        self._attempts = retry_attempts(retry_attempts_)
+        self._timeout_ms = server_timeout_ms
+        self._max_wait = retry_max_wait
+        self._schema_ok = False
+        self._collections: set[str] = set()
+        self.where = conn_id
+
+    # ---- connection --------------------------------------------------------------------------------
+    def _database(self) -> Any:
+        if self._db is None:
+            from airflow.providers.mongo.hooks.mongo import MongoHook
+            from airflow.sdk.exceptions import AirflowNotFoundException
+            from bson.codec_options import CodecOptions
+
+            try:
+                hook = MongoHook(mongo_conn_id=self.conn_id)
+            except AirflowNotFoundException:
+                raise SinkError(f"mongo sink: connection id {self.conn_id!r} is not defined") from None
+            except Exception as exc:  # the hook refuses a wrong scheme (mongodb://) with a config error
+                raise SinkError(f"mongo sink ({self.conn_id}): {one_line(str(exc))}") from None
+            for key in ("serverSelectionTimeoutMS", "connectTimeoutMS", "socketTimeoutMS"):
+                hook.extras.setdefault(key, self._timeout_ms if key != "socketTimeoutMS" else 60_000)
+            c = hook.connection
+            name = c.schema or DEFAULT_DB
+            self.where = f"{c.host}:{c.port or 27017}/{name}"
+            self._secret = c.password
+            self._hook = hook
+            self._db = hook.get_conn().get_database(name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
+        return self._db
+
+    def _reset(self) -> None:
+        """pymongo reconnects by itself; only a broken client is dropped."""
+
+    def close(self) -> None:
+        hook, self._hook, self._db = self._hook, None, None
+        if hook is not None and hook.client is not None:
+            hook.client.close()
+            hook.client = None
+
+    def _call(self, fn: Callable[[Any], T]) -> T:
+        from pymongo.errors import ConnectionFailure, PyMongoError
+
+        return call_with_retry(
+            lambda: fn(self._database()),
+            transient=lambda e: isinstance(e, ConnectionFailure),
+            persistent=(PyMongoError,),
+            reset=self._reset,
+            describe=self._describe,
+            attempts=self._attempts,
+            max_wait=self._max_wait,
+        )
+
+    def _describe(self, exc: BaseException | None) -> str:
+        text = one_line(getattr(exc, "_message", None) or str(exc), [getattr(self, "_secret", None)])[:300]
+        return f"mongo sink ({self.where}, conn id {self.conn_id}): {type(exc).__name__}: {text}"
+
+    # ---- schema ------------------------------------------------------------------------------------
+    def ensure_schema(self, target: int | None = None) -> None:
+        from pymongo.errors import DuplicateKeyError
+
+        def run(db: Any) -> None:
+            done = {int(d["_id"]) for d in db[SCHEMA_TABLE].find({}, {"_id": 1})}
+            for mig in MIGRATIONS:
+                if mig.version in done or (target is not None and mig.version > target):
+                    continue
+                for table in mig.tables:
+                    self._create(db, spec_for(table))
+                for index in mig.indexes:
+                    db[index.table].create_index([(c, 1) for c in index.columns], name=index.name)
+                # Another process may apply it at the same time; every step is idempotent, so that is fine.
+                with contextlib.suppress(DuplicateKeyError):
+                    db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": datetime.now(UTC)})
+
+        self._call(run)
+        self._schema_ok = True
+
+    def _create(self, db: Any, spec: TableSpec) -> None:
+        db[spec.name].create_index([(k, 1) for k in spec.key], name="pk", unique=True)
+        self._collections.add(spec.name)
+
+    def schema_version(self) -> int:
+        docs = self._call(lambda db: list(db[SCHEMA_TABLE].find({}, {"_id": 1})))
+        return max((int(d["_id"]) for d in docs), default=0)
+
+    def _prepare(self, table: str) -> TableSpec:
+        spec = spec_for(table)
+        if not self._schema_ok:
+            self.ensure_schema()
+        if table not in self._collections:
+            self._call(lambda db: self._create(db, spec))
+        return spec
+
+    # ---- conversion --------------------------------------------------------------------------------
+    @staticmethod
+    def _to_db(type_: ColType, value: Any) -> Any:
+        from bson.decimal128 import Decimal128
+
+        if value is None:
+            return None
+        if type_ == "dec":
+            return Decimal128(value)
+        if type_ == "time":
+            return utc_ms(value)
+        return value
+
+    @staticmethod
+    def _from_db(spec: TableSpec, doc: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for c in spec.columns:
+            v = doc.get(c.name)
+            if v is not None and c.type == "dec":
+                v = v.to_decimal()
+            out[c.name] = v
+        return out
+
+    def _doc(self, spec: TableSpec, row: Any) -> dict[str, Any]:
+        values = row if isinstance(row, dict) else {n: getattr(row, n) for n in spec.column_names}
+        try:
+            return {c.name: self._to_db(c.type, values[c.name]) for c in spec.columns}
+        except (decimal.Inexact, decimal.InvalidOperation, decimal.Overflow) as exc:
+            raise SinkError(
+                f"mongo sink ({self.where}): a value in {spec.name} does not fit Decimal128 exactly "
+                f"({type(exc).__name__}); nothing of the batch was written"
+            ) from None
+
+    # ---- writes ------------------------------------------------------------------------------------
+    def write(self, table: str, rows: Sequence[Row]) -> int:
+        if not rows:
+            return 0
+        from pymongo import UpdateOne
+        from pymongo.errors import BulkWriteError
+
+        spec = self._prepare(table)
+        docs = [self._doc(spec, r) for r in rows]  # convert everything before sending anything
+        ops = [UpdateOne({k: d[k] for k in spec.key}, {"$set": d}, upsert=True) for d in docs]
+
+        def run(db: Any) -> int:
+            pending = ops
+            for _ in range(5):
+                try:
+                    db[table].bulk_write(pending, ordered=False)
+                    return len(ops)
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    # Two writers upserting the same new key race on the unique index: re-send those upserts.
+                    if errors and all(e.get("code") == 11000 for e in errors):
+                        pending = [pending[e["index"]] for e in errors]
+                        continue
+                    first = errors[0].get("errmsg", "") if errors else str(exc)
+                    raise SinkError(
+                        f"mongo sink ({self.where}): bulk write to {table} failed ({len(errors)} errors): "
+                        f"{one_line(first)[:200]}; re-run the range (upserts are idempotent)"
+                    ) from None
+            raise SinkError(f"mongo sink ({self.where}): duplicate-key races on {table} did not settle")
+
+        return self._call(run)
+
+    def _upsert(self, table: str, values: dict[str, Any]) -> None:
+        spec = self._prepare(table)
+        doc = self._doc(spec, values)
+        self._call(lambda db: db[table].update_one({k: doc[k] for k in spec.key}, {"$set": doc}, upsert=True))
+
+    # ---- reads -------------------------------------------------------------------------------------
+    def _filter(
+        self, spec: TableSpec, symbol: str | None, start: datetime | None, end: datetime | None
+    ) -> dict[str, Any]:
+        flt: dict[str, Any] = {}
+        if symbol is not None:
+            flt["symbol"] = symbol
+        rng: dict[str, Any] = {}
+        if start is not None:
+            rng["$gte"] = utc_ms(start)
+        if end is not None:
+            rng["$lt"] = utc_ms(end)
+        if rng:
+            flt[spec.time_column or spec.order_column] = rng
+        return flt
+
+    def _edge(self, table: str, symbol: str, direction: int) -> datetime | None:
+        spec = self._prepare(table)
+        tcol = spec.time_column or ""
+        doc = self._call(
+            lambda db: db[table].find_one(
+                {"symbol": symbol}, {tcol: 1, "_id": 0}, sort=[("symbol", direction), (spec.order_column, direction)]
+            )
+        )
+        return None if doc is None else utc_ms(doc[tcol])
+
+    def last_time(self, table: str, symbol: str) -> datetime | None:
+        return self._edge(table, symbol, -1)
+
+    def first_time(self, table: str, symbol: str) -> datetime | None:
+        return self._edge(table, symbol, 1)
+
+    def count(
+        self, table: str, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
+    ) -> int:
+        spec = self._prepare(table)
+        flt = self._filter(spec, symbol, start, end)
+        return int(self._call(lambda db: db[table].count_documents(flt)))
+
+    def read(
+        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        spec = self._prepare(table)
+        flt = self._filter(spec, symbol, start, end)
+        docs = self._call(lambda db: list(db[table].find(flt, {"_id": 0}).sort(spec.order_column, 1)))
+        rows = [self._from_db(spec, d) for d in docs]
+        interval = interval_of(table)
+        if interval is not None:
+            for r in rows:
+                r["interval"] = interval
+        return rows
+
+    # ---- audit and ledger --------------------------------------------------------------------------
+    def record_run(self, run: RunRecord) -> None:
+        self._upsert("extraction_runs", run.as_row())
+
+    def runs(self, limit: int = 100) -> list[RunRecord]:
+        spec = self._prepare("extraction_runs")
+        docs = self._call(
+            lambda db: list(db["extraction_runs"].find({}, {"_id": 0}).sort("started_at", -1).limit(int(limit)))
+        )
+        return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
+
+    def record_gap(
+        self,
+        table: str,
+        symbol: str,
+        gap_start: datetime,
+        gap_end: datetime,
+        checked_by: str,
+        method: str,
+        requests: int,
+        confirmed_at: datetime | None = None,
+    ) -> None:
+        spec_for(table)
+        self._upsert(
+            "gap_ledger",
+            {
+                "table_name": table,
+                "symbol": symbol,
+                "gap_start": gap_start,
+                "gap_end": gap_end,
+                "confirmed_at": confirmed_at or datetime.now(UTC),
+                "checked_by": checked_by[:255],
+                "method": method[:32],
+                "requests": int(requests),
+            },
+        )
+
+    def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
+        self._prepare("gap_ledger")
+        docs = self._call(
+            lambda db: list(db["gap_ledger"].find({"table_name": table, "symbol": symbol}).sort("gap_start", 1))
+        )
+        return [(utc_ms(d["gap_start"]), utc_ms(d["gap_end"])) for d in docs]  # type: ignore[misc]
+
+    # ---- retention ---------------------------------------------------------------------------------
+    def symbols(self, table: str) -> list[str]:
+        self._prepare(table)
+        return sorted(self._call(lambda db: db[table].distinct("symbol")))
+
+    def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
+        spec = self._prepare(table)
+        tcol = spec.time_column or ""
+        when = utc_ms(cutoff)
+        deleted = 0
+        for symbol in self.symbols(table):
+
+            def run(db: Any, symbol: str = symbol) -> int:
+                ids = [
+                    d["_id"] for d in db[table].find({"symbol": symbol, tcol: {"$lt": when}}, {"_id": 1}).limit(limit)
+                ]
+                return int(db[table].delete_many({"_id": {"$in": ids}}).deleted_count) if ids else 0
+
+            deleted += self._call(run)
+            if deleted >= limit:
+                break
+        return deleted

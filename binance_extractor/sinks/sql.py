@@ -1,0 +1,387 @@
+"""What MySQL and SQLite share: statements built from the logical schema, transactions, retries, migrations.
+
+Dialect classes fill in placeholders, quoting, DDL, value conversion and which driver errors are transient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Any, TypeVar
+
+from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, retry_attempts, utc_ms
+from binance_extractor.sinks.schema import (
+    MIGRATIONS,
+    SCHEMA_TABLE,
+    ColType,
+    Column,
+    Index,
+    Migration,
+    TableSpec,
+    interval_of,
+    spec_for,
+)
+
+T = TypeVar("T")
+
+
+class SqlSink(Sink):
+    """A DB-API sink: one connection, one transaction per call, retried on transient errors."""
+
+    ph = "%s"
+    batch_size = 5000
+    converted_types: frozenset[ColType] = frozenset()  # column types whose Python value needs _to_db on write
+
+    def __init__(self, retry_attempts_: int | None = None, retry_max_wait: float = 8.0) -> None:
+        self._conn: Any = None
+        self._tables: set[str] = set()
+        self._schema_ok = False
+        self._attempts = retry_attempts(retry_attempts_)
+        self._max_wait = retry_max_wait
+        self._writers: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {}
+
+    # ---- dialect hooks -------------------------------------------------------------------------------
+    @abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abstractmethod
+    def _transient(self, exc: BaseException) -> bool: ...
+
+    @abstractmethod
+    def _driver_errors(self) -> tuple[type[BaseException], ...]: ...
+
+    @abstractmethod
+    def _describe(self, exc: BaseException | None) -> str: ...
+
+    @abstractmethod
+    def _create_table_sql(self, spec: TableSpec) -> str: ...
+
+    @abstractmethod
+    def _index_exists(self, cur: Any, index: Index) -> bool: ...
+
+    @abstractmethod
+    def _upsert_sql(self, spec: TableSpec) -> str: ...
+
+    @abstractmethod
+    def _to_db(self, type_: ColType, value: Any) -> Any: ...
+
+    @abstractmethod
+    def _from_db(self, type_: ColType, value: Any) -> Any: ...
+
+    @abstractmethod
+    def _begin(self, cur: Any, write: bool) -> None: ...
+
+    @contextlib.contextmanager
+    def _schema_lock(self, cur: Any) -> Iterator[None]:
+        yield
+
+    def _q(self, name: str) -> str:
+        return f'"{name}"'
+
+    # ---- connection and transactions -----------------------------------------------------------------
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _reset(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _tx(self, fn: Callable[[Any], T], write: bool = True) -> T:
+        """Run ``fn(cursor)`` in one transaction (commit, or rollback and raise), with retries."""
+
+        def attempt() -> T:
+            conn = self._connection()
+            cur = conn.cursor()
+            try:
+                self._begin(cur, write)
+                result = fn(cur)
+                conn.commit()
+                return result
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                raise
+            finally:
+                with contextlib.suppress(Exception):
+                    cur.close()
+
+        return call_with_retry(
+            attempt,
+            transient=self._transient,
+            persistent=self._driver_errors(),
+            reset=self._reset,
+            describe=self._describe,
+            attempts=self._attempts,
+            max_wait=self._max_wait,
+        )
+
+    def close(self) -> None:
+        self._reset()
+
+    # ---- schema ------------------------------------------------------------------------------------
+    def ensure_schema(self, target: int | None = None) -> None:
+        """Apply every migration above the stored version (up to ``target``, for tests of old versions)."""
+
+        def run(cur: Any) -> None:
+            with self._schema_lock(cur):
+                cur.execute(self._create_table_sql(_MIGRATIONS_SPEC))
+                cur.execute(f"SELECT version FROM {self._q(SCHEMA_TABLE)}")
+                done = {int(r[0]) for r in cur.fetchall()}
+                for mig in MIGRATIONS:
+                    if mig.version in done or (target is not None and mig.version > target):
+                        continue
+                    self._apply(cur, mig)
+                    cur.execute(
+                        f"INSERT INTO {self._q(SCHEMA_TABLE)} (version, name, applied_at) "
+                        f"VALUES ({self.ph}, {self.ph}, {self.ph})",
+                        (mig.version, mig.name, self._to_db("time", datetime.now(UTC))),
+                    )
+
+        self._tx(run)
+        self._schema_ok = True
+
+    def _apply(self, cur: Any, mig: Migration) -> None:
+        for table in mig.tables:
+            cur.execute(self._create_table_sql(spec_for(table)))
+            self._tables.add(table)
+        for index in mig.indexes:
+            if not self._index_exists(cur, index):
+                cols = ", ".join(self._q(c) for c in index.columns)
+                cur.execute(f"CREATE INDEX {self._q(index.name)} ON {self._q(index.table)} ({cols})")
+
+    def schema_version(self) -> int:
+        def run(cur: Any) -> int:
+            cur.execute(f"SELECT MAX(version) FROM {self._q(SCHEMA_TABLE)}")
+            row = cur.fetchone()
+            return int(row[0] or 0)
+
+        return self._tx(run, write=False)
+
+    def _prepare(self, table: str) -> TableSpec:
+        """Validate the table name; create the schema or a new ``klines_<tf>`` table on first use."""
+        spec = spec_for(table)
+        if not self._schema_ok:
+            self.ensure_schema()
+        if table not in self._tables:
+            self._tx(lambda cur: cur.execute(self._create_table_sql(spec)))
+            self._tables.add(table)
+        return spec
+
+    # ---- writes ------------------------------------------------------------------------------------
+    def _writer(self, spec: TableSpec) -> tuple[str, Callable[[Any], tuple[Any, ...]]]:
+        """Statement and a cheap model -> tuple converter for ``spec`` (built once per table)."""
+        if spec.name in self._writers:
+            return self._writers[spec.name]
+        getter = attrgetter(*spec.column_names)
+        fixes = [(i, c.type) for i, c in enumerate(spec.columns) if c.type in self.converted_types]
+        to_db = self._to_db
+
+        if not fixes:
+
+            def convert(row: Any) -> tuple[Any, ...]:
+                return tuple(getter(row))
+
+        else:
+
+            def convert(row: Any) -> tuple[Any, ...]:
+                values = list(getter(row))
+                for i, type_ in fixes:
+                    v = values[i]
+                    if v is not None:
+                        values[i] = to_db(type_, v)
+                return tuple(values)
+
+        self._writers[spec.name] = (self._upsert_sql(spec), convert)
+        return self._writers[spec.name]
+
+    def write(self, table: str, rows: Sequence[Row]) -> int:
+        if not rows:
+            return 0
+        spec = self._prepare(table)
+        sql, convert = self._writer(spec)
+        params = [convert(r) for r in rows]
+        size = self.batch_size
+
+        def run(cur: Any) -> int:
+            for i in range(0, len(params), size):
+                cur.executemany(sql, params[i : i + size])
+            return len(params)
+
+        return self._tx(run)
+
+    # ---- reads -------------------------------------------------------------------------------------
+    def _where(
+        self, spec: TableSpec, symbol: str | None, start: datetime | None, end: datetime | None
+    ) -> tuple[str, list[Any]]:
+        conds, args = [], []
+        if symbol is not None:
+            conds.append(f"symbol = {self.ph}")
+            args.append(symbol)
+        tcol = self._q(spec.time_column or spec.order_column)
+        if start is not None:
+            conds.append(f"{tcol} >= {self.ph}")
+            args.append(self._to_db("time", utc_ms(start)))
+        if end is not None:
+            conds.append(f"{tcol} < {self.ph}")
+            args.append(self._to_db("time", utc_ms(end)))
+        return (" WHERE " + " AND ".join(conds)) if conds else "", args
+
+    def _edge_time(self, table: str, symbol: str, direction: str) -> datetime | None:
+        spec = self._prepare(table)
+        tcol = self._q(spec.time_column or "")
+        order = self._q(spec.order_column)
+        sql = f"SELECT {tcol} FROM {self._q(table)} WHERE symbol = {self.ph} ORDER BY {order} {direction} LIMIT 1"
+
+        def run(cur: Any) -> datetime | None:
+            cur.execute(sql, (symbol,))
+            row = cur.fetchone()
+            return None if row is None else self._from_db("time", row[0])
+
+        return self._tx(run, write=False)
+
+    def last_time_sql(self, table: str) -> str:
+        """The statement last_time runs (exposed so tests can EXPLAIN it)."""
+        spec = spec_for(table)
+        return (
+            f"SELECT {self._q(spec.time_column or '')} FROM {self._q(table)} WHERE symbol = {self.ph} "
+            f"ORDER BY {self._q(spec.order_column)} DESC LIMIT 1"
+        )
+
+    def last_time(self, table: str, symbol: str) -> datetime | None:
+        return self._edge_time(table, symbol, "DESC")
+
+    def first_time(self, table: str, symbol: str) -> datetime | None:
+        return self._edge_time(table, symbol, "ASC")
+
+    def count(
+        self, table: str, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
+    ) -> int:
+        spec = self._prepare(table)
+        where, args = self._where(spec, symbol, start, end)
+
+        def run(cur: Any) -> int:
+            cur.execute(f"SELECT COUNT(*) FROM {self._q(table)}{where}", args)
+            return int(cur.fetchone()[0])
+
+        return self._tx(run, write=False)
+
+    def _select(self, spec: TableSpec, where: str, args: Sequence[Any], order: str) -> list[dict[str, Any]]:
+        cols = ", ".join(self._q(c) for c in spec.column_names)
+        sql = f"SELECT {cols} FROM {self._q(spec.name)}{where} ORDER BY {order}"
+        types = [(c.name, c.type) for c in spec.columns]
+        from_db = self._from_db
+
+        def run(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(sql, list(args))
+            return [
+                {name: (None if v is None else from_db(t, v)) for (name, t), v in zip(types, row, strict=True)}
+                for row in cur.fetchall()
+            ]
+
+        return self._tx(run, write=False)
+
+    def read(
+        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        spec = self._prepare(table)
+        where, args = self._where(spec, symbol, start, end)
+        rows = self._select(spec, where, args, self._q(spec.order_column))
+        interval = interval_of(table)
+        if interval is not None:
+            for r in rows:
+                r["interval"] = interval
+        return rows
+
+    # ---- audit and gap ledger ----------------------------------------------------------------------
+    def _upsert_dict(self, table: str, values: dict[str, Any]) -> None:
+        spec = self._prepare(table)
+        sql = self._upsert_sql(spec)
+        types = {c.name: c.type for c in spec.columns}
+        row = tuple(None if values[c] is None else self._to_db(types[c], values[c]) for c in spec.column_names)
+        self._tx(lambda cur: cur.execute(sql, row))
+
+    def record_run(self, run: RunRecord) -> None:
+        self._upsert_dict("extraction_runs", run.as_row())
+
+    def runs(self, limit: int = 100) -> list[RunRecord]:
+        spec = self._prepare("extraction_runs")
+        rows = self._select(spec, "", [], f"{self._q('started_at')} DESC LIMIT {int(limit)}")
+        return [RunRecord.from_row(r) for r in rows]
+
+    def record_gap(
+        self,
+        table: str,
+        symbol: str,
+        gap_start: datetime,
+        gap_end: datetime,
+        checked_by: str,
+        method: str,
+        requests: int,
+        confirmed_at: datetime | None = None,
+    ) -> None:
+        spec_for(table)
+        self._upsert_dict(
+            "gap_ledger",
+            {
+                "table_name": table,
+                "symbol": symbol,
+                "gap_start": utc_ms(gap_start),
+                "gap_end": utc_ms(gap_end),
+                "confirmed_at": utc_ms(confirmed_at or datetime.now(UTC)),
+                "checked_by": checked_by[:255],
+                "method": method[:32],
+                "requests": int(requests),
+            },
+        )
+
+    def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
+        spec = self._prepare("gap_ledger")
+        where = f" WHERE table_name = {self.ph} AND symbol = {self.ph}"
+        rows = self._select(spec, where, [table, symbol], self._q("gap_start"))
+        return [(r["gap_start"], r["gap_end"]) for r in rows]
+
+    # ---- retention ---------------------------------------------------------------------------------
+    def symbols(self, table: str) -> list[str]:
+        spec = self._prepare(table)
+
+        def run(cur: Any) -> list[str]:
+            cur.execute(f"SELECT DISTINCT symbol FROM {self._q(spec.name)} ORDER BY symbol")
+            return [r[0] for r in cur.fetchall()]
+
+        return self._tx(run, write=False)
+
+    @abstractmethod
+    def _delete_sql(self, spec: TableSpec, limit: int) -> str:
+        """DELETE of at most ``limit`` rows of one symbol with key time < cutoff (params: symbol, cutoff)."""
+
+    def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
+        spec = self._prepare(table)
+        sql = self._delete_sql(spec, limit)
+        when = self._to_db("time", utc_ms(cutoff))
+        deleted = 0
+        for symbol in self.symbols(table):
+
+            def run(cur: Any, symbol: str = symbol) -> int:
+                cur.execute(sql, (symbol, when))
+                return int(cur.rowcount)
+
+            deleted += self._tx(run)
+            if deleted >= limit:
+                break
+        return deleted
+
+
+_MIGRATIONS_SPEC = TableSpec(
+    SCHEMA_TABLE,
+    (Column("version", "int"), Column("name", "str", length=100), Column("applied_at", "time")),
+    ("version",),
+    None,
+    "version",
+)

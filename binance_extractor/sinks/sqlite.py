@@ -1,0 +1,140 @@
+"""Embedded SQLite sink through Airflow's ``SqliteHook``: works on a fresh machine with nothing installed.
+
+Decimals are stored as TEXT (the exchange's exact string), times as INTEGER epoch milliseconds (sortable,
+compact). WAL mode and a busy timeout let several processes write the same file; ``BEGIN IMMEDIATE``
+takes the write lock up front so two writers never deadlock on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from binance_extractor import config
+from binance_extractor.errors import SinkError
+from binance_extractor.sinks.base import one_line
+from binance_extractor.sinks.schema import ColType, Index, TableSpec
+from binance_extractor.sinks.sql import SqlSink
+from binance_extractor.timeutil import dt_to_ms, ms_to_dt
+
+_TYPES: dict[ColType, str] = {
+    "symbol": "TEXT",
+    "time": "INTEGER",
+    "dec": "TEXT",
+    "int": "INTEGER",
+    "bool": "INTEGER",
+    "str": "TEXT",
+    "text": "TEXT",
+}
+DEFAULT_CONN_ID = "sqlite_default"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def default_path() -> Path:
+    """The embedded store used when no ``sqlite_default`` connection is configured."""
+    return config.data_dir() / "binance.sqlite"
+
+
+def _hook(conn_id: str) -> tuple[Any, str]:
+    """SqliteHook for ``conn_id``; for the default id with no connection defined, one on ``default_path()``."""
+    from airflow.providers.sqlite.hooks.sqlite import SqliteHook
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        if conn_id != DEFAULT_CONN_ID:
+            raise SinkError(f"sqlite sink: connection id {conn_id!r} is not defined") from None
+        from airflow.sdk import Connection
+
+        path = default_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = Connection(conn_id=conn_id, conn_type="sqlite", host=str(path))
+
+        class _EmbeddedSqliteHook(SqliteHook):
+            """SqliteHook bound to a Connection object instead of a registered connection id."""
+
+            def get_uri(self) -> str:
+                return f"sqlite:///{conn.host}"
+
+        return _EmbeddedSqliteHook(sqlite_conn_id=conn_id), str(path)
+    return SqliteHook(sqlite_conn_id=conn_id), str(conn.host or "")
+
+
+class SqliteSink(SqlSink):
+    name = "sqlite"
+    ph = "?"
+    converted_types = frozenset({"time", "dec", "bool"})
+
+    def __init__(self, conn_id: str = DEFAULT_CONN_ID, retry_attempts: int | None = None, **kw: Any) -> None:
+        super().__init__(retry_attempts, **kw)
+        self.conn_id = conn_id
+        self._hook_obj: Any = None
+        self.path = ""
+
+    def _connect(self) -> Any:
+        if self._hook_obj is None:
+            self._hook_obj, self.path = _hook(self.conn_id)
+        conn = self._hook_obj.get_conn()
+        conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
+
+    def _describe(self, exc: BaseException | None) -> str:
+        where = self.path or self.conn_id
+        return f"sqlite sink ({where}): {one_line(str(exc))}"
+
+    def _begin(self, cur: Any, write: bool) -> None:
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def _create_table_sql(self, spec: TableSpec) -> str:
+        cols = [f'"{c.name}" {_TYPES[c.type]}{"" if c.nullable else " NOT NULL"}' for c in spec.columns]
+        key = ", ".join(f'"{k}"' for k in spec.key)
+        return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
+
+    def _index_exists(self, cur: Any, index: Index) -> bool:
+        cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index.name,))
+        return cur.fetchone() is not None
+
+    def _upsert_sql(self, spec: TableSpec) -> str:
+        cols = ", ".join(f'"{c}"' for c in spec.column_names)
+        marks = ", ".join("?" for _ in spec.columns)
+        key = ", ".join(f'"{k}"' for k in spec.key)
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in spec.column_names if c not in spec.key)
+        return f'INSERT INTO "{spec.name}" ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}'
+
+    def _delete_sql(self, spec: TableSpec, limit: int) -> str:
+        t = f'"{spec.name}"'
+        return (
+            f"DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE symbol = ? "
+            f'AND "{spec.time_column}" < ? LIMIT {int(limit)})'
+        )
+
+    def _to_db(self, type_: ColType, value: Any) -> Any:
+        if type_ == "time":
+            return dt_to_ms(value)
+        if type_ == "dec":
+            return str(value)
+        if type_ == "bool":
+            return int(value)
+        return value
+
+    def _from_db(self, type_: ColType, value: Any) -> Any:
+        if type_ == "time":
+            return ms_to_dt(value)
+        if type_ == "dec":
+            return Decimal(value)
+        if type_ == "bool":
+            return bool(value)
+        return value
