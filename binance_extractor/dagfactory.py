@@ -1,0 +1,366 @@
+"""The DAG factory: one function per DAG family; the files in ``dags/`` only call these.
+
+Every DAG has the same shape: resolve the symbols (one exchangeInfo call) -> plan one CLI argv per mapped task
+-> extract (a KubernetesPodOperator pod or an in-process ``@task``, chosen by ``BINANCE_EXTRACTOR_RUNTIME`` at
+parse time, both running the same argv) -> summary (rows, freshness lag, asset event). Parsing does no network
+or database access: the only file read is ``include/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, Param, task
+
+from binance_extractor import config, orchestration, timeframes
+from binance_extractor.orchestration import POOL
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "petrosa-apps"
+DEFAULT_IMAGE = "binance-extractor:0.1.0"
+POD_TEMPLATE = config.PROJECT_ROOT / "k8s_pod_templates" / "extractor-pod.yaml"
+START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+HOURLY = "0 * * * *"
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "petrosa",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+    "execution_timeout": timedelta(hours=1),
+}
+MANUAL_ALIAS = "binance_klines_manual_tables"
+LOCAL_LABEL = "{{ task.op_kwargs['argv'] | argv_label }}"
+POD_LABEL = "{{ task.arguments | argv_label }}"
+
+
+def table_asset(table: str) -> Asset:
+    """The asset of one stored table (``x-`` schemes are accepted by Airflow without a provider)."""
+    return Asset(name=f"binance.{table}", uri=f"x-binance://futures-um/{table}", group="binance")
+
+
+def image() -> str:
+    return os.environ.get("BINANCE_EXTRACTOR_IMAGE", DEFAULT_IMAGE)
+
+
+# --------------------------------------------------------------------------------------------- tasks
+
+
+def _fail(exc: Exception) -> Exception:
+    """Bad input / stale data: fail at once, retrying cannot help."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(str(exc))
+
+
+def _validator() -> orchestration.Validator:
+    from binance_extractor.client import BinanceFuturesClient
+
+    return BinanceFuturesClient.from_env().validate_symbols
+
+
+def _resolve(requested: list[str], source: str) -> dict[str, Any]:
+    from binance_extractor.errors import InputError
+
+    try:
+        resolution = orchestration.resolve_symbols(requested, _validator(), source)
+    except InputError as exc:
+        raise _fail(exc) from None
+    for sym, why in resolution.invalid.items():
+        log.warning("skipping symbol %s: %s", sym, why)
+    log.info("extracting %d symbol(s) from %s: %s", len(resolution.valid), source, ",".join(resolution.valid))
+    return resolution.to_dict()
+
+
+@task(task_id="resolve_symbols", pool=POOL)
+def resolve_symbols() -> dict[str, Any]:
+    """Variable ``binance_symbols`` > env ``BINANCE_SYMBOLS`` > config.yaml, checked against exchangeInfo."""
+    from airflow.sdk import Variable
+
+    requested, source = orchestration.requested_symbols(Variable.get(orchestration.SYMBOLS_VARIABLE, default=None))
+    return _resolve(requested, source)
+
+
+def _requested_by(context: Any) -> str:
+    return f"airflow:{context['dag'].dag_id}/{context['run_id']}"
+
+
+def _extraction(kind: str, dag_id: str, runtime: str, argv: Any) -> Any:
+    """The mapped extraction for ``argv`` (an XComArg of argv lists) in the chosen runtime."""
+    if runtime == "kubernetes":
+        from binance_extractor.operators import TracedKubernetesPodOperator
+
+        return TracedKubernetesPodOperator.partial(
+            task_id="extract",
+            name=dag_id.replace("_", "-"),
+            namespace=NAMESPACE,
+            pod_template_file=str(POD_TEMPLATE),
+            image=image(),
+            pool=POOL,
+            get_logs=True,
+            do_xcom_push=True,
+            on_finish_action="delete_pod",
+            map_index_template=POD_LABEL,
+            labels={"binance-extractor/kind": kind},
+        ).expand(arguments=argv)
+    return extract_local.expand(argv=argv)
+
+
+@task(task_id="extract", pool=POOL, map_index_template=LOCAL_LABEL)
+def extract_local(argv: list[str]) -> list[dict[str, Any]]:
+    """In-process twin of the pod: the same argv through ``cli.execute``."""
+    from binance_extractor import cli
+    from binance_extractor.errors import FatalAPIError, InputError
+
+    log.info("python -m binance_extractor %s", " ".join(argv))
+    try:
+        results = cli.execute(list(argv))
+    except (InputError, FatalAPIError) as exc:
+        raise _fail(exc) from None
+    return [r.to_dict() for r in results]
+
+
+def _last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None]:
+    """Newest stored key per symbol, read from the configured sinks (the oldest across sinks counts)."""
+    from binance_extractor.sinks import open_sinks
+
+    out: dict[str, datetime | None] = {}
+    sinks = open_sinks(config.sink_names())
+    try:
+        for sym in symbols:
+            times = [s.last_time(table, sym) for s in sinks]
+            out[sym] = None if any(t is None for t in times) or not times else min(t for t in times if t)
+    finally:
+        for s in sinks:
+            s.close()
+    return out
+
+
+def _last_times_from_results(results: list[Any]) -> dict[str, datetime | None]:
+    """Kubernetes runtime: the pods read their sinks; their JobResults carry the newest stored key."""
+    from binance_extractor.timeutil import parse_time
+
+    out: dict[str, datetime | None] = {}
+    for item in results:
+        for res in item if isinstance(item, list) else [item]:
+            if res and res.get("last_time"):
+                t = parse_time(str(res["last_time"]))
+                prev = out.get(res["symbol"])
+                out[res["symbol"]] = t if prev is None else max(prev, t)
+    return out
+
+
+def _summary_task(kind: str, interval: str | None, runtime: str, asset: Asset) -> Any:
+    table = orchestration.table_for(kind, interval)
+
+    @task(task_id="summary", outlets=[asset])
+    def summary(resolved: dict[str, Any], results: Any, **context: Any) -> dict[str, Any]:
+        """Rows and freshness lag per symbol; fails if a symbol is older than one interval + grace."""
+        resolution = orchestration.SymbolResolution.from_dict(resolved)
+        results = list(results)
+        if runtime == "kubernetes":
+            last = _last_times_from_results(results)
+        else:
+            last = _last_times_from_sinks(table, resolution.valid)
+        report = orchestration.summarize(
+            table,
+            resolution.valid,
+            orchestration.rows_per_symbol(results),
+            last,
+            reference=context["data_interval_end"],
+            target=orchestration.freshness_target(kind, interval),
+            skipped=resolution.invalid,
+        )
+        for line in report.lines():
+            log.info("%s", line)
+        try:
+            report.raise_if_stale()
+        except orchestration.StaleDataError as exc:
+            raise _fail(exc) from None
+        return report.to_dict()
+
+    return summary
+
+
+# --------------------------------------------------------------------------------------------- scheduled DAGs
+
+
+def _scheduled_dag(
+    dag_id: str,
+    kind: str,
+    cron: str,
+    *,
+    interval: str | None,
+    doc_md: str | None,
+    tags: list[str],
+    runtime: str | None,
+) -> DAG:
+    runtime = runtime or config.runtime()
+    table = orchestration.table_for(kind, interval)
+    asset = table_asset(table)
+    with DAG(
+        dag_id=dag_id,
+        schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["binance", "futures", *tags],
+        doc_md=doc_md,
+        description=f"Binance USD-M {table} per symbol ({cron} UTC, {runtime} runtime)",
+        user_defined_filters={"argv_label": orchestration.argv_label},
+    ) as dag:
+
+        @task(task_id="plan")
+        def plan(resolved: Any, **context: Any) -> list[list[str]]:
+            """One argv per symbol: incremental up to the interval end, or exactly the interval for backfills."""
+            run_type = str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type))
+            argvs = orchestration.plan_scheduled(
+                kind,
+                resolved["valid"],
+                run_type=run_type,
+                data_interval_start=context["data_interval_start"],
+                data_interval_end=context["data_interval_end"],
+                interval=interval,
+                requested_by=_requested_by(context),
+                xcom=runtime == "kubernetes",
+            )
+            log.info("%s run: %d task(s), e.g. %s", run_type, len(argvs), " ".join(argvs[0]) if argvs else "-")
+            return argvs
+
+        resolved = resolve_symbols()
+        extracted = _extraction(kind, dag_id, runtime, plan(resolved))
+        _summary_task(kind, interval, runtime, asset)(resolved, extracted)
+    return dag
+
+
+def klines_dag(name: str, cron: str | None = None, *, doc_md: str | None = None, runtime: str | None = None) -> DAG:
+    """``binance_klines_<name>``: one candle window per run (``CronDataIntervalTimetable``)."""
+    tf = timeframes.parse(name)
+    cron = cron or str(config.settings().timeframes[tf.name]["cron"])
+    return _scheduled_dag(
+        f"binance_klines_{tf.name}",
+        "klines",
+        cron,
+        interval=tf.interval,
+        doc_md=doc_md,
+        tags=["klines", tf.name],
+        runtime=runtime,
+    )
+
+
+def klines_dags(doc_md: str | None = None, runtime: str | None = None) -> dict[str, DAG]:
+    """Every timeframe listed under ``timeframes:`` in config.yaml."""
+    dags = {}
+    for name, spec in config.settings().timeframes.items():
+        dag = klines_dag(name, str(spec["cron"]), doc_md=doc_md, runtime=runtime)
+        dags[dag.dag_id] = dag
+    return dags
+
+
+def funding_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
+    return _scheduled_dag(
+        "binance_funding_rates", "funding", HOURLY, interval=None, doc_md=doc_md, tags=["funding"], runtime=runtime
+    )
+
+
+def trades_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
+    return _scheduled_dag(
+        "binance_trades", "trades", HOURLY, interval=None, doc_md=doc_md, tags=["trades"], runtime=runtime
+    )
+
+
+# --------------------------------------------------------------------------------------------- manual DAG
+
+
+def _max_map_length() -> int:
+    try:
+        from airflow.configuration import conf
+
+        return conf.getint("core", "max_map_length", fallback=1024)
+    except Exception:  # a worker without airflow-core: the documented default
+        return int(os.environ.get("AIRFLOW__CORE__MAX_MAP_LENGTH", "1024"))
+
+
+def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
+    """``binance_klines_manual``: any interval, symbols and range from a validated form, in weekly chunks."""
+    runtime = runtime or config.runtime()
+    alias = AssetAlias(name=MANUAL_ALIAS)
+    params = {
+        key: Param(orchestration.MANUAL_DEFAULTS[key], **schema) for key, schema in orchestration.MANUAL_SCHEMA.items()
+    }
+    with DAG(
+        dag_id="binance_klines_manual",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=4,
+        default_args=DEFAULT_ARGS,
+        tags=["binance", "futures", "klines", "manual"],
+        doc_md=doc_md,
+        description="Binance USD-M klines for any symbols, interval and range (weekly chunks)",
+        params=params,
+        user_defined_filters={"argv_label": orchestration.argv_label},
+    ) as dag:
+
+        @task(task_id="validate_request", pool=POOL)
+        def validate_request(**context: Any) -> dict[str, Any]:
+            """Form values re-checked here (REST/CLI triggers skip the form); symbols checked on the exchange."""
+            from binance_extractor.errors import InputError
+            from binance_extractor.timeutil import iso
+
+            try:
+                request = orchestration.validate_manual(context["params"])
+            except InputError as exc:
+                raise _fail(exc) from None
+            resolved = _resolve(request.symbols, "params")
+            return {
+                **resolved,
+                "interval": request.interval,
+                "start": iso(request.start),
+                "end": iso(request.end),
+                "sinks": request.sinks,
+            }
+
+        @task(task_id="plan")
+        def plan(req: Any, **context: Any) -> list[list[str]]:
+            """One argv per (symbol, weekly chunk), bounded by core.max_map_length."""
+            from binance_extractor.errors import InputError
+            from binance_extractor.timeutil import parse_time
+
+            request = orchestration.ManualRequest(
+                req["valid"], req["interval"], parse_time(req["start"]), parse_time(req["end"]), req["sinks"]
+            )
+            try:
+                argvs = orchestration.plan_manual(
+                    request,
+                    req["valid"],
+                    max_tasks=_max_map_length(),
+                    requested_by=_requested_by(context),
+                    xcom=runtime == "kubernetes",
+                )
+            except InputError as exc:
+                raise _fail(exc) from None
+            log.info("%d chunk task(s), e.g. %s", len(argvs), " ".join(argvs[0]))
+            return argvs
+
+        @task(task_id="summary", outlets=[alias])
+        def summary(req: Any, results: Any, **context: Any) -> dict[str, Any]:
+            """Rows per symbol; tells the table's asset that it changed."""
+            table = timeframes.parse(req["interval"]).table
+            rows = orchestration.rows_per_symbol(list(results))
+            for sym in req["valid"]:
+                log.info("%s %s: %d rows in [%s, %s)", table, sym, rows.get(sym, 0), req["start"], req["end"])
+            for sym, why in (req.get("invalid") or {}).items():
+                log.info("%s skipped: %s", sym, why)
+            context["outlet_events"][alias].add(table_asset(table), extra={"rows": sum(rows.values())})
+            return {"table": table, "rows": rows, "skipped": req.get("invalid") or {}}
+
+        req = validate_request()
+        extracted = _extraction("klines", "binance_klines_manual", runtime, plan(req))
+        summary(req, extracted)
+    return dag

@@ -1,0 +1,478 @@
+"""DAG-side planning, kept free of Airflow so it can be unit-tested and shared by every DAG.
+
+What lives here: where the symbol list comes from and how it is checked against the exchange, which range a
+run extracts (incremental for scheduled runs, exactly the data interval for backfills, weekly chunks for the
+manual DAG), THE argument builder whose argv is run both by KubernetesPodOperator pods and by in-process
+``@task``s (so the two runtimes cannot drift), and the end-of-run summary with its freshness check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from binance_extractor import config, timeframes
+from binance_extractor.errors import ExtractorError, InputError
+from binance_extractor.timeutil import iso, parse_time
+
+POOL = "binance_api"
+XCOM_FILE = "/airflow/xcom/return.json"
+SYMBOLS_VARIABLE = "binance_symbols"
+SYMBOL_PATTERN = r"^[A-Z0-9]{2,30}$"
+WEEK = timedelta(days=7)
+# Funding settles every 1h, 4h or 8h depending on the contract: a symbol is stale only beyond the longest.
+FUNDING_MAX_INTERVAL = timedelta(hours=8)
+TRADES_INTERVAL = timedelta(hours=1)
+
+KIND_TABLES = {"funding": "funding_rates", "trades": "agg_trades"}
+KINDS = ("klines", "funding", "trades")
+
+
+class StaleDataError(ExtractorError):
+    """A symbol's newest stored row is older than the freshness target after a run."""
+
+
+# --------------------------------------------------------------------------------------------- symbols
+
+
+@dataclass(frozen=True)
+class SymbolResolution:
+    """Symbols to extract, plus the requested ones that were skipped (symbol -> reason) and where they came from."""
+
+    valid: list[str]
+    invalid: dict[str, str] = field(default_factory=dict)
+    source: str = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"valid": list(self.valid), "invalid": dict(self.invalid), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SymbolResolution:
+        return cls(list(data["valid"]), dict(data.get("invalid") or {}), str(data.get("source", "config")))
+
+
+def parse_symbol_list(value: str | Sequence[str]) -> list[str]:
+    """A JSON array or a comma/space separated string (Variable, env, form) -> upper-case symbols, deduplicated."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            loaded = json.loads(value)
+        except json.JSONDecodeError:
+            raise InputError(f"symbol list is not valid JSON: {value[:80]!r}") from None
+        if not isinstance(loaded, list):
+            raise InputError("symbol list must be a JSON array of strings")
+        value = [str(v) for v in loaded]
+    return config.parse_symbols(value if isinstance(value, str) else list(value))
+
+
+def requested_symbols(variable_value: str | None) -> tuple[list[str], str]:
+    """The symbols to try and their source: Airflow Variable ``binance_symbols``, else env/config.
+
+    ``config.settings()`` already lets ``BINANCE_SYMBOLS`` override ``include/config.yaml``.
+    """
+    import os
+
+    if variable_value and variable_value.strip():
+        return parse_symbol_list(variable_value), f"variable:{SYMBOLS_VARIABLE}"
+    source = "env:BINANCE_SYMBOLS" if os.environ.get("BINANCE_SYMBOLS", "").strip() else "config"
+    return list(config.settings().symbols), source
+
+
+def check_symbol_syntax(symbols: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """Split off symbols that cannot exist (wrong characters) before asking the exchange."""
+    ok: list[str] = []
+    bad: dict[str, str] = {}
+    for sym in symbols:
+        if re.match(SYMBOL_PATTERN, sym):
+            ok.append(sym)
+        else:
+            bad[sym] = f"malformed symbol (must match {SYMBOL_PATTERN})"
+    return ok, bad
+
+
+Validator = Callable[[list[str]], tuple[list[str], dict[str, str]]]
+
+
+def resolve_symbols(requested: Sequence[str], validate: Validator, source: str = "config") -> SymbolResolution:
+    """Check ``requested`` against the exchange: unknown/delisted ones are reported and skipped, not fatal.
+
+    ``validate`` is ``BinanceFuturesClient.validate_symbols`` (one exchangeInfo call). Only an empty result is an
+    error, because a run with nothing to extract is a misconfiguration.
+    """
+    if not requested:
+        raise InputError("no symbols configured: set the Variable binance_symbols, BINANCE_SYMBOLS or config.yaml")
+    syntactic, invalid = check_symbol_syntax(requested)
+    valid: list[str] = []
+    if syntactic:
+        valid, rejected = validate(list(syntactic))
+        invalid.update(rejected)
+    valid = [s for s in requested if s in set(valid)]
+    if not valid:
+        reasons = "; ".join(f"{s}: {r}" for s, r in invalid.items())
+        raise InputError(f"none of the requested symbols can be extracted ({reasons})")
+    return SymbolResolution(valid, invalid, source)
+
+
+# --------------------------------------------------------------------------------------------- ranges
+
+
+@dataclass(frozen=True)
+class RunRange:
+    """The half-open range a run asks the CLI for; ``incremental`` lets the CLI start at the last stored row."""
+
+    start: datetime
+    end: datetime
+    incremental: bool
+
+
+def plan_range(kind: str, run_type: str, data_interval_start: datetime, data_interval_end: datetime) -> RunRange:
+    """Range per run type.
+
+    - backfill runs (``run_type == "backfill"``): exactly their data interval, so re-running is idempotent.
+    - scheduled/manual runs of klines and funding: incremental up to ``data_interval_end``: the CLI starts at the
+      last stored row (bounded by ``max_catchup_days``), so missed runs heal themselves.
+    - trades: exactly the data interval too; an incremental catch-up of agg trades (weight 20 per 1000 trades)
+      would eat the whole IP weight budget for hours.
+    """
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    start, end = _utc(data_interval_start), _utc(data_interval_end)
+    if end <= start:
+        raise InputError(f"empty data interval [{iso(start)}, {iso(end)})")
+    incremental = run_type != "backfill" and kind != "trades"
+    return RunRange(start, end, incremental)
+
+
+def weekly_chunks(
+    start: datetime, end: datetime, n_symbols: int = 1, max_tasks: int = 1024
+) -> list[tuple[datetime, datetime]]:
+    """Split [start, end) into weekly chunks; widen them (whole weeks) so symbols x chunks <= ``max_tasks``."""
+    start, end = _utc(start), _utc(end)
+    if end <= start:
+        raise InputError(f"start {iso(start)} must be before end {iso(end)}")
+    if n_symbols < 1 or n_symbols > max_tasks:
+        raise InputError(f"{n_symbols} symbols exceed the {max_tasks} mapped tasks allowed (core.max_map_length)")
+    weeks = math.ceil((end - start) / WEEK)
+    per_symbol = max(1, max_tasks // n_symbols)
+    step = WEEK * math.ceil(weeks / per_symbol)
+    chunks: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor < end:
+        nxt = min(cursor + step, end)
+        chunks.append((cursor, nxt))
+        cursor = nxt
+    return chunks
+
+
+# --------------------------------------------------------------------------------------------- arguments
+
+
+def build_arguments(
+    kind: str,
+    symbol: str,
+    *,
+    end: datetime,
+    start: datetime | None = None,
+    interval: str | None = None,
+    incremental: bool = False,
+    sinks: Sequence[str] | None = None,
+    conn_ids: Mapping[str, str] | None = None,
+    requested_by: str | None = None,
+    xcom: bool = False,
+) -> list[str]:
+    """THE argv of ``python -m binance_extractor`` for one mapped task.
+
+    Pods get it as ``arguments=``, local tasks pass it to ``cli.execute(argv)``. ``xcom`` (kubernetes only) adds
+    ``--xcom-file /airflow/xcom/return.json`` so the pod's results reach XCom; nothing else differs.
+    """
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    argv = [kind]
+    if kind == "klines":
+        if not interval:
+            raise InputError("klines need an interval")
+        argv += ["--interval", timeframes.parse(interval).interval]
+    argv += ["--symbols", symbol]
+    if start is not None:
+        argv += ["--start", iso(_utc(start))]
+    argv += ["--end", iso(_utc(end))]
+    if incremental:
+        argv.append("--incremental")
+    if kind == "trades":
+        argv += ["--kind", "agg"]
+    if sinks:
+        argv += ["--sink", ",".join(config.sink_names(",".join(sinks)))]
+    for sink, conn_id in sorted((conn_ids or {}).items()):
+        argv += ["--conn-id", f"{sink}={conn_id}"]
+    if requested_by:
+        argv += ["--requested-by", requested_by]
+    if xcom:
+        argv += ["--xcom-file", XCOM_FILE]
+    return argv
+
+
+def argv_label(argv: Sequence[str]) -> str:
+    """UI label of a mapped task (``map_index_template``): the symbol, plus the range for manual chunks."""
+    args = list(argv)
+    symbol = _option(args, "--symbols") or "?"
+    if "--incremental" in args:
+        return symbol
+    start, end = _option(args, "--start"), _option(args, "--end")
+    if start and end:
+        return f"{symbol} {start[:16]}..{end[:16]}"
+    return symbol
+
+
+def _option(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args and args.index(name) + 1 < len(args) else None
+
+
+def plan_scheduled(
+    kind: str,
+    symbols: Sequence[str],
+    *,
+    run_type: str,
+    data_interval_start: datetime,
+    data_interval_end: datetime,
+    interval: str | None = None,
+    sinks: Sequence[str] | None = None,
+    requested_by: str | None = None,
+    xcom: bool = False,
+) -> list[list[str]]:
+    """One argv per symbol for a scheduled DAG run."""
+    rng = plan_range(kind, run_type, data_interval_start, data_interval_end)
+    return [
+        build_arguments(
+            kind,
+            sym,
+            interval=interval,
+            start=rng.start,
+            end=rng.end,
+            incremental=rng.incremental,
+            sinks=sinks,
+            requested_by=requested_by,
+            xcom=xcom,
+        )
+        for sym in symbols
+    ]
+
+
+# --------------------------------------------------------------------------------------------- manual DAG
+
+MANUAL_SCHEMA: dict[str, dict[str, Any]] = {
+    "symbols": {
+        "type": "array",
+        "items": {"type": "string", "pattern": SYMBOL_PATTERN},
+        "minItems": 1,
+        "uniqueItems": True,
+        "title": "Symbols",
+        "description": "USD-M perpetual symbols, upper case, e.g. BTCUSDT",
+    },
+    "interval": {"type": "string", "enum": list(timeframes.BINANCE_INTERVALS), "title": "Kline interval"},
+    "start": {"type": "string", "format": "date-time", "title": "Start (UTC, inclusive)"},
+    "end": {"type": "string", "format": "date-time", "title": "End (UTC, exclusive)"},
+    "sinks": {
+        "type": "array",
+        "items": {"type": "string", "enum": list(config.VALID_SINKS)},
+        "uniqueItems": True,
+        "title": "Sinks",
+        "description": "Empty: the deployment default (BINANCE_EXTRACTOR_SINKS)",
+    },
+}
+MANUAL_DEFAULTS: dict[str, Any] = {
+    "symbols": ["BTCUSDT"],
+    "interval": "1h",
+    "start": "2024-01-01T00:00:00+00:00",
+    "end": "2024-01-08T00:00:00+00:00",
+    "sinks": [],
+}
+
+
+@dataclass(frozen=True)
+class ManualRequest:
+    symbols: list[str]
+    interval: str
+    start: datetime
+    end: datetime
+    sinks: list[str]
+
+
+def validate_manual(params: Mapping[str, Any], now: datetime | None = None) -> ManualRequest:
+    """Re-check the form server-side (the REST API and CLI triggers bypass the UI form): one clear error."""
+    import jsonschema
+
+    schema = {"type": "object", "properties": MANUAL_SCHEMA, "required": list(MANUAL_SCHEMA)}
+    try:
+        jsonschema.validate(dict(params), schema)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "params"
+        raise InputError(f"invalid {where}: {exc.message}") from None
+    start, end = parse_time(str(params["start"])), parse_time(str(params["end"]))
+    if end <= start:
+        raise InputError(f"start {iso(start)} must be before end {iso(end)}")
+    now = _utc(now or datetime.now(UTC))
+    if start >= now:
+        raise InputError(f"start {iso(start)} is in the future")
+    end = min(end, now)
+    return ManualRequest(
+        symbols=[str(s) for s in params["symbols"]],
+        interval=timeframes.parse(str(params["interval"])).interval,
+        start=start,
+        end=end,
+        sinks=[str(s) for s in params.get("sinks") or []],
+    )
+
+
+def plan_manual(
+    request: ManualRequest,
+    symbols: Sequence[str],
+    *,
+    max_tasks: int = 1024,
+    requested_by: str | None = None,
+    xcom: bool = False,
+) -> list[list[str]]:
+    """One argv per (symbol, weekly chunk), never more than ``max_tasks``."""
+    chunks = weekly_chunks(request.start, request.end, len(symbols), max_tasks)
+    return [
+        build_arguments(
+            "klines",
+            sym,
+            interval=request.interval,
+            start=lo,
+            end=hi,
+            sinks=request.sinks or None,
+            requested_by=requested_by,
+            xcom=xcom,
+        )
+        for sym in symbols
+        for lo, hi in chunks
+    ]
+
+
+# --------------------------------------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True)
+class SymbolSummary:
+    symbol: str
+    rows_written: int
+    last_time: datetime | None
+    lag: timedelta | None
+    stale: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "rows_written": self.rows_written,
+            "last_time": iso(self.last_time) if self.last_time else None,
+            "lag_seconds": int(self.lag.total_seconds()) if self.lag is not None else None,
+            "stale": self.stale,
+        }
+
+
+@dataclass(frozen=True)
+class Summary:
+    table: str
+    reference: datetime
+    target: timedelta | None
+    symbols: list[SymbolSummary]
+    skipped: dict[str, str]
+
+    @property
+    def stale(self) -> list[SymbolSummary]:
+        return [s for s in self.symbols if s.stale]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "reference": iso(self.reference),
+            "target_seconds": int(self.target.total_seconds()) if self.target is not None else None,
+            "rows_written": sum(s.rows_written for s in self.symbols),
+            "symbols": [s.to_dict() for s in self.symbols],
+            "skipped": dict(self.skipped),
+        }
+
+    def lines(self) -> list[str]:
+        """Human-readable report for the task log."""
+        out = [f"{self.table}: {sum(s.rows_written for s in self.symbols)} rows up to {iso(self.reference)}"]
+        for s in self.symbols:
+            lag = f"{int(s.lag.total_seconds())}s" if s.lag is not None else "no data"
+            flag = "  STALE" if s.stale else ""
+            out.append(f"  {s.symbol:<16} rows={s.rows_written:<8} last={_iso_or_none(s.last_time)} lag={lag}{flag}")
+        out.extend(f"  {sym:<16} skipped: {why}" for sym, why in self.skipped.items())
+        return out
+
+    def raise_if_stale(self) -> None:
+        if self.stale:
+            names = ", ".join(f"{s.symbol} ({_iso_or_none(s.last_time)})" for s in self.stale)
+            target = int(self.target.total_seconds() // 60) if self.target is not None else 0
+            raise StaleDataError(
+                f"{self.table}: {len(self.stale)} symbol(s) older than {target} min before {iso(self.reference)}: "
+                f"{names}"
+            )
+
+
+def table_for(kind: str, interval: str | None = None) -> str:
+    if kind == "klines":
+        return timeframes.parse(interval or "").table
+    return KIND_TABLES[kind]
+
+
+def freshness_target(kind: str, interval: str | None = None, grace_minutes: int | None = None) -> timedelta:
+    """How old the newest row may be at the end of the run: one period plus ``freshness_grace_minutes``."""
+    grace = timedelta(minutes=config.settings().freshness_grace_minutes if grace_minutes is None else grace_minutes)
+    if kind == "klines":
+        return timeframes.parse(interval or "").delta + grace
+    if kind == "funding":
+        return FUNDING_MAX_INTERVAL + grace
+    return TRADES_INTERVAL + grace
+
+
+def rows_per_symbol(results: Iterable[Any]) -> dict[str, int]:
+    """Sum ``rows_written`` over the mapped tasks' JobResult dicts (each task returns a list of them)."""
+    totals: dict[str, int] = {}
+    for item in results:
+        for res in item if isinstance(item, list) else [item]:
+            if res:
+                sym = str(res["symbol"])
+                totals[sym] = totals.get(sym, 0) + int(res.get("rows_written") or 0)
+    return totals
+
+
+def summarize(
+    table: str,
+    symbols: Sequence[str],
+    rows: Mapping[str, int],
+    last_times: Mapping[str, datetime | None],
+    *,
+    reference: datetime,
+    target: timedelta | None,
+    skipped: Mapping[str, str] | None = None,
+) -> Summary:
+    """Rows and freshness lag (``reference`` minus the newest stored key time) per symbol.
+
+    ``reference`` is the end of the run's range, not the wall clock, so backfills and delayed runs are judged
+    on what they were asked for. ``target`` None disables the staleness check (manual historical ranges).
+    """
+    reference = _utc(reference)
+    out: list[SymbolSummary] = []
+    for sym in symbols:
+        last = last_times.get(sym)
+        lag = reference - _utc(last) if last is not None else None
+        stale = target is not None and (lag is None or lag > target)
+        out.append(SymbolSummary(sym, int(rows.get(sym, 0)), _utc(last) if last else None, lag, stale))
+    return Summary(table, reference, target, out, dict(skipped or {}))
+
+
+def _utc(dt: datetime) -> datetime:
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(0, UTC) + (dt - datetime.fromtimestamp(0, dt.tzinfo))
+
+
+def _iso_or_none(dt: datetime | None) -> str:
+    return iso(dt) if dt is not None else "none"

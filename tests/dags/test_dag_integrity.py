@@ -1,0 +1,138 @@
+"""DagBag integrity: the DAG folder parses cleanly and fast, with the promised ids, schedules and settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pendulum
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KLINES = {
+    "binance_klines_m5": timedelta(minutes=5),
+    "binance_klines_m15": timedelta(minutes=15),
+    "binance_klines_m30": timedelta(minutes=30),
+    "binance_klines_h1": timedelta(hours=1),
+    "binance_klines_d1": timedelta(days=1),
+}
+HOURLY = {"binance_funding_rates", "binance_trades"}
+ALL = set(KLINES) | HOURLY | {"binance_klines_manual"}
+
+
+def _runs(dag, first_start: datetime, count: int):
+    """The next ``count`` scheduled runs from ``first_start`` (catch-up on, so independent of the wall clock)."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    tt = coerce_to_core_timetable(dag.timetable)
+    restriction = TimeRestriction(earliest=pendulum.instance(first_start), latest=None, catchup=True)
+    out, last = [], None
+    for _ in range(count):
+        info = tt.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        out.append(info)
+        last = info.data_interval
+    return out
+
+
+def test_no_import_errors_and_exact_ids(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == ALL
+
+
+def test_parse_is_fast_and_offline():
+    """A fresh interpreter parses the DAG files with no exchange or DB reachable (both point at closed ports)."""
+    code = (
+        "import sys, time; sys.path.insert(0, 'dags'); t = time.time();"
+        "import binance_klines, binance_funding_rates, binance_trades, binance_klines_manual;"
+        "print(time.time() - t)"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AIRFLOW_HOME": "/nonexistent-airflow-home",
+        "HOME": "/tmp",
+        "BINANCE_FUTURES_BASE_URL": "http://127.0.0.1:9",
+        "BINANCE_EXTRACTOR_RUNTIME": "local",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "mysql://nobody@127.0.0.1:9/none",
+    }
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 5.0
+
+
+@pytest.mark.parametrize("dag_id", sorted(KLINES))
+def test_klines_schedule_is_one_candle_window(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    day = datetime(2024, 1, 1, tzinfo=UTC)
+    period = KLINES[dag_id]
+    per_day = int(timedelta(days=1) / period)
+    runs = _runs(dag, day, per_day + 1)
+    # every data interval is exactly one candle, back to back, and the run fires when it closes
+    for info in runs:
+        assert info.data_interval.end - info.data_interval.start == period
+        assert info.run_after == info.data_interval.end
+    assert runs[0].data_interval.start == day
+    in_day = [r for r in runs if day <= r.data_interval.start < day + timedelta(days=1)]
+    assert len(in_day) == per_day  # m5 288, m15 96, m30 48, h1 24, d1 1
+
+
+def test_next_run_times_pinned(dagbag):
+    """After 2024-01-01T00:07 UTC, the next run of each DAG and the data interval it extracts."""
+    t = datetime(2024, 1, 1, 0, 7, tzinfo=UTC)
+    expected = {
+        "binance_klines_m5": ("00:05", "00:10"),
+        "binance_klines_m15": ("00:00", "00:15"),
+        "binance_klines_m30": ("00:00", "00:30"),
+        "binance_klines_h1": ("00:00", "01:00"),
+        "binance_klines_d1": ("2024-01-01 00:00", "2024-01-02 00:00"),
+        "binance_funding_rates": ("00:00", "01:00"),
+        "binance_trades": ("00:00", "01:00"),
+    }
+    for dag_id, (lo, hi) in expected.items():
+        runs = _runs(dagbag.dags[dag_id], datetime(2023, 12, 31, tzinfo=UTC), 400)
+        nxt = next(r for r in runs if r.run_after > t)
+        fmt = "%Y-%m-%d %H:%M" if len(lo) > 5 else "%H:%M"
+        got = (nxt.data_interval.start.strftime(fmt), nxt.data_interval.end.strftime(fmt))
+        assert got == (lo, hi), dag_id
+        assert nxt.run_after == nxt.data_interval.end
+
+
+def test_manual_dag_is_unscheduled_with_form(dagbag):
+    dag = dagbag.dags["binance_klines_manual"]
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    schema = {k: dag.params.get_param(k).schema for k in dag.params}
+    assert set(schema) == {"symbols", "interval", "start", "end", "sinks"}
+    assert schema["interval"]["enum"][:3] == ["1m", "3m", "5m"] and "1M" in schema["interval"]["enum"]
+    assert schema["start"]["format"] == schema["end"]["format"] == "date-time"
+    assert schema["symbols"]["items"]["pattern"]
+    assert set(schema["sinks"]["items"]["enum"]) == {"sqlite", "mysql", "mongo", "jsonl"}
+
+
+@pytest.mark.parametrize("dag_id", sorted(ALL))
+def test_dag_settings(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.catchup is False
+    assert dag.max_active_runs == (4 if dag_id == "binance_klines_manual" else 1)
+    assert dag.doc_md and dag_id.split("_")[1] in dag.doc_md and "Airflow DAG" in dag.doc_md
+    assert "binance" in dag.tags
+    for task in dag.tasks:
+        assert task.retries == 3
+        assert task.retry_exponential_backoff == 2.0
+        assert task.max_retry_delay == timedelta(minutes=10)
+    # every task calling the exchange runs in the binance_api pool; the others don't hold a slot
+    pools = {t.task_id: t.pool for t in dag.tasks}
+    first = "validate_request" if dag_id == "binance_klines_manual" else "resolve_symbols"
+    assert pools == {first: "binance_api", "plan": "default_pool", "extract": "binance_api", "summary": "default_pool"}
+    extract = dag.get_task("extract")
+    assert extract.map_index_template
+    assert [type(o).__name__ for o in dag.get_task("summary").outlets] in (["Asset"], ["AssetAlias"])
+
+
+def test_assets_name_the_tables(dagbag):
+    uris = {d: dagbag.dags[d].get_task("summary").outlets[0] for d in ALL - {"binance_klines_manual"}}
+    assert uris["binance_klines_m5"].uri == "x-binance://futures-um/klines_m5"
+    assert uris["binance_funding_rates"].name == "binance.funding_rates"
+    assert uris["binance_trades"].name == "binance.agg_trades"
