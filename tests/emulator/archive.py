@@ -13,7 +13,9 @@ rows REST serves), for every symbol and interval the emulator knows:
 - Faults, by file name (``SYM-TF-YYYY-MM[-DD].zip``): ``emulator.archive_corrupt`` -> a valid zip whose data
   differs (one trade count changed) with the checksum of the right bytes; ``emulator.archive_truncated`` ->
   the first half of the bytes; ``emulator.archive_missing`` -> 404 for the zip and its checksum (a name ending in
-  ``.CHECKSUM`` hides only the checksum). Any container with ``in`` works (e.g. one that says yes once).
+  ``.CHECKSUM`` hides only the checksum); ``emulator.archive_drop`` (dict name -> open times in ms) leaves those
+  rows out of an otherwise valid file (REST still has them). Any container with ``in`` works (e.g. one that
+  says yes once).
 - Every archive request path is appended to ``emulator.archive_requests``; each response waits
   ``emulator.latency`` like REST ones. Generated zips are cached (LRU, ``CACHE_ENTRIES``) per emulator data version.
 """
@@ -83,7 +85,11 @@ def handle(emu: Any, path: str) -> tuple[int, dict[str, str], bytes] | None:
     check_name = name + ".CHECKSUM"
     if name in emu.archive_missing or (m["check"] and check_name in emu.archive_missing):
         return None
-    entry = _zip(emu, cache, symbol, interval, name, lo, hi, (year, month))
+    drop = (getattr(emu, "archive_drop", None) or {}).get(name)
+    if drop:
+        entry = _dropped(emu, symbol, interval, name, lo, hi, (year, month), set(drop))
+    else:
+        entry = _zip(emu, cache, symbol, interval, name, lo, hi, (year, month))
     if entry is None:
         return None
     body, digest = entry
@@ -156,6 +162,17 @@ def _zip(
         while len(cache) > CACHE_ENTRIES:
             cache.popitem(last=False)
     return entry
+
+
+def _dropped(
+    emu: Any, symbol: str, interval: str, name: str, lo: int, hi: int, ym: tuple[int, int], drop: set[int]
+) -> tuple[bytes, str] | None:
+    """A consistent file (and checksum) that lacks some rows REST has: not cached."""
+    rows = [r for r in emu.klines_rows(symbol, interval, lo, hi - 1) if r[0] not in drop]
+    if not rows:
+        return None
+    body = _pack(name, _rows_csv(rows, ym))
+    return body, hashlib.sha256(body).hexdigest()
 
 
 def _corrupt(emu: Any, symbol: str, interval: str, lo: int, hi: int, ym: tuple[int, int]) -> bytes:
