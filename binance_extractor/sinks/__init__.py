@@ -38,10 +38,17 @@ def open_sink(name: str, conn_id: str | None = None) -> Sink:
     raise InputError(f"unknown sink {name!r}: use one of {', '.join(config.VALID_SINKS)}")
 
 
-def open_sinks(names: list[str] | None = None, conn_ids: dict[str, str] | None = None) -> list[Sink]:
-    """Open every named sink and ensure its schema; on failure, close the ones already opened."""
+def open_sinks(
+    names: list[str] | None = None, conn_ids: dict[str, str] | None = None, output: str | None = None
+) -> list[Sink]:
+    """Open every named sink and ensure its schema; on failure, close the ones already opened.
+
+    ``output`` is the jsonl sink's path (``-`` = stdout), same as ``conn_ids["jsonl"]``.
+    """
     chosen = config.sink_names(",".join(names)) if names else config.sink_names()
-    ids = conn_ids or {}
+    ids = dict(conn_ids or {})
+    if output is not None:
+        ids["jsonl"] = output
     opened: list[Sink] = []
     try:
         for name in dict.fromkeys(chosen):

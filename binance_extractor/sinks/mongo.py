@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from binance_extractor.errors import SinkError
-from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, one_line, retry_attempts, utc_ms
+from binance_extractor.sinks import base as _base
+from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, one_line, utc_ms
 from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, TableSpec, interval_of, spec_for
 
 DEFAULT_CONN_ID = "mongo_default"
@@ -32,14 +33,14 @@ class MongoSink(Sink):
     def __init__(
         self,
         conn_id: str = DEFAULT_CONN_ID,
-        retry_attempts_: int | None = None,
+        retry_attempts: int | None = None,
         server_timeout_ms: int = 5000,
         retry_max_wait: float = 8.0,
     ) -> None:
         self.conn_id = conn_id
         self._hook: Any = None
         self._db: Any = None
-        self._attempts = retry_attempts(retry_attempts_)
+        self._attempts = _base.retry_attempts(retry_attempts)
         self._timeout_ms = server_timeout_ms
         self._max_wait = retry_max_wait
         self._schema_ok = False
@@ -113,7 +114,7 @@ class MongoSink(Sink):
                     db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": datetime.now(UTC)})
 
         self._call(run)
-        self._schema_ok = True
+        self._schema_ok = target is None
 
     def _create(self, db: Any, spec: TableSpec) -> None:
         db[spec.name].create_index([(k, 1) for k in spec.key], name="pk", unique=True)

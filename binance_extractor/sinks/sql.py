@@ -145,7 +145,7 @@ class SqlSink(Sink):
                     )
 
         self._tx(run)
-        self._schema_ok = True
+        self._schema_ok = target is None
 
     def _apply(self, cur: Any, mig: Migration) -> None:
         for table in mig.tables:

@@ -69,18 +69,28 @@ class SqliteSink(SqlSink):
     ph = "?"
     converted_types = frozenset({"time", "dec", "bool"})
 
-    def __init__(self, conn_id: str = DEFAULT_CONN_ID, retry_attempts: int | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        conn_id: str = DEFAULT_CONN_ID,
+        retry_attempts: int | None = None,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        **kw: Any,
+    ) -> None:
         super().__init__(retry_attempts, **kw)
         self.conn_id = conn_id
+        self.busy_timeout_ms = busy_timeout_ms
         self._hook_obj: Any = None
         self.path = ""
 
     def _connect(self) -> Any:
         if self._hook_obj is None:
             self._hook_obj, self.path = _hook(self.conn_id)
-        conn = self._hook_obj.get_conn()
-        conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # The hook resolves the connection and builds the URI exactly as SqliteHook.get_conn does; we connect
+        # ourselves only to pass check_same_thread=False (the pipeline writes from its writer thread, one
+        # call at a time) and isolation_level=None (transactions are explicit: BEGIN IMMEDIATE ... COMMIT).
+        uri = self._hook_obj.get_uri().replace("sqlite:///", "file:")
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
