@@ -112,7 +112,7 @@ def test_failing_batch_leaves_nothing(make_sink: Callable[..., Any], sink_kind: 
     sink.write("klines_m5", rows[:10])
     before = sink.read("klines_m5", "XRPUSDT")
     changed = klines(n=1000, extra=Decimal(7))
-    batch = changed[:750] + [_rejected(sink_kind, changed[750])] + changed[751:]
+    batch = [*changed[:750], _rejected(sink_kind, changed[750]), *changed[751:]]
     with pytest.raises(SinkError) as err:
         sink.write("klines_m5", batch)
     assert "sink" in str(err.value) and "\n" not in str(err.value)
