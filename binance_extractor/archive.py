@@ -162,7 +162,7 @@ class ArchiveFetcher:
         retrying = Retrying(
             retry=retry_if_exception_type(_BadFile),
             stop=stop_after_attempt(ATTEMPTS),
-            wait=wait_exponential_jitter(initial=RETRY_WAIT_S[0], max=RETRY_WAIT_S[1]),
+            wait=wait_exponential_jitter(initial=RETRY_WAIT_S[0], max=RETRY_WAIT_S[1], jitter=RETRY_WAIT_S[0]),
             reraise=True,
         )
         with telemetry.span("archive.file", file=name, symbol=self.symbol, interval=self.tf.interval):
