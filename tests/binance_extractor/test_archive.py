@@ -386,3 +386,42 @@ def test_bad_source_and_unsupported_interval(emu: Emulator, client: Any) -> None
     s, e = ms("2025-01-06"), ms("2025-03-03")
     batches, _ = run(client, emu, "BTCUSDT", w1, s, e, source="auto")  # auto: REST
     assert check_batches(batches, s, e) == rest_only(client, "BTCUSDT", w1, s, e)
+
+
+# ----------------------------------------------------------------------------- through the real pipeline
+
+
+@pytest.mark.mysql
+def test_cli_backfill_from_archive_into_mysql_equals_rest(
+    make_emulator: Callable[..., Emulator], mysql_conn_id: str
+) -> None:
+    from binance_extractor import cli
+    from binance_extractor.sinks import open_sinks
+    from binance_extractor.timeutil import iso, ms_to_dt
+
+    emu = make_emulator()  # the real clock: the pipeline decides what is closed by itself
+    now = emu.now_ms()
+    today = now - now % 86_400_000
+    end = now - now % 3_600_000 - 3_600_000  # a closed hour: REST-only below sees the same candles
+    d = ms_to_dt(today)
+    y, m = (d.year, d.month - 2) if d.month > 2 else (d.year - 1, d.month + 10)
+    start = ms(f"{y}-{m:02d}-01") - 3 * 86_400_000  # 3 days, a whole month, this month's days, today
+    argv = ["klines", "--interval", "5m", "--symbols", "BTCUSDT,SOLUSDT", "--start", iso(ms_to_dt(start))]
+    results = cli.execute([*argv, "--end", iso(ms_to_dt(end)), "--source", "auto", "--sink", "mysql"])
+    assert [r.outcome for r in results] == ["success", "success"]
+    assert any(p.endswith(".zip") and "/monthly/" in p for p in emu.archive_requests)
+    client = BinanceFuturesClient(base_url=emu.url)
+    sink = open_sinks(["mysql"], {"mysql": mysql_conn_id})[0]
+    try:
+        for result, symbol in zip(results, ("BTCUSDT", "SOLUSDT"), strict=True):
+            expected = [
+                k.model_dump()
+                for batch in extract.iter_klines(client, symbol, M5, start, end, now_ms=emu.now_ms())
+                for k in batch
+            ]
+            stored = sink.read("klines_m5", symbol, ms_to_dt(start), ms_to_dt(end))
+            assert stored == expected
+            assert result.rows_written == len(expected) == M5.count_between(start, end)
+    finally:
+        sink.close()
+        client.close()
