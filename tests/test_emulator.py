@@ -526,3 +526,51 @@ def test_latency(make_emulator: Any) -> None:
     for _ in range(4):
         assert session.get(emu.url + "/fapi/v1/ping", timeout=5).status_code == 200
     assert time.monotonic() - t0 >= 0.2
+
+
+def test_served_rows_pass_library_validation(emulator: Emulator) -> None:
+    from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
+
+    for symbol in ("BTCUSDT", "1000PEPEUSDT", "XRPUSDT", "SYNTHUSDT"):
+        for interval in ("1m", "5m", "15m", "30m", "1h", "1d", "1w", "1M"):
+            for row in emulator.klines_rows(symbol, interval, D.ms(2021, 11, 15), D.ms(2021, 11, 15) + 1000 * 60_000):
+                Kline.from_rest(symbol, interval, row)
+            for row in get(emulator, KL, symbol=symbol, interval=interval, limit=300).json()[:-1]:
+                Kline.from_rest(symbol, interval, row)
+        for f in get(emulator, "/fapi/v1/fundingRate", symbol=symbol, limit=1000).json():
+            FundingRate.from_rest(f)
+    for t in get(emulator, "/fapi/v1/trades", symbol="XRPETH", limit=1000).json():
+        Trade.from_rest("XRPETH", t)
+    for a in get(emulator, "/fapi/v1/aggTrades", symbol="XRPETH", limit=1000).json():
+        AggTrade.from_rest("XRPETH", a)
+
+
+def test_synthetic_trades_contiguous(emulator: Emulator) -> None:
+    start = D.ms(2024, 3, 1)
+    aggs: list[Any] = []
+    for hour in range(3):  # time-window pagination, one hour per request as Binance requires
+        lo = start + hour * HOUR
+        cursor = lo
+        while cursor < lo + HOUR:
+            page = get(emulator, "/fapi/v1/aggTrades", symbol="SYNTHUSDT", startTime=cursor, endTime=lo + HOUR - 1)
+            rows = page.json()
+            assert page.status_code == 200
+            if not rows:
+                break
+            aggs += rows
+            cursor = rows[-1]["T"] + 1
+    ids = [a["a"] for a in aggs]
+    assert ids == list(range(ids[0], ids[0] + len(ids))) and ids[0] > 2**32
+    assert len(aggs) == 3 * 720
+    times = [a["T"] for a in aggs]
+    assert times == sorted(times) and len(times) - len(set(times)) > 50
+    key = {"X-MBX-APIKEY": "test-key"}
+    hist = get(emulator, "/fapi/v1/historicalTrades", headers=key, symbol="SYNTHUSDT", fromId=aggs[0]["f"], limit=500)
+    trades = hist.json()
+    assert [t["id"] for t in trades] == [a["f"] for a in aggs[:500]]
+    assert all(Decimal(t["quoteQty"]) == Decimal(t["price"]) * Decimal(t["qty"]) for t in trades)
+    recent = get(emulator, "/fapi/v1/trades", symbol="SYNTHUSDT", limit=7).json()
+    assert len(recent) == 7 and recent[-1]["time"] <= time.time() * 1000
+    assert [t["id"] for t in recent] == list(range(recent[0]["id"], recent[0]["id"] + 7))
+    back = get(emulator, "/fapi/v1/aggTrades", symbol="SYNTHUSDT", endTime=aggs[99]["T"], limit=10).json()
+    assert back[-1]["T"] <= aggs[99]["T"] and len(back) == 10

@@ -460,3 +460,76 @@ def funding_rate(spec: SymbolSpec, t: int) -> str:
 
 def search_left(seq: list[int], x: int) -> int:
     return bisect_left(seq, x)
+
+
+# ----------------------------------------------------------------------------- synthetic trades
+
+TRADE_BUCKET_MS = 10_000  # every 10 s bucket holds exactly two trades, so ids map to times in O(1)
+AGG_ID_BASE = 500_000_000
+
+
+class SyntheticTrades:
+    """Deterministic trades of a synthetic symbol from its onboard date on.
+
+    Ids are contiguous (offset + 2 * bucket + slot); a quarter of the buckets put both trades in the same
+    millisecond (with different prices, so aggregate trades map 1:1 and their ids stay contiguous too).
+    """
+
+    def __init__(self, gen: Synthetic, offset: int) -> None:
+        self.gen = gen
+        self.spec = gen.spec
+        self.base = gen.spec.onboard_ms - gen.spec.onboard_ms % TRADE_BUCKET_MS
+        self.id0 = offset
+        self.agg0 = offset + AGG_ID_BASE
+
+    def _bucket(self, b: int) -> list[tuple[int, int, int, int, bool]]:
+        """(slot, time, price_units, qty_units, is_buyer_maker) for bucket ``b``."""
+        start = self.base + b * TRADE_BUCKET_MS
+        h = mix(self.gen.seed ^ (start * 3 + 11))
+        t0 = start + h % TRADE_BUCKET_MS
+        t1 = t0 if (h >> 20) % 4 == 0 else start + (h >> 24) % TRADE_BUCKET_MS
+        t0, t1 = min(t0, t1), max(t0, t1)
+        p0 = self.gen.price_units(start)
+        p1 = p0 + self.gen.tick if t1 == t0 else self.gen.price_units(start + 5000)
+        qscale = max(1, int(self.spec.vol_per_min * 10**self.spec.qty_dp / 6))
+        q0 = 1 + (h >> 32) % qscale
+        q1 = 1 + (h >> 44) % qscale
+        return [(0, t0, p0, q0, bool((h >> 56) & 1)), (1, t1, p1, q1, bool((h >> 57) & 1))]
+
+    def first_bucket_at(self, t: int) -> int:
+        return max(0, (t - self.base) // TRADE_BUCKET_MS)
+
+    def last_bucket(self, now: int) -> int:
+        return (now - self.base) // TRADE_BUCKET_MS - 1  # only finished buckets (their trades are all past)
+
+    def trades(self, b0: int, b1: int) -> list[dict[str, Any]]:
+        """Trades of buckets b0..b1 inclusive as ``/fapi/v1/trades`` objects."""
+        pdp, qdp = self.spec.price_dp, self.spec.qty_dp
+        out = []
+        for b in range(max(0, b0), b1 + 1):
+            for slot, t, p, q, m in self._bucket(b):
+                out.append(
+                    {
+                        "id": self.id0 + 2 * b + slot,
+                        "price": fmt(p, pdp),
+                        "qty": fmt(q, qdp),
+                        "quoteQty": fmt(p * q, pdp + qdp),
+                        "time": t,
+                        "isBuyerMaker": m,
+                    }
+                )
+        return out
+
+    def aggs(self, b0: int, b1: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "a": tr["id"] - self.id0 + self.agg0,
+                "p": tr["price"],
+                "q": tr["qty"],
+                "f": tr["id"],
+                "l": tr["id"],
+                "T": tr["time"],
+                "m": tr["isBuyerMaker"],
+            }
+            for tr in self.trades(b0, b1)
+        ]

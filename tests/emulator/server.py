@@ -120,6 +120,9 @@ class Emulator:
         self.symbols: dict[str, D.SymbolSpec] = D.default_symbols(self.now_ms())
         self.real = D.real_data(trade_id_offset)
         self._gen = {s: D.Synthetic(spec) for s, spec in self.symbols.items()}
+        self._trades = {
+            s: D.SyntheticTrades(g, trade_id_offset) for s, g in self._gen.items() if self.symbols[s].synthetic
+        }
         self.outages: dict[str, list[tuple[int, int]]] = {}
         self.overrides: dict[tuple[str, str, int], list[Any]] = {}
         self.faults: list[list[Any]] = []
@@ -141,7 +144,9 @@ class Emulator:
         server.emulator = self
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, name=f"emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"emulator:{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -505,6 +510,54 @@ class Emulator:
         rows.sort(key=lambda r: (r["fundingTime"], r["symbol"]))
         return rows[-limit:]
 
+    # ------------------------------------------------------------------ trades
+
+    def historical_trades(self, symbol: str, from_id: int | None, limit: int) -> list[dict[str, Any]]:
+        """``/fapi/v1/historicalTrades`` (and, with ``from_id=None``, ``/fapi/v1/trades``): ids >= from_id."""
+        synth = self._trades.get(symbol)
+        if synth is None:
+            trades = self.real.trades.get(symbol, [])
+            if from_id is None:
+                return trades[-limit:]
+            i = _first_at_least(trades, "id", from_id)
+            return trades[i : i + limit]
+        last = synth.last_bucket(self.now_ms())
+        if from_id is None:
+            return synth.trades(last - limit // 2 - 1, last)[-limit:]
+        b0 = max(0, (from_id - synth.id0) // 2)
+        return [t for t in synth.trades(b0, min(last, b0 + limit // 2 + 1)) if t["id"] >= from_id][:limit]
+
+    def agg_trades(
+        self, symbol: str, from_id: int | None, start: int | None, end: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """``/fapi/v1/aggTrades`` rows (validation of the time window is the handler's job)."""
+        synth = self._trades.get(symbol)
+        if synth is None:
+            aggs = self.real.agg_trades.get(symbol, [])
+            if from_id is not None:
+                i = _first_at_least(aggs, "a", from_id)
+                return aggs[i : i + limit]
+            if start is not None:
+                i = _first_at_least(aggs, "T", start)
+                return [a for a in aggs[i : i + limit] if end is None or a["T"] <= end]
+            if end is not None:
+                j = _first_at_least(aggs, "T", end + 1)
+                return aggs[max(0, j - limit) : j]
+            return aggs[-limit:]
+        last = synth.last_bucket(self.now_ms())
+        span = limit // 2 + 1
+        if from_id is not None:
+            b0 = max(0, (from_id - synth.agg0) // 2)
+            return [a for a in synth.aggs(b0, min(last, b0 + span)) if a["a"] >= from_id][:limit]
+        if start is not None:
+            b0 = synth.first_bucket_at(start)
+            b1 = min(last, b0 + span)
+            return [a for a in synth.aggs(b0, b1) if a["T"] >= start and (end is None or a["T"] <= end)][:limit]
+        if end is not None:
+            b1 = min(last, synth.first_bucket_at(end))
+            return [a for a in synth.aggs(b1 - span, b1) if a["T"] <= end][-limit:]
+        return synth.aggs(last - span, last)[-limit:]
+
     # ------------------------------------------------------------------ misc endpoints
 
     def exchange_info(self) -> dict[str, Any]:
@@ -722,6 +775,8 @@ class _Handler(BaseHTTPRequestHandler):
                     status = 200
                 except ApiError as e:
                     err = e
+                except Exception as e:  # an emulator bug: answer like Binance's internal error, keep serving
+                    err = ApiError(500, -1000, f"An unknown error occurred while processing the request. ({e!r})")
             if err is not None:
                 status = err.status
                 body = json.dumps({"code": err.code, "msg": err.msg}).encode()
@@ -813,12 +868,21 @@ class _Handler(BaseHTTPRequestHandler):
                 return json.dumps(emu.premium_index(emu._spec(symbol).symbol)).encode()
             return json.dumps([emu.premium_index(s) for s in emu.symbols]).encode()
         if path == "/fapi/v1/aggTrades":
-            return json.dumps(_agg_trades(emu, params), separators=(",", ":")).encode()
+            spec = emu._spec(params.get("symbol"))
+            limit = _limit(params, 500, 1000)
+            from_id = _int_param(params, "fromId")
+            start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
+            if start is not None and end is not None:
+                if end < start:
+                    raise ApiError(400, -1023, "Start time is greater than end time.")
+                if end - start >= D.HOUR:
+                    raise ApiError(400, -1127, "More than 1 hours between startTime and endTime.")
+            rows = emu.agg_trades(spec.symbol, from_id, start, end, limit)
+            return json.dumps(rows, separators=(",", ":")).encode()
         if path == "/fapi/v1/trades":
             spec = emu._spec(params.get("symbol"))
             limit = _limit(params, 500, 1000)
-            trades = emu.real.trades.get(spec.symbol, [])
-            return json.dumps(trades[-limit:], separators=(",", ":")).encode()
+            return json.dumps(emu.historical_trades(spec.symbol, None, limit), separators=(",", ":")).encode()
         if path == "/fapi/v1/historicalTrades":
             spec = emu._spec(params.get("symbol"))
             if key is None or not key.strip():
@@ -827,11 +891,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
             limit = _limit(params, 100, 500)
             from_id = _int_param(params, "fromId")
-            trades = emu.real.trades.get(spec.symbol, [])
-            if from_id is None:
-                return json.dumps(trades[-limit:], separators=(",", ":")).encode()
-            i = _first_at_least(trades, "id", from_id)
-            return json.dumps(trades[i : i + limit], separators=(",", ":")).encode()
+            return json.dumps(emu.historical_trades(spec.symbol, from_id, limit), separators=(",", ":")).encode()
         raise ApiError(404, -1000, "Unknown path.")
 
 
@@ -844,30 +904,6 @@ def _first_at_least(items: list[dict[str, Any]], key: str, value: int) -> int:
         else:
             hi = mid
     return lo
-
-
-def _agg_trades(emu: Emulator, params: dict[str, str]) -> list[dict[str, Any]]:
-    spec = emu._spec(params.get("symbol"))
-    limit = _limit(params, 500, 1000)
-    from_id = _int_param(params, "fromId")
-    start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
-    if start is not None and end is not None:
-        if end < start:
-            raise ApiError(400, -1023, "Start time is greater than end time.")
-        if end - start >= D.HOUR:
-            raise ApiError(400, -1127, "More than 1 hours between startTime and endTime.")
-    aggs = emu.real.agg_trades.get(spec.symbol, [])
-    if from_id is not None:
-        i = _first_at_least(aggs, "a", from_id)
-        return aggs[i : i + limit]
-    if start is not None:
-        i = _first_at_least(aggs, "T", start)
-        sel = aggs[i : i + limit]
-        return [a for a in sel if end is None or a["T"] <= end]
-    if end is not None:
-        j = _first_at_least(aggs, "T", end + 1)
-        return aggs[max(0, j - limit) : j]
-    return aggs[-limit:]
 
 
 def iter_records(emu: Emulator) -> Iterator[RequestRecord]:
