@@ -18,6 +18,7 @@ from binance_extractor.errors import SinkError
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.sinks.base import Row, RunRecord, Sink, utc_ms
 from binance_extractor.sinks.schema import spec_for
+from binance_extractor.timeutil import parse_time
 
 _MODELS: dict[str, type[Any]] = {"funding_rates": FundingRate, "agg_trades": AggTrade, "trades": Trade}
 
@@ -63,12 +64,16 @@ class JsonlSink(Sink):
         model = _model_for(table)
         tcol = spec.time_column or spec.order_column
         lo, hi = utc_ms(start), utc_ms(end)
+        times = [c.name for c in spec.columns if c.type == "time"]
         latest: dict[tuple[Any, ...], Any] = {}
         with open(self.path, encoding="utf-8") as fh:
             for line in fh:
                 obj = json.loads(line)
                 if obj.pop("table", None) != table or (symbol is not None and obj.get("symbol") != symbol):
                     continue
+                for col in times:
+                    if obj.get(col) is not None:
+                        obj[col] = parse_time(obj[col])
                 row = model(**obj)
                 t = getattr(row, tcol)
                 if (lo is not None and t < lo) or (hi is not None and t >= hi):

@@ -93,7 +93,10 @@ class MongoSink(Sink):
         )
 
     def _describe(self, exc: BaseException | None) -> str:
-        text = one_line(getattr(exc, "_message", None) or str(exc), [getattr(self, "_secret", None)])[:300]
+        text = getattr(exc, "_message", None) or str(exc)
+        for noise in (" (configured timeouts", ", Topology Description"):  # pymongo's long topology dump
+            text = text.split(noise)[0]
+        text = one_line(text, [getattr(self, "_secret", None)])[:300]
         return f"mongo sink ({self.where}, conn id {self.conn_id}): {type(exc).__name__}: {text}"
 
     # ---- schema ------------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""JSON Lines output, ``open_sinks`` selection, and table naming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from binance_extractor.errors import InputError
+from binance_extractor.models import FundingRate, Kline
+from binance_extractor.sinks import open_sinks, table_for, time_column
+from binance_extractor.sinks.jsonl import JsonlSink
+from tests.binance_extractor.sinks.conftest import funding, klines
+
+
+def test_jsonl_file_roundtrip(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "rows.jsonl"
+    sink = JsonlSink(path)
+    sink.ensure_schema()
+    rows = klines(n=20, scale=6)
+    assert sink.write("klines_m5", rows) == 20
+    assert sink.write("funding_rates", funding()) == len(funding())
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["table"] == "klines_m5" and first["close"] == str(rows[0].close)  # decimals as strings
+    assert first["open_time"].startswith(rows[0].open_time.strftime("%Y-%m-%dT%H:%M"))
+    assert [Kline(**r) for r in sink.read("klines_m5", "XRPUSDT")] == rows
+    assert [FundingRate(**r) for r in sink.read("funding_rates", "XRPUSDT")] == funding()
+    sink.write("klines_m5", rows[:5])  # appended again: reads keep one row per key
+    assert sink.count("klines_m5") == 20
+    assert sink.last_time("klines_m5", "XRPUSDT") is None  # no index: every run uses its own range
+
+
+def test_jsonl_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = JsonlSink("-")
+    sink.write("klines_m5", klines(n=3))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["symbol"] == "XRPUSDT" for line in lines)
+
+
+def test_open_sinks_defaults_and_selection(
+    sqlite_conn_id: str, mysql_conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BINANCE_EXTRACTOR_SINKS", raising=False)
+    (default,) = open_sinks()
+    assert default.name == "sqlite"
+    default.close()
+    monkeypatch.setenv("BINANCE_EXTRACTOR_SINKS", "mysql,sqlite")
+    sinks = open_sinks()
+    assert [s.name for s in sinks] == ["mysql", "sqlite"]
+    for s in sinks:
+        s.write("klines_m5", klines(n=2))
+        assert s.count("klines_m5") == 2
+        s.close()
+    out = tmp_path / "x.jsonl"
+    names = [s.name for s in open_sinks(["jsonl", "sqlite"], output=str(out))]
+    assert names == ["jsonl", "sqlite"]
+    with pytest.raises(InputError, match="unknown sink"):
+        open_sinks(["postgres"])
+
+
+def test_open_sinks_closes_what_it_opened_on_failure(sqlite_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from binance_extractor.errors import SinkError
+
+    with pytest.raises(SinkError, match="connection id 'missing' is not defined"):
+        open_sinks(["sqlite", "mysql"], {"mysql": "missing"})
+
+
+def test_table_names() -> None:
+    assert table_for("klines", "5m") == "klines_m5"
+    assert table_for("klines", "h1") == "klines_h1"
+    assert table_for("klines", "4h") == "klines_h4"
+    assert table_for("funding") == "funding_rates"
+    assert table_for("trades") == "trades" and table_for("agg_trades") == "agg_trades"
+    assert time_column("klines_d1") == "open_time" and time_column("funding_rates") == "funding_time"
+    assert time_column("trades") == "time"
+    with pytest.raises(InputError):
+        table_for("klines")
+    with pytest.raises(InputError):
+        table_for("candles", "5m")
+    with pytest.raises(InputError):
+        time_column("extraction_runs")

@@ -1,0 +1,71 @@
+"""SQLite-specific behaviour: the embedded default file, locks, and storage formats."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from binance_extractor import config
+from binance_extractor.errors import SinkError
+from binance_extractor.models import Kline
+from binance_extractor.sinks.sqlite import SqliteSink, default_path
+from tests.binance_extractor.sinks.conftest import klines
+
+
+def test_embedded_default_without_any_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_SQLITE_DEFAULT", raising=False)
+    monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path / "data"))
+    assert default_path() == config.data_dir() / "binance.sqlite"
+    sink = SqliteSink()
+    rows = klines(n=30)
+    assert sink.write("klines_m5", rows) == 30
+    sink.close()
+    assert (tmp_path / "data" / "binance.sqlite").is_file()
+    with sqlite3.connect(tmp_path / "data" / "binance.sqlite") as raw:
+        assert raw.execute("SELECT COUNT(*) FROM klines_m5").fetchone()[0] == 30
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # decimals are the exchange's exact text, times epoch milliseconds
+        close, open_ms = raw.execute("SELECT close, open_time FROM klines_m5 ORDER BY open_time LIMIT 1").fetchone()
+        assert close == str(rows[0].close) and open_ms == int(rows[0].open_time.timestamp() * 1000)
+
+
+def test_configured_connection_wins(sqlite_conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path / "unused"))
+    sink = SqliteSink(sqlite_conn_id)
+    sink.write("klines_m5", klines(n=3))
+    sink.close()
+    assert (tmp_path / "sink.sqlite").is_file() and not (tmp_path / "unused").exists()
+
+
+def test_undefined_connection_id() -> None:
+    with pytest.raises(SinkError, match="connection id 'nope' is not defined"):
+        SqliteSink("nope").ensure_schema()
+
+
+def test_locked_database_retries_then_fails_then_rerun_completes(sqlite_conn_id: str, tmp_path: Path) -> None:
+    sink = SqliteSink(sqlite_conn_id, retry_attempts=2, busy_timeout_ms=100, retry_max_wait=0.1)
+    rows = klines(n=100)
+    sink.write("klines_m5", rows[:50])
+    holder = sqlite3.connect(tmp_path / "sink.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock for too long
+    with pytest.raises(SinkError, match="database is locked") as err:
+        sink.write("klines_m5", rows)
+    assert str(tmp_path / "sink.sqlite") in str(err.value)
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert sink.count("klines_m5") == 50
+    assert sink.write("klines_m5", rows) == 100
+    assert [Kline(**r) for r in sink.read("klines_m5", "XRPUSDT")] == rows
+
+
+def test_writer_thread_can_use_a_sink_opened_elsewhere(sqlite_conn_id: str) -> None:
+    import threading
+
+    sink = SqliteSink(sqlite_conn_id)
+    sink.ensure_schema()  # opened on this thread, written from another (as the pipeline's writer does)
+    t = threading.Thread(target=sink.write, args=("klines_m5", klines(n=10)))
+    t.start()
+    t.join()
+    assert sink.count("klines_m5") == 10
