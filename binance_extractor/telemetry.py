@@ -9,13 +9,15 @@ fails a task. ``capture()`` swaps in in-memory exporters for tests.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -53,6 +55,7 @@ class _State:
     meter_provider: Any = None
     configured: bool = False
     generation: int = 0
+    owned: list[Any] = field(default_factory=list)  # providers setup() created, stopped by shutdown()
 
 
 _state = _State()
@@ -258,7 +261,8 @@ def setup(service_name: str = DEFAULT_SERVICE_NAME) -> bool:
         if isinstance(current_tp, TracerProvider):
             tp = current_tp
         else:
-            tp = TracerProvider(resource=res, sampler=_sampler())
+            tp = TracerProvider(resource=res, sampler=_sampler(), shutdown_on_exit=False)
+            _state.owned.append(tp)
             for processor in _span_processors():
                 tp.add_span_processor(processor)
             trace.set_tracer_provider(tp)
@@ -266,41 +270,73 @@ def setup(service_name: str = DEFAULT_SERVICE_NAME) -> bool:
         if isinstance(current_mp, MeterProvider):
             mp = current_mp
         else:
-            mp = MeterProvider(resource=res, metric_readers=_metric_readers(), views=_views())
+            mp = MeterProvider(resource=res, metric_readers=_metric_readers(), views=_views(), shutdown_on_exit=False)
+            _state.owned.append(mp)
             metrics.set_meter_provider(mp)
         _activate(tp, mp)
+        if _state.owned:
+            atexit.register(shutdown)  # bounded, unlike the SDK's own exit hooks
         return True
 
 
-def force_flush(timeout_millis: int = FLUSH_TIMEOUT_MS) -> bool:
-    """Push buffered spans and metrics now (short-lived processes: task runners). Never raises."""
-    ok = True
-    for provider in (_state.tracer_provider, _state.meter_provider):
-        flush = getattr(provider, "force_flush", None)
-        if flush is None:
-            continue
+def _bounded(action: str, timeout_millis: int, providers: list[Any]) -> bool:
+    """Run ``provider.<action>()`` for each provider in parallel daemon threads, waiting at most the budget.
+
+    The OTLP exporter retries a refused connection until its own timeout (10 s by default); a process that is
+    done must not wait that long for a collector that is down, so whatever is still pending is abandoned.
+    """
+    results: dict[int, bool] = {}
+
+    def run(index: int, provider: Any) -> None:
         try:
-            ok = bool(flush(timeout_millis=timeout_millis)) and ok
+            method = getattr(provider, action)
+            if action == "force_flush":
+                results[index] = bool(method(timeout_millis=timeout_millis))
+            elif isinstance(provider, _meter_provider_class()):
+                method(timeout_millis=timeout_millis)
+                results[index] = True
+            else:
+                method()
+                results[index] = True
         except Exception as exc:  # exporting must never fail a task
-            log.debug("telemetry flush failed: %s", exc)
-            ok = False
-    return ok
+            log.debug("telemetry %s failed: %s", action, exc)
+            results[index] = False
+
+    threads = [
+        threading.Thread(target=run, args=(i, p), name=f"otel-{action}", daemon=True)
+        for i, p in enumerate(providers)
+        if hasattr(p, action)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout_millis / 1000
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return len(results) == len(threads) and all(results.values())
+
+
+def _meter_provider_class() -> type:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    return MeterProvider
+
+
+def force_flush(timeout_millis: int = FLUSH_TIMEOUT_MS) -> bool:
+    """Push buffered spans and metrics now (short-lived processes, callbacks). Never raises, never waits longer
+    than ``timeout_millis``; False if something could not be delivered in time."""
+    return _bounded("force_flush", timeout_millis, [_state.tracer_provider, _state.meter_provider])
 
 
 def shutdown(timeout_millis: int = FLUSH_TIMEOUT_MS) -> None:
-    """Flush and stop the exporters (CLI exit). Never raises; bounded by ``timeout_millis`` per signal."""
-    force_flush(timeout_millis)
-    for provider in (_state.tracer_provider, _state.meter_provider):
-        stop = getattr(provider, "shutdown", None)
-        if stop is None:
-            continue
-        try:
-            if provider is _state.meter_provider:
-                stop(timeout_millis=timeout_millis)
-            else:
-                stop()
-        except Exception as exc:
-            log.debug("telemetry shutdown failed: %s", exc)
+    """Export what is left and stop the providers ``setup()`` created (CLI exit; also run at interpreter exit).
+
+    Never raises; bounded by ``timeout_millis`` in total. Shutting a provider down exports what it still holds,
+    so there is no separate flush (it would send cumulative metrics twice). Idempotent.
+    """
+    with _lock:
+        owned, _state.owned = _state.owned, []
+    if owned:
+        _bounded("shutdown", timeout_millis, owned)
 
 
 # --------------------------------------------------------------------------- trace context propagation
