@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# `make run`: Airflow on this machine with the embedded defaults, DAGs unpaused, Ctrl-C stops everything.
+#
+# Airflow home:   <repo>/airflow_home (SQLite metadata DB, LocalExecutor, parallelism sized for the CPUs)
+# Data store:     embedded SQLite in <repo>/data (BINANCE_EXTRACTOR_SINKS, BINANCE_EXTRACTOR_DATA_DIR override)
+# Runtime:        local (in-process tasks; BINANCE_EXTRACTOR_RUNTIME=kubernetes needs a cluster)
+# Exchange:       BINANCE_FUTURES_BASE_URL (default https://fapi.binance.com)
+# Port:           AIRFLOW_PORT (default 8080); the Execution API URL follows it.
+# Pool:           binance_api with BINANCE_API_POOL_SLOTS slots (default 4, see README "Pool").
+# Overrides for tests: RUN_AIRFLOW_HOME (instead of <repo>/airflow_home), any AIRFLOW__* variable.
+set -euo pipefail
+set +m  # no job control: the background job stays in our group, so setsid makes it a group leader in place
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+VENV_BIN="$ROOT/.venv/bin"
+if [[ ! -x "$VENV_BIN/airflow" ]]; then
+  echo "run-airflow: $VENV_BIN/airflow not found; run 'make install' first" >&2
+  exit 1
+fi
+export PATH="$VENV_BIN:$PATH"
+
+PORT="${AIRFLOW_PORT:-8080}"
+CPUS="$(nproc 2>/dev/null || echo 2)"
+PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-$((CPUS * 2))}"
+
+export AIRFLOW_HOME="${RUN_AIRFLOW_HOME:-$ROOT/airflow_home}"
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__PARALLELISM="$PARALLELISM"
+export AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="${AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG:-$PARALLELISM}"
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-False}"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}"
+export AIRFLOW__API__PORT="$PORT"
+export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://localhost:$PORT}"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution/"
+# Log servers default to 8793/8794: derive them from the port so two instances (e.g. tests) never collide.
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-$((PORT + 713))}"
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-$((PORT + 714))}"
+
+export BINANCE_EXTRACTOR_RUNTIME="${BINANCE_EXTRACTOR_RUNTIME:-local}"
+export BINANCE_EXTRACTOR_SINKS="${BINANCE_EXTRACTOR_SINKS:-sqlite}"
+export BINANCE_EXTRACTOR_DATA_DIR="${BINANCE_EXTRACTOR_DATA_DIR:-$ROOT/data}"
+export BINANCE_FUTURES_BASE_URL="${BINANCE_FUTURES_BASE_URL:-https://fapi.binance.com}"
+POOL_SLOTS="${BINANCE_API_POOL_SLOTS:-4}"
+
+mkdir -p "$AIRFLOW_HOME" "$BINANCE_EXTRACTOR_DATA_DIR"
+echo "run-airflow: AIRFLOW_HOME=$AIRFLOW_HOME, data in $BINANCE_EXTRACTOR_DATA_DIR ($BINANCE_EXTRACTOR_SINKS)," \
+  "exchange $BINANCE_FUTURES_BASE_URL, parallelism $PARALLELISM"
+
+airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || {
+  echo "run-airflow: 'airflow db migrate' failed, see $AIRFLOW_HOME/db-migrate.log" >&2
+  tail -n 20 "$AIRFLOW_HOME/db-migrate.log" >&2
+  exit 1
+}
+airflow pools set binance_api "$POOL_SLOTS" "Binance API requesters: bounds concurrent exchange calls (IP weight budget)" >/dev/null
+
+# standalone in its own process group (setsid), so stopping it reaches the scheduler, api-server, dag-processor,
+# triggerer and every task process, not just the parent (SIGTERM to the parent alone orphans its children).
+setsid airflow standalone &
+PGID=$!
+
+stop() {
+  trap - INT TERM
+  echo
+  echo "run-airflow: stopping Airflow (process group $PGID)"
+  local sig
+  for sig in INT TERM KILL; do
+    kill -s "$sig" -- "-$PGID" 2>/dev/null || break
+    for _ in $(seq 1 20); do
+      kill -0 -- "-$PGID" 2>/dev/null || break 2
+      sleep 0.5
+    done
+    echo "run-airflow: still running after SIG$sig"
+  done
+  wait "$PGID" 2>/dev/null || true
+  echo "run-airflow: stopped"
+  exit 0
+}
+trap stop INT TERM
+
+URL="http://localhost:$PORT"
+for _ in $(seq 1 240); do
+  if ! kill -0 "$PGID" 2>/dev/null; then
+    echo "run-airflow: airflow standalone exited early" >&2
+    wait "$PGID" || true
+    exit 1
+  fi
+  if curl -fsS "$URL/api/v2/monitor/health" >/dev/null 2>&1; then
+    break
+  fi
+  sleep 0.5
+done
+
+cat <<EOF
+
+============================================================================
+  Airflow UI:      $URL
+  User:            admin
+  Password in:     $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
+  Data (SQLite):   $BINANCE_EXTRACTOR_DATA_DIR
+  Ctrl-C stops every process started here.
+============================================================================
+
+EOF
+
+# `wait` returns when a trapped signal arrives; loop until standalone itself exits.
+while kill -0 "$PGID" 2>/dev/null; do
+  wait "$PGID" || true
+done
+echo "run-airflow: airflow standalone exited" >&2
+exit 1
