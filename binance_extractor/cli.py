@@ -301,3 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown = getattr(telemetry, "shutdown", None)
         if shutdown is not None:
             shutdown()
+
+
+from binance_extractor import gaps_cli  # noqa: E402,F401  (registers gaps / fill-gaps into EXTRA_COMMANDS)

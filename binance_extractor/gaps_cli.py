@@ -1,0 +1,171 @@
+"""``gaps`` (list holes as JSON) and ``fill-gaps`` (repair, verify closure, update the ledger, report).
+
+    python -m binance_extractor gaps --table klines_m5 [--symbols A,B] [--start ISO] [--end ISO] [--sink mysql]
+    python -m binance_extractor fill-gaps --table klines_m5,funding_rates [...]          # detect + repair
+    python -m binance_extractor fill-gaps --chunk klines_m5/BTCUSDT/START/END [...]      # one planned chunk (pods)
+
+Registered into ``cli.EXTRA_COMMANDS`` on import (``cli`` imports this module at its end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from binance_extractor import cli, config, gaps
+from binance_extractor.errors import InputError
+from binance_extractor.timeutil import now_ms
+
+log = logging.getLogger(__name__)
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise InputError(f"not a whole number: {value!r}") from None
+    if n < 1:
+        raise InputError(f"must be at least 1: {value!r}")
+    return n
+
+
+def _positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise InputError(f"not a number: {value!r}") from None
+    if not x > 0:
+        raise InputError(f"must be positive: {value!r}")
+    return x
+
+
+def _scope_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--table",
+        action="append",
+        help="klines_m5 (or m5/5m), funding_rates, agg_trades; repeatable or comma-separated (default: all)",
+    )
+    p.add_argument("--symbols", help="comma-separated (default: every symbol stored in the table)")
+    p.add_argument("--start", help="expected first row (ISO or epoch ms); default: first stored row per symbol")
+    p.add_argument("--end", help="exclusive end (default: now; klines: the last closed candle)")
+    p.add_argument("--full-history", action="store_true", help="expect rows from each symbol's listing date")
+    p.add_argument("--min-gap", type=_positive_int, help="ignore holes of fewer missing rows (config: min_gap_candles)")
+    p.add_argument("--max-gap", type=_positive_int, help="ignore holes of more missing rows (config: max_gap_candles)")
+
+
+def add_gaps_parser(sub: Any) -> None:
+    p = sub.add_parser("gaps", help="List holes in stored data as JSON.", description="List holes as JSON lines.")
+    _scope_options(p)
+    cli._sink_options(p)
+
+
+def add_fill_parser(sub: Any) -> None:
+    help_text = "Refetch holes, verify closure, record exchange-side holes in the ledger; prints the report."
+    p = sub.add_parser("fill-gaps", help=help_text, description=help_text)
+    _scope_options(p)
+    p.add_argument(
+        "--chunk",
+        action="append",
+        help="TABLE/SYMBOL/START/END[/CTX_START/CTX_END]: repair exactly this planned chunk (repeatable)",
+    )
+    p.add_argument("--source", choices=cli.SOURCES, default="auto", help="klines source (default: auto)")
+    p.add_argument("--chunk-days", type=_positive_float, help="chunk length in days (config: chunk_days)")
+    cli._sink_options(p)
+
+
+def _settings(args: argparse.Namespace) -> gaps.GapSettings:
+    return gaps.GapSettings.load(
+        min_gap=args.min_gap, max_gap=args.max_gap, chunk_days=getattr(args, "chunk_days", None)
+    )
+
+
+def _symbols(args: argparse.Namespace) -> list[str] | None:
+    if not args.symbols:
+        return None
+    symbols = config.parse_symbols(args.symbols)
+    bad = [s for s in symbols if not s.isalnum()]
+    if bad:
+        raise InputError(f"malformed symbol {bad[0]!r}")
+    return symbols
+
+
+def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings, now: int) -> list[gaps.Scan]:
+    start, end = cli._times(args)
+    tables = gaps.parse_tables(args.table)
+    symbols = _symbols(args)
+    starts = None
+    if start is None and (args.full_history or config.settings().full_history):
+        client = cli.make_client(args)
+        try:
+            names = symbols or sorted({s for t in tables for sink in gaps.db_sinks(sinks) for s in sink.symbols(t)})
+            starts = gaps.onboard_starts(client, names)
+        finally:
+            client.close()
+    return gaps.scan(sinks, tables, symbols, start=start, end=end, starts=starts, settings=settings, now=now)
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Bad input fails before any database or network access."""
+    gaps.parse_tables(args.table)
+    cli._times(args)
+    _symbols(args)
+    names = cli.parse_sinks(args.sink)
+    cli.parse_conn_ids(args.conn_id, names)
+    if not any(n in gaps.DB_SINKS for n in names):
+        raise InputError("gap detection needs a database sink: --sink sqlite, mysql or mongo")
+
+
+def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:
+    settings = _settings(args)
+    _check(args)
+    sinks = cli.open_sinks_for(args)
+    try:
+        scans = _scan(args, sinks, settings, now_ms())
+    finally:
+        for sink in sinks:
+            sink.close()
+    out: list[dict[str, Any]] = []
+    for s in scans:
+        out.extend({**h.to_dict(), "status": "open"} for h in s.holes)
+        out.extend({**h.to_dict(), "status": "skipped"} for h in s.skipped)
+    return out
+
+
+def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
+    settings = _settings(args)
+    chunks = [gaps.Chunk.parse(c) for c in args.chunk or []]
+    if chunks and (args.table or args.symbols or args.start or args.full_history):
+        raise InputError("--chunk cannot be combined with --table, --symbols, --start or --full-history")
+    _check(args)
+    now = now_ms()
+    sinks = cli.open_sinks_for(args)
+    client = cli.make_client(args)
+    try:
+        before: list[gaps.Scan] = []
+        if not chunks:
+            before = _scan(args, sinks, settings, now)
+            chunks = gaps.chunk_holes(gaps.holes_of(before), settings.chunk_ms)
+            log.info("%d hole(s) in %d chunk(s)", len(gaps.holes_of(before)), len(chunks))
+        results = gaps.fill_chunks(
+            chunks, sinks, client, source=args.source, requested_by=args.requested_by, settings=settings
+        )
+        result_dicts = [r.to_dict() for r in results]
+        open_holes = gaps.verify(chunks, sinks, result_dicts, settings)
+        after = _scan(args, sinks, settings, now) if before else []
+    finally:
+        client.close()
+        for sink in sinks:
+            sink.close()
+    report = gaps.build_report(before, result_dicts, after, open_holes)
+    report["chunks"] = result_dicts
+    for line in gaps.report_lines(report):
+        log.info("%s", line)
+    if before:
+        gaps.emit_metrics(report)
+    gaps.raise_if_open(open_holes)
+    return [report]
+
+
+cli.EXTRA_COMMANDS.append((add_gaps_parser, "gaps", run_gaps))
+cli.EXTRA_COMMANDS.append((add_fill_parser, "fill-gaps", run_fill))
