@@ -449,6 +449,18 @@ def test_429_then_418_for_a_client_ignoring_it(make_emulator: Any) -> None:
     assert emu.count() == 0 and emu.max_used_weight == 0
 
 
+def test_ban_expires_and_strikes_reset(make_emulator: Any) -> None:
+    emu = make_emulator(window_seconds=3600, weight_limit=2, ban_seconds=1, tolerated_after_429=0)
+    assert [get(emu, "/fapi/v1/ping").status_code for _ in range(4)] == [200, 200, 429, 418]
+    r = get(emu, "/fapi/v1/ping")
+    assert r.status_code == 418 and r.headers["Retry-After"] == "1"
+    time.sleep(1.05)
+    emu.weight_limit = 100
+    assert [get(emu, "/fapi/v1/ping").status_code for _ in range(3)] == [200, 200, 200]
+    emu.reset_stats()
+    assert emu.count() == 0 and emu.max_used_weight == 0
+
+
 def test_window_rolls_over(fast_limits_emulator: Emulator) -> None:
     emu = fast_limits_emulator
     settle(5, 2.5)  # keep the burst inside one window

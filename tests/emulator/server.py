@@ -288,6 +288,8 @@ class Emulator:
             self._roll(now)
             if self._banned_until > now:
                 return self._used, self._ban_error(now)
+            if self._banned_until:  # a served ban wipes the strikes: the client starts over
+                self._banned_until, self._after_429 = 0.0, None
             if self._after_429 is not None:
                 self._after_429 += 1
                 if self._after_429 > self.tolerated_after_429:
