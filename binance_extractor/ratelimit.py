@@ -71,6 +71,7 @@ class WeightLimiter:
         self._window = -1
         self._reported = 0  # highest IP-wide usage the exchange reported in the current window
         self._in_flight = 0  # weight sent in the current window and not yet reported back
+        self._seen = False  # has a response reported the IP-wide usage in the current window?
         self._paused_until = 0.0  # 429 Retry-After
         self._banned_until = 0.0  # 418
         self.max_reported = 0
@@ -88,7 +89,7 @@ class WeightLimiter:
     def _roll(self, now: float) -> int:
         window = int(now // self.rule.window_seconds)
         if window != self._window:
-            self._window, self._reported, self._in_flight = window, 0, 0
+            self._window, self._reported, self._in_flight, self._seen = window, 0, 0, False
         return window
 
     def acquire(self, weight: int) -> Ticket:
@@ -111,6 +112,10 @@ class WeightLimiter:
                     self._wait(self._paused_until - now)
                     continue
                 window = self._roll(now)
+                if not self._seen and self._in_flight:
+                    # Until one response tells us what others on the IP used this window, send one probe only.
+                    self._wait(self.rule.window_seconds)
+                    continue
                 if self._reported + self._in_flight + weight <= self.budget:
                     self._in_flight += weight
                     return Ticket(weight, window)
@@ -130,6 +135,7 @@ class WeightLimiter:
                 self._in_flight = max(0, self._in_flight - ticket.weight)
                 if used is not None:
                     self._reported = max(self._reported, used)
+                    self._seen = True
             if used is not None:
                 self.max_reported = max(self.max_reported, used)
             self._cond.notify_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +65,13 @@ def test_real_xrpusdt_candles_round_trip_exactly(emulator):
     assert len(got) == len(raw) == 1999
     for k, r in zip(got, raw, strict=True):
         assert (dt_to_ms(k.open_time), str(k.open), str(k.high), str(k.low), str(k.close), str(k.volume)) == (
-            r[0], r[1], r[2], r[3], r[4], r[5])
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+        )
 
 
 def test_in_progress_candle_is_never_emitted(emulator):
@@ -98,7 +105,10 @@ def test_funding_history_over_1000_rows_is_fully_paginated(emulator):
     assert len(got) > 1000 and len(got) == len(want)
     assert [dt_to_ms(f.funding_time) for f in got] == [r["fundingTime"] for r in want]
     assert [format(f.funding_rate, "f") for f in got] == [r["fundingRate"] for r in want]  # exact, no exponent
-    gaps = {dt_to_ms(b.funding_time) // 3_600_000 - dt_to_ms(a.funding_time) // 3_600_000 for a, b in zip(got, got[1:])}
+    gaps = {
+        dt_to_ms(b.funding_time) // 3_600_000 - dt_to_ms(a.funding_time) // 3_600_000
+        for a, b in itertools.pairwise(got)
+    }
     assert {8, 4, 1} <= gaps  # 8h, then 4h, then 1h contracts
 
 

@@ -15,8 +15,12 @@ class Clock:
 
 
 def test_rule_from_exchange_info():
-    info = {"rateLimits": [{"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
-                           {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 5, "limit": 200}]}
+    info = {
+        "rateLimits": [
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 5, "limit": 200},
+        ]
+    }
     assert WeightRule.from_exchange_info(info) == WeightRule(200, 5, "X-MBX-USED-WEIGHT-5S")
     assert WeightRule.from_exchange_info({}) == WeightRule(2400, 60, "X-MBX-USED-WEIGHT-1M")
 

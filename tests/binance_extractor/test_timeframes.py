@@ -9,8 +9,13 @@ from binance_extractor.timeutil import dt_to_ms
 
 @pytest.mark.parametrize(
     ("name", "interval", "table"),
-    [("m5", "5m", "klines_m5"), ("m15", "15m", "klines_m15"), ("m30", "30m", "klines_m30"),
-     ("h1", "1h", "klines_h1"), ("d1", "1d", "klines_d1")],
+    [
+        ("m5", "5m", "klines_m5"),
+        ("m15", "15m", "klines_m15"),
+        ("m30", "30m", "klines_m30"),
+        ("h1", "1h", "klines_h1"),
+        ("d1", "1d", "klines_d1"),
+    ],
 )
 def test_scheduled_timeframes_map_to_binance_and_tables(name, interval, table):
     for spelling in (name, interval, table):
