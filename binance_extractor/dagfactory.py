@@ -90,23 +90,27 @@ def _requested_by(context: Any) -> str:
 
 
 def _extraction(kind: str, dag_id: str, runtime: str, argv: Any) -> Any:
-    """The mapped extraction for ``argv`` (an XComArg of argv lists) in the chosen runtime."""
+    """The mapped extraction for ``argv`` (an XComArg of argv lists) in the chosen runtime; returns its XComArg."""
     if runtime == "kubernetes":
         from binance_extractor.operators import TracedKubernetesPodOperator
 
-        return TracedKubernetesPodOperator.partial(
-            task_id="extract",
-            name=dag_id.replace("_", "-"),
-            namespace=NAMESPACE,
-            pod_template_file=str(POD_TEMPLATE),
-            image=image(),
-            pool=POOL,
-            get_logs=True,
-            do_xcom_push=True,
-            on_finish_action="delete_pod",
-            map_index_template=POD_LABEL,
-            labels={"binance-extractor/kind": kind},
-        ).expand(arguments=argv)
+        return (
+            TracedKubernetesPodOperator.partial(
+                task_id="extract",
+                name=dag_id.replace("_", "-"),
+                namespace=NAMESPACE,
+                pod_template_file=str(POD_TEMPLATE),
+                image=image(),
+                pool=POOL,
+                get_logs=True,
+                do_xcom_push=True,
+                on_finish_action="delete_pod",
+                map_index_template=POD_LABEL,
+                labels={"binance-extractor/kind": kind},
+            )
+            .expand(arguments=argv)
+            .output
+        )
     return extract_local.expand(argv=argv)
 
 
