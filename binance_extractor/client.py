@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from datetime import datetime
@@ -107,7 +108,16 @@ class BinanceFuturesClient:
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> BinanceFuturesClient:
-        """Settings from ``BINANCE_FUTURES_BASE_URL`` and ``BINANCE_API_KEY`` (outside Airflow)."""
+        """Settings from ``BINANCE_FUTURES_BASE_URL`` and ``BINANCE_API_KEY`` (outside Airflow).
+
+        ``BINANCE_HTTP_MAX_ATTEMPTS`` and ``BINANCE_HTTP_BACKOFF_MAX`` (seconds) tune the retry budget.
+        """
+        for env, name, cast in (
+            ("BINANCE_HTTP_MAX_ATTEMPTS", "max_attempts", int),
+            ("BINANCE_HTTP_BACKOFF_MAX", "backoff_max", float),
+        ):
+            if os.environ.get(env):
+                kwargs.setdefault(name, cast(os.environ[env]))
         return cls(config.base_url(), config.api_key(), **kwargs)
 
     def __repr__(self) -> str:  # never shows the key

@@ -55,7 +55,9 @@ class BinanceFuturesHook(BaseHook):
 
     def get_client(self, **kwargs: Any) -> BinanceFuturesClient:
         base, key = self.settings()
-        return BinanceFuturesClient(base, key, **kwargs)
+        client = BinanceFuturesClient.from_env(**kwargs)
+        client.base_url, client._api_key = base, key
+        return client
 
     def test_connection(self) -> tuple[bool, str]:
         client = self.get_client(max_attempts=1)
