@@ -8,10 +8,6 @@ those files (minus what .dockerignore drops) runs ``python -m binance_extractor`
 from __future__ import annotations
 
 import json
-import os
-import re
-import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,87 +16,17 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = ROOT / "Dockerfile"
-POD_TEMPLATE = ROOT / "k8s_pod_templates" / "extractor-pod.yaml"
-APP_DIR = "/app"
+from tests.k8s import image_sim as sim
+from tests.k8s.image_sim import APP_DIR, POD_TEMPLATE, ROOT
 
 
 @pytest.fixture(scope="module")
 def parser() -> DockerfileParser:
-    return DockerfileParser(path=str(DOCKERFILE))
-
-
-def _instructions(parser: DockerfileParser) -> list[tuple[str, str]]:
-    return [(i["instruction"], i["value"]) for i in parser.structure if i["instruction"] != "COMMENT"]
-
-
-def _stages(parser: DockerfileParser) -> list[list[tuple[str, str]]]:
-    stages: list[list[tuple[str, str]]] = []
-    for instr, value in _instructions(parser):
-        if instr == "FROM":
-            stages.append([])
-        stages[-1].append((instr, value))
-    return stages
-
-
-def _copies(stage: list[tuple[str, str]]) -> list[tuple[list[str], str, dict[str, str]]]:
-    """(sources, destination, flags) of each COPY in a stage."""
-    out = []
-    for instr, value in stage:
-        if instr != "COPY":
-            continue
-        words = shlex.split(value)
-        flags = dict(w[2:].split("=", 1) for w in words if w.startswith("--"))
-        paths = [w for w in words if not w.startswith("--")]
-        out.append((paths[:-1], paths[-1], flags))
-    return out
-
-
-def _dockerignore() -> list[tuple[bool, str]]:
-    """(negated, pattern) lines of .dockerignore, in order."""
-    rules = []
-    for line in (ROOT / ".dockerignore").read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        negated = line.startswith("!")
-        rules.append((negated, line.lstrip("!").strip("/")))
-    return rules
-
-
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A .dockerignore pattern as a regex: ``**/`` spans any directories, ``*`` and ``?`` stay in one."""
-    out = ""
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out)
-
-
-def _ignored(rel: str, rules: list[tuple[bool, str]]) -> bool:
-    """Docker's rule: the last matching pattern wins; a pattern matching a parent directory covers its files."""
-    parts = rel.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    ignored = False
-    for negated, pattern in rules:
-        regex = _pattern_regex(pattern)
-        if any(regex.fullmatch(prefix) for prefix in prefixes):
-            ignored = not negated
-    return ignored
+    return sim.parser()
 
 
 def test_multistage_slim_python_311(parser: DockerfileParser) -> None:
-    stages = _stages(parser)
+    stages = sim.stages(parser)
     assert parser.is_multistage and len(stages) >= 2
     assert all(stage[0][1].split()[0] == "python:3.11-slim" for stage in stages)
     assert parser.baseimage == "python:3.11-slim"
@@ -110,13 +36,13 @@ def test_multistage_slim_python_311(parser: DockerfileParser) -> None:
     for pkg in ("build-essential", "pkg-config", "libmariadb-dev"):
         assert pkg in builder_runs
     assert "pip install -r /tmp/requirements.txt" in builder_runs
-    assert (["requirements.txt"], "/tmp/requirements.txt", {}) in _copies(builder)
+    assert (["requirements.txt"], "/tmp/requirements.txt", {}) in sim.copies(builder)
     runtime_runs = " ".join(v for i, v in runtime if i == "RUN")
     # The runtime stage gets the shared library only, never a compiler or headers.
     assert "libmariadb3" in runtime_runs
     for pkg in ("build-essential", "libmariadb-dev", "gcc"):
         assert pkg not in runtime_runs
-    assert (["/opt/venv"], "/opt/venv", {"from": "builder"}) in _copies(runtime)
+    assert (["/opt/venv"], "/opt/venv", {"from": "builder"}) in sim.copies(runtime)
 
 
 def test_requirements_are_the_pinned_runtime_set(parser: DockerfileParser) -> None:
@@ -134,7 +60,7 @@ def test_requirements_are_the_pinned_runtime_set(parser: DockerfileParser) -> No
 
 
 def test_final_stage_runs_as_non_root(parser: DockerfileParser) -> None:
-    runtime = _stages(parser)[-1]
+    runtime = sim.stages(parser)[-1]
     users = [v for i, v in runtime if i == "USER"]
     assert users, "the runtime stage sets no USER"
     uid, _, gid = users[-1].partition(":")
@@ -150,8 +76,7 @@ def test_final_stage_runs_as_non_root(parser: DockerfileParser) -> None:
 
 
 def test_entrypoint_is_the_pod_template_command(parser: DockerfileParser) -> None:
-    runtime = _stages(parser)[-1]
-    entrypoint = json.loads([v for i, v in runtime if i == "ENTRYPOINT"][-1])
+    entrypoint = sim.entrypoint(parser)
     assert entrypoint == ["python", "-m", "binance_extractor"]
     assert json.loads(parser.cmd) == ["--help"]
     pod = yaml.safe_load(POD_TEMPLATE.read_text())
@@ -181,8 +106,8 @@ def test_environment_matches_the_read_only_pod(parser: DockerfileParser) -> None
 
 
 def test_copied_paths_exist_and_cover_the_cli(parser: DockerfileParser) -> None:
-    runtime = _stages(parser)[-1]
-    local = [(srcs, dest) for srcs, dest, flags in _copies(runtime) if "from" not in flags]
+    runtime = sim.stages(parser)[-1]
+    local = [(srcs, dest) for srcs, dest, flags in sim.copies(runtime) if "from" not in flags]
     sources = [s.rstrip("/") for srcs, _ in local for s in srcs]
     for src in sources:
         assert (ROOT / src).exists(), f"COPY source {src} missing from the repository"
@@ -197,7 +122,7 @@ def test_copied_paths_exist_and_cover_the_cli(parser: DockerfileParser) -> None:
 
 
 def test_dockerignore_keeps_local_state_out_but_not_the_sources(parser: DockerfileParser) -> None:
-    rules = _dockerignore()
+    rules = sim.dockerignore()
     for path in (
         ".venv/bin/python",
         "tests/k8s/test_manifests.py",
@@ -205,50 +130,17 @@ def test_dockerignore_keeps_local_state_out_but_not_the_sources(parser: Dockerfi
         "data/x.db",
         ".git/HEAD",
     ):
-        assert _ignored(path, rules), path
-    assert _ignored("binance_extractor/__pycache__/cli.cpython-311.pyc", rules)
+        assert sim.ignored(path, rules), path
+    assert sim.ignored("binance_extractor/__pycache__/cli.cpython-311.pyc", rules)
     for path in ("requirements.txt", "binance_extractor/__init__.py", "include/config.yaml"):
-        assert not _ignored(path, rules), path
-
-
-def _image_app(parser: DockerfileParser, dest_root: Path) -> Path:
-    """Copy what the runtime stage COPYs from the build context (after .dockerignore) to dest_root/app."""
-    rules = _dockerignore()
-    runtime = _stages(parser)[-1]
-    for srcs, dest, flags in _copies(runtime):
-        if "from" in flags:
-            continue
-        for src in srcs:
-            src_path = ROOT / src.rstrip("/")
-            target = dest_root / dest.lstrip("/").rstrip("/")
-            for file in [src_path] if src_path.is_file() else sorted(src_path.rglob("*")):
-                rel = file.relative_to(ROOT).as_posix()
-                if file.is_dir() or _ignored(rel, rules):
-                    continue
-                out = target / file.relative_to(src_path) if src_path.is_dir() else target
-                out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(file, out)
-    return dest_root / APP_DIR.lstrip("/")
-
-
-def _image_env(parser: DockerfileParser, app: Path, tmp: Path) -> dict[str, str]:
-    """The image's ENV with /app and /tmp mapped onto the simulation directories."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BINANCE_", "AIRFLOW", "PYTHON", "OTEL_"))}
-    for key, value in parser.envs.items():
-        if key in ("PATH", "VIRTUAL_ENV"):
-            continue
-        env[key] = value.replace(APP_DIR, str(app)).replace("/tmp", str(tmp))
-    env["BINANCE_FUTURES_BASE_URL"] = "http://127.0.0.1:9"  # never the real exchange
-    return env
+        assert not sim.ignored(path, rules), path
 
 
 def test_cli_runs_from_only_the_copied_files(parser: DockerfileParser, tmp_path: Path) -> None:
-    if not (ROOT / "binance_extractor" / "cli.py").exists():
-        pytest.skip("binance_extractor/cli.py has not landed yet (lead's CLI)")
-    app = _image_app(parser, tmp_path / "image")
+    app = sim.image_app(parser, tmp_path / "image")
     writable = tmp_path / "writable-tmp"
     writable.mkdir()
-    env = _image_env(parser, app, writable)
+    env = sim.image_env(parser, {APP_DIR: app, "/tmp": writable})
     assert env["PYTHONPATH"] == str(app)
     copied = sorted(p.relative_to(app).as_posix() for p in app.rglob("*") if p.is_file())
     assert "include/config.yaml" in copied and "binance_extractor/__main__.py" in copied
@@ -275,7 +167,7 @@ def test_cli_runs_from_only_the_copied_files(parser: DockerfileParser, tmp_path:
     assert Path(config_file).resolve() == (app / "include" / "config.yaml").resolve()
     assert n_symbols >= 20
 
-    entrypoint = json.loads([v for i, v in _stages(parser)[-1] if i == "ENTRYPOINT"][-1])
+    entrypoint = sim.entrypoint(parser)
     assert entrypoint[0] == "python"
     cmd = [sys.executable, *entrypoint[1:], *json.loads(parser.cmd)]
     result = subprocess.run(cmd, cwd=app, env=env, capture_output=True, text=True, timeout=120)
