@@ -361,3 +361,28 @@ def test_sdk_disabled_installs_nothing() -> None:
     assert result["first"] is False
     # the API still propagates the parent context, so the ids stay those of the Airflow task
     assert result["ids"] == [PARENT_TRACE_ID, PARENT_SPAN_ID]
+
+
+def test_the_cli_in_a_pod_joins_the_airflow_trace(emulator: object) -> None:
+    """``python -m binance_extractor`` with TRACEPARENT in its env, as the pod template sets it."""
+    with _Receiver() as receiver:
+        env = _child_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, TRACEPARENT=TRACEPARENT, K8S_POD_NAME="pod-1")
+        proc = subprocess.run(
+            [sys.executable, "-m", "binance_extractor", "symbols", "--symbols", "BTCUSDT,NOPEUSDT"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        spans = receiver.spans()
+        requests = receiver.metric_points("binance.http.requests")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["valid"] == ["BTCUSDT"]
+    (cli,) = [s for _, s in spans if s.name == "cli.symbols"]
+    http = [s for _, s in spans if s.name == "binance.http"]
+    assert cli.trace_id.hex() == PARENT_TRACE_ID and cli.parent_span_id.hex() == PARENT_SPAN_ID
+    assert http and all(s.trace_id == cli.trace_id and s.parent_span_id == cli.span_id for s in http)
+    assert _attrs(http[0].attributes)["http.status_code"] == 200
+    assert {r["k8s.pod.name"] for r, _ in spans} == {"pod-1"}
+    assert sum(p.as_int for p in requests) == len(http)
