@@ -31,7 +31,7 @@ SOURCES = ("auto", "rest", "archive")
 class _Parser(argparse.ArgumentParser):
     """argparse that raises InputError (one clean line) instead of printing usage and exiting."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise InputError(message)
 
 
