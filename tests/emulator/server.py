@@ -79,6 +79,14 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     emulator: Emulator
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (timeouts, resets) are normal here; anything else is printed."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class Emulator:
     """The exchange. ``Emulator(**config)``; ``start()``/``stop()`` or ``with Emulator() as emu:``.
