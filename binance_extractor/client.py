@@ -27,7 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from binance_extractor import config, telemetry
+from binance_extractor import config, logs, telemetry
 from binance_extractor.errors import (
     BinanceAPIError,
     CircuitOpenError,
@@ -84,6 +84,7 @@ class BinanceFuturesClient:
     ) -> None:
         self.base_url = (base_url or config.base_url()).rstrip("/")
         self._api_key = api_key if api_key is not None else config.api_key()
+        logs.register_secret(self._api_key)  # masked in every log line, whatever logs it
         self.max_in_flight = max_in_flight
         margin = weight_margin if weight_margin is not None else _default_margin()
         self.limiter = WeightLimiter(WeightRule(), margin=margin, max_ban_wait=max_ban_wait)

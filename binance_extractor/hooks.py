@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from binance_extractor import config
+from binance_extractor import config, logs
 from binance_extractor.client import BinanceFuturesClient
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class BinanceFuturesHook(BaseHook):
         base, key = self.settings()
         client = BinanceFuturesClient.from_env(**kwargs)
         client.base_url, client._api_key = base, key
+        logs.register_secret(key)
         return client
 
     def test_connection(self) -> tuple[bool, str]:
