@@ -587,3 +587,12 @@ def test_synthetic_trades_contiguous(emulator: Emulator) -> None:
     assert [t["id"] for t in recent] == list(range(recent[0]["id"], recent[0]["id"] + 7))
     back = get(emulator, "/fapi/v1/aggTrades", symbol="SYNTHUSDT", endTime=aggs[99]["T"], limit=10).json()
     assert back[-1]["T"] <= aggs[99]["T"] and len(back) == 10
+
+
+def test_stop_hangs_up_kept_alive_connections() -> None:
+    emu = Emulator().start()
+    session = requests.Session()
+    assert session.get(emu.url + "/fapi/v1/ping", timeout=5).status_code == 200
+    emu.stop()
+    with pytest.raises(requests.ConnectionError):
+        session.get(emu.url + "/fapi/v1/ping", timeout=5)

@@ -79,6 +79,29 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     emulator: Emulator
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        """Hang up kept-alive connections, so a stopped emulator answers nothing."""
+        with self.sockets_lock:
+            socks = list(self.open_sockets)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that hang up (timeouts, resets) are normal here; anything else is printed."""
         import sys
@@ -163,6 +186,7 @@ class Emulator:
             return
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None
