@@ -208,6 +208,11 @@ class Emulator:
         """Base URL of the data.binance.vision-like archive (served by ``tests/emulator/archive.py``)."""
         return self.url + "/archive"
 
+    @property
+    def data_version(self) -> int:
+        """Bumped by every outage/override change: a cache key for anything derived from the served data."""
+        return self._version
+
     def now_ms(self) -> int:
         """The market's "now" (epoch ms): ``clock()`` if configured, else real time."""
         return int(self.clock()) if self.clock is not None else int(time.time() * 1000)
