@@ -271,18 +271,20 @@ def parse_csv(text: str, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> 
 
 def missing_ranges(tf: Timeframe, lo_ms: int, hi_ms: int, have: list[int]) -> list[tuple[int, int]]:
     """Half-open sub-ranges of ``[lo_ms, hi_ms)`` whose expected candle open times are absent from ``have``."""
+    first, step = tf.ceil_ms(lo_ms), tf.ms
+    complete = len(have) == tf.count_between(lo_ms, hi_ms) and (not have or have[0] == first)
+    if complete and all(b - a == step for a, b in pairwise(have)):
+        return []  # the common case: a complete file
     got = set(have)
     out: list[tuple[int, int]] = []
     run_start: int | None = None
-    t = tf.ceil_ms(lo_ms)
-    while t < hi_ms:
+    for t in range(first, hi_ms, step):
         if t in got:
             if run_start is not None:
                 out.append((run_start, t))
                 run_start = None
         elif run_start is None:
             run_start = t
-        t += tf.ms
     if run_start is not None:
         out.append((run_start, hi_ms))
     return out
