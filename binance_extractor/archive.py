@@ -60,6 +60,10 @@ class _BadFile(Exception):
     """One failed attempt at a file; retried, then turned into ``ArchiveError``."""
 
 
+class _Unreachable(_BadFile):
+    """The host did not answer (connection refused/reset, timeout, egress blocked)."""
+
+
 @dataclass(frozen=True)
 class Period:
     """One archive file's period: a calendar month (``monthly``) or a UTC day (``daily``)."""
@@ -147,6 +151,7 @@ class ArchiveFetcher:
         self.tf = tf
         self.session = session
         self.base_url = base_url.rstrip("/")
+        self.down = False  # set once a file failed for want of a host: later files fail fast
 
     def fetch(self, period: Period, lo_ms: int, hi_ms: int) -> list[FilePart]:
         """The period's file (a monthly one not yet published falls back to its daily files)."""
@@ -159,6 +164,8 @@ class ArchiveFetcher:
     def fetch_file(self, period: Period, lo_ms: int, hi_ms: int) -> FilePart:
         name = period.filename(self.symbol, self.tf.interval)
         url = f"{self.base_url}/{period.path(self.symbol, self.tf.interval)}"
+        if self.down:
+            return FilePart(period, name, error=ArchiveError(name, "archive host unreachable (skipped)"))
         retrying = Retrying(
             retry=retry_if_exception_type(_BadFile),
             stop=stop_after_attempt(ATTEMPTS),
@@ -175,6 +182,8 @@ class ArchiveFetcher:
                         rows, opens = parse_zip(body, self.symbol, self.tf.interval, name, lo_ms, hi_ms)
                         return FilePart(period, name, rows, opens)
             except _BadFile as exc:
+                if isinstance(exc, _Unreachable):
+                    self.down = True
                 return FilePart(period, name, error=ArchiveError(name, f"{exc} (after {ATTEMPTS} attempts)"))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -182,7 +191,7 @@ class ArchiveFetcher:
         try:
             resp = self.session.get(url, timeout=TIMEOUT_S)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise _BadFile(f"download failed: {type(exc).__name__}") from None
+            raise _Unreachable(f"download failed: {type(exc).__name__}") from None
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:

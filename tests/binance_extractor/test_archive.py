@@ -425,3 +425,17 @@ def test_cli_backfill_from_archive_into_mysql_equals_rest(
     finally:
         sink.close()
         client.close()
+
+
+def test_unreachable_archive_host(emu: Emulator, client: Any) -> None:
+    s, e = ms("2025-01-20"), ms("2025-03-03")
+    dead = "http://127.0.0.1:9"  # nothing listens there: connection refused
+    t0 = time.perf_counter()
+    stats = ArchiveStats()
+    it = archive.iter_klines(client, "BTCUSDT", H1, s, e, now_ms=NOW, base_url=dead, stats=stats)
+    got = [k for batch in it for k in batch]
+    assert got == rest_only(client, "BTCUSDT", H1, s, e)
+    assert time.perf_counter() - t0 < 15  # the first failures mark the host down: the rest is not retried
+    assert len(stats.files_failed) == len(archive.plan_periods(s, e))
+    with pytest.raises(ArchiveError, match=r"BTCUSDT-1h-2025-01-20\.zip: download failed: ConnectionError"):
+        list(archive.iter_klines(None, "BTCUSDT", H1, s, e, source="archive", now_ms=NOW, base_url=dead))

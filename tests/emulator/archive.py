@@ -185,18 +185,3 @@ def _corrupt(emu: Any, symbol: str, interval: str, lo: int, hi: int, ym: tuple[i
 def _label(lo: int, hi: int) -> str:
     fmt = "%Y-%m-%d" if hi - lo == D.DAY else "%Y-%m"
     return time.strftime(fmt, time.gmtime(lo // 1000))
-
-
-def prewarm(emu: Any, symbol: str, interval: str, periods: list[tuple[str, str]]) -> int:
-    """Generate and cache files ahead of a timed run: ``periods`` = [(kind, 'YYYY-MM[-DD]')]; returns bytes."""
-    total = 0
-    for kind, label in periods:
-        path = f"/data/futures/um/{kind}/klines/{symbol}/{interval}/{symbol}-{interval}-{label}.zip.CHECKSUM"
-        m = _PATH_RE.match(path)
-        assert m is not None, path
-        _, cache = _state(emu)
-        day = int(m["d"]) if m["d"] else None
-        lo, hi = _period(int(m["y"]), int(m["m"]), day)
-        entry = _zip(emu, cache, symbol, interval, m["name"], lo, hi, (int(m["y"]), int(m["m"])))
-        total += len(entry[0]) if entry else 0
-    return total
