@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -106,6 +107,7 @@ class BinanceFuturesClient:
         self._funding_calls: list[float] = []
         self._funding_lock = threading.Lock()
         self.requests_sent = 0
+        self.status_counts: Counter[int] = Counter()  # HTTP status -> responses (0: no response)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> BinanceFuturesClient:
@@ -174,6 +176,7 @@ class BinanceFuturesClient:
                 resp = self._session.get(self.base_url + path, params=params, headers=headers, timeout=self.timeout)
                 self.requests_sent += 1
                 status = resp.status_code
+                self.status_counts[status] += 1
                 used = _int_header(resp, self.limiter.rule.header)
                 sp.set_attribute("http.status_code", status)
                 if used is not None:
