@@ -567,7 +567,8 @@ def detect_range(
         pairs = be.funding_pairs(symbol, lo, hi, FUNDING_DEFAULT_MS, settings.funding_tolerance_ms)
         for prev, cur, interval in pairs:
             step = interval or FUNDING_DEFAULT_MS
-            add(prev + 1, cur, max(1, round((cur - prev) / step) - 1), (prev, cur + 1))
+            # the context reaches back to the row before ``prev``, so re-detection knows the previous interval
+            add(prev + 1, cur, max(1, round((cur - prev) / step) - 1), (prev - (interval or 0), cur + 1))
         if tail and hi - mx > longest:
             add(mx + 1, hi, max(1, (hi - mx) // FUNDING_DEFAULT_MS), (mx, hi))
     else:
