@@ -9,6 +9,7 @@ emitted. Funding and aggregate trades are paginated by cursor over any range.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -41,7 +42,8 @@ def ordered_map(fn: Callable[[Any], T], items: list[Any], workers: int) -> Itera
         it = iter(items)
         try:
             for item in it:
-                pending.append(pool.submit(fn, item))
+                # each page runs in a copy of the caller's context, so its spans join the caller's trace
+                pending.append(pool.submit(contextvars.copy_context().run, fn, item))
                 if len(pending) >= workers * 2:
                     yield pending.popleft().result()
             while pending:

@@ -6,6 +6,7 @@ Each page is fully validated before it is queued, so a rejected row means its pa
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -245,7 +246,8 @@ def _stream(
             except BaseException as exc:
                 failure.append(exc)
 
-    thread = threading.Thread(target=writer, name="binance-writer", daemon=True)
+    context = contextvars.copy_context()  # the writer's spans join this job's trace
+    thread = threading.Thread(target=context.run, args=(writer,), name="binance-writer", daemon=True)
     thread.start()
     try:
         for page in batches(job, client, start, end):
