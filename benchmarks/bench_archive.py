@@ -10,10 +10,12 @@ request and the standard 2400 weight/min budget):
    archive serves static files; generating them is not what is measured).
 2. raw MySQL: the same rows (read back from that table) re-written by plain ``MySQLdb`` ``executemany`` of the
    sink's upsert statement into an empty copy of the table, in 5000-row batches: the ceiling for any path.
+   Also the archive source alone (download, verify, parse, validate; no sink) for the REST subset of symbols.
 3. REST: ``pipeline.run_job`` with ``source="rest"`` into a second fresh database, for exactly one weight window
    (starting at a window boundary, so no leftover budget inflates it): whole-window steady state.
 
-Prints klines/s of each, archive/REST, archive/raw-MySQL, and the REST budget maximum for the page size.
+``--profile`` adds the single-thread cost of each stage for one monthly file (download, unzip+csv, validation,
+sink write). Prints klines/s of each, archive/REST, archive/raw-MySQL, and the REST budget maximum for the page size.
 Targets (issue 7): archive >= 10x REST; archive >= 0.7 x raw MySQL write rate.
 """
 
@@ -21,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import calendar
-import cProfile
 import io
 import os
-import pstats
 import socket
 import subprocess
 import sys
@@ -127,24 +127,15 @@ def use_db(name: str) -> None:
     os.environ["AIRFLOW_CONN_MYSQL_DEFAULT"] = f"mysql://root@127.0.0.1:3306/{name}"
 
 
-def run_archive(symbols: list[str], start: datetime, end: datetime, interval: str, profile: bool) -> tuple[int, float]:
+def run_archive(symbols: list[str], start: datetime, end: datetime, interval: str) -> tuple[int, float]:
     from binance_extractor import cli
     from binance_extractor.timeutil import iso
 
     argv = ["klines", "--interval", interval, "--symbols", ",".join(symbols), "--start", iso(start), "--end"]
     argv += [iso(end), "--source", "archive", "--sink", "mysql"]
-    prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
-    if prof:
-        prof.enable()
     results = cli.execute(argv)
-    if prof:
-        prof.disable()
     elapsed = time.perf_counter() - t0
-    if prof:
-        out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
-        print(out.getvalue(), file=sys.stderr)
     bad = [r for r in results if r.outcome != "success"]
     if bad:
         raise RuntimeError(f"archive run failed: {bad[0].to_dict()}")
@@ -208,6 +199,21 @@ def stages(archive_url: str, symbol: str, label: str, interval: str, db: str, ta
         ("MySqlSink.write (5000-row batches)", t_sink),
     ):
         print(f"  {name:<36}{secs * 1000:>8.0f} ms {n / secs:>12,.0f} rows/s")
+
+
+def source_only(
+    archive_url: str, symbols: list[str], start: datetime, end: datetime, interval: str
+) -> tuple[int, float]:
+    """The archive source alone (download, verify, parse, validate; no sink): its capacity without MySQL."""
+    from binance_extractor import archive, timeframes
+    from binance_extractor.timeutil import dt_to_ms
+
+    tf = timeframes.parse(interval)
+    rows, t0 = 0, time.perf_counter()
+    for symbol in symbols:
+        for batch in archive.iter_klines(None, symbol, tf, dt_to_ms(start), dt_to_ms(end), source="archive"):
+            rows += len(batch)
+    return rows, time.perf_counter() - t0
 
 
 def raw_mysql(db: str, table: str) -> tuple[int, float]:
@@ -275,7 +281,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.04)
     ap.add_argument("--rest-seconds", type=float, default=60.0, help="REST measurement (whole windows: 60, 120)")
     ap.add_argument("--rest-symbols", type=int, default=5)
-    ap.add_argument("--profile", action="store_true", help="cProfile the archive run (stderr)")
+    ap.add_argument("--profile", action="store_true", help="also time each stage of one file")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     args = ap.parse_args()
 
@@ -302,10 +308,12 @@ def main() -> None:
         dbs.append(create_db())
         use_db(dbs[-1])
         warm_up(symbols[0], start)
-        a_rows, a_s = run_archive(symbols, start, end, args.interval, args.profile)
+        a_rows, a_s = run_archive(symbols, start, end, args.interval)
         print(f"archive: {a_rows} klines in {a_s:.1f}s")
         r_rows, r_s = raw_mysql(dbs[-1], table)
         print(f"raw MySQL executemany: {r_rows} rows in {r_s:.1f}s")
+        o_rows, o_s = source_only(url + "/archive", symbols[: args.rest_symbols], start, end, args.interval)
+        print(f"archive source only: {o_rows} rows in {o_s:.1f}s")
         if args.profile:
             dbs.append(create_db())
             stages(url + "/archive", symbols[0], month_labels(start, end)[0], args.interval, dbs[-1], table)
@@ -324,16 +332,18 @@ def main() -> None:
             for db in dbs:
                 drop_db(db)
 
-    archive_rate, raw_rate, rest_rate = a_rows / a_s, r_rows / r_s, s_rows / s_s
+    archive_rate, raw_rate, rest_rate, source_rate = a_rows / a_s, r_rows / r_s, s_rows / s_s, o_rows / o_s
     budget_max = WEIGHT_LIMIT / 2 * 499 / WINDOW_S  # limit 499 costs weight 2
     print()
     print(f"{'path':<34}{'klines':>10}{'seconds':>10}{'klines/s':>12}")
     print(f"{'archive -> MySQL (cli, pipeline)':<34}{a_rows:>10}{a_s:>10.1f}{archive_rate:>12,.0f}")
     print(f"{'raw MySQLdb executemany (upsert)':<34}{r_rows:>10}{r_s:>10.1f}{raw_rate:>12,.0f}")
+    print(f"{'archive source only (no sink)':<34}{o_rows:>10}{o_s:>10.1f}{source_rate:>12,.0f}")
     print(f"{'REST -> MySQL (pipeline)':<34}{s_rows:>10}{s_s:>10.1f}{rest_rate:>12,.0f}")
     print(f"{'REST budget maximum (limit 499)':<34}{'':>10}{'':>10}{budget_max:>12,.0f}")
     print()
     print(f"archive / REST      = {archive_rate / rest_rate:6.2f}x   (target >= 10)")
+    print(f"archive / REST max  = {archive_rate / budget_max:6.2f}x   (against the best REST can ever do)")
     print(f"archive / raw MySQL = {archive_rate / raw_rate:6.2f}    (target >= 0.7)")
     print(f"REST / budget max   = {rest_rate / budget_max:6.2f}")
 
