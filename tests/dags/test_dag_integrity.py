@@ -42,7 +42,8 @@ def test_no_import_errors_and_exact_ids(dagbag):
     assert set(dagbag.dag_ids) == ALL
 
 
-def test_parse_is_fast_and_offline():
+@pytest.mark.parametrize("runtime", ["local", "kubernetes"])
+def test_parse_is_fast_and_offline(runtime):
     """A fresh interpreter parses the DAG files with no exchange or DB reachable (both point at closed ports)."""
     code = (
         "import sys, time; sys.path.insert(0, 'dags'); t = time.time();"
@@ -54,12 +55,12 @@ def test_parse_is_fast_and_offline():
         "AIRFLOW_HOME": "/nonexistent-airflow-home",
         "HOME": "/tmp",
         "BINANCE_FUTURES_BASE_URL": "http://127.0.0.1:9",
-        "BINANCE_EXTRACTOR_RUNTIME": "local",
+        "BINANCE_EXTRACTOR_RUNTIME": runtime,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "mysql://nobody@127.0.0.1:9/none",
     }
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert float(out.stdout.strip().splitlines()[-1]) < 5.0
+    assert float(out.stdout.strip().splitlines()[-1]) < 8.0  # ~1-3 s idle; generous for a loaded 2-core box
 
 
 @pytest.mark.parametrize("dag_id", sorted(KLINES))

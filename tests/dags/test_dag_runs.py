@@ -169,3 +169,16 @@ def test_manual_dag_bad_input_fails_first_task_with_clear_message(env, dagbag):
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert states["validate_request"] == "failed" and states["summary"] == "upstream_failed"
     assert states["validate_request"] != "up_for_retry"  # bad input is never retried
+
+
+def test_stale_symbol_fails_the_summary_loudly_without_retry(env, dagbag):
+    """ETHUSDT's exchange outage covers the run's last two candles: its newest candle is older than 1 h + 5 min."""
+    dag = dagbag.dags["binance_klines_h1"]
+    env.add_outage("ETHUSDT", dt_to_ms(AT - timedelta(hours=2)), dt_to_ms(AT))
+    dr = dag.test(logical_date=AT)
+    states = {(ti.task_id, ti.map_index): ti.state for ti in dr.get_task_instances()}
+    assert dr.state == "failed"
+    assert states[("extract", 0)] == states[("extract", 1)] == "success"
+    assert states[("summary", -1)] == "failed"  # not up_for_retry: a retry cannot make data fresher
+    assert stored_klines("klines_h1", "BTCUSDT")[-1][0] == dt_to_ms(AT - timedelta(hours=1))
+    assert stored_klines("klines_h1", "ETHUSDT")[-1][0] == dt_to_ms(AT - timedelta(hours=3))

@@ -1,0 +1,146 @@
+"""``binance_klines_gap_filler``: schedule and settings, the kubernetes variant rendered offline, and a
+``dag.test()`` with the local runtime against the emulator and a fresh MariaDB database.
+
+The run finds a hole of ours (filled) and an exchange outage (confirmed once, in the ledger); a second run
+sends no request at all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+
+from binance_extractor import cli, gaps
+from binance_extractor.sinks import open_sinks
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
+
+pytestmark = pytest.mark.mysql
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "binance_klines_gap_filler.py"
+MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+
+
+def load_module() -> Any:
+    spec = importlib.util.spec_from_file_location("gap_filler_dag_under_test", DAG_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dag_is_daily_at_two_with_settings(dagbag: Any) -> None:
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    assert dagbag.import_errors == {}
+    dag = dagbag.dags["binance_klines_gap_filler"]
+    assert set(dag.tags) >= {"binance", "gaps"} and dag.max_active_runs == 1 and not dag.catchup
+    assert dag.doc_md and "fill-gaps" in dag.doc_md
+    assert [t.task_id for t in dag.tasks] == ["detect", "chunk", "fill", "verify", "report"]
+    fill = dag.get_task("fill")
+    assert fill.pool == "binance_api" and fill.retries == 3
+    assert dag.get_task("verify").trigger_rule == "all_done" and dag.get_task("report").trigger_rule == "all_done"
+    tt = coerce_to_core_timetable(dag.timetable)
+    restriction = TimeRestriction(earliest=pendulum.datetime(2024, 5, 1, 3), latest=None, catchup=True)
+    first = tt.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    second = tt.next_dagrun_info(last_automated_data_interval=first.data_interval, restriction=restriction)
+    assert [first.run_after, second.run_after] == [pendulum.datetime(2024, 5, 2, 2), pendulum.datetime(2024, 5, 3, 2)]
+
+
+def test_kubernetes_runtime_runs_fill_gaps_in_pods() -> None:
+    dag = load_module().build_dag(runtime="kubernetes")
+    mapped = dag.get_task("fill")
+    assert mapped.operator_class.__name__ == "TracedKubernetesPodOperator"
+    assert mapped.partial_kwargs["pool"] == "binance_api"
+    chunk = gaps.Chunk("klines_m5", "BTCUSDT", 0, 5 * MIN * 12, 0, 5 * MIN * 12)
+    argv = gaps.fill_arguments([chunk], requested_by="airflow:test", xcom=True)
+    op = mapped.unmap({"arguments": argv})
+    op.render_template_fields({"dag": dag, "task": op, "ds": "2024-03-01"})
+    pod = op.build_pod_request_obj(dry_run=True)
+    container = pod.spec.containers[0]
+    assert container.args == argv and argv[:3] == ["fill-gaps", "--chunk", chunk.spec()]
+    assert argv[-2:] == ["--xcom-file", "/airflow/xcom/return.json"]
+    assert pod.metadata.namespace == "petrosa-apps"
+
+
+@pytest.fixture
+def env(airflow_db: Any, emulator: Any, mysql_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("BINANCE_SYMBOLS", "BTCUSDT,ETHUSDT")
+    monkeypatch.setenv("BINANCE_EXTRACTOR_SINKS", "mysql")
+    monkeypatch.setenv("BINANCE_EXTRACTOR_RUNTIME", "local")
+    return emulator
+
+
+def xcom(dr: Any, task_id: str, key: str = "return_value") -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.settings import Session
+
+    with Session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dr.dag_id, run_id=dr.run_id, task_id=task_id, key=key).all()
+    values = [json.loads(r.value) if isinstance(r.value, str) else r.value for r in rows]
+    return values[0] if len(values) == 1 else values
+
+
+def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: Any) -> None:
+    emulator = env
+    now = dt_to_ms(datetime.now(UTC))
+    m = now - now % DAY - DAY  # yesterday 00:00: everything below is closed
+    start, end = m, m + 6 * HOUR
+    outage = (m + 2 * HOUR, m + 2 * HOUR + 20 * MIN)
+    emulator.add_outage("ETHUSDT", outage[0], outage[1] - 1)
+    span = ["--start", iso(ms_to_dt(start)), "--end", iso(ms_to_dt(end)), "--sink", "mysql"]
+    for interval in ("5m", "1h"):
+        cli.execute(["klines", "--interval", interval, "--symbols", "BTCUSDT,ETHUSDT", "--source", "rest", *span])
+    cli.execute(["funding", "--symbols", "BTCUSDT", *span])
+    (sink,) = open_sinks(["mysql"])
+    try:
+        sink._tx(
+            lambda cur: cur.execute(
+                "DELETE FROM klines_m5 WHERE symbol = 'BTCUSDT' AND open_time >= %s AND open_time < %s",
+                (ms_to_dt(m + HOUR).replace(tzinfo=None), ms_to_dt(m + HOUR + 25 * MIN).replace(tzinfo=None)),
+            )
+        )
+        assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 72 - 5
+    finally:
+        sink.close()
+
+    dag = load_module().build_dag(runtime="local")
+    emulator.reset_stats()
+    logical = pendulum.instance(ms_to_dt(end))
+    dr = dag.test(logical_date=logical)
+    assert dr.state == "success"
+    assert emulator.count("/fapi/v1/klines") >= 2
+    fills = [ti for ti in dr.get_task_instances() if ti.task_id == "fill"]
+    assert len(fills) == 3 and all(ti.state == "success" for ti in fills)
+    report = xcom(dr, "report")
+    assert {k: report["totals"][k] for k in ("found", "filled", "confirmed", "remaining")} == {
+        "found": 3,  # BTC m5 (ours), ETH m5 and h1 (the exchange's outage removes every interval)
+        "filled": 1,
+        "confirmed": 2,
+        "remaining": 0,
+    }
+    rows = {(e["table"], e["symbol"]): e for e in report["symbols"]}
+    assert rows[("klines_m5", "ETHUSDT")]["known_exchange_side"] == 1
+    labels = sorted(ti.rendered_map_index for ti in fills)
+    assert labels[0].startswith("klines_h1 ETHUSDT") and labels[1].startswith("klines_m5 BTCUSDT")
+    assert rows[("klines_m5", "BTCUSDT")]["completeness"] == 1.0
+    assert ("funding_rates", "BTCUSDT") in rows and ("klines_h1", "ETHUSDT") in rows
+    (sink,) = open_sinks(["mysql"])
+    try:
+        assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 72
+        assert sink.known_gaps("klines_m5", "ETHUSDT") == [(ms_to_dt(outage[0]), ms_to_dt(outage[1]))]
+        assert sink.known_gaps("klines_h1", "ETHUSDT") == [(ms_to_dt(outage[0]), ms_to_dt(outage[0] + HOUR))]
+    finally:
+        sink.close()
+
+    emulator.reset_stats()
+    dr2 = dag.test(logical_date=logical + timedelta(seconds=1))
+    assert dr2.state == "success"
+    assert emulator.count() == 0  # nothing left to fetch, the outage is remembered
+    assert xcom(dr2, "report")["totals"]["found"] == 0
+    assert [ti.state for ti in dr2.get_task_instances() if ti.task_id == "fill"] in ([], ["skipped"])

@@ -1,0 +1,254 @@
+"""End to end: ``make run``'s script starts ``airflow standalone`` (real scheduler, api-server, dag-processor,
+triggerer, LocalExecutor) on a free port against the exchange emulator and a fresh MariaDB database.
+
+One instance serves the whole module: trigger ``binance_klines_manual`` through REST API v2 with a conf, run
+``airflow backfill create`` for ``binance_klines_h1`` over a few hours, check the rows, then stop it with SIGINT
+(what Ctrl-C sends) and check that no process is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from binance_extractor.timeutil import dt_to_ms
+from tests.emulator import Emulator
+from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, free_port, mysql_admin
+
+pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.timeout(240)]
+ROOT = Path(__file__).resolve().parents[2]
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+BACKFILL_FROM = datetime(2024, 2, 1, 0, 0, tzinfo=UTC)
+BACKFILL_TO = datetime(2024, 2, 1, 3, 0, tzinfo=UTC)  # inclusive logical dates: 4 hourly runs
+MANUAL_CONF = {
+    "symbols": [*SYMBOLS, "OLDUSDT"],
+    "interval": "1h",
+    "start": "2024-01-01T00:00:00Z",
+    "end": "2024-01-09T00:00:00Z",
+    "sinks": ["mysql"],
+}
+
+
+class Airflow:
+    def __init__(self, home: Path, port: int, env: dict[str, str], proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.home, self.port, self.env, self.proc, self.log = home, port, env, proc, log
+        self.url = f"http://localhost:{port}"
+        self.session = requests.Session()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 150) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"run-airflow.sh exited:\n{self.output()[-3000:]}"
+            try:
+                health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).json()
+                if all(health.get(k, {}).get("status") == "healthy" for k in ("metadatabase", "scheduler")):
+                    return
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"not healthy after {timeout}s:\n{self.output()[-3000:]}")
+
+    def login(self) -> None:
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        resp = requests.post(
+            f"{self.url}/auth/token", json={"username": "admin", "password": passwords["admin"]}, timeout=10
+        )
+        resp.raise_for_status()
+        self.session.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+
+    def api(self, method: str, path: str, **kw):  # type: ignore[no-untyped-def]
+        resp = self.session.request(method, f"{self.url}/api/v2{path}", timeout=15, **kw)
+        assert resp.status_code < 300, f"{method} {path}: {resp.status_code} {resp.text[:500]}"
+        return resp.json()
+
+    def wait_dag(self, dag_id: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.session.get(f"{self.url}/api/v2/dags/{dag_id}", timeout=5).status_code == 200:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{dag_id} never parsed")
+
+    def wait_runs(self, dag_id: str, run_ids: set[str], timeout: float = 100) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            runs = self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+            states = {r["dag_run_id"]: r["state"] for r in runs if r["dag_run_id"] in run_ids}
+            if len(states) == len(run_ids) and all(s in ("success", "failed") for s in states.values()):
+                return states
+            time.sleep(1)
+        raise AssertionError(f"{dag_id} runs not finished after {timeout}s: {states}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / ".venv/bin/airflow"), *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+
+
+def _clean_env() -> dict[str, str]:
+    """The user's environment without the test session's Airflow settings (the script sets its own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and not k.startswith("BINANCE_")}
+
+
+@pytest.fixture(scope="module")
+def database():
+    name = f"bx_e2e_{uuid.uuid4().hex[:8]}"
+    admin = mysql_admin()
+    admin.cursor().execute(f"CREATE DATABASE `{name}`")
+    yield name
+    admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with Emulator() as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, emu, database):
+    home = tmp_path_factory.mktemp("airflow-e2e")
+    port = free_port()
+    env = {
+        **_clean_env(),
+        "RUN_AIRFLOW_HOME": str(home / "airflow_home"),
+        "AIRFLOW_PORT": str(port),
+        # the scheduled DAGs stay paused: the test unpauses only what it runs (2 cores)
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "BINANCE_FUTURES_BASE_URL": emu.url,
+        "BINANCE_ARCHIVE_BASE_URL": emu.archive_url,
+        "BINANCE_SYMBOLS": ",".join(SYMBOLS),
+        "BINANCE_EXTRACTOR_SINKS": "mysql",
+        "BINANCE_EXTRACTOR_DATA_DIR": str(home / "data"),
+        "BINANCE_EXTRACTOR_HISTORY_DAYS": "1",
+        "AIRFLOW_CONN_MYSQL_DEFAULT": f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{database}",
+    }
+    log = home / "run-airflow.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["bash", str(ROOT / "scripts/run-airflow.sh")],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # like a terminal's foreground job: Ctrl-C reaches this group only
+        )
+    cli_env = {
+        **env,
+        "AIRFLOW_HOME": env["RUN_AIRFLOW_HOME"],
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{env['RUN_AIRFLOW_HOME']}/airflow.db",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    af = Airflow(Path(env["RUN_AIRFLOW_HOME"]), port, cli_env, proc, log)
+    try:
+        af.wait_healthy()
+        af.login()
+        yield af
+    finally:
+        if proc.poll() is None:  # the stop test did not run or failed: kill everything it started
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+            for p in tree:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            proc.wait(10)
+
+
+def stored_h1(database: str, symbol: str, start: datetime, end: datetime) -> list[tuple]:
+    import MySQLdb
+
+    conn = MySQLdb.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", passwd="", db=database)
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT open_time, open, high, low, close, volume FROM klines_h1"
+            " WHERE symbol=%s AND open_time >= %s AND open_time < %s ORDER BY open_time",
+            (symbol, start.replace(tzinfo=None), end.replace(tzinfo=None)),
+        )
+        return [(dt_to_ms(r[0].replace(tzinfo=UTC)), *r[1:]) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def served_h1(emu: Emulator, symbol: str, start: datetime, end: datetime) -> list[tuple]:
+    rows = emu.klines_rows(symbol, "1h", dt_to_ms(start), dt_to_ms(end) - 1)
+    return [(r[0], *(Decimal(x) for x in r[1:6])) for r in rows]
+
+
+def test_make_run_prints_where_to_go(airflow):
+    out = airflow.output()
+    assert f"Airflow UI:      http://localhost:{airflow.port}" in out
+    assert f"Password in:     {airflow.home}/simple_auth_manager_passwords.json.generated" in out
+    pools = airflow.api("GET", "/pools/binance_api")
+    assert pools["slots"] == 4
+
+
+def test_manual_trigger_and_backfill_reach_success_with_the_right_rows(airflow, emu, database):
+    for dag_id in ("binance_klines_manual", "binance_klines_h1"):
+        airflow.wait_dag(dag_id)
+        airflow.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    manual = airflow.api(
+        "POST", "/dags/binance_klines_manual/dagRuns", json={"logical_date": None, "conf": MANUAL_CONF}
+    )
+    backfill = airflow.cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        "binance_klines_h1",
+        "--from-date",
+        BACKFILL_FROM.isoformat(),
+        "--to-date",
+        BACKFILL_TO.isoformat(),
+    )
+    assert backfill.returncode == 0, backfill.stderr[-2000:]
+
+    assert airflow.wait_runs("binance_klines_manual", {manual["dag_run_id"]}) == {manual["dag_run_id"]: "success"}
+    start, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 9, tzinfo=UTC)
+    for sym in SYMBOLS:
+        expected = served_h1(emu, sym, start, end)
+        assert len(expected) == 8 * 24 and stored_h1(database, sym, start, end) == expected
+    tis = airflow.api("GET", f"/dags/binance_klines_manual/dagRuns/{manual['dag_run_id']}/taskInstances")
+    labels = sorted(t["rendered_map_index"] for t in tis["task_instances"] if t["task_id"] == "extract")
+    assert labels == [f"{s} 2024-01-0{d}T00:00..2024-01-0{d2}T00:00" for s in SYMBOLS for d, d2 in ((1, 8), (8, 9))]
+
+    runs = airflow.api("GET", "/dags/binance_klines_h1/dagRuns", params={"run_type": "backfill", "limit": 100})
+    backfill_runs = {r["dag_run_id"] for r in runs["dag_runs"] if r["run_type"] == "backfill"}
+    assert len(backfill_runs) == 4
+    assert set(airflow.wait_runs("binance_klines_h1", backfill_runs).values()) == {"success"}
+    lo, hi = BACKFILL_FROM, BACKFILL_TO + timedelta(hours=1)
+    for sym in SYMBOLS:
+        # exactly the backfilled intervals: nothing before or after them in that day
+        day = stored_h1(database, sym, lo - timedelta(hours=6), hi + timedelta(hours=6))
+        assert day == served_h1(emu, sym, lo, hi) and len(day) == 4
+
+
+def test_ctrl_c_stops_every_process(airflow):
+    script = psutil.Process(airflow.proc.pid)
+    tree = [script, *script.children(recursive=True)]
+    assert any("standalone" in " ".join(p.cmdline()) for p in tree if p.is_running())
+    os.killpg(airflow.proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the foreground process group
+    assert airflow.proc.wait(60) == 0
+    time.sleep(0.5)
+    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline() for p in alive]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{airflow.url}/api/v2/monitor/health", timeout=2)
+    assert "run-airflow: stopped" in airflow.output()
