@@ -19,7 +19,7 @@ KLINES = {
     "binance_klines_d1": timedelta(days=1),
 }
 HOURLY = {"binance_funding_rates", "binance_trades"}
-ALL = set(KLINES) | HOURLY | {"binance_klines_manual"}
+ALL = set(KLINES) | HOURLY | {"binance_klines_manual", "binance_klines_gap_filler"}  # gap filler: issue 5
 
 
 def _runs(dag, first_start: datetime, count: int):

@@ -114,8 +114,11 @@ def _ms(interval: str) -> int:
     return timeframes.parse(interval).ms
 
 
-def test_funding_dag(env, dagbag):
+def test_funding_dag_with_symbols_from_the_airflow_variable(env, dagbag, monkeypatch):
+    # the Variable binance_symbols (here through Airflow's AIRFLOW_VAR_* env backend) wins over BINANCE_SYMBOLS
+    monkeypatch.setenv("AIRFLOW_VAR_BINANCE_SYMBOLS", json.dumps(list(SYMBOLS)))
     dr, _ = run(dagbag.dags["binance_funding_rates"])
+    assert summary_of(dr)["skipped"] == {}
     end = dr.data_interval_end
     for sym in SYMBOLS:
         served = env.funding_rows(sym, dt_to_ms(end - timedelta(days=1)), dt_to_ms(end) - 1)

@@ -69,3 +69,13 @@ def test_map_index_label_renders_symbol(pod_dag):
     assert env.from_string(dagfactory.POD_LABEL).render(task=type("T", (), {"arguments": argv})) == "SOLUSDT"
     local = env.from_string(dagfactory.LOCAL_LABEL).render(task=type("T", (), {"op_kwargs": {"argv": argv}}))
     assert local == "SOLUSDT"
+
+
+def test_kubernetes_summary_reads_last_times_from_the_pods_results():
+    results = [
+        [{"symbol": "BTCUSDT", "rows_written": 3, "last_time": "2024-01-01T00:55:00.000Z"}],
+        [{"symbol": "BTCUSDT", "rows_written": 0, "last_time": "2024-01-01T00:50:00.000Z"}],
+        [{"symbol": "ETHUSDT", "rows_written": 0, "last_time": None}],
+    ]
+    assert dagfactory._last_times_from_results(results) == {"BTCUSDT": T0 + timedelta(minutes=55)}
+    assert orchestration.rows_per_symbol(results) == {"BTCUSDT": 3, "ETHUSDT": 0}
