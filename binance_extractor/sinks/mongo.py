@@ -70,6 +70,10 @@ class MongoSink(Sink):
             self._db = hook.get_conn().get_database(name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
         return self._db
 
+    def database(self) -> Any:
+        """The pymongo Database (tz-aware UTC codec), for other modules' aggregations (gap detection)."""
+        return self._database()
+
     def _reset(self) -> None:
         """pymongo reconnects by itself; only a broken client is dropped."""
 

@@ -216,6 +216,26 @@ class SqlSink(Sink):
 
         return self._tx(run)
 
+    # ---- raw reads for other modules (gap detection) ------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only statement (placeholders: ``self.ph``) with the sink's retries; rows as tuples.
+
+        Times come back in the store's own form: convert them with ``py_time`` (and pass ``db_time`` values in).
+        """
+
+        def run(cur: Any) -> list[tuple[Any, ...]]:
+            cur.execute(sql, list(params))
+            return [tuple(r) for r in cur.fetchall()]
+
+        return self._tx(run, write=False)
+
+    def db_time(self, value: datetime) -> Any:
+        """An aware datetime as this store keeps it (MySQL naive UTC DATETIME, SQLite epoch ms)."""
+        return self._to_db("time", utc_ms(value))
+
+    def py_time(self, value: Any) -> datetime:
+        return self._from_db("time", value)
+
     # ---- reads -------------------------------------------------------------------------------------
     def _where(
         self, spec: TableSpec, symbol: str | None, start: datetime | None, end: datetime | None

@@ -17,7 +17,11 @@ from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.sinks.base import Sink
 
 REAL = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "binance-real"
-SINK_KINDS = ["sqlite", "mysql", "mongo"]
+SINK_KINDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+    pytest.param("mongo", id="mongo", marks=pytest.mark.mongo),
+]
 
 
 @lru_cache

@@ -24,7 +24,7 @@ import pytest
 
 from binance_extractor.models import Kline
 from binance_extractor.timeutil import dt_to_ms, iso
-from tests.binance_extractor.sinks.conftest import new_sink
+from tests.binance_extractor.sinks.conftest import SINK_KINDS, new_sink
 from tests.fixtures.databases import MongoServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -69,7 +69,7 @@ def count(kind: str, conn_id: str) -> int:
         sink.close()
 
 
-@pytest.fixture(params=["sqlite", "mysql", "mongo"])
+@pytest.fixture(params=SINK_KINDS)
 def store(request: pytest.FixtureRequest) -> tuple[str, str]:
     kind = str(request.param)
     return kind, request.getfixturevalue(f"{kind}_conn_id")
@@ -156,7 +156,9 @@ def _wait_rows(kind: str, conn_id: str, proc: subprocess.Popen[str]) -> None:
     raise AssertionError("no rows appeared while the run was going")
 
 
-@pytest.mark.parametrize("kind", ["mysql", "mongo"])
+@pytest.mark.parametrize(
+    "kind", [pytest.param("mysql", marks=pytest.mark.mysql), pytest.param("mongo", marks=pytest.mark.mongo)]
+)
 def test_cli_database_going_away_mid_run(
     kind: str, make_emulator: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,8 @@ from binance_extractor.sinks.mongo import MongoSink
 from tests.binance_extractor.sinks.conftest import klines, trades
 from tests.fixtures.databases import MongoServer
 
+pytestmark = pytest.mark.mongo
+
 
 def test_collections_have_unique_key_indexes_and_decimal128(mongo_conn_id: str, mongo_server: MongoServer) -> None:
     sink = MongoSink(mongo_conn_id, server_timeout_ms=2000)

@@ -15,6 +15,8 @@ from binance_extractor.sinks.mysql import MySqlSink
 from tests.binance_extractor.sinks.conftest import funding, klines, trades
 from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, TcpProxy, free_port, mysql_admin
 
+pytestmark = pytest.mark.mysql
+
 
 @pytest.fixture
 def mysql(mysql_conn_id: str) -> Iterator[MySqlSink]:

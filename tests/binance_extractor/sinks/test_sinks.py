@@ -215,3 +215,17 @@ def test_audit_rows(sink: Any) -> None:
     assert got.error == "mysql sink (h:1/db): (2013) Lost connection x"
     assert (got.range_start, got.range_end, got.requested_by) == (run.range_start, run.range_end, run.requested_by)
     assert_utc(got.started_at)
+
+
+def test_raw_queries_for_other_modules(sink: Any, sink_kind: str) -> None:
+    rows = klines(n=10)
+    sink.write("klines_m5", rows)
+    if sink_kind == "mongo":
+        doc = sink.database()["klines_m5"].find_one({}, sort=[("open_time", -1)])
+        assert doc["open_time"] == rows[-1].open_time
+        return
+    got = sink.query(
+        f"SELECT MAX(open_time) FROM klines_m5 WHERE symbol = {sink.ph} AND open_time >= {sink.ph}",
+        ["XRPUSDT", sink.db_time(rows[3].open_time)],
+    )
+    assert sink.py_time(got[0][0]) == rows[-1].open_time
