@@ -42,6 +42,9 @@ PREFIX = "data/futures/um"
 DAY_MS = 86_400_000
 MICROS_THRESHOLD = 10**14  # epoch ms stay below this until year 5138; epoch us are above it since 1973
 BATCH_SIZE = 5000  # rows per yielded batch: the sinks' preferred write size
+# In ``auto`` mode, fewer archivable candles than this go to REST: a couple of REST pages (limit 499, weight 2)
+# cost less than downloading files (e.g. a 5-minute incremental run crossing midnight, or a year of d1).
+AUTO_MIN_CANDLES = 1000
 ATTEMPTS = 3  # downloads per file before a corrupt/truncated/unreachable file is reported
 RETRY_WAIT_S = (0.2, 2.0)  # initial and maximum backoff between attempts
 TIMEOUT_S = (10.0, 120.0)  # connect, read
@@ -319,11 +322,13 @@ def iter_klines(
     base_url: str | None = None,
     workers: int = 4,
     stats: ArchiveStats | None = None,
+    min_candles: int = AUTO_MIN_CANDLES,
 ) -> Iterator[list[Kline]]:
     """Ordered, non-overlapping batches of validated closed candles in ``[start_ms, end_ms)``.
 
     ``source``: ``rest`` (REST only), ``archive`` (archive only: no REST call, missing files are reported
-    as warnings, corrupt files raise ``ArchiveError``) or ``auto`` (archive, then REST for what it lacks).
+    as warnings, corrupt files raise ``ArchiveError``) or ``auto`` (archive, then REST for what it lacks;
+    REST alone when the archive could serve fewer than ``min_candles`` candles).
     """
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
@@ -337,6 +342,9 @@ def iter_klines(
         raise InputError(f"the archive path supports intervals dividing a day, not {tf.interval}: use --source rest")
     now = now_ms if now_ms is not None else timeutil.now_ms()
     today = now - now % DAY_MS
+    if source == "auto" and tf.count_between(start_ms, min(end_ms, today)) < min_candles:
+        yield from _rest(client, symbol, tf, start_ms, end_ms, now, stats)
+        return
     buffer = _Batcher()
     run = _Run(client, symbol, tf, start_ms, end_ms, source, now, stats)
     session = _session(workers)

@@ -59,6 +59,7 @@ def run(
 ) -> tuple[list[list[Kline]], ArchiveStats]:
     stats = ArchiveStats()
     kw.setdefault("now_ms", NOW)
+    kw.setdefault("min_candles", 0)  # small ranges too: the threshold has its own test
     batches = list(archive.iter_klines(client, symbol, tf, s, e, base_url=emu.archive_url, stats=stats, **kw))
     return batches, stats
 
@@ -370,6 +371,19 @@ def test_abandoned_iteration_stops_downloading(emu: Emulator, client: Any) -> No
     assert len(zip_requests(emu)) == n <= 3
 
 
+def test_auto_sends_small_ranges_to_rest(emu: Emulator, client: Any) -> None:
+    s, e = TODAY - 1_800_000, NOW  # an incremental run across midnight: yesterday's last half hour
+    batches, stats = run(client, emu, "BTCUSDT", M5, s, e, source="auto", min_candles=archive.AUTO_MIN_CANDLES)
+    assert check_batches(batches, s, e) == rest_only(client, "BTCUSDT", M5, s, e)
+    d1 = timeframes.parse("d1")
+    s = ms("2024-03-01")  # a year of daily candles: one REST page beats 12 monthly and 9 daily files
+    batches, stats = run(client, emu, "BTCUSDT", d1, s, e, source="auto", min_candles=archive.AUTO_MIN_CANDLES)
+    assert check_batches(batches, s, e) == rest_only(client, "BTCUSDT", d1, s, e)
+    assert getattr(emu, "archive_requests", []) == [] and stats.rest_ranges == [(s, e)]
+    batches, _ = run(client, emu, "BTCUSDT", d1, s, e, source="archive", min_candles=archive.AUTO_MIN_CANDLES)
+    assert len(zip_requests(emu)) == 12 + 9  # explicit --source archive still uses the archive
+
+
 def test_rest_source_never_touches_the_archive(emu: Emulator, client: Any) -> None:
     s, e = ms("2025-02-20"), ms("2025-03-02")
     batches, _ = run(client, emu, "BTCUSDT", H1, s, e, source="rest")
@@ -432,7 +446,7 @@ def test_unreachable_archive_host(emu: Emulator, client: Any) -> None:
     dead = "http://127.0.0.1:9"  # nothing listens there: connection refused
     t0 = time.perf_counter()
     stats = ArchiveStats()
-    it = archive.iter_klines(client, "BTCUSDT", H1, s, e, now_ms=NOW, base_url=dead, stats=stats)
+    it = archive.iter_klines(client, "BTCUSDT", H1, s, e, now_ms=NOW, base_url=dead, stats=stats, min_candles=0)
     got = [k for batch in it for k in batch]
     assert got == rest_only(client, "BTCUSDT", H1, s, e)
     assert time.perf_counter() - t0 < 15  # the first failures mark the host down: the rest is not retried
