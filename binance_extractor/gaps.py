@@ -662,10 +662,10 @@ def _bounds(
 
 
 def closed_end(table: str, end_ms: int | None, now: int) -> int:
-    """Exclusive end of detection: klines only up to the last closed candle, everything else up to now."""
+    """Exclusive end of detection: klines up to the last candle closed by ``end`` (and now), the rest up to it."""
     end = now if end_ms is None else min(end_ms, now)
     if kind_of(table) == "klines":
-        return min(end, timeframes.parse(table).floor_ms(now))
+        return timeframes.parse(table).floor_ms(end)
     return end
 
 
@@ -931,7 +931,7 @@ def raise_if_open(open_holes: Sequence[Mapping[str, Any]]) -> None:
 
 
 def build_report(
-    before: Sequence[Scan],
+    before: Sequence[Scan | Mapping[str, Any]],
     results: Iterable[Mapping[str, Any]],
     after: Sequence[Scan],
     open_holes: Sequence[Mapping[str, Any]] = (),
@@ -960,10 +960,11 @@ def build_report(
         return rows[key]
 
     for s in before:
-        e = entry(s.table, s.symbol)
-        e["found"] += len(s.holes)
-        e["skipped"] += len(s.skipped)
-        e["missing_before"] += s.missing
+        d = s.to_dict() if isinstance(s, Scan) else s  # detect's XCom carries Scan.to_dict()
+        e = entry(str(d["table"]), str(d["symbol"]))
+        e["found"] += int(d["holes"])
+        e["skipped"] += int(d["skipped"])
+        e["missing_before"] += int(d["missing"])
     for r in results:
         if not r:
             continue
