@@ -3,8 +3,11 @@
 Runs inside Airflow's own processes (scheduler and API server for DAG runs, the task runner for task instances),
 so scheduled runs report duration and outcome by DAG and task even when a pod dies before it can flush anything.
 
-In the task runner it also opens an ``airflow.task`` span (unless Airflow's own tracing already records one) under
-the task's trace context; code that starts pods inside the task puts ``telemetry.inject_traceparent()`` into the
+Spans: ``on_starting`` installs the SDK (``telemetry.setup()``) in every Airflow component. The supervisor does
+it before forking the task process, so Airflow's own task span (``worker.<task_id>``, parented on the DAG run's
+trace carrier) is recorded and exported even when Airflow's ``[traces] otel_on`` is off. Where no recording task
+span exists (``dag.test()``, a process without the SDK yet), the plugin opens an ``airflow.task`` span itself under
+the task's trace carrier. Code that starts pods inside the task puts ``telemetry.inject_traceparent()`` into the
 pod's environment, so the pod's spans join the DAG run's trace.
 
 Every hook swallows its own errors: observability must never change a task's outcome.
