@@ -190,11 +190,13 @@ class ArchiveFetcher:
                 return FilePart(period, name, error=ArchiveError(name, f"{exc} (after {ATTEMPTS} attempts)"))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _get(self, url: str, name: str) -> requests.Response | None:
+    def _get(self, url: str) -> requests.Response | None:
         try:
             resp = self.session.get(url, timeout=TIMEOUT_S)
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        except requests.ConnectionError as exc:  # refused, reset, DNS, connect timeout: the host is not there
             raise _Unreachable(f"download failed: {type(exc).__name__}") from None
+        except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:  # slow or cut off: retry
+            raise _BadFile(f"download failed: {type(exc).__name__}") from None
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
@@ -203,11 +205,11 @@ class ArchiveFetcher:
 
     def _download(self, url: str, name: str) -> bytes | None:
         """The verified zip bytes, or None when the file (or its checksum) is not published."""
-        check = self._get(url + ".CHECKSUM", name)
+        check = self._get(url + ".CHECKSUM")
         if check is None:
             return None
         expected = _parse_checksum(check.text, name)
-        resp = self._get(url, name)
+        resp = self._get(url)
         if resp is None:
             return None
         body = resp.content

@@ -453,3 +453,15 @@ def test_unreachable_archive_host(emu: Emulator, client: Any) -> None:
     assert len(stats.files_failed) == len(archive.plan_periods(s, e))
     with pytest.raises(ArchiveError, match=r"BTCUSDT-1h-2025-01-20\.zip: download failed: ConnectionError"):
         list(archive.iter_klines(None, "BTCUSDT", H1, s, e, source="archive", now_ms=NOW, base_url=dead))
+
+
+def test_archive_5xx_is_retried(emu: Emulator, client: Any) -> None:
+    name = "BTCUSDT-5m-2025-02-03.zip"
+    emu.archive_unavailable = {name: 2}  # type: ignore[attr-defined]
+    s, e = ms("2025-02-02"), ms("2025-02-05")
+    batches, stats = run(client, emu, "BTCUSDT", M5, s, e, source="archive")
+    assert check_batches(batches, s, e) == rest_only(client, "BTCUSDT", M5, s, e)
+    assert len(zip_requests(emu, name)) == 3 and stats.files_failed == [] and stats.rest_rows == 0
+    emu.archive_unavailable = {name: 10}  # type: ignore[attr-defined]
+    with pytest.raises(ArchiveError, match=r"BTCUSDT-5m-2025-02-03\.zip: HTTP 503 \(after 3 attempts\)"):
+        run(client, emu, "BTCUSDT", M5, s, e, source="archive")

@@ -14,7 +14,8 @@ rows REST serves), for every symbol and interval the emulator knows:
   differs (one trade count changed) with the checksum of the right bytes; ``emulator.archive_truncated`` ->
   the first half of the bytes; ``emulator.archive_missing`` -> 404 for the zip and its checksum (a name ending in
   ``.CHECKSUM`` hides only the checksum); ``emulator.archive_drop`` (dict name -> open times in ms) leaves those
-  rows out of an otherwise valid file (REST still has them). Any container with ``in`` works (e.g. one that
+  rows out of an otherwise valid file (REST still has them); ``emulator.archive_unavailable`` (dict name -> n)
+  answers the next n requests for that zip with 503. Any container with ``in`` works (e.g. one that
   says yes once).
 - Every archive request path is appended to ``emulator.archive_requests``; each response waits
   ``emulator.latency`` like REST ones. Generated zips are cached (LRU, ``CACHE_ENTRIES``) per emulator data version.
@@ -93,6 +94,11 @@ def handle(emu: Any, path: str) -> tuple[int, dict[str, str], bytes] | None:
     if entry is None:
         return None
     body, digest = entry
+    unavailable = getattr(emu, "archive_unavailable", None)
+    if not m["check"] and unavailable and unavailable.get(name, 0) > 0:
+        with _LOCK:
+            unavailable[name] -= 1
+        return 503, {"Content-Type": "text/html"}, b"<html><body>503 Service Unavailable</body></html>"
     if m["check"]:
         return 200, {"Content-Type": "text/plain"}, f"{digest}  {name}\n".encode()
     if name in emu.archive_corrupt:
