@@ -163,9 +163,17 @@ class MongoSink(Sink):
         return out
 
     def _doc(self, spec: TableSpec, row: Any) -> dict[str, Any]:
-        values = row if isinstance(row, dict) else {n: getattr(row, n) for n in spec.column_names}
+        """Model or dict -> document; model times are validated aware UTC ms already, so they go as is."""
+        from bson.decimal128 import Decimal128
+
         try:
-            return {c.name: self._to_db(c.type, values[c.name]) for c in spec.columns}
+            if isinstance(row, dict):
+                return {c.name: self._to_db(c.type, row[c.name]) for c in spec.columns}
+            doc = {}
+            for c in spec.columns:
+                v = getattr(row, c.name)
+                doc[c.name] = Decimal128(v) if c.type == "dec" and v is not None else v
+            return doc
         except (decimal.Inexact, decimal.InvalidOperation, decimal.Overflow) as exc:
             raise SinkError(
                 f"mongo sink ({self.where}): a value in {spec.name} does not fit Decimal128 exactly "

@@ -10,7 +10,7 @@ silent truncation. DECIMAL(38,18) keeps 20 integer and 18 fraction digits: quote
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,11 @@ INIT_COMMAND = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_
 SCHEMA_LOCK = "binance_extractor_schema"
 # Lost connection, server gone, cannot connect (restart), deadlock, lock wait timeout: retried after reconnecting.
 TRANSIENT_CODES = frozenset({2002, 2003, 2006, 2013, 2055, 1205, 1213})
+
+
+def _naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=None)
+
 
 _TYPES: dict[ColType, str] = {
     "symbol": "VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin",
@@ -39,7 +44,6 @@ _TYPES: dict[ColType, str] = {
 class MySqlSink(SqlSink):
     name = "mysql"
     ph = "%s"
-    converted_types = frozenset({"time"})
 
     def __init__(
         self, conn_id: str = DEFAULT_CONN_ID, retry_attempts: int | None = None, batch_size: int = 5000, **kw: Any
@@ -139,6 +143,10 @@ class MySqlSink(SqlSink):
 
     def _delete_sql(self, spec: TableSpec, limit: int) -> str:
         return f"DELETE FROM `{spec.name}` WHERE symbol = %s AND `{spec.time_column}` < %s LIMIT {int(limit)}"
+
+    def _write_converter(self, type_: ColType) -> Callable[[Any], Any] | None:
+        # Model datetimes are validated aware UTC: dropping tzinfo gives the UTC wall time DATETIME wants.
+        return _naive if type_ == "time" else None
 
     def _to_db(self, type_: ColType, value: Any) -> Any:
         if type_ == "time":

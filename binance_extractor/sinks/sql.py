@@ -33,7 +33,6 @@ class SqlSink(Sink):
 
     ph = "%s"
     batch_size = 5000
-    converted_types: frozenset[ColType] = frozenset()  # column types whose Python value needs _to_db on write
 
     def __init__(self, retry_attempts_: int | None = None, retry_max_wait: float = 8.0) -> None:
         self._conn: Any = None
@@ -70,6 +69,10 @@ class SqlSink(Sink):
 
     @abstractmethod
     def _from_db(self, type_: ColType, value: Any) -> Any: ...
+
+    def _write_converter(self, type_: ColType) -> Callable[[Any], Any] | None:
+        """Fast converter of a model value (aware UTC datetime, Decimal, bool) for writes; None = as is."""
+        return None
 
     @abstractmethod
     def _begin(self, cur: Any, write: bool) -> None: ...
@@ -180,8 +183,7 @@ class SqlSink(Sink):
         if spec.name in self._writers:
             return self._writers[spec.name]
         getter = attrgetter(*spec.column_names)
-        fixes = [(i, c.type) for i, c in enumerate(spec.columns) if c.type in self.converted_types]
-        to_db = self._to_db
+        fixes = [(i, fn) for i, c in enumerate(spec.columns) if (fn := self._write_converter(c.type)) is not None]
 
         if not fixes:
 
@@ -192,10 +194,10 @@ class SqlSink(Sink):
 
             def convert(row: Any) -> tuple[Any, ...]:
                 values = list(getter(row))
-                for i, type_ in fixes:
+                for i, fn in fixes:
                     v = values[i]
                     if v is not None:
-                        values[i] = to_db(type_, v)
+                        values[i] = fn(v)
                 return tuple(values)
 
         self._writers[spec.name] = (self._upsert_sql(spec), convert)
