@@ -20,6 +20,14 @@ from binance_extractor import config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.timeutil import iso, parse_time
 
+# Every task that calls the exchange takes a slot of this pool (created by `make run` / the tests with 4 slots:
+# `airflow pools set binance_api 4 "..."`). Why 4: the IP budget is 2400 weight/min (x weight_margin 0.95). The
+# scheduled load of all DAGs with 24 symbols is ~500 kline requests/h (weight 1-2) plus ~24 x a few agg-trades
+# pages/h (weight 20) plus funding: well under 10% of the budget. What can burst is catch-up, backfills and manual
+# ranges: one requester paging klines at limit 499 (weight 2) or aggTrades (weight 20) back to back can use most
+# of the budget alone, and the client's limiter (X-MBX-USED-WEIGHT-1M) already paces them. So the pool only needs
+# to bound how many processes share that budget, keeping each one's waits short: 4 = the LocalExecutor
+# parallelism of a 2-core machine; raise it with the cluster, never beyond ~8 (8 x weight-20 pages/s > budget).
 POOL = "binance_api"
 XCOM_FILE = "/airflow/xcom/return.json"
 SYMBOLS_VARIABLE = "binance_symbols"
