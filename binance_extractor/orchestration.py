@@ -27,7 +27,7 @@ from binance_extractor.timeutil import iso, parse_time
 # ranges: one requester paging klines at limit 499 (weight 2) or aggTrades (weight 20) back to back can use most
 # of the budget alone, and the client's limiter (X-MBX-USED-WEIGHT-1M) already paces them. So the pool only needs
 # to bound how many processes share that budget, keeping each one's waits short: 4 = the LocalExecutor
-# parallelism of a 2-core machine; raise it with the cluster, never beyond ~8 (8 x weight-20 pages/s > budget).
+# parallelism of a 2-core machine. A cluster may raise it; past ~8 requesters mostly wait on the weight limiter.
 POOL = "binance_api"
 XCOM_FILE = "/airflow/xcom/return.json"
 SYMBOLS_VARIABLE = "binance_symbols"
