@@ -22,8 +22,9 @@ from binance_extractor.timeutil import iso, parse_time
 
 # Every task that calls the exchange takes a slot of this pool (created by `make run` / the tests with 4 slots:
 # `airflow pools set binance_api 4 "..."`). Why 4: the IP budget is 2400 weight/min (x weight_margin 0.95). The
-# scheduled load of all DAGs with 24 symbols is ~500 kline requests/h (weight 1-2) plus ~24 x a few agg-trades
-# pages/h (weight 20) plus funding: well under 10% of the budget. What can burst is catch-up, backfills and manual
+# scheduled load of all DAGs with 24 symbols is ~500 kline requests/h (weight 1-2), funding (small) and agg trades
+# (weight 20 per 1000 trades, up to ~100 pages/h for the busiest symbol): roughly 10-25% of the budget, spread
+# over the hour. What can burst is catch-up, backfills and manual
 # ranges: one requester paging klines at limit 499 (weight 2) or aggTrades (weight 20) back to back can use most
 # of the budget alone, and the client's limiter (X-MBX-USED-WEIGHT-1M) already paces them. So the pool only needs
 # to bound how many processes share that budget, keeping each one's waits short: 4 = the LocalExecutor
