@@ -133,7 +133,7 @@ def _last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime
     from binance_extractor.sinks import open_sinks
 
     out: dict[str, datetime | None] = {}
-    sinks = open_sinks(config.sink_names())
+    sinks = open_sinks([n for n in config.sink_names() if n != "jsonl"] or ["sqlite"])  # JSON lines: write-only
     try:
         for sym in symbols:
             times = [s.last_time(table, sym) for s in sinks]
