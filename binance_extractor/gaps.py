@@ -904,19 +904,20 @@ def verify(
     errors = {r["chunk"]: r.get("error") for r in results if r}
     open_holes: list[dict[str, Any]] = []
     for chunk in chunks:
+        spec = chunk.spec()
+        if spec not in errors:
+            reason = "no fill result (its task failed or did not run)"
+        elif errors[spec]:
+            reason = f"fill failed: {errors[spec]}"
+        else:
+            reason = "still open after a successful fill"
         for hole in redetect(chunk, sinks, settings):
-            reason = errors.get(chunk.spec())
-            if reason is None and chunk.spec() not in errors and errors:
-                reason = "its fill task did not report (failed?)"
             open_holes.append({**hole.to_dict(), "reason": reason})
     return open_holes
 
 
 def closure_message(open_holes: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
-    parts = []
-    for h in open_holes[:limit]:
-        why = f": fill failed: {h['reason']}" if h.get("reason") else ": still open after a successful fill"
-        parts.append(f"{h['table']} {h['symbol']} [{h['start']}, {h['end']}){why}")
+    parts = [f"{h['table']} {h['symbol']} [{h['start']}, {h['end']}): {h.get('reason')}" for h in open_holes[:limit]]
     more = f"; and {len(open_holes) - limit} more" if len(open_holes) > limit else ""
     return (
         f"gap closure failed: {len(open_holes)} hole(s) the exchange may have data for are still open: "

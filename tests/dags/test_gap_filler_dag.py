@@ -144,3 +144,60 @@ def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: An
     assert emulator.count() == 0  # nothing left to fetch, the outage is remembered
     assert xcom(dr2, "report")["totals"]["found"] == 0
     assert [ti.state for ti in dr2.get_task_instances() if ti.task_id == "fill"] in ([], ["skipped"])
+
+
+@pytest.fixture
+def readonly_default(env: Any, mysql_database: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """After the data is written as root, ``mysql_default`` becomes a user that can read but not write."""
+    import uuid
+
+    from tests.fixtures.databases import mysql_admin
+
+    user, password = f"bx_ro_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    admin = mysql_admin()
+    cur = admin.cursor()
+    hosts = ("%", "localhost", "127.0.0.1")
+    for host in hosts:
+        cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'")
+        cur.execute(f"GRANT SELECT, CREATE ON `{mysql_database}`.* TO '{user}'@'{host}'")
+
+    def switch() -> None:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", f"mysql://{user}:{password}@127.0.0.1:3306/{mysql_database}")
+
+    try:
+        yield switch
+    finally:
+        for host in hosts:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+        admin.close()
+
+
+def test_dag_run_fails_when_a_hole_the_exchange_has_cannot_be_written(env: Any, readonly_default: Any) -> None:
+    now = dt_to_ms(datetime.now(UTC))
+    m = now - now % DAY - DAY
+    span = ["--start", iso(ms_to_dt(m)), "--end", iso(ms_to_dt(m + 2 * HOUR)), "--sink", "mysql"]
+    cli.execute(["klines", "--interval", "5m", "--symbols", "BTCUSDT", "--source", "rest", *span])
+    (sink,) = open_sinks(["mysql"])
+    try:
+        sink._tx(
+            lambda cur: cur.execute(
+                "DELETE FROM klines_m5 WHERE open_time >= %s AND open_time < %s",
+                (ms_to_dt(m + HOUR).replace(tzinfo=None), ms_to_dt(m + HOUR + 10 * MIN).replace(tzinfo=None)),
+            )
+        )
+    finally:
+        sink.close()
+    readonly_default()
+    dag = load_module().build_dag(runtime="local")
+    for task in dag.tasks:
+        task.retries = 0  # the write failure is persistent: fail at once
+    dr = dag.test(logical_date=pendulum.instance(ms_to_dt(m + 2 * HOUR)))
+    assert dr.state == "failed"
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    assert states == {"detect": "success", "chunk": "success", "fill": "failed", "verify": "failed", "report": "failed"}
+    report = xcom(dr, "report", key="report")
+    (hole,) = report["open"]
+    assert (hole["table"], hole["symbol"], hole["start"]) == ("klines_m5", "BTCUSDT", iso(ms_to_dt(m + HOUR)))
+    assert hole["reason"] == "no fill result (its task failed or did not run)"
+    assert report["totals"]["remaining"] == 1 and report["totals"]["confirmed"] == 0
+    assert env.count("/fapi/v1/klines") >= 1  # the exchange had the candles
