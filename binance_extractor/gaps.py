@@ -350,16 +350,20 @@ class _SqlBackend:
             return int(n), self._ms(mn), self._ms(mx)
         return int(n), int(mn), int(mx)
 
-    def kline_pairs(self, table: str, symbol: str, lo: int, hi: int, step_ms: int) -> list[tuple[int, int]]:
-        """(previous open, open) of consecutive stored candles further apart than one interval."""
+    def kline_sql(self, table: str) -> str:
+        """The kline hole query (params: symbol, lo, hi, interval ms); exposed so tests can EXPLAIN it."""
         t, c, _ = self._names(table)
         ph = self.sink.ph
-        sql = (
+        return (
             f"SELECT prev_t, cur_t FROM (SELECT {c} AS cur_t, LAG({c}) OVER (PARTITION BY symbol ORDER BY {c}) "
             f"AS prev_t FROM {t} WHERE symbol = {ph} AND {c} >= {ph} AND {c} < {ph}) w "
             f"WHERE prev_t IS NOT NULL AND {self._diff('prev_t', 'cur_t')} > {ph} ORDER BY cur_t"
         )
-        return [(self._ms(a), self._ms(b)) for a, b in self._rows(sql, [symbol, self._t(lo), self._t(hi), step_ms])]
+
+    def kline_pairs(self, table: str, symbol: str, lo: int, hi: int, step_ms: int) -> list[tuple[int, int]]:
+        """(previous open, open) of consecutive stored candles further apart than one interval."""
+        rows = self._rows(self.kline_sql(table), [symbol, self._t(lo), self._t(hi), step_ms])
+        return [(self._ms(a), self._ms(b)) for a, b in rows]
 
     def funding_pairs(
         self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int

@@ -27,6 +27,7 @@ The same logic from a shell: `python -m binance_extractor gaps --table klines_m5
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -168,6 +169,8 @@ def build_dag(runtime: str | None = None) -> DAG:
         def chunk(found: Any, **context: Any) -> list[list[str]]:
             """Weekly chunks grouped into at most ``max_mapped_tasks`` fill tasks."""
             settings = gaps.GapSettings.load()
+            cap = min(settings.max_mapped_tasks, dagfactory._max_map_length())  # a deployment may lower it
+            settings = dataclasses.replace(settings, max_mapped_tasks=cap)
             holes = [gaps.Hole.from_dict(h) for h in found["holes"]]
             groups = gaps.plan_groups(holes, settings)
             argvs = [

@@ -37,7 +37,9 @@ def midnight() -> int:
     return now - now % DAY - DAY
 
 
-@pytest.fixture(params=["sqlite", "mysql", "mongo"])
+@pytest.fixture(
+    params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql), pytest.param("mongo", marks=pytest.mark.mongo)]
+)
 def store(request: pytest.FixtureRequest) -> str:
     request.getfixturevalue(f"{request.param}_conn_id")
     return str(request.param)
@@ -274,6 +276,26 @@ def test_exchange_outage_is_confirmed_once_and_never_requested_again(
 # --------------------------------------------------------------------------------------------- closure failure
 
 
+@pytest.mark.mysql
+def test_mysql_detection_is_an_index_range_scan_returning_only_holes(mysql_conn_id: str, emulator: Emulator) -> None:
+    m = midnight()
+    write("mysql", ["klines", "--interval", "5m", "--source", "rest"], ["BTCUSDT", "ETHUSDT"], m, m + 4 * HOUR)
+    (sink,) = open_sinks(["mysql"])
+    try:
+        delete(sink, "klines_m5", "BTCUSDT", m + HOUR, m + HOUR + 2 * M5)
+        backend = gaps._SqlBackend(sink)
+        args = ["BTCUSDT", backend._t(m), backend._t(m + 4 * HOUR), M5]
+        assert backend._rows(backend.kline_sql("klines_m5"), args) == [
+            (ms_to_dt(m + HOUR - M5).replace(tzinfo=None), ms_to_dt(m + HOUR + 2 * M5).replace(tzinfo=None))
+        ]  # one row per hole comes back, never the table
+        plan = backend._rows("EXPLAIN " + backend.kline_sql("klines_m5"), args)
+        columns = ["id", "select_type", "table", "type", "possible_keys", "key", "key_len", "ref", "rows", "Extra"]
+        scans = [dict(zip(columns, row, strict=False)) for row in plan if row[2] == "klines_m5"]
+        assert scans and all(s["key"] == "PRIMARY" and s["type"] == "range" for s in scans), plan
+    finally:
+        sink.close()
+
+
 @pytest.fixture
 def readonly_mysql(
     mysql_database: str, mysql_conn_id: str, monkeypatch: pytest.MonkeyPatch
@@ -294,6 +316,7 @@ def readonly_mysql(
         admin.close()
 
 
+@pytest.mark.mysql
 def test_closure_failure_when_the_exchange_has_data_but_the_write_fails(
     readonly_mysql: tuple[str, str], emulator: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
