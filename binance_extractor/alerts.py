@@ -195,20 +195,25 @@ def freshness_deadline(interval: timedelta, *, timeframe: str | None = None) -> 
 async def on_freshness_deadline(
     timeframe: str | None = None, interval_s: int | None = None, context: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Deadline-missed callback (triggerer): one metric and one log event naming the DAG run and timeframe."""
+    """Deadline-missed callback (triggerer): one metric and one log event naming the DAG run and timeframe.
+
+    Backfill runs are skipped: they are queued in bulk and wait for each other, so their queue time says nothing
+    about the freshness of the scheduled data.
+    """
     context = context or {}
     dag_run = context.get("dag_run") or {}
     deadline = context.get("deadline") or {}
-    return _emit(
-        "freshness_deadline",
-        "missed",
-        "binance freshness deadline missed",
-        {
-            "dag_id": _get(dag_run, "dag_id"),
-            "run_id": _get(dag_run, "dag_run_id") or _get(dag_run, "run_id"),
-            "timeframe": timeframe,
-            "interval_s": interval_s,
-            "deadline_time": str(_get(deadline, "deadline_time") or "") or None,
-            "state": _get(dag_run, "state"),
-        },
-    )
+    fields = {
+        "dag_id": _get(dag_run, "dag_id"),
+        "run_id": _get(dag_run, "dag_run_id") or _get(dag_run, "run_id"),
+        "run_type": _get(dag_run, "run_type"),
+        "timeframe": timeframe,
+        "interval_s": interval_s,
+        "data_interval_end": _get(dag_run, "data_interval_end"),
+        "deadline_time": str(_get(deadline, "deadline_time") or "") or None,
+        "state": _get(dag_run, "state"),
+    }
+    if fields["run_type"] == "backfill":
+        log.info("freshness deadline passed for backfill run %s: not alerting", fields["run_id"])
+        return {**fields, "skipped": True}
+    return _emit("freshness_deadline", "missed", "binance freshness deadline missed", fields)

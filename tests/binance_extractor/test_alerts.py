@@ -164,3 +164,11 @@ def test_record_freshness_lag() -> None:
         assert alerts.record_freshness("ETHUSDT", "1h", None, now=now) == -1
         assert cap.points("binance.freshness.lag")[0].attributes["timeframe"] == "m5"
         assert len(cap.points("binance.freshness.lag")) == 1
+
+
+def test_backfill_runs_do_not_raise_freshness_alerts() -> None:
+    context = {"dag_run": {"dag_id": "binance_klines_m5", "dag_run_id": "backfill__x", "run_type": "backfill"}}
+    with telemetry.capture() as cap:
+        result = asyncio.run(alerts.on_freshness_deadline(timeframe="m5", interval_s=300, context=context))
+        assert result["skipped"] is True
+        assert cap.points("binance.alerts") == []

@@ -60,6 +60,27 @@ with DAG("{DAG_ID}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz=
 
     start_pod() >> explode()
 """
+DEADLINE_DAG_ID = "binance_obs_deadline"
+DEADLINE_DAG_SOURCE = f"""
+import time
+from datetime import timedelta
+import pendulum
+from airflow.sdk import DAG, task
+from binance_extractor import alerts
+
+with DAG(
+    "{DEADLINE_DAG_ID}",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    deadline=alerts.freshness_deadline(timedelta(seconds=3), timeframe="m5"),
+) as dag:
+
+    @task
+    def stalled():
+        time.sleep(20)
+
+    stalled()
+"""
 
 
 def _free_port() -> int:
@@ -84,6 +105,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     dags = home / "dags"
     dags.mkdir()
     (dags / f"{DAG_ID}.py").write_text(textwrap.dedent(DAG_SOURCE), encoding="utf-8")
+    (dags / f"{DEADLINE_DAG_ID}.py").write_text(textwrap.dedent(DEADLINE_DAG_SOURCE), encoding="utf-8")
     port = _free_port()
     receiver = _Receiver().__enter__()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OTEL_", "TRACE"))}
@@ -221,3 +243,33 @@ def test_a_scheduled_run_reports_from_every_process(airflow: tuple[str, str, _Re
     assert task_spans["explode"].trace_id == start_pod.trace_id  # one trace per DAG run
     pod_resources = [r for r, s in receiver.spans() if s.name == "cli.klines"]
     assert pod_resources[0]["k8s.pod.name"] == "extract-btcusdt"
+
+
+def _trigger(base: str, token: str, dag_id: str, deadline: float) -> str:
+    while True:  # the dag-processor must have parsed the file first
+        try:
+            return _request(f"{base}/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None}, token=token)["dag_run_id"]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_a_stalled_run_misses_its_freshness_deadline(airflow: tuple[str, str, _Receiver, Path]) -> None:
+    """Airflow's deadline machinery (scheduler -> triggerer) runs ``alerts.on_freshness_deadline``."""
+    base, token, receiver, home = airflow
+    deadline = time.monotonic() + 300
+    run_id = _trigger(base, token, DEADLINE_DAG_ID, deadline)
+
+    def alerted() -> list[dict]:
+        return [
+            p
+            for p in _points(receiver, "binance.alerts")
+            if p.get("kind") == "freshness_deadline" and p.get("dag_id") == DEADLINE_DAG_ID
+        ]
+
+    while not alerted():
+        assert time.monotonic() < deadline, f"no freshness alert for {run_id}; see {home / 'standalone.log'}"
+        time.sleep(1)
+    (point,) = alerted()
+    assert point["timeframe"] == "m5" and point["_value"] == 1
