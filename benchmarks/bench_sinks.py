@@ -8,7 +8,8 @@ the same statement, batch size and commits with parameters prebuilt outside the 
 - SQLite: plain ``sqlite3`` ``executemany`` of the same upsert;
 - Mongo: plain pymongo unordered ``bulk_write`` of the same upserts (SecantusDB started here, ~6k docs/s, so
   fewer rows).
-Each is run twice: "insert" (empty table) and "upsert" (the same rows again, every key already present).
+Each round empties both tables, then times "insert" (empty table) and "upsert" (the same rows again, every key
+present) for the sink and the baseline, interleaved; the best of ``--rounds`` rounds is printed.
 MariaDB must run on 127.0.0.1:3306 (root, empty password); a scratch database is created and dropped.
 """
 
@@ -79,22 +80,42 @@ def chunks(rows: Sequence[Any]) -> list[Sequence[Any]]:
     return [rows[i : i + BATCH] for i in range(0, len(rows), BATCH)]
 
 
-def sink_runs(sink: Any, rows: list[Kline]) -> tuple[float, float]:
+def measure(
+    sink: Any,
+    rows: list[Kline],
+    raw_write: Callable[[Sequence[Any]], None],
+    raw_params: list[Any],
+    reset: Callable[[], None],
+    rounds: int,
+) -> tuple[float, float, float, float]:
+    """Best-of-``rounds`` seconds for (sink insert, sink upsert, raw insert, raw upsert), interleaved so that
+    load from other processes hits both sides alike. ``reset`` empties both tables before each round."""
     sink.ensure_schema()
-    parts = chunks(rows)
+    sink_parts, raw_parts = chunks(rows), chunks(raw_params)
 
-    def go() -> None:
-        for part in parts:
+    def via_sink() -> None:
+        for part in sink_parts:
             sink.write("klines_m5", part)
 
-    insert = timed(go)
-    upsert = timed(go)
+    def via_raw() -> None:
+        for part in raw_parts:
+            raw_write(part)
+
+    best = [float("inf")] * 4
+    for _ in range(rounds):
+        reset()
+        for i, fn in enumerate((via_sink, via_sink, via_raw, via_raw)):
+            best[i] = min(best[i], timed(fn))
     assert sink.count("klines_m5") == len(rows)
-    return insert, upsert
+    return best[0], best[1], best[2], best[3]
+
+
+def report(name: str, n: int, t: tuple[float, float, float, float]) -> list[tuple[str, int, float, float]]:
+    return [(f"{name} insert", n, t[0], t[2]), (f"{name} upsert", n, t[1], t[3])]
 
 
 # ---- MySQL -----------------------------------------------------------------------------------------
-def bench_mysql(rows: list[Kline]) -> list[tuple[str, int, float, float]]:
+def bench_mysql(rows: list[Kline], rounds: int) -> list[tuple[str, int, float, float]]:
     import MySQLdb
 
     from binance_extractor.sinks.mysql import INIT_COMMAND, MySqlSink
@@ -109,14 +130,10 @@ def bench_mysql(rows: list[Kline]) -> list[tuple[str, int, float, float]]:
         sink = MySqlSink()
         spec = kline_spec("klines_m5")
         sql, convert = sink._writer(spec)
-        ddl = sink._create_table_sql(spec)
-        s_ins, s_up = sink_runs(sink, rows)
-        sink.close()
-
         conn = MySQLdb.connect(**MYSQL, db=db_raw, init_command=INIT_COMMAND)
         conn.autocommit(False)
         cur = conn.cursor()
-        cur.execute(ddl)  # a fresh table, same DDL
+        cur.execute(sink._create_table_sql(spec))  # its own table, same DDL
         params = [
             (
                 r.symbol,
@@ -134,26 +151,29 @@ def bench_mysql(rows: list[Kline]) -> list[tuple[str, int, float, float]]:
             )
             for r in rows
         ]
-        assert params[0] == convert(rows[0])
-        parts = chunks(params)
+        assert [conn.literal(v) for v in params[0]] == [conn.literal(v) for v in convert(rows[0])]  # same SQL
 
-        def raw() -> None:
-            for part in parts:
-                cur.executemany(sql, part)
-                conn.commit()
+        def raw_write(part: Sequence[Any]) -> None:
+            cur.executemany(sql, part)
+            conn.commit()
 
-        r_ins, r_up = timed(raw), timed(raw)
+        def reset() -> None:
+            for db in (db_sink, db_raw):
+                admin.cursor().execute(f"TRUNCATE TABLE `{db}`.klines_m5")
+
+        sink.ensure_schema()
+        t = measure(sink, rows, raw_write, params, reset, rounds)
+        sink.close()
         conn.close()
     finally:
         for db in (db_sink, db_raw):
             admin.cursor().execute(f"DROP DATABASE IF EXISTS `{db}`")
         admin.close()
-    n = len(rows)
-    return [("mysql insert", n, s_ins, r_ins), ("mysql upsert", n, s_up, r_up)]
+    return report("mysql", len(rows), t)
 
 
 # ---- SQLite ----------------------------------------------------------------------------------------
-def bench_sqlite(rows: list[Kline]) -> list[tuple[str, int, float, float]]:
+def bench_sqlite(rows: list[Kline], rounds: int) -> list[tuple[str, int, float, float]]:
     import sqlite3
     from urllib.parse import quote
 
@@ -165,26 +185,26 @@ def bench_sqlite(rows: list[Kline]) -> list[tuple[str, int, float, float]]:
     sink = SqliteSink()
     spec = kline_spec("klines_m5")
     sql, convert = sink._writer(spec)
-    ddl = sink._create_table_sql(spec)
-    s_ins, s_up = sink_runs(sink, rows)
-    sink.close()
-
     conn = sqlite3.connect(raw_path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(ddl)
-    parts = chunks([convert(r) for r in rows])
+    conn.execute(sink._create_table_sql(spec))
+    params = [convert(r) for r in rows]  # TEXT decimals and epoch ms, prebuilt
 
-    def raw() -> None:
-        for part in parts:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, part)
-            conn.execute("COMMIT")
+    def raw_write(part: Sequence[Any]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, part)
+        conn.execute("COMMIT")
 
-    r_ins, r_up = timed(raw), timed(raw)
+    def reset() -> None:
+        sink.ensure_schema()
+        sink._tx(lambda cur: cur.execute("DELETE FROM klines_m5"))
+        conn.execute("DELETE FROM klines_m5")
+
+    t = measure(sink, rows, raw_write, params, reset, rounds)
+    sink.close()
     conn.close()
-    n = len(rows)
-    return [("sqlite insert", n, s_ins, r_ins), ("sqlite upsert", n, s_up, r_up)]
+    return report("sqlite", len(rows), t)
 
 
 # ---- Mongo -----------------------------------------------------------------------------------------
@@ -194,7 +214,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_mongo(rows: list[Kline]) -> list[tuple[str, int, float, float]]:
+def bench_mongo(rows: list[Kline], rounds: int) -> list[tuple[str, int, float, float]]:
     import pymongo
     from pymongo import UpdateOne
 
@@ -217,29 +237,27 @@ def bench_mongo(rows: list[Kline]) -> list[tuple[str, int, float, float]]:
                 time.sleep(0.05)
         os.environ["AIRFLOW_CONN_MONGO_DEFAULT"] = f"mongo://127.0.0.1:{port}/bench_sink"
         sink = MongoSink()
-        s_ins, s_up = sink_runs(sink, rows)
         spec = kline_spec("klines_m5")
         docs = [sink._doc(spec, r) for r in rows]
-        sink.close()
-
         client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient("127.0.0.1", port)
         coll = client["bench_raw"]["klines_m5"]
         coll.create_index([("symbol", 1), ("open_time", 1)], unique=True, name="pk")
-        parts = chunks(
-            [UpdateOne({"symbol": d["symbol"], "open_time": d["open_time"]}, {"$set": d}, upsert=True) for d in docs]
-        )
+        ops = [UpdateOne({"symbol": d["symbol"], "open_time": d["open_time"]}, {"$set": d}, upsert=True) for d in docs]
 
-        def raw() -> None:
-            for part in parts:
-                coll.bulk_write(list(part), ordered=False)
+        def raw_write(part: Sequence[Any]) -> None:
+            coll.bulk_write(list(part), ordered=False)
 
-        r_ins, r_up = timed(raw), timed(raw)
+        def reset() -> None:
+            sink.database()["klines_m5"].delete_many({})
+            coll.delete_many({})
+
+        t = measure(sink, rows, raw_write, ops, reset, rounds)
+        sink.close()
         client.close()
     finally:
         server.terminate()
         server.wait(10)
-    n = len(rows)
-    return [("mongo insert", n, s_ins, r_ins), ("mongo upsert", n, s_up, r_up)]
+    return report("mongo", len(rows), t)
 
 
 def main() -> int:
@@ -247,6 +265,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--mongo-rows", type=int, default=20_000)
     ap.add_argument("--sinks", default="sqlite,mysql,mongo")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is reported")
     args = ap.parse_args()
     names = [s.strip() for s in args.sinks.split(",") if s.strip()]
     t0 = time.perf_counter()
@@ -256,11 +275,11 @@ def main() -> int:
     try:
         for name in names:
             if name == "mysql":
-                results += bench_mysql(rows[: args.rows])
+                results += bench_mysql(rows[: args.rows], args.rounds)
             elif name == "sqlite":
-                results += bench_sqlite(rows[: args.rows])
+                results += bench_sqlite(rows[: args.rows], args.rounds)
             elif name == "mongo":
-                results += bench_mongo(rows[: args.mongo_rows])
+                results += bench_mongo(rows[: args.mongo_rows], args.rounds)
             else:
                 raise SystemExit(f"unknown sink {name!r}")
     finally:

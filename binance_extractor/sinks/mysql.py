@@ -145,8 +145,18 @@ class MySqlSink(SqlSink):
         return f"DELETE FROM `{spec.name}` WHERE symbol = %s AND `{spec.time_column}` < %s LIMIT {int(limit)}"
 
     def _write_converter(self, type_: ColType) -> Callable[[Any], Any] | None:
-        # Model datetimes are validated aware UTC: dropping tzinfo gives the UTC wall time DATETIME wants.
-        return _naive if type_ == "time" else None
+        """Nothing to convert with mysqlclient: Decimal is sent as its exact text, and a datetime literal is its
+        wall time (``MySQLdb.times.format_TIMESTAMP`` ignores tzinfo); model datetimes are validated aware UTC,
+        so the UTC wall time lands in the UTC session. Another client library gets naive datetimes."""
+        if type_ == "time" and self._client() != "mysqlclient":
+            return _naive
+        return None
+
+    def _client(self) -> str:
+        try:
+            return str(self._hook().connection.extra_dejson.get("client", "mysqlclient"))
+        except Exception:
+            return "mysqlclient"
 
     def _to_db(self, type_: ColType, value: Any) -> Any:
         if type_ == "time":
