@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from binance_extractor import telemetry
+from binance_extractor import logs, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,19 @@ def _end_task_span(ti: Any, outcome: str, error: Any = None) -> None:
         otel_context.detach(token)
 
 
+def _mask_env_secrets() -> None:
+    """Register the API key from the environment with Airflow's masker: in-process tasks log through Airflow.
+
+    (Connection passwords, where the hook reads the key from ``binance_default``, are masked by Airflow itself.)
+    """
+    from airflow.sdk.log import mask_secret
+
+    for name in logs.SECRET_ENV:
+        value = os.environ.get(name)
+        if value:
+            mask_secret(value, name=name)
+
+
 @hookimpl
 def on_starting(component: Any) -> None:
     try:
@@ -135,6 +149,7 @@ def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
         attrs = {"dag_id": _value(task_instance, "dag_id"), "task_id": _value(task_instance, "task_id")}
         telemetry.instruments.counter("binance.jobs.started").add(1, {"job": TASK_JOB, **attrs})
         if _in_task_runner(task_instance):
+            _mask_env_secrets()
             _start_task_span(task_instance)
     except Exception:
         log.exception("binance listener on_task_instance_running failed")

@@ -11,6 +11,7 @@ from binance_extractor import telemetry
 from tests.plugins.airflow_run import DagRunResult, run_dag
 
 DAG_ID = "binance_listener_probe"
+API_KEY = "Zq8vN2pLr5tXw9yB3cD6fG1hJ4kM7nP0sT3uV6wX9zA2bC5eF8gH1jK4lM7nO0pQ"
 DAG_SOURCE = f"""
 import pendulum
 from airflow.sdk import DAG, task
@@ -33,7 +34,9 @@ with DAG("{DAG_ID}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz=
 
 @pytest.fixture(scope="module")
 def probe(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> DagRunResult:
-    return run_dag(tmp_path_factory.mktemp("listener_dags"), DAG_ID, DAG_SOURCE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BINANCE_API_KEY", API_KEY)
+        return run_dag(tmp_path_factory.mktemp("listener_dags"), DAG_ID, DAG_SOURCE)
 
 
 def _our_listener_registered() -> bool:
@@ -151,3 +154,10 @@ def test_every_hook_is_registered_against_airflows_hookspecs(airflow_db: None) -
     ):
         owners = [impl.plugin_name for impl in getattr(hooks, name).get_hookimpls()]
         assert any(owner.endswith("binance_listener") for owner in owners), (name, owners)
+
+
+def test_the_api_key_is_masked_in_airflow_task_logs(probe: DagRunResult) -> None:
+    """In-process tasks log through Airflow: the key from the environment is registered with its masker."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    assert redact(f"headers X-MBX-APIKEY={API_KEY}") == "headers X-MBX-APIKEY=***"
