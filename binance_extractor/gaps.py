@@ -307,28 +307,24 @@ def _merge(holes: Iterable[Hole]) -> list[Hole]:
 
 
 class _SqlBackend:
-    """Window-function queries through a SqlSink's own connection, transactions and retries."""
+    """Window-function queries through a SqlSink's ``query`` (its connection, transactions and retries)."""
 
     def __init__(self, sink: Any) -> None:
         self.sink = sink
         self.mysql = sink.name == "mysql"
 
     def _t(self, ms: int) -> Any:
-        return self.sink._to_db("time", ms_to_dt(ms))
+        return self.sink.db_time(ms_to_dt(ms))
 
     def _ms(self, value: Any) -> int:
-        return dt_to_ms(self.sink._from_db("time", value))
+        return dt_to_ms(self.sink.py_time(value))
 
     def _diff(self, a: str, b: str) -> str:
         """Milliseconds from ``a`` to ``b`` (DATETIME(3) in MySQL, epoch-ms integers in SQLite)."""
         return f"(TIMESTAMPDIFF(MICROSECOND, {a}, {b}) DIV 1000)" if self.mysql else f"({b} - {a})"
 
     def _rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-        def run(cur: Any) -> list[tuple[Any, ...]]:
-            cur.execute(sql, list(args))
-            return [tuple(r) for r in cur.fetchall()]
-
-        return self.sink._tx(run, write=False)
+        return self.sink.query(sql, args)
 
     def _names(self, table: str) -> tuple[str, str, str]:
         spec = self.sink._prepare(table)
