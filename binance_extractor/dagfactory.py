@@ -128,12 +128,18 @@ def extract_local(argv: list[str]) -> list[dict[str, Any]]:
     return [r.to_dict() for r in results]
 
 
-def _last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None]:
-    """Newest stored key per symbol, read from the configured sinks (the oldest across sinks counts)."""
+def _last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None] | None:
+    """Newest stored key per symbol, read from the configured sinks (the oldest across sinks counts).
+
+    None when no configured sink can be read back (JSON lines only).
+    """
     from binance_extractor.sinks import open_sinks
 
     out: dict[str, datetime | None] = {}
-    sinks = open_sinks([n for n in config.sink_names() if n != "jsonl"] or ["sqlite"])  # JSON lines: write-only
+    readable = [n for n in config.sink_names() if n != "jsonl"]  # JSON lines are write-only
+    if not readable:
+        return None
+    sinks = open_sinks(readable)
     try:
         for sym in symbols:
             times = [s.last_time(table, sym) for s in sinks]
@@ -166,10 +172,9 @@ def _summary_task(kind: str, interval: str | None, runtime: str, asset: Asset) -
         """Rows and freshness lag per symbol; fails if a symbol is older than one interval + grace."""
         resolution = orchestration.SymbolResolution.from_dict(resolved)
         results = list(results)
-        if runtime == "kubernetes":
+        last = None if runtime == "kubernetes" else _last_times_from_sinks(table, resolution.valid)
+        if last is None:  # the pods read their own sinks: their results carry the newest stored key
             last = _last_times_from_results(results)
-        else:
-            last = _last_times_from_sinks(table, resolution.valid)
         report = orchestration.summarize(
             table,
             resolution.valid,

@@ -50,13 +50,6 @@ mkdir -p "$AIRFLOW_HOME" "$BINANCE_EXTRACTOR_DATA_DIR"
 echo "run-airflow: AIRFLOW_HOME=$AIRFLOW_HOME, data in $BINANCE_EXTRACTOR_DATA_DIR ($BINANCE_EXTRACTOR_SINKS)," \
   "exchange $BINANCE_FUTURES_BASE_URL, parallelism $PARALLELISM"
 
-airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 || {
-  echo "run-airflow: 'airflow db migrate' failed, see $AIRFLOW_HOME/db-migrate.log" >&2
-  tail -n 20 "$AIRFLOW_HOME/db-migrate.log" >&2
-  exit 1
-}
-airflow pools set binance_api "$POOL_SLOTS" "Binance API requesters: bounds concurrent exchange calls (IP weight budget)" >/dev/null
-
 # standalone in its own process group (setsid), so stopping it reaches the scheduler, api-server, dag-processor,
 # triggerer and every task process, not just the parent (SIGTERM to the parent alone orphans its children).
 setsid airflow standalone &
@@ -94,13 +87,19 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 
+# standalone migrated the metadata DB; tasks of a pool that does not exist yet just wait for it.
+if ! airflow pools set binance_api "$POOL_SLOTS" "Binance API requesters: bounds concurrent exchange calls" \
+  >"$AIRFLOW_HOME/pool.log" 2>&1; then
+  echo "run-airflow: could not create pool binance_api (see $AIRFLOW_HOME/pool.log)" >&2
+fi
+
 cat <<EOF
 
 ============================================================================
   Airflow UI:      $URL
   User:            admin
   Password in:     $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
-  Data (SQLite):   $BINANCE_EXTRACTOR_DATA_DIR
+  Data store:      $BINANCE_EXTRACTOR_SINKS (embedded files under $BINANCE_EXTRACTOR_DATA_DIR)
   Ctrl-C stops every process started here.
 ============================================================================
 

@@ -194,6 +194,9 @@ def served_h1(emu: Emulator, symbol: str, start: datetime, end: datetime) -> lis
 
 
 def test_make_run_prints_where_to_go(airflow):
+    deadline = time.monotonic() + 60
+    while "Ctrl-C stops" not in airflow.output() and time.monotonic() < deadline:
+        time.sleep(0.5)  # the banner comes once the script has seen the health endpoint and created the pool
     out = airflow.output()
     assert f"Airflow UI:      http://localhost:{airflow.port}" in out
     assert f"Password in:     {airflow.home}/simple_auth_manager_passwords.json.generated" in out
