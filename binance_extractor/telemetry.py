@@ -56,6 +56,7 @@ class _State:
     configured: bool = False
     generation: int = 0
     owned: list[Any] = field(default_factory=list)  # providers setup() created, stopped by shutdown()
+    atexit_registered: bool = False
 
 
 _state = _State()
@@ -256,27 +257,43 @@ def setup(service_name: str = DEFAULT_SERVICE_NAME) -> bool:
         _state.configured = True
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return False
+        if os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") not in ("http/protobuf", ""):
+            log.warning(
+                "OTEL_EXPORTER_OTLP_PROTOCOL=%s ignored: exporting OTLP over HTTP (protobuf)",
+                os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"],
+            )
         res = resource(service_name)
         current_tp = trace.get_tracer_provider()
-        if isinstance(current_tp, TracerProvider):
-            tp = current_tp
+        if isinstance(current_tp, TracerProvider) and id(current_tp) not in _created:
+            tp = current_tp  # someone else's SDK (Airflow's own OTel): export through it
         else:
             tp = TracerProvider(resource=res, sampler=_sampler(), shutdown_on_exit=False)
-            _state.owned.append(tp)
             for processor in _span_processors():
                 tp.add_span_processor(processor)
-            trace.set_tracer_provider(tp)
+            _own(tp)
+            if not isinstance(current_tp, TracerProvider):
+                trace.set_tracer_provider(tp)  # possible once per process; later setups stay module-level
         current_mp = metrics.get_meter_provider()
-        if isinstance(current_mp, MeterProvider):
+        if isinstance(current_mp, MeterProvider) and id(current_mp) not in _created:
             mp = current_mp
         else:
             mp = MeterProvider(resource=res, metric_readers=_metric_readers(), views=_views(), shutdown_on_exit=False)
-            _state.owned.append(mp)
-            metrics.set_meter_provider(mp)
+            _own(mp)
+            if not isinstance(current_mp, MeterProvider):
+                metrics.set_meter_provider(mp)
         _activate(tp, mp)
-        if _state.owned:
+        if _state.owned and not _state.atexit_registered:
             atexit.register(shutdown)  # bounded, unlike the SDK's own exit hooks
+            _state.atexit_registered = True
         return True
+
+
+_created: set[int] = set()
+
+
+def _own(provider: Any) -> None:
+    _state.owned.append(provider)
+    _created.add(id(provider))
 
 
 def _bounded(action: str, timeout_millis: int, providers: list[Any]) -> bool:
@@ -335,6 +352,11 @@ def shutdown(timeout_millis: int = FLUSH_TIMEOUT_MS) -> None:
     """
     with _lock:
         owned, _state.owned = _state.owned, []
+        if any(p is _state.tracer_provider or p is _state.meter_provider for p in owned):
+            # Spans and metrics after this are no-ops (ids still propagate) until setup() installs fresh providers:
+            # a process that goes on (tests, in-process runs of the CLI) keeps working.
+            _activate(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
+            _state.configured = False
     if owned:
         _bounded("shutdown", timeout_millis, owned)
 
@@ -444,7 +466,12 @@ def capture(service_name: str = DEFAULT_SERVICE_NAME) -> Iterator[Capture]:
         yield Capture(exporter, reader)
     finally:
         with _lock:
-            _activate(previous[0], previous[1])
-            _state.configured = previous[2]
+            stale = any(p is not None and id(p) in _created and p not in _state.owned for p in previous[:2])
+            if stale:  # shut down while captured: come back as shutdown() would have left things
+                _activate(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
+                _state.configured = False
+            else:
+                _activate(previous[0], previous[1])
+                _state.configured = previous[2]
         tp.shutdown()
         mp.shutdown()

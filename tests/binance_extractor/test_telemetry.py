@@ -386,3 +386,30 @@ def test_the_cli_in_a_pod_joins_the_airflow_trace(emulator: object) -> None:
     assert _attrs(http[0].attributes)["http.status_code"] == 200
     assert {r["k8s.pod.name"] for r, _ in spans} == {"pod-1"}
     assert sum(p.as_int for p in requests) == len(http)
+
+
+def test_setup_after_shutdown_starts_fresh_exporters() -> None:
+    """A process that runs the CLI twice in-process (tests, local tasks) exports both runs and warns about nothing."""
+    code = textwrap.dedent(
+        """
+        import logging
+        logging.basicConfig(level=logging.INFO)
+        from binance_extractor import telemetry
+        for n in (1, 2):
+            assert telemetry.setup() is True
+            with telemetry.span(f"round{n}"):
+                telemetry.instruments.counter("binance.jobs").add(1, {"job": f"round{n}", "outcome": "success"})
+            telemetry.shutdown()
+            with telemetry.span("after-shutdown") as s:  # no-op, but still safe to use
+                telemetry.instruments.counter("binance.jobs").add(1, {"job": "dropped"})
+        """
+    )
+    with _Receiver() as receiver:
+        env = _child_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        names = sorted(s.name for _, s in receiver.spans())
+        jobs = sorted(_attrs(p.attributes)["job"] for p in receiver.metric_points("binance.jobs"))
+    assert proc.returncode == 0, proc.stderr
+    assert names == ["round1", "round2"]
+    assert jobs == ["round1", "round2"]
+    assert "WARNING" not in proc.stderr and "ignoring Span" not in proc.stderr, proc.stderr
