@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class _State:
     generation: int = 0
     owned: list[Any] = field(default_factory=list)  # providers setup() created, stopped by shutdown()
     atexit_registered: bool = False
+    service_name: str = DEFAULT_SERVICE_NAME
+    fresh_meter_after_fork: bool = False
 
 
 _state = _State()
@@ -69,6 +72,8 @@ def tracer() -> trace.Tracer:
 
 
 def meter() -> metrics.Meter:
+    if _state.fresh_meter_after_fork:
+        _fresh_meter_provider()
     provider = _state.meter_provider or metrics.get_meter_provider()
     return provider.get_meter(NAME, __version__)
 
@@ -164,6 +169,9 @@ def resource(service_name: str = DEFAULT_SERVICE_NAME) -> Any:
     attrs: dict[str, Any] = {
         "service.name": detected.get("service.name") or service_name,
         "service.version": detected.get("service.version") or __version__,
+        # one per process: Airflow forks (scheduler -> executor workers -> task processes), and cumulative
+        # series from different processes must not share an identity
+        "service.instance.id": detected.get("service.instance.id") or uuid.uuid4().hex,
     }
     for env, key in K8S_ENV.items():
         value = os.environ.get(env)
@@ -262,6 +270,7 @@ def setup(service_name: str = DEFAULT_SERVICE_NAME) -> bool:
                 "OTEL_EXPORTER_OTLP_PROTOCOL=%s ignored: exporting OTLP over HTTP (protobuf)",
                 os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"],
             )
+        _state.service_name = service_name
         res = resource(service_name)
         current_tp = trace.get_tracer_provider()
         if isinstance(current_tp, TracerProvider) and id(current_tp) not in _created:
@@ -294,6 +303,69 @@ _created: set[int] = set()
 def _own(provider: Any) -> None:
     _state.owned.append(provider)
     _created.add(id(provider))
+
+
+class _DropMetrics:
+    """Exporter stand-in for the metric readers a forked child inherits: the parent exports those series."""
+
+    def export(self, *args: Any, **kwargs: Any) -> Any:
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (Airflow executor worker, task process) must not re-export the parent's cumulative metrics.
+
+    The SDK restarts the inherited periodic reader in the child, which would send the parent's counts again under
+    the parent's identity. Its exporter is swapped for a no-op and it is stopped; the child gets a fresh meter
+    provider (own ``service.instance.id``) on first use. Spans need no such care and keep the inherited provider.
+    """
+    global _lock
+    _lock = threading.RLock()  # another thread may have held it at fork time
+    inherited = [p for p in _state.owned if p is _state.meter_provider]
+    if not inherited:
+        return
+    for provider in inherited:
+        try:
+            for reader in provider._sdk_config.metric_readers:
+                if hasattr(reader, "_exporter"):
+                    reader._exporter = _DropMetrics()
+                event = getattr(reader, "_shutdown_event", None)
+                if event is not None:
+                    event.set()
+        except Exception:  # SDK internals changed: worst case the child re-exports the parent's series
+            pass
+    _state.owned = [p for p in _state.owned if p not in inherited]
+    _state.fresh_meter_after_fork = True
+    _state.generation += 1  # drop cached instruments of the parent's provider
+
+
+def _fresh_meter_provider() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    with _lock:
+        if not _state.fresh_meter_after_fork:
+            return
+        _state.fresh_meter_after_fork = False
+        mp = MeterProvider(
+            resource=resource(_state.service_name),
+            metric_readers=_metric_readers(),
+            views=_views(),
+            shutdown_on_exit=False,
+        )
+        _own(mp)
+        _activate(_state.tracer_provider, mp)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _bounded(action: str, timeout_millis: int, providers: list[Any]) -> bool:

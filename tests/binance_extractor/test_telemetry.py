@@ -413,3 +413,42 @@ def test_setup_after_shutdown_starts_fresh_exporters() -> None:
     assert names == ["round1", "round2"]
     assert jobs == ["round1", "round2"]
     assert "WARNING" not in proc.stderr and "ignoring Span" not in proc.stderr, proc.stderr
+
+
+def test_a_forked_child_does_not_re_export_the_parents_metrics() -> None:
+    """Airflow forks (scheduler -> executor worker -> task process): each process reports only its own counts."""
+    code = textwrap.dedent(
+        """
+        import os
+        from binance_extractor import telemetry
+        telemetry.setup()
+        jobs = telemetry.instruments.counter("binance.jobs.started")
+        jobs.add(1, {"job": "airflow.dag_run"})            # the scheduler saw a run start
+        pid = os.fork()
+        if pid == 0:                                       # the task process
+            with telemetry.span("worker.task"):
+                jobs.add(1, {"job": "airflow.task"})
+            telemetry.shutdown()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        jobs.add(1, {"job": "airflow.dag_run"})
+        telemetry.shutdown()
+        """
+    )
+    with _Receiver() as receiver:
+        env = _child_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_METRIC_EXPORT_INTERVAL="200")
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        by_instance: dict[str, dict[str, int]] = {}
+        for request in receiver.metrics:
+            for rm in request.resource_metrics:
+                instance = _attrs(rm.resource.attributes)["service.instance.id"]
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        for point in metric.sum.data_points:
+                            job = _attrs(point.attributes)["job"]
+                            seen = by_instance.setdefault(instance, {})
+                            seen[job] = max(seen.get(job, 0), point.as_int)
+        spans = receiver.spans()
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(by_instance.values(), key=len) == [{"airflow.task": 1}, {"airflow.dag_run": 2}]
+    assert [s.name for _, s in spans] == ["worker.task"]
