@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 TASK_JOB = "airflow.task"
 DAG_RUN_JOB = "airflow.dag_run"
+FLUSH_TIMEOUT_MS = 3000  # a task process waits at most this long for a collector that is down
 _open_spans: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 _spans_lock = threading.Lock()
 
@@ -137,7 +138,7 @@ def on_starting(component: Any) -> None:
 @hookimpl
 def before_stopping(component: Any) -> None:
     try:
-        telemetry.force_flush()
+        telemetry.force_flush(FLUSH_TIMEOUT_MS)
     except Exception:
         log.exception("binance telemetry flush failed")
 
