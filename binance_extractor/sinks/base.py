@@ -48,6 +48,29 @@ def time_column(table: str) -> str:
     return col
 
 
+_TABLE_MODELS: dict[str, type[Row]] = {"funding_rates": FundingRate, "agg_trades": AggTrade, "trades": Trade}
+
+
+def model_for(table: str) -> type[Row]:
+    """The model class whose rows ``table`` holds."""
+    spec_for(table)
+    if table.startswith("klines_"):
+        return Kline
+    if table not in _TABLE_MODELS:
+        raise InputError(f"{table} is not a market data table")
+    return _TABLE_MODELS[table]
+
+
+def check_rows(table: str, rows: Sequence[Row]) -> None:
+    """Refuse a batch holding another kind of row (a caller bug) before anything is written."""
+    model = model_for(table)
+    for r in rows:
+        if type(r) is not model:
+            raise InputError(f"{table} holds {model.__name__} rows, got a {type(r).__name__}")
+        if model is Kline and table != timeframes.parse(r.interval).table:  # type: ignore[union-attr]
+            raise InputError(f"{table} cannot hold {r.interval} klines")  # type: ignore[union-attr]
+
+
 @dataclass
 class RunRecord:
     """One extraction run for the audit table (``extraction_runs``); upserted on ``run_id``."""

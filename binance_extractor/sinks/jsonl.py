@@ -16,7 +16,7 @@ from typing import Any
 
 from binance_extractor.errors import SinkError
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
-from binance_extractor.sinks.base import Row, RunRecord, Sink, utc_ms
+from binance_extractor.sinks.base import Row, RunRecord, Sink, check_rows, utc_ms
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import parse_time
 
@@ -43,7 +43,7 @@ class JsonlSink(Sink):
     def write(self, table: str, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
-        spec_for(table)
+        check_rows(table, rows)
         prefix = '{"table":' + json.dumps(table) + ","
         text = "".join(prefix + r.model_dump_json()[1:] + "\n" for r in rows)  # build first: all or nothing
         try:

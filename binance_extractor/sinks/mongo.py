@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks import base as _base
-from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, one_line, utc_ms
+from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, check_rows, one_line, utc_ms
 from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, TableSpec, interval_of, spec_for
 
 DEFAULT_CONN_ID = "mongo_default"
@@ -187,6 +187,7 @@ class MongoSink(Sink):
         from pymongo import UpdateOne
         from pymongo.errors import BulkWriteError
 
+        check_rows(table, rows)
         spec = self._prepare(table)
         docs = [self._doc(spec, r) for r in rows]  # convert everything before sending anything
         ops = [UpdateOne({k: d[k] for k in spec.key}, {"$set": d}, upsert=True) for d in docs]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, retry_attempts, utc_ms
+from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, check_rows, retry_attempts, utc_ms
 from binance_extractor.sinks.schema import (
     MIGRATIONS,
     SCHEMA_TABLE,
@@ -206,6 +206,7 @@ class SqlSink(Sink):
     def write(self, table: str, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
+        check_rows(table, rows)
         spec = self._prepare(table)
         sql, convert = self._writer(spec)
         params = [convert(r) for r in rows]

@@ -229,3 +229,33 @@ def test_raw_queries_for_other_modules(sink: Any, sink_kind: str) -> None:
         ["XRPUSDT", sink.db_time(rows[3].open_time)],
     )
     assert sink.py_time(got[0][0]) == rows[-1].open_time
+
+
+def test_concurrent_first_use_creates_the_schema_once(make_sink: Callable[..., Any]) -> None:
+    errors: list[BaseException] = []
+    sinks = [make_sink(retry_attempts=6) for _ in range(3)]
+
+    def first_use(s: Any) -> None:
+        try:
+            s.ensure_schema()
+            s.write("klines_m5", klines(n=50))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(s,)) for s in sinks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sinks[0].schema_version() == LATEST_VERSION and sinks[0].count("klines_m5") == 50
+
+
+def test_wrong_rows_for_the_table_are_refused(sink: Any) -> None:
+    with pytest.raises(InputError, match="klines_m5 holds Kline rows, got a FundingRate"):
+        sink.write("klines_m5", funding())
+    with pytest.raises(InputError, match="klines_h1 cannot hold 5m klines"):
+        sink.write("klines_h1", klines(n=2))
+    with pytest.raises(InputError, match="unknown table"):
+        sink.write("candles", klines(n=2))
+    assert sink.count("klines_m5") == 0 and sink.count("klines_h1") == 0
