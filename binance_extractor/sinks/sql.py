@@ -70,6 +70,9 @@ class SqlSink(Sink):
     @abstractmethod
     def _from_db(self, type_: ColType, value: Any) -> Any: ...
 
+    def _after_batch(self, cur: Any, table: str) -> None:
+        """Check one executed batch (MySQL: a value the column had to round is an error, not a note)."""
+
     def _write_converter(self, type_: ColType) -> Callable[[Any], Any] | None:
         """Fast converter of a model value (aware UTC datetime, Decimal, bool) for writes; None = as is."""
         return None
@@ -215,6 +218,7 @@ class SqlSink(Sink):
         def run(cur: Any) -> int:
             for i in range(0, len(params), size):
                 cur.executemany(sql, params[i : i + size])
+                self._after_batch(cur, table)
             return len(params)
 
         return self._tx(run)

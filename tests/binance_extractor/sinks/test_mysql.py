@@ -141,3 +141,14 @@ def test_database_going_away_then_rerun_completes(mysql_proxy_conn_id: tuple[str
     assert [Kline(**r) for r in got] == rows
     again.close()
     sink.close()
+
+
+def test_a_value_mysql_would_round_fails_the_whole_batch(mysql: MySqlSink) -> None:
+    rows = klines(n=2000)  # one batch of ~600 KB: far more than mysqlclient's default 64 KiB statement
+    fine = rows[10].model_copy(update={"volume": Decimal("1.000000000000000001")})  # 18 places: exact
+    mysql.write("klines_m5", [fine])
+    assert mysql.read("klines_m5", "XRPUSDT")[0]["volume"] == fine.volume
+    rounded = rows[20].model_copy(update={"volume": Decimal("1.0000000000000000001")})  # 19 places
+    with pytest.raises(SinkError, match=r"cannot store a value exactly \(Note 1265"):
+        mysql.write("klines_m5", [*rows[:20], rounded, *rows[21:]])
+    assert mysql.count("klines_m5") == 1
