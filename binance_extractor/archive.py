@@ -122,11 +122,12 @@ def archivable(tf: Timeframe) -> bool:
 
 @dataclass
 class FilePart:
-    """What one file gave: validated rows in its window, or why it gave none (``missing`` / ``error``)."""
+    """What one file gave: its verified CSV rows in the window (raw: validated by the consumer, in order, so
+    the first batch reaches the sink early and validation overlaps writing), or why it gave none."""
 
     period: Period
     filename: str
-    rows: list[Kline] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
     open_ms: list[int] = field(default_factory=list)
     missing: bool = False
     error: ArchiveError | None = None
@@ -182,7 +183,7 @@ class ArchiveFetcher:
                         body = self._download(url, name)
                         if body is None:
                             return FilePart(period, name, missing=True)
-                        rows, opens = parse_zip(body, self.symbol, self.tf.interval, name, lo_ms, hi_ms)
+                        rows, opens = parse_rows(read_zip(body), lo_ms, hi_ms, f"{self.symbol} {self.tf.interval}")
                         return FilePart(period, name, rows, opens)
             except _BadFile as exc:
                 if isinstance(exc, _Unreachable):
@@ -237,27 +238,26 @@ def _diagnose(body: bytes, expected: str, got: str) -> str:
     return f"checksum mismatch (sha256 {got[:12]}... != {expected[:12]}...){detail}"
 
 
-def parse_zip(
-    body: bytes, symbol: str, interval: str, name: str, lo_ms: int, hi_ms: int
-) -> tuple[list[Kline], list[int]]:
-    """Validated candles of the zip's CSV with open_time in ``[lo_ms, hi_ms)``, plus their open times (ms)."""
+def read_zip(body: bytes) -> str:
+    """The text of the zip's one CSV member (a bad zip is a failed attempt: retried, then reported)."""
     try:
         with zipfile.ZipFile(io.BytesIO(body)) as zf:
             members = [n for n in zf.namelist() if n.endswith(".csv")]
             if len(members) != 1:
                 raise _BadFile(f"expected one CSV in the zip, found {len(members)}")
-            text = zf.read(members[0]).decode("ascii")
+            return zf.read(members[0]).decode("ascii")
     except (zipfile.BadZipFile, UnicodeDecodeError, EOFError) as exc:
         raise _BadFile(f"unreadable zip: {exc}") from None
-    return parse_csv(text, symbol, interval, lo_ms, hi_ms)
 
 
-def parse_csv(text: str, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> tuple[list[Kline], list[int]]:
-    """Archive CSV (with or without header; ms or us timestamps) -> validated candles in ``[lo_ms, hi_ms)``."""
-    rows: list[Kline] = []
+def parse_rows(text: str, lo_ms: int, hi_ms: int, what: str = "") -> tuple[list[list[str]], list[int]]:
+    """Archive CSV (with or without header; ms or us timestamps) -> rows in ``[lo_ms, hi_ms)`` with ms times.
+
+    Rows come back sorted by open time, each open time once, with their open times; nothing validated yet.
+    """
+    rows: list[list[str]] = []
     opens: list[int] = []
     seen: set[int] = set()
-    build = Kline.from_rest
     for i, row in enumerate(csv.reader(io.StringIO(text))):
         if not row:
             continue
@@ -265,7 +265,7 @@ def parse_csv(text: str, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> 
         if not first.isdigit():
             if i == 0:
                 continue  # header row: open_time,open,high,...
-            raise ValidationError(f"Kline rejected ({symbol} {interval}): malformed archive row {row!r:.120}")
+            raise ValidationError(f"Kline rejected ({what}): malformed archive row {row!r:.120}")
         open_ms = int(first)
         if open_ms > MICROS_THRESHOLD:  # microseconds: exact integer conversion, no float
             open_ms //= 1000
@@ -275,12 +275,29 @@ def parse_csv(text: str, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> 
             continue
         seen.add(open_ms)
         opens.append(open_ms)
-        rows.append(build(symbol, interval, row))
+        rows.append(row)
     if any(b <= a for a, b in pairwise(opens)):
         order = sorted(range(len(opens)), key=opens.__getitem__)
         rows = [rows[j] for j in order]
         opens = [opens[j] for j in order]
     return rows, opens
+
+
+def to_klines(symbol: str, interval: str, rows: list[list[str]]) -> list[Kline]:
+    """Validate raw archive rows through the same model as REST rows."""
+    build = Kline.from_rest
+    return [build(symbol, interval, row) for row in rows]
+
+
+def parse_csv(text: str, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> tuple[list[Kline], list[int]]:
+    """Validated candles of an archive CSV in ``[lo_ms, hi_ms)`` and their open times (ms)."""
+    rows, opens = parse_rows(text, lo_ms, hi_ms, f"{symbol} {interval}")
+    return to_klines(symbol, interval, rows), opens
+
+
+def parse_zip(body: bytes, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> tuple[list[Kline], list[int]]:
+    """Validated candles of an archive zip in ``[lo_ms, hi_ms)`` and their open times (ms)."""
+    return parse_csv(read_zip(body), symbol, interval, lo_ms, hi_ms)
 
 
 def missing_ranges(tf: Timeframe, lo_ms: int, hi_ms: int, have: list[int]) -> list[tuple[int, int]]:
@@ -478,18 +495,16 @@ class _Run:
         self.stats.files += 1
         self.stats.archive_rows += len(part.rows)
         holes = missing_ranges(self.tf, lo, hi, part.open_ms)
-        if not holes:
-            if part.rows:
-                yield part.rows
-            return
-        if self.source == "archive":
+        if holes and self.source == "archive":
             log.warning("archive file %s lacks %d candle range(s): not fetched", part.filename, len(holes))
             self.stats.unfilled_ranges.extend(holes)
-            if part.rows:
-                yield part.rows
+            holes = []
+        if not holes:
+            for i in range(0, len(part.rows), BATCH_SIZE):  # validated chunk by chunk: writing starts early
+                yield to_klines(self.symbol, self.tf.interval, part.rows[i : i + BATCH_SIZE])
             return
         fills = [k for batch in self._fill(holes, why=part.filename) for k in batch]
-        merged = sorted(part.rows + fills, key=_open_time) if fills else part.rows
+        merged = sorted(to_klines(self.symbol, self.tf.interval, part.rows) + fills, key=_open_time)
         if merged:
             yield merged
 
@@ -533,6 +548,9 @@ __all__ = [
     "iter_klines",
     "missing_ranges",
     "parse_csv",
+    "parse_rows",
     "parse_zip",
     "plan_periods",
+    "read_zip",
+    "to_klines",
 ]

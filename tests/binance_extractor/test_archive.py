@@ -22,9 +22,9 @@ import requests
 from binance_extractor import archive, extract, timeframes
 from binance_extractor.archive import ArchiveError, ArchiveStats, Period
 from binance_extractor.client import BinanceFuturesClient
-from binance_extractor.errors import InputError
+from binance_extractor.errors import InputError, ValidationError
 from binance_extractor.models import Kline
-from binance_extractor.timeutil import dt_to_ms, parse_time
+from binance_extractor.timeutil import dt_to_ms, ms_to_dt, parse_time
 from tests.emulator import Emulator
 
 NOW = dt_to_ms(parse_time("2025-03-10T12:34:56.789Z"))
@@ -465,3 +465,15 @@ def test_archive_5xx_is_retried(emu: Emulator, client: Any) -> None:
     emu.archive_unavailable = {name: 10}  # type: ignore[attr-defined]
     with pytest.raises(ArchiveError, match=r"BTCUSDT-5m-2025-02-03\.zip: HTTP 503 \(after 3 attempts\)"):
         run(client, emu, "BTCUSDT", M5, s, e, source="archive")
+
+
+def test_impossible_row_in_a_verified_file_is_rejected_not_written(emu: Emulator, client: Any) -> None:
+    bad_open = ms("2025-02-10T12:00:00Z")
+    row = emu.klines_rows("BTCUSDT", "5m", bad_open, bad_open)[0]
+    emu.set_kline_override("BTCUSDT", "5m", bad_open, [*row[:2], "1.00", *row[3:]])  # high below low
+    s, e = ms("2025-02-01"), ms("2025-03-01")
+    got: list[Kline] = []
+    with pytest.raises(ValidationError, match=r"BTCUSDT at 2025-02-10T12:00:00\.000Z\): .*high 1\.00 below"):
+        for batch in archive.iter_klines(client, "BTCUSDT", M5, s, e, now_ms=NOW, base_url=emu.archive_url):
+            got.extend(batch)
+    assert all(k.open_time < ms_to_dt(bad_open) for k in got)  # its batch never left the iterator
