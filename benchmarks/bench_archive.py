@@ -11,7 +11,9 @@ request and the standard 2400 weight/min budget):
    not what is measured).
 2. raw MySQL: the same rows (read back from that table) re-written by plain ``MySQLdb`` ``executemany`` of the
    sink's upsert statement into an empty copy of the table, in 5000-row batches: the ceiling for any path.
-   Also the archive source alone (download, verify, parse, validate; no sink) for the REST subset of symbols.
+   Also the archive source alone (download, verify, parse, validate; no sink) for the REST subset of symbols,
+   and the same backfill as ``--processes`` CLI processes at once (the pods' shape: one process per symbol
+   group), start-up included, into another fresh database.
 3. REST: ``pipeline.run_job`` with ``source="rest"`` into a second fresh database, for exactly one weight window
    (starting at a window boundary, so no leftover budget inflates it): whole-window steady state.
 
@@ -141,6 +143,35 @@ def run_archive(symbols: list[str], start: datetime, end: datetime, interval: st
     if bad:
         raise RuntimeError(f"archive run failed: {bad[0].to_dict()}")
     return sum(r.rows_written for r in results), elapsed
+
+
+def run_archive_processes(
+    symbols: list[str], start: datetime, end: datetime, interval: str, processes: int
+) -> tuple[int, float]:
+    """The deployment's shape: one CLI process per group of symbols (pods per symbol), all at once.
+
+    Each process pays its own start-up (imports, connections): that is timed too.
+    """
+    import json
+    import tempfile
+
+    from binance_extractor.timeutil import iso
+
+    groups = [symbols[i::processes] for i in range(processes)]
+    out_dir = Path(tempfile.mkdtemp(prefix="bench-archive-"))
+    procs = []
+    t0 = time.perf_counter()
+    for i, group in enumerate(groups):
+        argv = [sys.executable, "-m", "binance_extractor", "klines", "--interval", interval, "--symbols"]
+        argv += [",".join(group), "--start", iso(start), "--end", iso(end), "--source", "archive", "--sink", "mysql"]
+        argv += ["--xcom-file", str(out_dir / f"{i}.json")]
+        procs.append(subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    errors = [p.stderr.read().decode()[-500:] if p.wait() and p.stderr else "" for p in procs]
+    elapsed = time.perf_counter() - t0
+    if any(errors):
+        raise RuntimeError(f"archive process failed: {next(e for e in errors if e)}")
+    rows = sum(r["rows_written"] for i in range(processes) for r in json.loads((out_dir / f"{i}.json").read_text()))
+    return rows, elapsed
 
 
 def warm_up(symbol: str, day: datetime) -> None:
@@ -283,6 +314,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.04)
     ap.add_argument("--rest-seconds", type=float, default=60.0, help="REST measurement (whole windows: 60, 120)")
     ap.add_argument("--rest-symbols", type=int, default=5)
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="CLI processes for the pod-shaped run")
     ap.add_argument("--profile", action="store_true", help="also time each stage of one file")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     args = ap.parse_args()
@@ -324,6 +356,10 @@ def main() -> None:
             r_rows, r_s = r_rows + n, r_s + secs
         o_rows, o_s = source_only(url + "/archive", symbols[: args.rest_symbols], start, end, args.interval)
         print(f"archive source only: {o_rows} rows in {o_s:.1f}s")
+        dbs.append(create_db())
+        use_db(dbs[-1])
+        p_rows, p_s = run_archive_processes(symbols, start, end, args.interval, args.processes)
+        print(f"archive in {args.processes} processes: {p_rows} klines in {p_s:.1f}s")
         if args.profile:
             dbs.append(create_db())
             stages(url + "/archive", symbols[0], month_labels(start, end)[0], args.interval, dbs[-1], table)
@@ -348,6 +384,8 @@ def main() -> None:
     print(f"{'path':<34}{'klines':>10}{'seconds':>10}{'klines/s':>12}")
     print(f"{'archive -> MySQL (cli, pipeline)':<34}{a_rows:>10}{a_s:>10.1f}{archive_rate:>12,.0f}")
     print(f"{'raw MySQLdb executemany (upsert)':<34}{r_rows:>10}{r_s:>10.1f}{raw_rate:>12,.0f}")
+    procs_label = f"archive -> MySQL, {args.processes} processes"
+    print(f"{procs_label:<34}{p_rows:>10}{p_s:>10.1f}{p_rows / p_s:>12,.0f}")
     print(f"{'archive source only (no sink)':<34}{o_rows:>10}{o_s:>10.1f}{source_rate:>12,.0f}")
     print(f"{'REST -> MySQL (pipeline)':<34}{s_rows:>10}{s_s:>10.1f}{rest_rate:>12,.0f}")
     print(f"{'REST budget maximum (limit 499)':<34}{'':>10}{'':>10}{budget_max:>12,.0f}")
@@ -355,6 +393,8 @@ def main() -> None:
     print(f"archive / REST      = {archive_rate / rest_rate:6.2f}x   (target >= 10)")
     print(f"archive / REST max  = {archive_rate / budget_max:6.2f}x   (against the best REST can ever do)")
     print(f"archive / raw MySQL = {archive_rate / raw_rate:6.2f}    (target >= 0.7)")
+    print(f"  ... {args.processes} processes = {p_rows / p_s / raw_rate:6.2f}    (one CLI process per symbol group)")
+    print(f"archive {args.processes} processes / REST = {p_rows / p_s / rest_rate:6.2f}x")
     print(f"REST / budget max   = {rest_rate / budget_max:6.2f}")
 
 
