@@ -17,7 +17,6 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-import pybreaker
 import requests
 from requests.adapters import HTTPAdapter
 from tenacity import (
@@ -29,6 +28,7 @@ from tenacity import (
 )
 
 from binance_extractor import config, logs, telemetry
+from binance_extractor.breaker import CircuitBreaker, CircuitOpen
 from binance_extractor.errors import (
     BinanceAPIError,
     CircuitOpenError,
@@ -93,11 +93,7 @@ class BinanceFuturesClient:
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=breaker_fail_max,
-            reset_timeout=breaker_reset_timeout,
-            exclude=[_not_a_host_failure],
-        )
+        self.breaker = CircuitBreaker(breaker_fail_max, breaker_reset_timeout, _host_failure)
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, max_in_flight * 2), max_retries=0)
         self._session.mount("http://", adapter)
@@ -154,7 +150,7 @@ class BinanceFuturesClient:
     def _guarded(self, path: str, params: dict[str, Any], weight: int, key: bool, retries: int) -> Any:
         try:
             return self.breaker.call(self._once, path, params, weight, key, retries)
-        except pybreaker.CircuitBreakerError:
+        except CircuitOpen:
             raise CircuitOpenError(
                 f"circuit open for {self.base_url}: {self.breaker.fail_max} consecutive failures; "
                 f"not calling it again for {self.breaker.reset_timeout:.0f} s"
@@ -311,11 +307,11 @@ class BinanceFuturesClient:
         return self.request("/fapi/v1/premiumIndex", {"symbol": symbol}, weight=1)
 
 
-def _not_a_host_failure(exc: BaseException) -> bool:
+def _host_failure(exc: BaseException) -> bool:
     """Only transient host faults trip the breaker; rate limiting and fatal answers do not."""
     if isinstance(exc, BinanceAPIError) and exc.status in (418, 429):
-        return True
-    return not isinstance(exc, RETRYABLE_EXC)
+        return False
+    return isinstance(exc, RETRYABLE_EXC)
 
 
 def _default_margin() -> float:

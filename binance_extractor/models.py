@@ -23,6 +23,14 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,24}(_[0-9]{6})?$")
 
 
 def _decimal(value: Any) -> Decimal:
+    if type(value) is str:  # the exchange's decimal string: the hot path
+        try:
+            result = Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f"not a decimal number: {value!r}") from None
+        if not result.is_finite():
+            raise ValueError(f"not a finite decimal: {value!r}")
+        return result
     if isinstance(value, (float, bool)):
         raise ValueError("floats are not accepted for prices or quantities; pass the decimal string")
     if isinstance(value, Decimal):
@@ -40,6 +48,8 @@ def _decimal(value: Any) -> Decimal:
 
 
 def _utc(value: Any) -> datetime:
+    if type(value) is int:
+        return ms_to_dt(value)
     if isinstance(value, bool):
         raise ValueError("not a timestamp")
     if isinstance(value, int):
@@ -116,21 +126,25 @@ class Kline(_Row):
 
     @model_validator(mode="after")
     def _consistent(self) -> Kline:
-        tf = timeframes.parse(self.interval)
-        if self.high < max(self.open, self.close, self.low):
-            raise ValueError(f"high {self.high} below open/close/low")
-        if self.low > min(self.open, self.close):
-            raise ValueError(f"low {self.low} above open/close")
-        for name in ("open", "high", "low", "close"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"negative {name}")
+        o, h, low, c = self.open, self.high, self.low, self.close
+        if h < o or h < c or h < low:
+            raise ValueError(f"high {h} below open/close/low")
+        if low > o or low > c:
+            raise ValueError(f"low {low} above open/close")
+        if low < 0:  # low is the minimum, so this covers every price
+            raise ValueError("negative price")
         for name in ("volume", "quote_volume", "taker_buy_base_volume", "taker_buy_quote_volume"):
             if getattr(self, name) < 0:
                 raise ValueError(f"negative {name}")
         if self.trade_count < 0:
             raise ValueError("negative trade_count")
-        open_ms = _ms(self.open_time)
-        if _ms(self.close_time) != tf.close_ms(open_ms):
+        tf = timeframes.parse(self.interval)
+        offset = tf.close_offset
+        if offset is not None:
+            consistent = self.close_time - self.open_time == offset
+        else:
+            consistent = _ms(self.close_time) == tf.close_ms(_ms(self.open_time))
+        if not consistent:
             raise ValueError(f"close_time {iso(self.close_time)} is not open_time + {self.interval} - 1 ms")
         return self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from binance_extractor.errors import InputError
 
@@ -42,6 +43,11 @@ class Timeframe:
     @property
     def delta(self) -> timedelta:
         return timedelta(milliseconds=self.ms)
+
+    @property
+    def close_offset(self) -> timedelta | None:
+        """close_time - open_time (interval - 1 ms), or None for the calendar month."""
+        return None if self.is_monthly else timedelta(milliseconds=self.ms - 1)
 
     def next_open_ms(self, open_ms: int) -> int:
         """Open time of the candle after the one opening at ``open_ms``."""
@@ -87,6 +93,7 @@ def days_in_month(year: int, month: int) -> int:
     return calendar.monthrange(year, month)[1]
 
 
+@lru_cache(maxsize=128)
 def parse(value: str) -> Timeframe:
     """Accept ``m5``/``5m``/``klines_m5`` (and ``1M``/``mo1`` for months); raise InputError otherwise."""
     raw = value.strip()

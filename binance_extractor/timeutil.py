@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from binance_extractor.errors import InputError
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def ms_to_dt(ms: int) -> datetime:
-    """Epoch milliseconds -> aware UTC datetime (exact: no float round-trip)."""
-    seconds, millis = divmod(int(ms), 1000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
+    """Epoch milliseconds -> aware UTC datetime (exact integer arithmetic: no float round-trip)."""
+    return _EPOCH + timedelta(milliseconds=int(ms))
 
 
 def dt_to_ms(dt: datetime) -> int:
     """Aware datetime -> epoch milliseconds (naive datetimes are taken as UTC)."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
