@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     symbols = sub.add_parser("symbols", help="Check symbols against exchangeInfo; prints JSON.")
     symbols.add_argument("--symbols", help="comma-separated (default: include/config.yaml)")
     symbols.add_argument("--binance-conn-id", help="Airflow connection for the exchange (default: environment)")
+    retention = sub.add_parser(
+        "retention", help="Delete rows older than include/config.yaml `retention:` (off by default), in batches."
+    )
+    retention.add_argument("--sink", action="append", help="as for klines (default: BINANCE_EXTRACTOR_SINKS)")
+    retention.add_argument("--conn-id", action="append", help="as for klines")
+    retention.add_argument("--batch", type=int, default=10_000, help="rows per DELETE statement (default 10000)")
     for extra in EXTRA_COMMANDS:
         extra[0](sub)
     return parser
@@ -215,6 +221,23 @@ def run_symbols_command(args: argparse.Namespace) -> list[dict[str, Any]]:
         client.close()
 
 
+def run_retention_command(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The maintenance task: per sink, rows deleted per table (an empty dict when retention is off)."""
+    from binance_extractor.sinks import open_sinks
+    from binance_extractor.sinks.retention import apply_retention, cutoffs
+
+    if args.batch <= 0:
+        raise InputError("--batch must be a positive number of rows")
+    cutoffs()  # a bad retention setting is bad input before any database is touched
+    names = [n for n in parse_sinks(args.sink) if n != "jsonl"]
+    sinks = open_sinks(names, parse_conn_ids(args.conn_id, names))
+    try:
+        return [{"sink": s.name, "deleted": apply_retention(s, batch=args.batch)} for s in sinks]
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
 def _progress_bar(args: argparse.Namespace) -> Any:
     if not sys.stderr.isatty() or args.xcom_file:
         return None
@@ -234,6 +257,7 @@ def execute(argv: Sequence[str]) -> list[Any]:
         "funding": run_data_command,
         "trades": run_data_command,
         "symbols": run_symbols_command,
+        "retention": run_retention_command,
     }
     handlers.update({name: handler for _, name, handler in EXTRA_COMMANDS})
     with telemetry.span(f"cli.{args.command}", command=args.command):

@@ -42,13 +42,25 @@ def _env_bool(name: str) -> bool | None:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
-@lru_cache(maxsize=4)
 def _load(path: str) -> dict[str, Any]:
+    """The parsed file, re-read only when it changes (long-lived processes see edits)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh) or {}
+        stat = os.stat(path)
     except FileNotFoundError:
         raise InputError(f"config file not found: {path}") from None
+    return _parse(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _parse(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"config file {path} must be a mapping of settings")
+    return data
 
 
 def settings() -> Settings:

@@ -39,7 +39,7 @@ def _runs(dag, first_start: datetime, count: int):
 
 def test_no_import_errors_and_exact_ids(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == ALL | {"binance_klines_gap_filler"}  # gap filler: tests/dags/test_gap_filler_dag.py
+    assert set(dagbag.dag_ids) == ALL | {"binance_klines_gap_filler", "binance_maintenance"}  # tested on their own
 
 
 @pytest.mark.parametrize("runtime", ["local", "kubernetes"])

@@ -1,0 +1,73 @@
+"""``binance_maintenance``: retention configured in include/config.yaml deletes only expired rows, in batches."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from binance_extractor import config
+from binance_extractor.models import Kline
+from binance_extractor.sinks import open_sinks
+from binance_extractor.timeutil import dt_to_ms
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def klines(symbol: str, start: datetime, n: int) -> list[Kline]:
+    rows = []
+    for i in range(n):
+        t = dt_to_ms(start) + i * 300_000
+        rows.append(
+            Kline.from_rest(symbol, "5m", [t, "1.5", "1.6", "1.4", "1.55", "10", t + 299_999, "15", 3, "5", "7.5", "0"])
+        )
+    return rows
+
+
+def config_with(tmp_path: Path, retention: dict) -> Path:
+    raw = yaml.safe_load((ROOT / "include" / "config.yaml").read_text())
+    raw["retention"] = retention
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_retention_task_deletes_expired_rows_only(airflow_db, dagbag, sqlite_conn_id, tmp_path, monkeypatch):
+    monkeypatch.setenv("BINANCE_EXTRACTOR_SINKS", "sqlite")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    old_start, new_start = now - timedelta(days=5), now - timedelta(hours=10)
+    (sink,) = open_sinks(["sqlite"])
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        sink.write("klines_m5", klines(symbol, old_start, 60) + klines(symbol, new_start, 24))
+        sink.write("klines_h1", [])
+    before = sink.count("klines_m5")
+    assert before == 2 * 84
+
+    dag = dagbag.get_dag("binance_maintenance")
+    monkeypatch.setenv("BINANCE_EXTRACTOR_CONFIG", str(config_with(tmp_path, {})))
+    assert dag.test().state == "success"
+    assert sink.count("klines_m5") == before  # off by default: nothing deleted
+
+    monkeypatch.setenv("BINANCE_EXTRACTOR_CONFIG", str(config_with(tmp_path, {"klines_m5": 1, "klines_h1": None})))
+    assert config.settings().retention == {"klines_m5": 1, "klines_h1": None}
+    assert dag.test().state == "success"
+    assert sink.count("klines_m5") == 2 * 24
+    assert sink.first_time("klines_m5", "BTCUSDT") == new_start
+    sink.close()
+
+
+def test_bad_retention_setting_is_one_line_exit_2(tmp_path):
+    path = config_with(tmp_path, {"klines_m5": -3})
+    out = subprocess.run(
+        [sys.executable, "-m", "binance_extractor", "retention", "--sink", "sqlite"],
+        cwd=ROOT,
+        env={**__import__("os").environ, "BINANCE_EXTRACTOR_CONFIG": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: retention for klines_m5 must be a positive number of days, not -3"
