@@ -31,7 +31,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 test: install services lint typecheck
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 tests
 
 bench: install services
 	$(PY) benchmarks/run_all.py

@@ -13,38 +13,8 @@ set +m  # no job control: the background job stays in our group, so setsid makes
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-VENV_BIN="$ROOT/.venv/bin"
-if [[ ! -x "$VENV_BIN/airflow" ]]; then
-  echo "run-airflow: $VENV_BIN/airflow not found; run 'make install' first" >&2
-  exit 1
-fi
-export PATH="$VENV_BIN:$PATH"
-
-PORT="${AIRFLOW_PORT:-8080}"
-CPUS="$(nproc 2>/dev/null || echo 2)"
-PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-$((CPUS * 2))}"
-
-export AIRFLOW_HOME="${RUN_AIRFLOW_HOME:-$ROOT/airflow_home}"
-export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
-export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
-export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__EXECUTOR=LocalExecutor
-export AIRFLOW__CORE__PARALLELISM="$PARALLELISM"
-export AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="${AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG:-$PARALLELISM}"
-export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-False}"
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}"
-export AIRFLOW__API__PORT="$PORT"
-export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://localhost:$PORT}"
-export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution/"
-# Log servers default to 8793/8794: derive them from the port so two instances (e.g. tests) never collide.
-export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-$((PORT + 713))}"
-export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-$((PORT + 714))}"
-
-export BINANCE_EXTRACTOR_RUNTIME="${BINANCE_EXTRACTOR_RUNTIME:-local}"
-export BINANCE_EXTRACTOR_SINKS="${BINANCE_EXTRACTOR_SINKS:-sqlite}"
-export BINANCE_EXTRACTOR_DATA_DIR="${BINANCE_EXTRACTOR_DATA_DIR:-$ROOT/data}"
-export BINANCE_FUTURES_BASE_URL="${BINANCE_FUTURES_BASE_URL:-https://fapi.binance.com}"
-POOL_SLOTS="${BINANCE_API_POOL_SLOTS:-4}"
+# shellcheck source=scripts/airflow-env.sh
+source "$ROOT/scripts/airflow-env.sh"
 
 mkdir -p "$AIRFLOW_HOME" "$BINANCE_EXTRACTOR_DATA_DIR"
 echo "run-airflow: AIRFLOW_HOME=$AIRFLOW_HOME, data in $BINANCE_EXTRACTOR_DATA_DIR ($BINANCE_EXTRACTOR_SINKS)," \

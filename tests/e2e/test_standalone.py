@@ -97,7 +97,7 @@ class Airflow:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(ROOT / ".venv/bin/airflow"), *args], env=self.env, capture_output=True, text=True, timeout=60
+            ["bash", str(ROOT / "scripts/airflow.sh"), *args], env=self.env, capture_output=True, text=True, timeout=120
         )
 
 
@@ -150,14 +150,7 @@ def airflow(tmp_path_factory, emu, database):
             stderr=subprocess.STDOUT,
             start_new_session=True,  # like a terminal's foreground job: Ctrl-C reaches this group only
         )
-    cli_env = {
-        **env,
-        "AIRFLOW_HOME": env["RUN_AIRFLOW_HOME"],
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{env['RUN_AIRFLOW_HOME']}/airflow.db",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    af = Airflow(Path(env["RUN_AIRFLOW_HOME"]), port, cli_env, proc, log)
+    af = Airflow(Path(env["RUN_AIRFLOW_HOME"]), port, env, proc, log)  # CLI: scripts/airflow.sh, same env
     try:
         af.wait_healthy()
         af.login()
