@@ -35,6 +35,14 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 MANUAL_ALIAS = "binance_klines_manual_tables"
 LOCAL_LABEL = "{{ task.op_kwargs['argv'] | argv_label }}"
+# The xcom sidecar gets the same hardening as the extractor container (a "restricted" namespace refuses less).
+XCOM_SIDECAR_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 POD_LABEL = "{{ task.arguments | argv_label }}"
 
 
@@ -89,28 +97,30 @@ def _requested_by(context: Any) -> str:
     return f"airflow:{context['dag'].dag_id}/{context['run_id']}"
 
 
+def pod_tasks(task_id: str, name: str, kind: str, arguments: Any, label: str = POD_LABEL) -> Any:
+    """One KubernetesPodOperator pod per argv in ``arguments`` (an XComArg of argv lists): the production runtime."""
+    from binance_extractor.operators import TracedKubernetesPodOperator
+
+    return TracedKubernetesPodOperator.partial(
+        task_id=task_id,
+        name=name,
+        namespace=NAMESPACE,
+        pod_template_file=str(POD_TEMPLATE),
+        image=image(),
+        pool=POOL,
+        get_logs=True,
+        do_xcom_push=True,
+        xcom_sidecar_container_security_context=XCOM_SIDECAR_SECURITY,
+        on_finish_action="delete_pod",
+        map_index_template=label,
+        labels={"binance-extractor/kind": kind},
+    ).expand(arguments=arguments)
+
+
 def _extraction(kind: str, dag_id: str, runtime: str, argv: Any) -> Any:
     """The mapped extraction for ``argv`` (an XComArg of argv lists) in the chosen runtime; returns its XComArg."""
     if runtime == "kubernetes":
-        from binance_extractor.operators import TracedKubernetesPodOperator
-
-        return (
-            TracedKubernetesPodOperator.partial(
-                task_id="extract",
-                name=dag_id.replace("_", "-"),
-                namespace=NAMESPACE,
-                pod_template_file=str(POD_TEMPLATE),
-                image=image(),
-                pool=POOL,
-                get_logs=True,
-                do_xcom_push=True,
-                on_finish_action="delete_pod",
-                map_index_template=POD_LABEL,
-                labels={"binance-extractor/kind": kind},
-            )
-            .expand(arguments=argv)
-            .output
-        )
+        return pod_tasks("extract", dag_id.replace("_", "-"), kind, argv).output
     return extract_local.expand(argv=argv)
 
 

@@ -118,21 +118,7 @@ def fill_local(argv: list[str]) -> list[Any]:
 
 def _fill(runtime: str, argvs: Any) -> Any:
     if runtime == "kubernetes":
-        from binance_extractor.operators import TracedKubernetesPodOperator
-
-        return TracedKubernetesPodOperator.partial(
-            task_id="fill",
-            name="binance-gap-filler",
-            namespace=dagfactory.NAMESPACE,
-            pod_template_file=str(dagfactory.POD_TEMPLATE),
-            image=dagfactory.image(),
-            pool=POOL,
-            get_logs=True,
-            do_xcom_push=True,
-            on_finish_action="delete_pod",
-            map_index_template=POD_LABEL,
-            labels={"binance-extractor/kind": "gaps"},
-        ).expand(arguments=argvs)
+        return dagfactory.pod_tasks("fill", "binance-gap-filler", "gaps", argvs, label=POD_LABEL)
     return fill_local.expand(argv=argvs)
 
 

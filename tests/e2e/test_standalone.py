@@ -1,5 +1,6 @@
 """End to end: ``make run``'s script starts ``airflow standalone`` (real scheduler, api-server, dag-processor,
-triggerer, LocalExecutor) on a free port against the exchange emulator and a fresh MariaDB database.
+triggerer, LocalExecutor) on a free port against the exchange emulator and a fresh MariaDB database, with a fresh
+PostgreSQL metadata DB (several processes write it at once; see ``metadata_db``).
 
 One instance serves the whole module: trigger ``binance_klines_manual`` through REST API v2 with a conf, run
 ``airflow backfill create`` for ``binance_klines_h1`` over a few hours, check the rows, then stop it with SIGINT
@@ -117,19 +118,35 @@ def database():
 
 
 @pytest.fixture(scope="module")
+def metadata_db():
+    """A fresh PostgreSQL metadata DB: the scheduler, api-server, tasks and the backfill CLI all write at once,
+    and on SQLite (``make run``'s default) a CLI write racing the scheduler can fail with "database is locked"."""
+    import psycopg2
+
+    name = f"bx_airflow_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="module")
 def emu():
     with Emulator() as e:
         yield e
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, emu, database):
+def airflow(tmp_path_factory, emu, database, metadata_db):
     home = tmp_path_factory.mktemp("airflow-e2e")
     port = free_port()
     env = {
         **_clean_env(),
         "RUN_AIRFLOW_HOME": str(home / "airflow_home"),
         "AIRFLOW_PORT": str(port),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db,
         # the scheduled DAGs stay paused: the test unpauses only what it runs (2 cores)
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "BINANCE_FUTURES_BASE_URL": emu.url,

@@ -208,6 +208,7 @@ def _check_pod(manifest: dict[str, Any], argv: list[str]) -> None:
         csc = container.get("securityContext") or {}
         assert csc.get("runAsNonRoot", spec["securityContext"]["runAsNonRoot"]) is True
         assert csc.get("runAsUser", spec["securityContext"]["runAsUser"]) != 0
+        assert csc["allowPrivilegeEscalation"] is False and csc["capabilities"]["drop"] == ["ALL"]
 
 
 @pytest.mark.parametrize("dag_id", [*SCHEDULED, "binance_klines_manual"])
