@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, Param, task
 
-from binance_extractor import config, orchestration, timeframes
+from binance_extractor import alerts, config, orchestration, timeframes
 from binance_extractor.orchestration import POOL
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(hours=1),
+    "on_failure_callback": alerts.on_task_failure,  # one metric + one structured event per failed task
 }
 MANUAL_ALIAS = "binance_klines_manual_tables"
 LOCAL_LABEL = "{{ task.op_kwargs['argv'] | argv_label }}"
@@ -196,6 +197,9 @@ def _summary_task(kind: str, interval: str | None, runtime: str, asset: Asset) -
         )
         for line in report.lines():
             log.info("%s", line)
+        if kind == "klines" and interval:
+            for symbol, newest in last.items():
+                alerts.record_freshness(symbol, interval, newest)
         try:
             report.raise_if_stale()
         except orchestration.StaleDataError as exc:
@@ -221,6 +225,8 @@ def _scheduled_dag(
     runtime = runtime or config.runtime()
     table = orchestration.table_for(kind, interval)
     asset = table_asset(table)
+    # klines: a run not finished one candle interval after it was queued shows a stalled timeframe.
+    deadline = alerts.freshness_deadline(timeframes.parse(interval).delta, timeframe=interval) if interval else None
     with DAG(
         dag_id=dag_id,
         schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
@@ -228,6 +234,8 @@ def _scheduled_dag(
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
+        on_failure_callback=alerts.on_dag_failure,
+        deadline=deadline,
         tags=["binance", "futures", *tags],
         doc_md=doc_md,
         description=f"Binance USD-M {table} per symbol ({cron} UTC, {runtime} runtime)",
@@ -319,6 +327,7 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
         catchup=False,
         max_active_runs=4,
         default_args=DEFAULT_ARGS,
+        on_failure_callback=alerts.on_dag_failure,
         tags=["binance", "futures", "klines", "manual"],
         doc_md=doc_md,
         description="Binance USD-M klines for any symbols, interval and range (weekly chunks)",

@@ -33,7 +33,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from binance_extractor import config, dagfactory, gaps, orchestration
+from binance_extractor import alerts, config, dagfactory, gaps, orchestration
 from binance_extractor.orchestration import POOL
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ def build_dag(runtime: str | None = None) -> DAG:
         catchup=False,
         max_active_runs=1,
         default_args=dagfactory.DEFAULT_ARGS,
+        on_failure_callback=alerts.on_dag_failure,
         tags=["binance", "futures", "gaps", "maintenance"],
         doc_md=__doc__,
         description=f"Detect, refill and verify holes in every table, daily 02:00 UTC ({runtime} runtime)",

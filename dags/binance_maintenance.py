@@ -14,6 +14,8 @@ from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
+from binance_extractor import alerts
+
 
 @dag(
     dag_id="binance_maintenance",
@@ -23,7 +25,13 @@ from airflow.sdk import CronTriggerTimetable, dag, task
     max_active_runs=1,
     tags=["binance", "maintenance"],
     doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": alerts.on_task_failure,
+    },
+    on_failure_callback=alerts.on_dag_failure,
 )
 def binance_maintenance() -> None:
     @task

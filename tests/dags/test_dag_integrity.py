@@ -137,3 +137,20 @@ def test_assets_name_the_tables(dagbag):
     assert uris["binance_klines_m5"].uri == "x-binance://futures-um/klines_m5"
     assert uris["binance_funding_rates"].name == "binance.funding_rates"
     assert uris["binance_trades"].name == "binance.agg_trades"
+
+
+def test_failure_callbacks_and_freshness_deadlines(dagbag):
+    """Every DAG alerts on failure (DAG and task); every klines DAG has a deadline of one candle interval."""
+    from binance_extractor import alerts
+
+    for dag_id, dag in dagbag.dags.items():
+        assert alerts.on_dag_failure in _callbacks(dag.on_failure_callback), dag_id
+        for task in dag.tasks:
+            assert alerts.on_task_failure in _callbacks(task.on_failure_callback), f"{dag_id}.{task.task_id}"
+    for dag_id, interval in KLINES.items():
+        (deadline,) = dagbag.dags[dag_id].deadline
+        assert deadline.interval == interval
+
+
+def _callbacks(value):
+    return value if isinstance(value, list) else [value]
