@@ -1034,21 +1034,13 @@ def fill_arguments(
     xcom: bool = False,
 ) -> list[str]:
     """argv of ``python -m binance_extractor fill-gaps`` for one group: pods and local tasks run the same."""
-    from binance_extractor.orchestration import XCOM_FILE
+    from binance_extractor.orchestration import output_options
 
     argv = ["fill-gaps"]
     for chunk in group:
         argv += ["--chunk", chunk.spec()]
     argv += ["--source", source]
-    if sinks:
-        argv += ["--sink", ",".join(config.sink_names(",".join(sinks)))]
-    for sink, conn_id in sorted((conn_ids or {}).items()):
-        argv += ["--conn-id", f"{sink}={conn_id}"]
-    if requested_by:
-        argv += ["--requested-by", requested_by]
-    if xcom:
-        argv += ["--xcom-file", XCOM_FILE]
-    return argv
+    return argv + output_options(sinks, conn_ids, requested_by, xcom)
 
 
 def chunks_of_argv(argv: Sequence[str]) -> list[Chunk]:

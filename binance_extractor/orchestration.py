@@ -213,6 +213,14 @@ def build_arguments(
         argv.append("--incremental")
     if kind == "trades":
         argv += ["--kind", "agg"]
+    return argv + output_options(sinks, conn_ids, requested_by, xcom)
+
+
+def output_options(
+    sinks: Sequence[str] | None, conn_ids: Mapping[str, str] | None, requested_by: str | None, xcom: bool
+) -> list[str]:
+    """The argv tail every data command shares: sinks, their connections, the audit label, the pod's XCom file."""
+    argv: list[str] = []
     if sinks:
         argv += ["--sink", ",".join(config.sink_names(",".join(sinks)))]
     for sink, conn_id in sorted((conn_ids or {}).items()):

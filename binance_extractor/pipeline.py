@@ -95,6 +95,14 @@ def step_ms(job: Job) -> int:
     return timeframes.parse(job.interval).ms if job.kind == "klines" and job.interval else 1
 
 
+def stored_last(job: Job, sinks: Sequence[Any]) -> datetime | None:
+    """The newest key every readable sink holds (the oldest of their newest), or None if any is empty."""
+    lasts = [s.last_time(job.table, job.symbol) for s in sinks if s.name != "jsonl"]
+    if not lasts or any(t is None for t in lasts):
+        return None
+    return min(lasts)
+
+
 def plan_range(
     job: Job,
     sinks: Sequence[Any],
@@ -114,10 +122,9 @@ def plan_range(
         if end <= job.start:
             raise InputError(f"end {iso(end)} is not after start {iso(job.start)}")
         return job.start, end
-    lasts = [s.last_time(job.table, job.symbol) for s in sinks if s.name != "jsonl"]
-    known = [t for t in lasts if t is not None]
-    if known and len(known) == len(lasts):
-        start = min(known) + timedelta(milliseconds=step_ms(job))
+    last = stored_last(job, sinks)
+    if last is not None:
+        start = last + timedelta(milliseconds=step_ms(job))
         if job.start is not None:
             start = min(start, job.start)
         start = max(start, end - timedelta(days=settings.max_catchup_days))
@@ -178,9 +185,7 @@ def run_job(
         finally:
             result.duration_s = time.perf_counter() - started
             try:
-                lasts = [s.last_time(job.table, job.symbol) for s in sinks if s.name != "jsonl"]
-                known = [t for t in lasts if t is not None]
-                result.last_time = min(known) if known and len(known) == len(lasts) else None
+                result.last_time = stored_last(job, sinks)
             except Exception:  # the database may be the thing that failed
                 result.last_time = None
             _audit(job, sinks, result, started_at, error)
