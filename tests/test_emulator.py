@@ -8,7 +8,6 @@ import json
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ import requests
 from tests.emulator import Emulator
 from tests.emulator import data as D
 
-FIX = Path("/work/shared/fixtures/binance-real")
+FIX = D.FIXTURES
 KL = "/fapi/v1/klines"
 HOUR = 3_600_000
 DAY = 86_400_000

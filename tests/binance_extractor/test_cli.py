@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from binance_extractor.timeutil import dt_to_ms
+from tests.emulator.data import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,7 +118,7 @@ def test_unreachable_exchange_fails_with_one_line_and_exit_1():
 
 
 def test_api_key_never_appears_in_output_even_verbose(emulator):
-    raw = json.loads((Path("/work/shared/fixtures/binance-real") / "XRPETH-trades.json").read_text())
+    raw = json.loads((FIXTURES / "XRPETH-trades.json").read_text())
     out = run_cli(
         "--verbose",
         "trades",

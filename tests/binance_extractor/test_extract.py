@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +13,8 @@ from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.extract import iter_agg_trades, iter_funding, iter_historical_trades, iter_klines
 from binance_extractor.models import Kline
 from binance_extractor.timeutil import dt_to_ms
+from tests.emulator.data import FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/binance-real")
-if not FIXTURES.exists():
-    FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "binance-real"
 DAY = 86_400_000
 
 

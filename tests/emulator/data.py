@@ -1,8 +1,8 @@
 """Market data served by the emulator: real fixture data plus deterministic synthetic symbols.
 
-Real data (``/work/shared/fixtures/binance-real``, override with ``BINANCE_REAL_FIXTURES``): XRPUSDT klines 5m/1h
-(15m/30m aggregated from 5m), XRPUSDT funding, XRPETH trades. Fields the fixtures lack are derived exactly
-(integer/Decimal arithmetic, decimal strings) from a hash, so every run serves the same bytes.
+Real data (``../shared/fixtures/binance-real`` beside the repository, or ``BINANCE_REAL_FIXTURES``):
+XRPUSDT klines 5m/1h (15m/30m aggregated from 5m), XRPUSDT funding, XRPETH trades. Fields the fixtures lack
+are derived exactly (integer/Decimal arithmetic, decimal strings) from a hash, so every run serves the same bytes.
 
 Synthetic symbols: prices follow a smooth deterministic function of time ``p(t)`` (slow sines + per-timestamp
 noise), so a candle's close equals the next candle's open, candle boundaries agree across intervals, and any
@@ -23,7 +23,16 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(os.environ.get("BINANCE_REAL_FIXTURES", "/work/shared/fixtures/binance-real"))
+
+def _fixtures_dir() -> Path:
+    """``BINANCE_REAL_FIXTURES``, else ``shared/`` beside the repository (as CI lays it), else the workplace copy."""
+    if os.environ.get("BINANCE_REAL_FIXTURES"):
+        return Path(os.environ["BINANCE_REAL_FIXTURES"])
+    beside = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "binance-real"
+    return beside if beside.is_dir() else Path("/work/shared/fixtures/binance-real")
+
+
+FIXTURES = _fixtures_dir()
 
 MINUTE = 60_000
 HOUR = 3_600_000

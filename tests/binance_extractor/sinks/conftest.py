@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,9 @@ import pytest
 from binance_extractor import timeframes
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.sinks.base import Sink
+from tests.emulator.data import FIXTURES
 
-REAL = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "binance-real"
+REAL = FIXTURES  # ../shared/fixtures/binance-real
 SINK_KINDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
