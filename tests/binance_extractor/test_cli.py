@@ -140,3 +140,47 @@ def test_api_key_never_appears_in_output_even_verbose(emulator):
     assert "test-key" not in out.stderr and "test-key" not in out.stdout
     ids = [json.loads(line)["trade_id"] for line in out.stdout.splitlines()]
     assert ids and min(ids) > 2**32
+
+
+def test_logs_are_json_lines_off_a_terminal(emulator, tmp_path):
+    out = run_cli(
+        "klines", "--interval", "1h", "--symbols", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-02",
+        "--source", "rest", "--sink", "jsonl", "--output", str(tmp_path / "out.jsonl"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
+    done = [e for e in events if e.get("event") == "job_done"]
+    assert len(done) == 1 and done[0]["symbol"] == "BTCUSDT" and done[0]["rows_written"] == 24
+    assert all("level" in e or "levelname" in e for e in events)
+
+
+def test_progress_bar_on_a_terminal(emulator, tmp_path):
+    """stderr attached to a pseudo-terminal: tqdm draws its bar there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal has a size
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "binance_extractor", "klines", "--interval", "5m", "--symbols", "BTCUSDT",
+         "--start", "2024-01-01", "--end", "2024-01-03", "--source", "rest", "--sink", "jsonl",
+         "--output", str(tmp_path / "out.jsonl")],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "BTCUSDT 5m" in screen and "rows" in screen
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 576
