@@ -18,6 +18,7 @@ run: install
 
 services:
 	bash scripts/ensure-mariadb.sh
+	bash scripts/ensure-postgres.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
