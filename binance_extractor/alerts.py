@@ -167,7 +167,8 @@ def record_freshness(symbol: str, timeframe: str, last_open: datetime | None, *,
     forming_open_ms = tf.floor_ms(now_ms)  # the candle still open now; the one before it is the newest closed
     expected_next_ms = tf.next_open_ms(int(last_open.timestamp() * 1000))
     lag = max(0, forming_open_ms - expected_next_ms) / 1000
-    telemetry.instruments.gauge("binance.freshness.lag", unit="s").set(lag, {"symbol": symbol, "timeframe": tf.name})
+    labels = {"symbol": symbol, "timeframe": tf.interval}  # the exchange's "5m", like the pipeline's row metrics
+    telemetry.instruments.gauge("binance.freshness.lag", unit="s").set(lag, labels)
     return lag
 
 

@@ -157,12 +157,12 @@ def test_record_freshness_lag() -> None:
     now = datetime(2026, 11, 26, 10, 7, 30, tzinfo=UTC)  # m5 candle 10:05 still forming, 10:00 is the newest closed
     with telemetry.capture() as cap:
         assert alerts.record_freshness("BTCUSDT", "m5", datetime(2026, 11, 26, 10, 0, tzinfo=UTC), now=now) == 0
-        assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="m5") == 0
+        assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="5m") == 0
         lag = alerts.record_freshness("BTCUSDT", "m5", datetime(2026, 11, 26, 9, 40, tzinfo=UTC), now=now)
         assert lag == 20 * 60  # 09:45, 09:50, 09:55, 10:00 missing
-        assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="m5") == 1200
+        assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="5m") == 1200
         assert alerts.record_freshness("ETHUSDT", "1h", None, now=now) == -1
-        assert cap.points("binance.freshness.lag")[0].attributes["timeframe"] == "m5"
+        assert cap.points("binance.freshness.lag")[0].attributes["timeframe"] == "5m"
         assert len(cap.points("binance.freshness.lag")) == 1
 
 
