@@ -13,6 +13,7 @@ most ``workers + 1`` files downloaded or buffered at any time, consumed in order
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import hashlib
 import io
@@ -425,7 +426,9 @@ def _prefetch(
                 period = next(todo, None)
                 if period is None:
                     break
-                pending.append(pool.submit(fetcher.fetch, period, max(start_ms, period.lo_ms), end_ms))
+                lo = max(start_ms, period.lo_ms)
+                # each download runs in a copy of the caller's context: its span joins the job's trace
+                pending.append(pool.submit(contextvars.copy_context().run, fetcher.fetch, period, lo, end_ms))
                 stats.max_outstanding = max(stats.max_outstanding, len(pending))
             if not pending:
                 return
