@@ -274,7 +274,7 @@ def _configure_logging(verbose: bool) -> None:
     try:
         from binance_extractor import logs
 
-        logs.configure(json=not sys.stderr.isatty(), verbose=verbose)
+        logs.configure(verbose=verbose)  # JSON unless stderr is a terminal; BINANCE_LOG_FORMAT overrides
     except (ImportError, AttributeError):
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr)
 

@@ -167,7 +167,8 @@ class BinanceFuturesClient:
         used: int | None = None
         started = time.perf_counter()
         status = 0
-        with telemetry.span("binance.http", endpoint=path, **{"binance.weight": weight, "retry.count": retries}) as sp:
+        span_attrs = {"http.route": path, "binance.weight": weight, "retry.count": retries}
+        with telemetry.span("binance.http", endpoint=path, **span_attrs) as sp:
             try:
                 resp = self._session.get(self.base_url + path, params=params, headers=headers, timeout=self.timeout)
                 self.requests_sent += 1

@@ -193,6 +193,10 @@ def run_job(
             telemetry.instruments.counter("binance.jobs").add(1, outcome)
             telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
             telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)
+            if job.kind == "klines" and job.interval and result.last_time is not None:
+                from binance_extractor import alerts
+
+                alerts.record_freshness(job.symbol, job.interval, result.last_time)  # binance.freshness.lag
     if error is not None:
         raise error
     return result
