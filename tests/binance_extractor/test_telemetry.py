@@ -452,3 +452,45 @@ def test_a_forked_child_does_not_re_export_the_parents_metrics() -> None:
     assert proc.returncode == 0, proc.stderr
     assert sorted(by_instance.values(), key=len) == [{"airflow.task": 1}, {"airflow.dag_run": 2}]
     assert [s.name for _, s in spans] == ["worker.task"]
+
+
+def test_a_klines_run_emits_the_documented_spans_and_metrics(
+    emulator: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cli.klines > extract.symbol > binance.http / sink.write, and the metric names dashboards rely on."""
+    from binance_extractor import cli
+
+    monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path))
+    argv = ["klines", "--interval", "5m", "--symbols", "BTCUSDT", "--start", "2024-05-01", "--end", "2024-05-03"]
+    with telemetry.capture() as cap:
+        (result,) = cli.execute([*argv, "--source", "rest", "--sink", "sqlite"])
+        (root,) = cap.spans("cli.klines")
+        (job,) = cap.spans("extract.symbol")
+        http = cap.spans("binance.http")
+        writes = cap.spans("sink.write")
+        rows_written = cap.value("binance.rows.written", symbol="BTCUSDT", timeframe="5m", sink="sqlite")
+        requests = cap.value("binance.http.requests", status=200)
+        lag = cap.points("binance.freshness.lag")
+        weight = cap.points("binance.weight.used")
+        jobs = cap.value("binance.jobs", outcome=result.outcome)
+
+    assert result.rows_written == 2 * 288
+    assert job.parent.span_id == root.context.span_id
+    assert job.attributes["symbol"] == "BTCUSDT" and job.attributes["kind"] == "klines"
+    assert http and all(s.context.trace_id == root.context.trace_id for s in http)
+    klines_calls = [s for s in http if s.attributes["http.route"] == "/fapi/v1/klines"]
+    assert klines_calls and all(s.parent.span_id == job.context.span_id for s in klines_calls)
+    for s in klines_calls:
+        assert s.attributes["http.status_code"] == 200
+        assert s.attributes["binance.weight"] >= 1
+        assert s.attributes["binance.used_weight_after"] >= s.attributes["binance.weight"]
+        assert s.attributes["retry.count"] == 0
+    assert writes and sum(s.attributes["rows"] for s in writes) == 2 * 288
+    assert all(s.attributes["sink"] == "sqlite" and s.attributes["table"] == "klines_m5" for s in writes)
+    assert rows_written == 2 * 288
+    assert requests == len(http)
+    assert jobs == 1
+    assert weight and weight[0].value >= 1
+    # the newest stored candle is from 2024: the store is far behind the newest closed candle
+    assert [dict(p.attributes) for p in lag] == [{"symbol": "BTCUSDT", "timeframe": "5m"}]
+    assert lag[0].value > 365 * 86400
