@@ -197,9 +197,6 @@ def _summary_task(kind: str, interval: str | None, runtime: str, asset: Asset) -
         )
         for line in report.lines():
             log.info("%s", line)
-        if kind == "klines" and interval:
-            for symbol, newest in last.items():
-                alerts.record_freshness(symbol, interval, newest)
         try:
             report.raise_if_stale()
         except orchestration.StaleDataError as exc:
