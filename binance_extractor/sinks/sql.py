@@ -32,6 +32,7 @@ class SqlSink(Sink):
     """A DB-API sink: one connection, one transaction per call, retried on transient errors."""
 
     ph = "%s"
+    insert_ignore = "INSERT IGNORE"  # records a migration version once even if a racing writer got there first
     batch_size = 5000
 
     def __init__(self, retry_attempts_: int | None = None, retry_max_wait: float = 8.0) -> None:
@@ -144,8 +145,8 @@ class SqlSink(Sink):
                     if mig.version in done or (target is not None and mig.version > target):
                         continue
                     self._apply(cur, mig)
-                    cur.execute(
-                        f"INSERT INTO {self._q(SCHEMA_TABLE)} (version, name, applied_at) "
+                    cur.execute(  # idempotent: the lock is released before this transaction commits
+                        f"{self.insert_ignore} INTO {self._q(SCHEMA_TABLE)} (version, name, applied_at) "
                         f"VALUES ({self.ph}, {self.ph}, {self.ph})",
                         (mig.version, mig.name, self._to_db("time", datetime.now(UTC))),
                     )

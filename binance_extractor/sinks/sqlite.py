@@ -81,6 +81,7 @@ def _hook(conn_id: str) -> tuple[Any, str]:
 class SqliteSink(SqlSink):
     name = "sqlite"
     ph = "?"
+    insert_ignore = "INSERT OR IGNORE"
 
     def __init__(
         self,
