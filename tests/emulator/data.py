@@ -411,17 +411,7 @@ class RealData:
                 last["q"] = dec(Decimal(last["q"]) + Decimal(tr["qty"]))
                 last["l"] = tr["id"]
                 continue
-            aggs.append(
-                {
-                    "a": agg_base + len(aggs),
-                    "p": tr["price"],
-                    "q": tr["qty"],
-                    "f": tr["id"],
-                    "l": tr["id"],
-                    "T": tr["time"],
-                    "m": tr["isBuyerMaker"],
-                }
-            )
+            aggs.append(agg_of_trade(tr, agg_base + len(aggs)))
 
 
 _REAL: dict[int, RealData] = {}
@@ -465,6 +455,19 @@ def funding_rate(spec: SymbolSpec, t: int) -> str:
     if h % 4 != 0:
         return "0.00010000"
     return fmt(int((h >> 8) % 60000) - 20000, 8)
+
+
+def agg_of_trade(tr: dict[str, Any], agg_id: int) -> dict[str, Any]:
+    """An aggregate trade (``/aggTrades`` shape) covering exactly one trade."""
+    return {
+        "a": agg_id,
+        "p": tr["price"],
+        "q": tr["qty"],
+        "f": tr["id"],
+        "l": tr["id"],
+        "T": tr["time"],
+        "m": tr["isBuyerMaker"],
+    }
 
 
 def search_left(seq: list[int], x: int) -> int:
@@ -530,15 +533,4 @@ class SyntheticTrades:
         return out
 
     def aggs(self, b0: int, b1: int) -> list[dict[str, Any]]:
-        return [
-            {
-                "a": tr["id"] - self.id0 + self.agg0,
-                "p": tr["price"],
-                "q": tr["qty"],
-                "f": tr["id"],
-                "l": tr["id"],
-                "T": tr["time"],
-                "m": tr["isBuyerMaker"],
-            }
-            for tr in self.trades(b0, b1)
-        ]
+        return [agg_of_trade(tr, tr["id"] - self.id0 + self.agg0) for tr in self.trades(b0, b1)]
