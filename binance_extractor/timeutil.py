@@ -23,7 +23,10 @@ def dt_to_ms(dt: datetime) -> int:
 
 
 def now_ms() -> int:
-    return dt_to_ms(datetime.now(UTC))
+    """The library's clock (``binance_extractor.clock``): injectable in tests, exchange-aligned in the client."""
+    from binance_extractor import clock
+
+    return clock.now_ms()
 
 
 def parse_time(value: str) -> datetime:
