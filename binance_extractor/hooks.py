@@ -61,10 +61,15 @@ class BinanceFuturesHook(BaseHook):
         return client
 
     def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: ping, then exchangeInfo (proves the base URL serves USD-M Futures)."""
         client = self.get_client(max_attempts=1)
         try:
             client.request("/fapi/v1/ping")
-            return True, f"reached {client.base_url}"
+            info = client.request("/fapi/v1/exchangeInfo")
+            symbols = info.get("symbols") if isinstance(info, dict) else None
+            if not symbols:
+                return False, f"{client.base_url} answered ping but exchangeInfo lists no symbols"
+            return True, f"reached {client.base_url}: {len(symbols)} symbols"
         except Exception as exc:
             return False, str(exc)
         finally:

@@ -21,7 +21,9 @@ fi
 PYTHON=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 [[ -x .venv/bin/uv ]] || .venv/bin/pip install -q uv==0.13.8
-.venv/bin/uv pip install --python .venv/bin/python -q -r requirements-dev.txt
+# Runtime: exactly the hash-checked lock (the same set both images install); then the dev tools, held to it.
+.venv/bin/uv pip install --python .venv/bin/python -q --require-hashes -r requirements.lock
+.venv/bin/uv pip install --python .venv/bin/python -q -r requirements-dev.txt -c requirements.lock
 .venv/bin/uv pip install --python .venv/bin/python -q -e .
 
 # Test-only MongoDB wire-protocol server (GPL, beta): its own venv, never in requirements.txt or the image.
