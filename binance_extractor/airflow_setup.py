@@ -3,14 +3,16 @@
 One idempotent command for every deployment (``make run``, the Helm post-install hook Job, a shell): the
 ``binance_api`` pool sized from config (``kubernetes.pool_slots`` / ``BINANCE_API_POOL_SLOTS``), the Variable
 ``binance_symbols`` (created with the configured symbols, never overwritten: operators edit it in the UI) and the
-``binance_default`` connection (created with the environment's base URL and key if the metadata DB has none, so
-the UI shows it with its Test button; an existing one is left alone). Needs Airflow's metadata DB (migrated).
+``binance_default`` connection (created with the environment's base URL and key if the metadata DB has none and no
+``AIRFLOW_CONN_BINANCE_DEFAULT`` supplies it, so the UI shows it with its Test button; an existing one is left
+alone). Needs Airflow's metadata DB (migrated).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from binance_extractor import config, orchestration
@@ -64,7 +66,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             out.append({"object": "variable", "name": orchestration.SYMBOLS_VARIABLE, "action": "unchanged"})
 
         conn = session.scalar(select(Connection).where(Connection.conn_id == args.binance_conn_id))
-        if conn is None:
+        env_var = f"AIRFLOW_CONN_{args.binance_conn_id.upper()}"
+        if conn is None and os.environ.get(env_var):
+            # The Secret supplies it (Helm: AIRFLOW_CONN_BINANCE_DEFAULT); a DB copy would only shadow-confuse.
+            out.append({"object": "connection", "name": args.binance_conn_id, "action": f"from {env_var}"})
+        elif conn is None:
             session.add(
                 Connection(
                     conn_id=args.binance_conn_id,

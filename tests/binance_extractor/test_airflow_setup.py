@@ -92,3 +92,14 @@ def test_bad_pool_size_is_one_line_and_exit_2(monkeypatch, capsys):
     monkeypatch.setenv("BINANCE_API_POOL_SLOTS", "0")
     assert cli.main(["setup-airflow"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_connection_from_the_secret_is_not_copied_into_the_db(clean_objects, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BINANCE_SETUP_TEST", '{"conn_type": "binance", "host": "http://127.0.0.1:9"}')
+    results = cli.execute(["setup-airflow", "--binance-conn-id", "binance_setup_test"])
+    assert results[-1] == {
+        "object": "connection",
+        "name": "binance_setup_test",
+        "action": "from AIRFLOW_CONN_BINANCE_SETUP_TEST",
+    }
+    assert _objects()[2] is None

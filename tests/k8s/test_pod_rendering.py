@@ -433,6 +433,8 @@ def test_rendered_pods_run_the_image_cli_into_mysql(
     end = now.replace(minute=0, second=0, microsecond=0)
     symbols = ["BTCUSDT", "ETHUSDT"]
     secret = {
+        # The exchange through binance_default (every argv names it); the env's base URL below is a dead end.
+        "AIRFLOW_CONN_BINANCE_DEFAULT": json.dumps({"conn_type": "binance", "host": emulator.url, "password": "k"}),
         "AIRFLOW_CONN_MYSQL_DEFAULT": f"mysql://root@127.0.0.1:3306/{mysql_database}",
         "AIRFLOW_CONN_MONGO_DEFAULT": SECRET["stringData"]["AIRFLOW_CONN_MONGO_DEFAULT"],  # unused by the mysql sink
         "BINANCE_API_KEY": "test-key",
@@ -456,7 +458,7 @@ def test_rendered_pods_run_the_image_cli_into_mysql(
         env.update({k: sim.map_path(v, mounts) for k, v in container_env.items()})
         assert env["TRACEPARENT"].split("-")[1] == f"{task_ctx.trace_id:032x}"
         # Test-only differences: the emulator instead of Binance, a loopback collector instead of the cluster's.
-        env["BINANCE_FUTURES_BASE_URL"] = emulator.url
+        env["BINANCE_FUTURES_BASE_URL"] = "http://127.0.0.1:9"  # unused: the Secret's binance_default wins
         env["BINANCE_ARCHIVE_BASE_URL"] = emulator.archive_url
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_receiver.url
 
