@@ -74,3 +74,11 @@ def test_runs_as_the_airflow_user_with_the_shipped_config(parser: DockerfilePars
     assert env["BINANCE_EXTRACTOR_CONFIG"] == "/opt/airflow/include/config.yaml"
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
     assert env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"  # the Binance connection's Test button
+
+
+def test_astro_dev_start_is_not_supported_as_documented() -> None:
+    """README "astro dev start: not supported": no Astro Runtime base, no packages.txt, no airflow_settings.yaml."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert "astro-runtime" not in text and "astrocrpublic" not in text
+    assert not (ROOT / "packages.txt").exists() and not (ROOT / "airflow_settings.yaml").exists()
+    assert "### `astro dev start`: not supported" in (ROOT / "README.md").read_text()

@@ -40,3 +40,21 @@ def test_providers_manager_builds_the_binance_form():
     assert set(behaviour["hidden_fields"]) == {"login", "schema", "port", "extra"}
     # The hook answers the same when Airflow imports it.
     assert BinanceFuturesHook.get_ui_field_behaviour() == provider.ui_field_behaviour()
+
+
+def test_airflow_connections_test_reaches_the_exchange(emulator, tmp_path):
+    """README step 6: `airflow connections test binance_default` with the connection from the environment."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["AIRFLOW_CONN_BINANCE_DEFAULT"] = json.dumps({"conn_type": "binance", "host": emulator.url})
+    env["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
+    airflow = str(Path(sys.executable).parent / "airflow")
+    out = subprocess.run(
+        [airflow, "connections", "test", "binance_default"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Connection success!" in out.stdout
+    assert emulator.count("/fapi/v1/ping") == 1 and emulator.count("/fapi/v1/exchangeInfo") == 1
