@@ -44,3 +44,16 @@ def test_every_locked_package_has_hashes() -> None:
     # Dev and test tools never enter the runtime lock.
     locked = _pins(ROOT / "requirements.lock")
     assert not {"pytest", "ruff", "mypy", "secantusdb"} & set(locked)
+
+
+def test_make_install_and_make_lock_use_the_lock() -> None:
+    """README "Pins": `make install` installs the lock hash-checked, dev tools held to it; `make lock` rebuilds it."""
+    install = (ROOT / "scripts" / "install.sh").read_text()
+    assert "--require-hashes -r requirements.lock" in install
+    assert "-r requirements-dev.txt -c requirements.lock" in install
+    makefile = (ROOT / "Makefile").read_text()
+    lock_recipe = makefile.split("\nlock:", 1)[1].split("\n\n", 1)[0]
+    for flag in ("pip compile requirements.txt", "--universal", "--python-version 3.11", "--generate-hashes"):
+        assert flag in lock_recipe, flag
+    assert "-o requirements.lock" in lock_recipe
+    assert "requirements.lock" in makefile.split("$(STAMP):", 1)[1].splitlines()[0]
