@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from binance_extractor import __version__, config, telemetry, timeframes
+from binance_extractor.airflow_setup import COMMAND as SETUP_AIRFLOW_COMMAND
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.pipeline import Job, JobResult, run_job
@@ -96,7 +97,9 @@ def _sink_options(p: argparse.ArgumentParser) -> None:
 
 
 # Other modules add subcommands: (add_parser(subparsers), handler(args) -> list) pairs keyed by command name.
-EXTRA_COMMANDS: list[tuple[Callable[[Any], None], str, Callable[[argparse.Namespace], list[Any]]]] = []
+EXTRA_COMMANDS: list[tuple[Callable[[Any], None], str, Callable[[argparse.Namespace], list[Any]]]] = [
+    SETUP_AIRFLOW_COMMAND
+]
 
 
 def parse_sinks(values: Sequence[str] | None) -> list[str]:

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in pkg-config libmariadb-dev; do
+# chromium: the headless browser of the UI test (Playwright drives the system build, no browser download).
+for pkg in pkg-config libmariadb-dev chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
@@ -21,7 +22,9 @@ fi
 PYTHON=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 [[ -x .venv/bin/uv ]] || .venv/bin/pip install -q uv==0.13.8
-.venv/bin/uv pip install --python .venv/bin/python -q -r requirements-dev.txt
+# Runtime: exactly the hash-checked lock (the same set both images install); then the dev tools, held to it.
+.venv/bin/uv pip install --python .venv/bin/python -q --require-hashes -r requirements.lock
+.venv/bin/uv pip install --python .venv/bin/python -q -r requirements-dev.txt -c requirements.lock
 .venv/bin/uv pip install --python .venv/bin/python -q -e .
 
 # Test-only MongoDB wire-protocol server (GPL, beta): its own venv, never in requirements.txt or the image.

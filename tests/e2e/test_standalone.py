@@ -30,6 +30,8 @@ from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, free_port, mysql_ad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
+# Screenshots of UI checks (TEST_ARTIFACTS_DIR, default <repo>/test-artifacts, git-ignored).
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 BACKFILL_FROM = datetime(2024, 2, 1, 0, 0, tzinfo=UTC)
 BACKFILL_TO = datetime(2024, 2, 1, 3, 0, tzinfo=UTC)  # inclusive logical dates: 4 hourly runs
@@ -212,6 +214,61 @@ def test_make_run_prints_where_to_go(airflow):
     assert f"Password in:     {airflow.home}/simple_auth_manager_passwords.json.generated" in out
     pools = airflow.api("GET", "/pools/binance_api")
     assert pools["slots"] == 4
+
+
+def test_setup_airflow_and_the_binance_provider(airflow, emu):
+    """`make run` ran setup-airflow: the Variable and the binance_default connection exist; the provider is listed
+    and the connection's Test (ping + exchangeInfo) succeeds against the exchange."""
+    variable = airflow.api("GET", "/variables/binance_symbols")
+    assert json.loads(variable["value"]) == SYMBOLS
+    conn = airflow.api("GET", "/connections/binance_default")
+    assert (conn["conn_type"], conn["host"]) == ("binance", emu.url)
+    out = airflow.cli("providers", "list", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    assert "binance-extractor" in {p["package_name"] for p in json.loads(out.stdout)}
+    body = {"connection_id": "binance_default", "conn_type": "binance", "host": emu.url}
+    emu.reset_stats()
+    tested = airflow.api("POST", "/connections/test", json=body)
+    assert tested["status"] is True and tested["message"].startswith(f"reached {emu.url}: ")
+    assert emu.count("/fapi/v1/ping") == 1 and emu.count("/fapi/v1/exchangeInfo") == 1
+
+
+def test_ui_connection_form_offers_the_binance_type(airflow, emu):
+    """A real headless Chromium: the Add Connection form lists "Binance USD-M Futures" and relabels its fields."""
+    from playwright.sync_api import sync_playwright
+
+    passwords = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "ui-connection-form-binance.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{airflow.url}/")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", passwords["admin"])
+            page.keyboard.press("Enter")
+            page.wait_for_load_state("networkidle")
+            page.goto(f"{airflow.url}/connections")
+            page.get_by_role("button", name="Add Connection").click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_role("combobox").first.click()
+            page.keyboard.type("Binance")
+            page.get_by_role("option", name="Binance USD-M Futures").click()
+            dialog.get_by_text("Base URL", exact=True).wait_for()
+            text = dialog.inner_text()
+            assert "API key" in text
+            for hidden in ("Login", "Schema", "Port"):
+                assert hidden not in text.splitlines(), f"{hidden} should be hidden for the Binance type"
+            assert dialog.locator("input[name=host]").get_attribute("placeholder") == "https://fapi.binance.com"
+            dialog.locator("input[name=connection_id]").fill("binance_ui_check")
+            dialog.locator("input[name=host]").fill(emu.url)
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
 
 
 def test_manual_trigger_and_backfill_reach_success_with_the_right_rows(airflow, emu, database):

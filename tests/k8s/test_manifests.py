@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,14 @@ def test_secret_example_has_placeholders_only() -> None:
     assert secret["type"] == "Opaque"
     assert "data" not in secret, "base64 data could hide real values; use stringData placeholders"
     values = secret["stringData"]
-    assert set(values) == {"AIRFLOW_CONN_MYSQL_DEFAULT", "AIRFLOW_CONN_MONGO_DEFAULT", "BINANCE_API_KEY"}
+    assert set(values) == {
+        "AIRFLOW_CONN_BINANCE_DEFAULT",
+        "AIRFLOW_CONN_MYSQL_DEFAULT",
+        "AIRFLOW_CONN_MONGO_DEFAULT",
+        "BINANCE_API_KEY",
+    }
+    binance = json.loads(values["AIRFLOW_CONN_BINANCE_DEFAULT"])
+    assert binance == {"conn_type": "binance", "host": "https://fapi.binance.com", "password": "CHANGE_ME"}
     for key, value in values.items():
         assert "CHANGE_ME" in value, key
         # Binance API keys are 64 alphanumerics; nothing key-like may sit in the example.
