@@ -19,7 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "include" / "config.yaml"
 DEFAULT_BASE_URL = "https://fapi.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
-VALID_SINKS = ("sqlite", "mysql", "mongo", "jsonl")
+VALID_SINKS = ("sqlite", "mysql", "postgres", "mongo", "jsonl")
 
 
 @dataclass(frozen=True)
