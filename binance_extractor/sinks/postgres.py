@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from binance_extractor.errors import SinkError
-from binance_extractor.sinks.base import one_line
+from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
 from binance_extractor.sinks.sql import SqlSink
+
+if TYPE_CHECKING:
+    from binance_extractor.archive_columns import KlineBlock
 
 DEFAULT_CONN_ID = "postgres_default"
 SCHEMA_LOCK_KEY = 0x62696E616E6365  # pg_advisory_xact_lock key of schema migrations ("binance")
@@ -30,6 +33,14 @@ _TYPES: dict[ColType, str] = {
     "str": "VARCHAR({n})",
     "text": "TEXT",
 }
+
+
+def bulk_upsert_sql(spec: TableSpec, stage: str) -> str:
+    """The set-based upsert from the staging table."""
+    cols = ", ".join(f'"{c}"' for c in spec.column_names)
+    key = ", ".join(f'"{k}"' for k in spec.key)
+    sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in spec.column_names if c not in spec.key)
+    return f'INSERT INTO "{spec.name}" ({cols}) SELECT {cols} FROM "{stage}" ON CONFLICT ({key}) DO UPDATE SET {sets}'
 
 
 class PostgresSink(SqlSink):
@@ -126,6 +137,26 @@ class PostgresSink(SqlSink):
             self._tx(run)
             self._tables.add(table)
         return spec
+
+    def write_block(self, table: str, block: KlineBlock) -> int:
+        """One archive file: ``COPY`` into a session staging table, then ``INSERT ... ON CONFLICT DO UPDATE`` from
+        it, in one transaction (the stage empties itself at commit; a rollback leaves nothing anywhere)."""
+        check_block(table, block)
+        if not len(block):
+            return 0
+        spec = self._prepare(table)
+        data = block.csv_bytes()
+        stage = f"_bx_stage_{table}"
+        cols = ", ".join(f'"{c}"' for c in spec.column_names)
+
+        def run(cur: Any) -> int:
+            cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table}") ON COMMIT DELETE ROWS')
+            with cur.copy(f'COPY "{stage}" ({cols}) FROM STDIN (FORMAT csv)') as copy:
+                copy.write(data)
+            cur.execute(bulk_upsert_sql(spec, stage))
+            return len(block)
+
+        return self._tx(run)
 
     def _create_table_sql(self, spec: TableSpec) -> str:
         cols = [
