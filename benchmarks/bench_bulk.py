@@ -39,6 +39,7 @@ from bench_archive import SYMBOLS, month_labels, months_back, prewarm, start_emu
 
 REST_CEILING = 9_980  # candles/s: 2400 weight/min, limit-499 pages at weight 2 (issue 7's measured ceiling)
 FULL_HISTORY = 26_000_000  # candles: 24 default symbols x m5..d1 from listing
+FULL_FILES = 24 * 5 * 12 * 6  # monthly files of that history: ~6 years per symbol on average, 5 timeframes
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "passwd": ""}
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
@@ -58,18 +59,20 @@ def pg_db(action: str, name: str) -> None:
         conn.execute(f'{action} DATABASE {"IF EXISTS " if action == "DROP" else ""}"{name}"')
 
 
-def cli_argv(sink: str, symbols: list[str], start: datetime, end: datetime) -> list[str]:
+def cli_argv(sink: str, symbols: list[str], start: datetime, end: datetime, interval: str = "5m") -> list[str]:
     from binance_extractor.timeutil import iso
 
-    return ["klines", "--interval", "5m", "--symbols", ",".join(symbols), "--start", iso(start), "--end", iso(end),
+    return ["klines", "--interval", interval, "--symbols", ",".join(symbols), "--start", iso(start), "--end", iso(end),
             "--source", "archive", "--sink", sink]  # fmt: skip
 
 
-def in_process(sink: str, symbols: list[str], start: datetime, end: datetime) -> tuple[int, float]:
+def in_process(
+    sink: str, symbols: list[str], start: datetime, end: datetime, interval: str = "5m"
+) -> tuple[int, float]:
     from binance_extractor import cli
 
     t0 = time.perf_counter()
-    results = cli.execute(cli_argv(sink, symbols, start, end))
+    results = cli.execute(cli_argv(sink, symbols, start, end, interval))
     elapsed = time.perf_counter() - t0
     bad = [r.to_dict() for r in results if r.outcome != "success"]
     if bad:
@@ -170,6 +173,7 @@ def main() -> None:
     ap.add_argument("--months", type=int, default=6)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--latency", type=float, default=0.04)
+    ap.add_argument("--d1-months", type=int, default=60, help="months of d1 files for the per-file cost")
     ap.add_argument("--skip-postgres", action="store_true")
     args = ap.parse_args()
     from binance_extractor.sinks import open_sinks
@@ -186,11 +190,14 @@ def main() -> None:
         print(f"sample: {len(symbols)} symbols x {len(labels)} months of m5 ({labels[0]}..{labels[-1]}), "
               f"emulator latency {args.latency * 1000:.0f} ms; generating zips...", flush=True)  # fmt: skip
         prewarm(f"{url}/archive", symbols, labels, "5m")
+        d1_start, d1_end = months_back(args.d1_months)
+        d1_labels = month_labels(d1_start, d1_end)
+        prewarm(f"{url}/archive", symbols, d1_labels, "1d")
         csv_path, sample_rows = sample_csv(f"{url}/archive", symbols, labels)
         stores = [("mysql", "MariaDB", "LOAD DATA LOCAL INFILE", mysql_db, raw_load_data)]
         if not args.skip_postgres:
             stores.append(("postgres", "PostgreSQL", "COPY FROM STDIN", pg_db, raw_copy))
-        best = 0.0
+        best, per_file = 0.0, 0.0
         for sink, label, raw_name, make_db, raw in stores:
             names = [f"bx_bench_{uuid.uuid4().hex[:8]}" for _ in range(3)]
             for n in names:
@@ -213,10 +220,17 @@ def main() -> None:
             raw_secs = raw(names[2], csv_path)
             raw_rate = line(f"raw {raw_name} (same rows, empty table)", sample_rows, raw_secs)
             print(f"  share of raw: one process {one / raw_rate:.2f}, {args.processes} processes {many / raw_rate:.2f}")
-            best = max(best, one, many) if sink == "mysql" else best
-        minutes = FULL_HISTORY / best / 60
-        print(f"\nprojected full history (24 symbols x 5 timeframes, ~{FULL_HISTORY / 1e6:.0f} M candles) into MariaDB "
-              f"at {best:,.0f} rows/s: {minutes:.1f} min (goal < 10)")  # fmt: skip
+            if sink == "mysql":
+                best = max(one, many)
+                os.environ[env] = uri + names[0]
+                # d1 history: ~30 rows a file, so this is the per-file cost (download, checksum, stage, commit)
+                _, d1_secs = in_process(sink, symbols, d1_start, d1_end, "1d")
+                per_file = d1_secs / (len(symbols) * len(d1_labels))
+                print(f"  per-file cost ({len(symbols)} x {len(d1_labels)} d1 monthly files): {per_file * 1000:.1f} ms")
+        rows_min, files_min = FULL_HISTORY / best / 60, FULL_FILES * per_file / 60
+        print(f"\nprojected full history (24 symbols x 5 timeframes, ~{FULL_HISTORY / 1e6:.0f} M candles in "
+              f"~{FULL_FILES:,} monthly files) into MariaDB: {rows_min:.1f} min of rows at {best:,.0f} rows/s "
+              f"+ {files_min:.1f} min of per-file cost = {rows_min + files_min:.1f} min (goal < 10)")  # fmt: skip
         csv_path.unlink()
     finally:
         emu.kill()

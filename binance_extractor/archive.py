@@ -47,6 +47,9 @@ BATCH_SIZE = 5000  # rows per yielded batch: the sinks' preferred write size
 # In ``auto`` mode, fewer archivable candles than this go to REST: a couple of REST pages (limit 499, weight 2)
 # cost less than downloading files (e.g. a 5-minute incremental run crossing midnight, or a year of d1).
 AUTO_MIN_CANDLES = 1000
+# Download threads of a pipeline job: files are small and the path is latency-bound (two requests a file), so more
+# in flight than cores pays; at most BULK_WORKERS + 1 files are held at once.
+BULK_WORKERS = 8
 ATTEMPTS = 3  # downloads per file before a corrupt/truncated/unreachable file is reported
 RETRY_WAIT_S = (0.2, 2.0)  # initial and maximum backoff between attempts
 TIMEOUT_S = (10.0, 120.0)  # connect, read

@@ -147,7 +147,9 @@ def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: dateti
             except ImportError:
                 archive = None  # type: ignore[assignment]
             if archive is not None and hasattr(archive, "iter_klines"):
-                return archive.iter_klines(client, job.symbol, tf, s, e, source=job.source, columnar=True)
+                return archive.iter_klines(
+                    client, job.symbol, tf, s, e, source=job.source, columnar=True, workers=archive.BULK_WORKERS
+                )
         return extract.iter_klines(client, job.symbol, tf, s, e)
     if job.kind == "funding":
         return extract.iter_funding(client, job.symbol, s, e)

@@ -70,6 +70,7 @@ class MySqlSink(SqlSink):
         self.batch_size = batch_size
         self._hook_obj: Any = None
         self._max_stmt = 1024 * 1024
+        self._stages: set[str] = set()  # staging tables this session has created (temporary: gone on reconnect)
 
     def _hook(self) -> Any:
         if self._hook_obj is None:
@@ -86,6 +87,7 @@ class MySqlSink(SqlSink):
         except AirflowNotFoundException:
             raise SinkError(f"mysql sink: connection id {self.conn_id!r} is not defined") from None
         conn.autocommit(False)
+        self._stages = set()
         cur = conn.cursor()
         cur.execute("SELECT @@max_allowed_packet")
         self._max_stmt = max(64 * 1024, int(cur.fetchone()[0]) // 2)
@@ -192,9 +194,11 @@ class MySqlSink(SqlSink):
                 block.write_csv(fh)
 
             def run(cur: Any) -> int:
-                # a MEMORY table: the stage never touches InnoDB's log; sized for the largest file (a month of m1)
-                cur.execute("SET SESSION max_heap_table_size = 268435456")
-                cur.execute(self._stage_sql(spec, stage))
+                if stage not in self._stages:
+                    # a MEMORY table: the stage never touches InnoDB's log; sized for the largest file (m1, a month)
+                    cur.execute("SET SESSION max_heap_table_size = 268435456")
+                    cur.execute(self._stage_sql(spec, stage))
+                    self._stages.add(stage)
                 cur.execute(f"DELETE FROM `{stage}`")
                 cur.execute(
                     f"LOAD DATA LOCAL INFILE %s INTO TABLE `{stage}` CHARACTER SET ascii "
