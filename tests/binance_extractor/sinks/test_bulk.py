@@ -200,3 +200,18 @@ def test_load_interrupted_mid_transaction_leaves_whole_files_and_converges(
         assert [Kline(**r) for r in table(check)] == expected(emu, start, end)
     finally:
         check.close()
+
+
+def test_json_lines_get_the_same_candles_through_the_models(tmp_path: Any, emu: Emulator, client: Any) -> None:
+    from binance_extractor.sinks.jsonl import JsonlSink
+
+    start, end = parse_time("2025-02-26T00:00:00Z"), parse_time("2025-03-02T00:00:00Z")
+    paths = {source: tmp_path / f"{source}.jsonl" for source in ("archive", "rest")}
+    for source, path in paths.items():
+        sink = JsonlSink(path)
+        try:
+            assert run_job(job(start, end, source), [sink], client).rows_written == 4 * 288
+        finally:
+            sink.close()
+    archive_lines = paths["archive"].read_text().splitlines()
+    assert archive_lines == paths["rest"].read_text().splitlines() and len(archive_lines) == 4 * 288
