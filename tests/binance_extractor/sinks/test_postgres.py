@@ -3,6 +3,7 @@ lost connections, and selection by ``--sink postgres`` / ``BINANCE_EXTRACTOR_SIN
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -146,3 +147,11 @@ def test_database_going_away_then_rerun_completes(postgres_database: str, monkey
     finally:
         sink.close()
         proxy.cut()
+
+
+def test_last_time_is_served_by_the_primary_key(pg: PostgresSink) -> None:
+    pg.write("klines_m5", klines("AAAUSDT", 300) + klines("BBBUSDT", 300))
+    pg._tx(lambda cur: cur.execute("ANALYZE klines_m5"))  # fresh statistics, as autovacuum would keep them
+    plan = "\n".join(r[0] for r in pg.query("EXPLAIN " + pg.last_time_sql("klines_m5"), ["AAAUSDT"]))
+    assert re.search(r"Index (Only )?Scan Backward using klines_m5_pkey", plan), plan
+    assert "Sort" not in plan and "Seq Scan" not in plan, plan
