@@ -85,7 +85,8 @@ def _sink_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sink",
         action="append",
-        help="mysql, mongo, sqlite, jsonl; repeatable or comma-separated (default: BINANCE_EXTRACTOR_SINKS or sqlite)",
+        help="mysql, postgres, mongo, sqlite, jsonl; repeatable or comma-separated "
+        "(default: BINANCE_EXTRACTOR_SINKS or sqlite)",
     )
     p.add_argument(
         "--conn-id", action="append", help="Airflow connection id for the sink, or SINK=CONN_ID with several sinks"

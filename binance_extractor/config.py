@@ -34,7 +34,7 @@ DEFAULT_IMAGE = "binance-extractor:0.1.0"
 DEFAULT_POOL_SLOTS = 4
 DEFAULT_BASE_URL = "https://fapi.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
-VALID_SINKS = ("sqlite", "mysql", "mongo", "jsonl")
+VALID_SINKS = ("sqlite", "mysql", "postgres", "mongo", "jsonl")
 
 
 @dataclass(frozen=True)

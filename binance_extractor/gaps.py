@@ -37,7 +37,7 @@ DAY_MS = 86_400_000
 MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Mondays 00:00 UTC
 MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
-DB_SINKS = ("sqlite", "mysql", "mongo")
+DB_SINKS = ("sqlite", "mysql", "postgres", "mongo")
 STATES = ("found", "filled", "confirmed", "remaining")
 GAP_TABLES = "klines_<tf>, funding_rates or agg_trades"
 
@@ -311,7 +311,7 @@ class _SqlBackend:
 
     def __init__(self, sink: Any) -> None:
         self.sink = sink
-        self.mysql = sink.name == "mysql"
+        self.dialect = sink.name
 
     def _t(self, ms: int) -> Any:
         return self.sink.db_time(ms_to_dt(ms))
@@ -320,8 +320,12 @@ class _SqlBackend:
         return dt_to_ms(self.sink.py_time(value))
 
     def _diff(self, a: str, b: str) -> str:
-        """Milliseconds from ``a`` to ``b`` (DATETIME(3) in MySQL, epoch-ms integers in SQLite)."""
-        return f"(TIMESTAMPDIFF(MICROSECOND, {a}, {b}) DIV 1000)" if self.mysql else f"({b} - {a})"
+        """Milliseconds from ``a`` to ``b`` (DATETIME(3) in MySQL, TIMESTAMPTZ(3) in PostgreSQL, epoch ms in SQLite)."""
+        if self.dialect == "mysql":
+            return f"(TIMESTAMPDIFF(MICROSECOND, {a}, {b}) DIV 1000)"
+        if self.dialect == "postgres":
+            return f"(FLOOR(EXTRACT(EPOCH FROM ({b} - {a})) * 1000)::BIGINT)"
+        return f"({b} - {a})"
 
     def _rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self.sink.query(sql, args)
@@ -494,18 +498,18 @@ class _MongoBackend:
 
 
 def _backend(sink: Any) -> Any:
-    if sink.name in ("sqlite", "mysql"):
+    if sink.name in ("sqlite", "mysql", "postgres"):
         return _SqlBackend(sink)
     if sink.name == "mongo":
         return _MongoBackend(sink)
-    raise InputError(f"gap detection needs a database sink (sqlite, mysql or mongo), not {sink.name}")
+    raise InputError(f"gap detection needs a database sink (sqlite, mysql, postgres or mongo), not {sink.name}")
 
 
 def db_sinks(sinks: Sequence[Any]) -> list[Any]:
     """The sinks detection can query (JSON lines output is write-only)."""
     out = [s for s in sinks if s.name in DB_SINKS]
     if not out:
-        raise InputError("gap detection needs a database sink: --sink sqlite, mysql or mongo")
+        raise InputError("gap detection needs a database sink: --sink sqlite, mysql, postgres or mongo")
     return out
 
 

@@ -33,6 +33,7 @@ class SqlSink(Sink):
 
     ph = "%s"
     insert_ignore = "INSERT IGNORE"  # records a migration version once even if a racing writer got there first
+    insert_ignore_suffix = ""  # PostgreSQL spells it at the end: ON CONFLICT DO NOTHING
     batch_size = 5000
 
     def __init__(self, retry_attempts_: int | None = None, retry_max_wait: float = 8.0) -> None:
@@ -147,7 +148,7 @@ class SqlSink(Sink):
                     self._apply(cur, mig)
                     cur.execute(  # idempotent: the lock is released before this transaction commits
                         f"{self.insert_ignore} INTO {self._q(SCHEMA_TABLE)} (version, name, applied_at) "
-                        f"VALUES ({self.ph}, {self.ph}, {self.ph})",
+                        f"VALUES ({self.ph}, {self.ph}, {self.ph}){self.insert_ignore_suffix}",
                         (mig.version, mig.name, self._to_db("time", datetime.now(UTC))),
                     )
 

@@ -1,4 +1,5 @@
-"""Gap detection, repair, closure and ledger against the loopback emulator and real SQLite, MariaDB and Mongo.
+"""Gap detection, repair, closure and ledger against the loopback emulator and real SQLite, MariaDB, PostgreSQL
+and Mongo.
 
 Holes are made the way they happen: data is written through the CLI/pipeline from the emulator, then rows are
 deleted through the sink's own connection (or the emulator has an outage, so the exchange never had them).
@@ -38,7 +39,12 @@ def midnight() -> int:
 
 
 @pytest.fixture(
-    params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql), pytest.param("mongo", marks=pytest.mark.mongo)]
+    params=[
+        "sqlite",
+        pytest.param("mysql", marks=pytest.mark.mysql),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mongo", marks=pytest.mark.mongo),
+    ]
 )
 def store(request: pytest.FixtureRequest) -> str:
     request.getfixturevalue(f"{request.param}_conn_id")

@@ -109,7 +109,7 @@ def test_manual_dag_is_unscheduled_with_form(dagbag):
     assert schema["interval"]["enum"][:3] == ["1m", "3m", "5m"] and "1M" in schema["interval"]["enum"]
     assert schema["start"]["format"] == schema["end"]["format"] == "date-time"
     assert schema["symbols"]["items"]["pattern"]
-    assert set(schema["sinks"]["items"]["enum"]) == {"sqlite", "mysql", "mongo", "jsonl"}
+    assert set(schema["sinks"]["items"]["enum"]) == {"sqlite", "mysql", "postgres", "mongo", "jsonl"}
 
 
 @pytest.mark.parametrize("dag_id", sorted(ALL))

@@ -437,6 +437,7 @@ def test_rendered_pods_run_the_image_cli_into_mysql(
         "AIRFLOW_CONN_BINANCE_DEFAULT": json.dumps({"conn_type": "binance", "host": emulator.url, "password": "k"}),
         "AIRFLOW_CONN_MYSQL_DEFAULT": f"mysql://root@127.0.0.1:3306/{mysql_database}",
         "AIRFLOW_CONN_MONGO_DEFAULT": SECRET["stringData"]["AIRFLOW_CONN_MONGO_DEFAULT"],  # unused by the mysql sink
+        "AIRFLOW_CONN_POSTGRES_DEFAULT": SECRET["stringData"]["AIRFLOW_CONN_POSTGRES_DEFAULT"],  # unused here too
         "BINANCE_API_KEY": "test-key",
     }
     assert set(secret) == set(SECRET["stringData"]), "the pod needs exactly the example Secret's keys"
@@ -527,9 +528,11 @@ def test_secret_keys_are_what_the_pod_reads(kube_dags: dict[str, Any]) -> None:
     """The pod's connection env comes only from the Secret, under the names Airflow and the client read."""
     from binance_extractor.sinks.mongo import DEFAULT_CONN_ID as MONGO_ID
     from binance_extractor.sinks.mysql import DEFAULT_CONN_ID as MYSQL_ID
+    from binance_extractor.sinks.postgres import DEFAULT_CONN_ID as POSTGRES_ID
 
     keys = set(SECRET["stringData"])
     assert f"AIRFLOW_CONN_{MYSQL_ID.upper()}" in keys
+    assert f"AIRFLOW_CONN_{POSTGRES_ID.upper()}" in keys
     assert f"AIRFLOW_CONN_{MONGO_ID.upper()}" in keys
     assert "BINANCE_API_KEY" in keys
     _, pod = render(kube_dags["binance_klines_h1"], plan_argvs(kube_dags["binance_klines_h1"], ["BTCUSDT"])[0])
