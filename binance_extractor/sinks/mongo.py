@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from binance_extractor import clock
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks import base as _base
 from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, check_rows, one_line, utc_ms
@@ -118,7 +119,7 @@ class MongoSink(Sink):
                     db[index.table].create_index([(c, 1) for c in index.columns], name=index.name)
                 # Another process may apply it at the same time; every step is idempotent, so that is fine.
                 with contextlib.suppress(DuplicateKeyError):
-                    db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": datetime.now(UTC)})
+                    db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": clock.now()})
 
         self._call(run)
         self._schema_ok = target is None
@@ -300,7 +301,7 @@ class MongoSink(Sink):
                 "symbol": symbol,
                 "gap_start": gap_start,
                 "gap_end": gap_end,
-                "confirmed_at": confirmed_at or datetime.now(UTC),
+                "confirmed_at": confirmed_at or clock.now(),
                 "checked_by": checked_by[:255],
                 "method": method[:32],
                 "requests": int(requests),

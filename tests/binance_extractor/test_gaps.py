@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from binance_extractor import cli, gaps, telemetry
+from binance_extractor import cli, clock, gaps, telemetry
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.gaps import Chunk, GapClosureError, GapSettings, Hole
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.emulator import Emulator
+from tests.fixtures.clock import at_instants
 from tests.fixtures.databases import mysql_admin
 
 MIN = 60_000
@@ -31,9 +32,13 @@ DAY = 86_400_000
 KLINES = "/fapi/v1/klines"
 
 
+# every test here runs at a pinned instant (tests/fixtures/clock.py), shared by the library and the emulator
+pytestmark = pytest.mark.usefixtures("frozen_clock")
+
+
 def midnight() -> int:
-    """Yesterday 00:00 UTC: every candle within 12 h of it is closed and the day's archive exists."""
-    now = dt_to_ms(datetime.now(UTC))
+    """Yesterday 00:00 UTC of the pinned clock: every candle within 12 h of it is closed, the day's archive exists."""
+    now = clock.now_ms()
     return now - now % DAY - DAY
 
 
@@ -357,6 +362,7 @@ def test_closure_failure_when_the_exchange_has_data_but_the_write_fails(
 # --------------------------------------------------------------------------------------------- funding and agg trades
 
 
+@at_instants  # a weekly chunk boundary (Monday 00:00) inside a funding hole once made the refill "confirm" it
 def test_funding_holes_follow_each_contracts_interval(
     store: str, emulator: Emulator, client: BinanceFuturesClient
 ) -> None:
