@@ -211,6 +211,7 @@ def test_kline_holes_at_start_middle_end_across_chunks_on_each_sink(
             s.close()
 
 
+@at_instants
 def test_size_filters_skip_small_and_large_holes(sqlite_store: str, emulator: Emulator) -> None:
     m = midnight()
     write(sqlite_store, ["klines", "--interval", "5m", "--source", "rest"], ["BTCUSDT"], m, m + 6 * HOUR)
@@ -232,6 +233,7 @@ def test_size_filters_skip_small_and_large_holes(sqlite_store: str, emulator: Em
 # --------------------------------------------------------------------------------------------- exchange outages
 
 
+@at_instants
 def test_exchange_outage_is_confirmed_once_and_never_requested_again(
     sqlite_store: str, emulator: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -428,6 +430,7 @@ def test_agg_trade_id_holes_are_refetched_between_neighbours(
 # --------------------------------------------------------------------------------------------- many holes, CLI
 
 
+@at_instants
 def test_many_holes_stay_under_the_mapped_task_cap(sqlite_store: str, emulator: Emulator) -> None:
     m = midnight()
     start, end = m, m + 6 * HOUR
