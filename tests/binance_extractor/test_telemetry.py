@@ -438,11 +438,11 @@ def test_a_forked_child_does_not_re_export_the_parents_metrics() -> None:
         if pid == 0:                                       # the task process
             with telemetry.span("worker.task"):
                 jobs.add(1, {"job": "airflow.task"})
-            telemetry.shutdown()
+            telemetry.shutdown(timeout_millis=120_000)  # who exports what is tested, not the budget
             os._exit(0)
         os.waitpid(pid, 0)
         jobs.add(1, {"job": "airflow.dag_run"})
-        telemetry.shutdown()
+        telemetry.shutdown(timeout_millis=120_000)  # a loaded machine may need more than 5 s
         """
     )
     with _Receiver() as receiver:

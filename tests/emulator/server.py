@@ -5,7 +5,8 @@ defaults and maxima, request weights counted per fixed wall-clock window (one IP
 ``X-MBX-USED-WEIGHT-<n><unit>`` on every answer, 429 + Retry-After over the limit, 418 bans for clients that
 keep sending after a 429, Binance's error codes, an in-progress last candle whose values change every second,
 outages (holes) and injectable faults. Rate-limit windows use the real wall clock even when ``clock`` fakes
-the market's "now", so a test with a frozen clock still sees windows roll over.
+the market's "now", so a test with a frozen clock still sees windows roll over; ``window_clock`` pins them too
+(``tests.fixtures.clock.pin_windows``) for tests that must not see a window roll mid-test.
 """
 
 from __future__ import annotations
