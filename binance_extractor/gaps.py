@@ -231,10 +231,20 @@ def _next_boundary(t: int, step: int) -> int:
 
 
 def chunk_holes(holes: Iterable[Hole], chunk_ms: int) -> list[Chunk]:
-    """Split every hole at the weekly (``chunk_ms``) boundaries; kline chunks stay aligned to candle opens."""
+    """Split every hole at the weekly (``chunk_ms``) boundaries; kline chunks stay aligned to candle opens.
+
+    An agg-trade hole no longer than ``chunk_ms`` stays one chunk: its missing ids have no time grid, so a piece
+    cut at a boundary cannot tell ids that belong after the boundary from ids the exchange never had (the piece
+    would be "confirmed" exchange-side before the next chunk fills it).
+    """
     chunks: list[Chunk] = []
     for hole in sorted(holes):
         tf = timeframes.parse(hole.table) if kind_of(hole.table) == "klines" else None
+        if kind_of(hole.table) == "agg_trades" and hole.end_ms - hole.start_ms <= chunk_ms:
+            chunks.append(
+                Chunk(hole.table, hole.symbol, hole.start_ms, hole.end_ms, hole.ctx_start_ms, hole.ctx_end_ms)
+            )
+            continue
         cursor = hole.start_ms
         while cursor < hole.end_ms:
             nxt = min(hole.end_ms, _next_boundary(cursor, chunk_ms))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -112,6 +113,10 @@ def test_chunks_split_at_weekly_boundaries_and_stay_aligned() -> None:
     parts = gaps.chunk_holes([funding], 7 * DAY)
     assert [(c.start_ms, c.end_ms) for c in parts] == [(monday - DAY + 1, monday), (monday, monday + DAY)]
     assert all((c.ctx_start_ms, c.ctx_end_ms) == (monday - DAY, monday + DAY + 1) for c in parts)
+    agg = Hole("agg_trades", "BTCUSDT", monday - HOUR, monday + HOUR, 9, monday - HOUR, monday + HOUR)
+    assert [(c.start_ms, c.end_ms) for c in gaps.chunk_holes([agg], 7 * DAY)] == [(monday - HOUR, monday + HOUR)]
+    long_agg = replace(agg, end_ms=monday + 8 * DAY, ctx_end_ms=monday + 8 * DAY)
+    assert len(gaps.chunk_holes([long_agg], 7 * DAY)) == 3  # longer than a chunk: split as before
     for c in chunks + parts:
         assert Chunk.parse(c.spec()) == c
 
@@ -421,6 +426,31 @@ def test_agg_trade_id_holes_are_refetched_between_neighbours(
         results = gaps.fill_chunks(gaps.chunk_holes(scan.holes, 7 * DAY), sinks, client)
         assert [r.error for r in results] == [None, None] and sum(r.filled for r in results) == 2
         assert sink.count("agg_trades", "XRPETH") == n
+        assert gaps.holes_of(gaps.scan(sinks, ["agg_trades"])) == []
+    finally:
+        for s in sinks:
+            s.close()
+
+
+def test_agg_trade_hole_across_a_weekly_boundary_is_filled_not_confirmed(
+    sqlite_store: str, emulator: Emulator, client: BinanceFuturesClient
+) -> None:
+    """A hole spanning Monday 00:00 UTC is two chunks; the first one's piece must not be "confirmed" before the
+    second fills the ids that lie after the boundary."""
+    monday = dt_to_ms(datetime(2025, 6, 2, tzinfo=UTC))
+    write(sqlite_store, ["trades", "--kind", "agg"], ["SYNTHUSDT"], monday - 20 * MIN, monday + 20 * MIN)
+    sinks = open_sinks([sqlite_store])
+    try:
+        (sink,) = sinks
+        n = sink.count("agg_trades", "SYNTHUSDT")
+        assert delete(sink, "agg_trades", "SYNTHUSDT", monday - 5 * MIN, monday + 5 * MIN) > 0
+        (scan,) = gaps.scan(sinks, ["agg_trades"])
+        chunks = gaps.chunk_holes(scan.holes, 7 * DAY)
+        assert len(scan.holes) == 1 and len(chunks) == 1 and chunks[0].start_ms < monday < chunks[0].end_ms
+        results = gaps.fill_chunks(chunks, sinks, client)
+        assert [r.error for r in results] == [None] * len(chunks) and sum(r.confirmed for r in results) == 0
+        assert sink.count("agg_trades", "SYNTHUSDT") == n
+        assert sink.known_gaps("agg_trades", "SYNTHUSDT") == []
         assert gaps.holes_of(gaps.scan(sinks, ["agg_trades"])) == []
     finally:
         for s in sinks:
