@@ -407,14 +407,17 @@ def test_bad_source_and_unsupported_interval(emu: Emulator, client: Any) -> None
 
 
 @pytest.mark.mysql
+@pytest.mark.parametrize("frozen_clock", ["month-start", "leap-day"], indirect=True)
 def test_cli_backfill_from_archive_into_mysql_equals_rest(
-    make_emulator: Callable[..., Emulator], mysql_conn_id: str
+    frozen_clock: Any, make_emulator: Callable[..., Emulator], mysql_conn_id: str
 ) -> None:
+    """At 00:00:30 on the 1st (last month's and yesterday's files published 30 s ago) and midday on 29 Feb: the
+    pipeline decides by itself what is closed and published, from the pinned clock it shares with the exchange."""
     from binance_extractor import cli
     from binance_extractor.sinks import open_sinks
     from binance_extractor.timeutil import iso, ms_to_dt
 
-    emu = make_emulator()  # the real clock: the pipeline decides what is closed by itself
+    emu = make_emulator()  # follows the pinned library clock
     now = emu.now_ms()
     today = now - now % 86_400_000
     end = now - now % 3_600_000 - 3_600_000  # a closed hour: REST-only below sees the same candles
