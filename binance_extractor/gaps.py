@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from binance_extractor import config, telemetry, timeframes
+from binance_extractor import clock, config, telemetry, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, now_ms, parse_time
 
@@ -231,10 +231,20 @@ def _next_boundary(t: int, step: int) -> int:
 
 
 def chunk_holes(holes: Iterable[Hole], chunk_ms: int) -> list[Chunk]:
-    """Split every hole at the weekly (``chunk_ms``) boundaries; kline chunks stay aligned to candle opens."""
+    """Split every hole at the weekly (``chunk_ms``) boundaries; kline chunks stay aligned to candle opens.
+
+    An agg-trade hole no longer than ``chunk_ms`` stays one chunk: its missing ids have no time grid, so a piece
+    cut at a boundary cannot tell ids that belong after the boundary from ids the exchange never had (the piece
+    would be "confirmed" exchange-side before the next chunk fills it).
+    """
     chunks: list[Chunk] = []
     for hole in sorted(holes):
         tf = timeframes.parse(hole.table) if kind_of(hole.table) == "klines" else None
+        if kind_of(hole.table) == "agg_trades" and hole.end_ms - hole.start_ms <= chunk_ms:
+            chunks.append(
+                Chunk(hole.table, hole.symbol, hole.start_ms, hole.end_ms, hole.ctx_start_ms, hole.ctx_end_ms)
+            )
+            continue
         cursor = hole.start_ms
         while cursor < hole.end_ms:
             nxt = min(hole.end_ms, _next_boundary(cursor, chunk_ms))
@@ -806,6 +816,24 @@ def _job(hole: Hole, source: str, requested_by: str) -> Any:
     )
 
 
+def _fetch_range(hole: Hole, chunk: Chunk, settings: GapSettings | None) -> Hole:
+    """What to refetch for ``hole`` (already clipped to ``chunk``).
+
+    Klines and agg trades: the hole itself. Funding: a hole is a too-long distance between two stored rows, and a
+    chunk boundary (weekly, Monday 00:00 UTC) can cut it so that this chunk's piece holds no funding time at all
+    while the missing row sits just past the boundary in the next chunk. Refetching only the piece returns
+    nothing, so the piece would be "confirmed" exchange-side although the next chunk fills it. Refetching up to
+    one longest interval (plus tolerance) beyond the piece, inside the hole's context, brings in the neighbouring
+    rows, so re-detection judges the piece exactly as a whole-hole refetch would (writes are idempotent upserts).
+    """
+    if kind_of(hole.table) != "funding":
+        return hole
+    margin = FUNDING_DEFAULT_MS + (settings or GapSettings()).funding_tolerance_ms
+    start = max(chunk.ctx_start_ms, hole.start_ms - margin)
+    end = min(chunk.ctx_end_ms, hole.end_ms + margin)
+    return replace(hole, start_ms=start, end_ms=end)
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return (text if isinstance(exc, ExtractorError) else f"{type(exc).__name__}: {text}")[:500]
@@ -836,7 +864,7 @@ def fill_chunk(
     sent = getattr(client, "requests_sent", 0)
     for hole in before:
         try:
-            res = run_job(_job(hole, source, requested_by), sinks, client)
+            res = run_job(_job(_fetch_range(hole, chunk, settings), source, requested_by), sinks, client)
             result.rows_extracted += res.rows_extracted
             result.rows_written += res.rows_written
         except Exception as exc:
@@ -850,7 +878,7 @@ def fill_chunk(
         result.remaining = after
         return result
     method = f"refetch:{source}" if kind_of(chunk.table) == "klines" else "refetch:rest"
-    confirmed_at = datetime.now(UTC)
+    confirmed_at = clock.now()
     for hole in after:
         for sink in db_sinks(sinks):
             sink.record_gap(

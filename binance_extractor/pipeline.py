@@ -14,10 +14,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from binance_extractor import config, extract, telemetry, timeframes
+from binance_extractor import clock, config, extract, telemetry, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, truncate_ms
@@ -116,7 +116,7 @@ def plan_range(
     date with ``full_history``).
     """
     settings = config.settings()
-    now = truncate_ms(now or datetime.now(UTC))
+    now = truncate_ms(now or clock.now())
     end = job.end or now
     if job.start is not None and not job.incremental:
         if end <= job.start:
@@ -170,7 +170,7 @@ def run_job(
 ) -> JobResult:
     """Extract ``job`` into every sink; returns counts, or raises after auditing the failure."""
     started = time.perf_counter()
-    started_at = datetime.now(UTC)
+    started_at = clock.now()
     start, end = plan_range(job, sinks, client, now)
     result = JobResult(job.kind, job.symbol, job.interval, job.table, start, end, sinks=[s.name for s in sinks])
     attrs = {"kind": job.kind, "symbol": job.symbol, "timeframe": job.interval or ""}
@@ -306,7 +306,7 @@ def _audit(
         requested_by=job.requested_by,
         rows_written=result.rows_written,
         started_at=started_at,
-        finished_at=datetime.now(UTC),
+        finished_at=clock.now(),
         outcome=result.outcome,
         error=_one_line(error) if error else None,
     )

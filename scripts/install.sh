@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# chromium: the headless browser of the UI test (Playwright drives the system build, no browser download).
-for pkg in pkg-config libmariadb-dev chromium; do
+# chromium: the headless browser of the UI tests (Playwright drives the system build, no browser download);
+# faketime: tests pin a subprocess's wall clock.
+for pkg in pkg-config libmariadb-dev chromium faketime; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from binance_extractor import timeframes
+from binance_extractor import clock, timeframes
 from binance_extractor.errors import InputError, SinkError
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.sinks.schema import spec_for
@@ -95,7 +95,7 @@ class RunRecord:
     range_end: datetime | None
     requested_by: str
     rows_written: int = 0
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(default_factory=clock.now)
     finished_at: datetime | None = None
     outcome: str = "success"
     error: str | None = None

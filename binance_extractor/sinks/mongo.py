@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from binance_extractor import clock
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks import base as _base
 from binance_extractor.sinks.base import (
@@ -130,7 +131,7 @@ class MongoSink(Sink):
                     db[index.table].create_index([(c, 1) for c in index.columns], name=index.name)
                 # Another process may apply it at the same time; every step is idempotent, so that is fine.
                 with contextlib.suppress(DuplicateKeyError):
-                    db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": datetime.now(UTC)})
+                    db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": clock.now()})
 
         self._call(run)
         self._schema_ok = target is None
@@ -324,7 +325,7 @@ class MongoSink(Sink):
                 "symbol": symbol,
                 "gap_start": gap_start,
                 "gap_end": gap_end,
-                "confirmed_at": confirmed_at or datetime.now(UTC),
+                "confirmed_at": confirmed_at or clock.now(),
                 "checked_by": checked_by[:255],
                 "method": method[:32],
                 "requests": int(requests),
