@@ -9,14 +9,14 @@ detection over the chosen window only, the ledger and the run audit by their ind
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from binance_extractor import clock, gaps, timeframes
 from binance_extractor.errors import InputError
 from binance_extractor.reader import resolve_table
-from binance_extractor.sinks.base import RunRecord, Sink, utc_ms
+from binance_extractor.sinks.base import RunRecord, Sink
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 
 DEFAULT_WINDOW_DAYS = 7
@@ -230,8 +230,11 @@ def table_health(
     ]
 
 
-def chart_points(sink: Sink, table: str, symbol: str, points: int = 200) -> list[dict[str, Any]]:
-    """The newest ``points`` candles of a klines table: open time, close and volume (exact decimal text)."""
+def chart_points(
+    sink: Sink, table: str, symbol: str, points: int = 200, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``points`` candles of a klines table ending at ``end`` (default: the newest stored): open time, close
+    and volume as exact decimal text. One bounded key-range read."""
     table = resolve_table(table)
     if not table.startswith("klines_"):
         raise InputError(f"charts need a klines table, not {table}")
@@ -240,8 +243,9 @@ def chart_points(sink: Sink, table: str, symbol: str, points: int = 200) -> list
     if last is None:
         return []
     tf = timeframes.parse(table)
-    start = ms_to_dt(dt_to_ms(last) - (points - 1) * tf.ms)
-    rows = sink.read(table, symbol, start, utc_ms(last + timedelta(milliseconds=1)))
+    stop = min(dt_to_ms(last) + 1, dt_to_ms(end)) if end is not None else dt_to_ms(last) + 1
+    start = ms_to_dt(stop - points * tf.ms)
+    rows = sink.read(table, symbol, start, ms_to_dt(stop))
     return [{"t": iso(r["open_time"]), "close": _text(r["close"]), "volume": _text(r["volume"])} for r in rows]
 
 

@@ -83,12 +83,15 @@ def collect(
         sink.close()
 
 
-def chart(table: str, symbol: str, points: int, store: Callable[[], Any] = _open_store) -> list[dict[str, Any]]:
+def chart(
+    table: str, symbol: str, points: int, end: str | None = None, store: Callable[[], Any] = _open_store
+) -> list[dict[str, Any]]:
     from binance_extractor import health
+    from binance_extractor.timeutil import parse_time
 
     sink = store()
     try:
-        return health.chart_points(sink, table, symbol, points)
+        return health.chart_points(sink, table, symbol, points, parse_time(end) if end else None)
     finally:
         sink.close()
 
@@ -239,7 +242,8 @@ def build_app(auth: Callable[..., Any] | None = None, store: Callable[[], Any] =
         else:
             first = next((r for r in rows if r["table"].startswith("klines_")), None)
             table, symbol = (first["table"], first["symbol"]) if first else ("", "")
-        chart_html = svg_chart(chart(table, symbol, 200, store=store), f"{symbol} {table}") if table else ""
+        points = chart(table, symbol, 200, end or None, store=store) if table else []
+        chart_html = svg_chart(points, f"{symbol} {table}") if table else ""
         return HTMLResponse(render_page(rows, window, chart_html, table, symbol, start or "", end or ""))
 
     @app.get("/api/health")
@@ -252,8 +256,8 @@ def build_app(auth: Callable[..., Any] | None = None, store: Callable[[], Any] =
         return collect(window, table, start, end, store=store)
 
     @app.get("/api/chart")
-    def chart_json(table: str, symbol: str, points: int = Query(200, ge=2, le=2000)) -> Any:
-        return chart(table, symbol.upper(), points, store=store)
+    def chart_json(table: str, symbol: str, points: int = Query(200, ge=2, le=2000), end: str | None = None) -> Any:
+        return chart(table, symbol.upper(), points, end, store=store)
 
     return app
 

@@ -90,6 +90,8 @@ def test_chart_points_are_the_newest_candles_with_exact_text(store: Sink) -> Non
     assert pts[-1]["close"] == format(rows[-1].close.normalize(), "f")
     assert [Decimal(p["volume"]) for p in pts] == [r.volume for r in rows[60:]]
     assert health.chart_points(store, "klines_m5", "NOPEUSDT") == []
+    upto = health.chart_points(store, "klines_m5", "XRPUSDT", points=10, end=rows[30].open_time)
+    assert [p["t"] for p in upto] == [iso(r.open_time) for r in rows[20:30]]
 
 
 def test_window_and_lag_rules() -> None:

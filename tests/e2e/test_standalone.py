@@ -276,7 +276,9 @@ def test_data_health_page_in_a_real_browser(airflow, database):
             page.keyboard.press("Enter")
             page.wait_for_url(lambda u: "/login" not in u, timeout=30_000)
 
-            page.goto(f"{airflow.url}/plugin/data-health", wait_until="networkidle")  # the nav entry's route
+            page.get_by_role("button", name="Browse").click()  # the nav entry, as a user reaches it
+            page.get_by_role("menuitem", name="Data health").click()
+            page.wait_for_url("**/plugin/data-health", timeout=30_000)
             frame = page.frame_locator("iframe").first
             for sym in SYMBOLS:
                 frame.locator(f'tr[data-table="klines_h1"][data-symbol="{sym}"]').wait_for(timeout=30_000)
@@ -287,6 +289,7 @@ def test_data_health_page_in_a_real_browser(airflow, database):
             assert row.locator("td").nth(6).inner_text() == "192 / 192"
             assert row.locator(".hole").count() == 0
             assert page.locator("svg#chart polyline").count() == 1
+            assert "… 2024-01-08T23:00:00.000Z" in page.locator("#chart-section").inner_text()  # the window's end
 
             conn = MySQLdb.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", passwd="", db=database)
             try:
