@@ -9,7 +9,7 @@ detection over the chosen window only, the ledger and the run audit by their ind
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 DEFAULT_WINDOW_DAYS = 7
 MAX_WINDOW_DAYS = 366
 DEFAULT_RUNS = 3
+EXACT_COUNT_LIMIT = 250_000  # rows per symbol counted exactly; above it klines show the key span (≈)
 HOURLY_MS = 3_600_000
 FUNDING_MS = 8 * HOURLY_MS
 
@@ -36,7 +37,7 @@ class SymbolHealth:
 
     table: str
     symbol: str
-    rows: int
+    rows: int | None  # None: not counted (trades above the exact-count bound)
     first: datetime | None
     last: datetime | None
     lag_s: float | None  # seconds behind the schedule (klines: the newest closed candle), None = empty
@@ -48,6 +49,7 @@ class SymbolHealth:
     open_holes: list[dict[str, Any]] = field(default_factory=list)
     confirmed_holes: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    rows_exact: bool = True  # False: ``rows`` is the key span (candles between first and last), not a count
 
     @property
     def completeness(self) -> float | None:
@@ -60,6 +62,7 @@ class SymbolHealth:
             "table": self.table,
             "symbol": self.symbol,
             "rows": self.rows,
+            "rows_exact": self.rows_exact,
             "first": _iso(self.first),
             "last": _iso(self.last),
             "lag_s": self.lag_s,
@@ -145,6 +148,25 @@ def recent_runs(sink: Sink, table: str, symbol: str, limit: int = DEFAULT_RUNS) 
     return out
 
 
+def stored_symbols(sink: Sink, table: str) -> list[str]:
+    """Symbols stored in ``table`` by index seeks (``symbol > previous ORDER BY symbol LIMIT 1``, one per symbol).
+
+    ``SELECT DISTINCT symbol`` is a full index scan on MariaDB; this stays a handful of seeks at any size.
+    """
+    if sink.name == "mongo":
+        return list(sink.symbols(table))  # type: ignore[attr-defined]
+    q, ph = sink._q, sink.ph  # type: ignore[attr-defined]
+    first = f"SELECT {q('symbol')} FROM {q(table)} ORDER BY {q('symbol')} LIMIT 1"
+    after = f"SELECT {q('symbol')} FROM {q(table)} WHERE {q('symbol')} > {ph} ORDER BY {q('symbol')} LIMIT 1"
+    sink._prepare(table)  # type: ignore[attr-defined]  # creates the schema / a new klines table on first use
+    out: list[str] = []
+    row = sink.query(first)  # type: ignore[attr-defined]
+    while row:
+        out.append(row[0][0])
+        row = sink.query(after, (out[-1],))  # type: ignore[attr-defined]
+    return out
+
+
 def _run_dict(run: RunRecord) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
@@ -155,6 +177,29 @@ def _run_dict(run: RunRecord) -> dict[str, Any]:
         "requested_by": run.requested_by,
         "error": run.error,
     }
+
+
+def _row_count(
+    sink: Sink, table: str, symbol: str, first: datetime | None, last: datetime | None, limit: int | None
+) -> tuple[int | None, bool]:
+    """Exact ``COUNT(*)`` on the key's symbol prefix while that range is small (or ``limit`` is None).
+
+    Counting reads every key of the symbol, so above ``limit`` rows a klines table reports its key span (candles
+    between the first and last key: the count if there are no holes) and trades report nothing; funding rates
+    (three rows a day at most) are always counted.
+    """
+    if first is None or last is None:
+        return 0, True
+    if limit is None or table == "funding_rates":
+        return sink.count(table, symbol), True
+    if table.startswith("klines_"):
+        span = timeframes.parse(table).count_between(dt_to_ms(first), dt_to_ms(last) + 1)
+        return (sink.count(table, symbol), True) if span <= limit else (span, False)
+    probe = sink.read(table, symbol, first, first + timedelta(minutes=10))  # trades: estimate from a sample
+    per_ms = len(probe) / 600_000
+    if per_ms * (dt_to_ms(last) - dt_to_ms(first)) <= limit:
+        return sink.count(table, symbol), True
+    return None, False
 
 
 def symbol_health(
@@ -168,11 +213,12 @@ def symbol_health(
     now_ms: int | None = None,
     runs: int = DEFAULT_RUNS,
     max_holes: int = 20,
+    exact_limit: int | None = EXACT_COUNT_LIMIT,
 ) -> SymbolHealth:
     now = clock.now_ms() if now_ms is None else now_ms
     table = resolve_table(table)
     first, last = sink.first_time(table, symbol), sink.last_time(table, symbol)
-    rows = sink.count(table, symbol) if last is not None else 0
+    rows, rows_exact = _row_count(sink, table, symbol, first, last, exact_limit)
     lo, hi = window_bounds(table, window_days, now, start, end)
     stored, holes = 0, list[gaps.Hole]()
     if last is not None and hi > lo:
@@ -206,6 +252,7 @@ def symbol_health(
         open_holes=[h.to_dict() for h in open_holes[:max_holes]],
         confirmed_holes=[{"start": iso(s), "end": iso(e)} for s, e in known[-max_holes:]],
         runs=[_run_dict(r) for r in recent_runs(sink, table, symbol, runs)],
+        rows_exact=rows_exact,
     )
 
 
@@ -219,13 +266,24 @@ def table_health(
     end: datetime | None = None,
     now_ms: int | None = None,
     runs: int = DEFAULT_RUNS,
+    exact_limit: int | None = EXACT_COUNT_LIMIT,
 ) -> list[SymbolHealth]:
     """Health of every symbol stored in ``table`` (or of ``symbols``)."""
     table = resolve_table(table)
     now = clock.now_ms() if now_ms is None else now_ms
-    names = symbols or sink.symbols(table)  # type: ignore[attr-defined]
+    names = symbols or stored_symbols(sink, table)
     return [
-        symbol_health(sink, table, s, window_days=window_days, start=start, end=end, now_ms=now, runs=runs)
+        symbol_health(
+            sink,
+            table,
+            s,
+            window_days=window_days,
+            start=start,
+            end=end,
+            now_ms=now,
+            runs=runs,
+            exact_limit=exact_limit,
+        )
         for s in names
     ]
 

@@ -65,8 +65,12 @@ def collect(
     start: str | None = None,
     end: str | None = None,
     store: Callable[[], Any] = _open_store,
+    exact: bool = False,
 ) -> list[dict[str, Any]]:
-    """Health of every (table, symbol) stored; tables with no rows are left out."""
+    """Health of every (table, symbol) stored; tables with no rows are left out.
+
+    ``exact``: count every symbol's rows whatever the size (slow on very large tables; see health.EXACT_COUNT_LIMIT).
+    """
     from binance_extractor import health
     from binance_extractor.timeutil import parse_time
 
@@ -76,7 +80,8 @@ def collect(
     try:
         out: list[dict[str, Any]] = []
         for table in tables or default_tables():
-            found = health.table_health(sink, table, window_days=window_days, start=first, end=last)
+            limit = None if exact else health.EXACT_COUNT_LIMIT
+            found = health.table_health(sink, table, window_days=window_days, start=first, end=last, exact_limit=limit)
             out.extend(h.to_dict() for h in found)
         return out
     finally:
@@ -116,6 +121,12 @@ def _lag(seconds: float | None) -> str:
     parts += [f"{hours}h"] if hours else []
     parts += [f"{minutes}m"] if minutes or not parts else []
     return " ".join(parts) + " behind"
+
+
+def _rows(r: dict[str, Any]) -> str:
+    if r["rows"] is None:
+        return "not counted"
+    return f"{r['rows']}" if r["rows_exact"] else f"≈ {r['rows']} (key span)"
 
 
 def _pct(value: float | None) -> str:
@@ -177,7 +188,7 @@ def render_page(
         expected = "—" if r["expected"] is None else f"{r['stored']} / {r['expected']}"
         body.append(
             f'<tr class="{cls}" data-table="{_e(r["table"])}" data-symbol="{_e(r["symbol"])}">'
-            f"<td>{_e(r['table'])}</td><td class='symbol'>{_e(r['symbol'])}</td><td>{_e(r['rows'])}</td>"
+            f"<td>{_e(r['table'])}</td><td class='symbol'>{_e(r['symbol'])}</td><td>{_e(_rows(r))}</td>"
             f"<td>{_e(r['first'])}</td><td>{_e(r['last'])}</td><td>{_e(_lag(r['lag_s']))}</td>"
             f"<td>{_e(expected)}</td><td>{_e(_pct(r['completeness']))}</td>"
             f"<td><span class='count'>{len(r['open_holes'])}</span><ul>{holes}</ul></td>"
@@ -235,8 +246,9 @@ def build_app(auth: Callable[..., Any] | None = None, store: Callable[[], Any] =
         start: str | None = None,
         end: str | None = None,
         chart_sel: str | None = Query(None, alias="chart"),
+        exact: bool = False,
     ) -> HTMLResponse:
-        rows = collect(window, None, start or None, end or None, store=store)
+        rows = collect(window, None, start or None, end or None, store=store, exact=exact)
         if chart_sel and "|" in chart_sel:
             table, symbol = chart_sel.split("|", 1)
         else:
@@ -252,8 +264,9 @@ def build_app(auth: Callable[..., Any] | None = None, store: Callable[[], Any] =
         table: Annotated[list[str] | None, Query()] = None,
         start: str | None = None,
         end: str | None = None,
+        exact: bool = False,
     ) -> Any:
-        return collect(window, table, start, end, store=store)
+        return collect(window, table, start, end, store=store, exact=exact)
 
     @app.get("/api/chart")
     def chart_json(table: str, symbol: str, points: int = Query(200, ge=2, le=2000), end: str | None = None) -> Any:

@@ -45,6 +45,18 @@ def test_counts_edges_lag_completeness_and_holes(store: Sink) -> None:  # noqa: 
     assert btc.open_holes == [] and btc.completeness == 1.0
 
 
+def test_symbols_by_index_seeks_and_row_count_bound(store: Sink) -> None:  # noqa: F811
+    rows = fill(store)
+    store.write("klines_m5", klines("AAAUSDT", n=3) + klines("ZZZUSDT", n=3))
+    assert health.stored_symbols(store, "klines_m5") == ["AAAUSDT", "BTCUSDT", "XRPUSDT", "ZZZUSDT"]
+    assert health.stored_symbols(store, "klines_h1") == []
+    now = dt_to_ms(rows[-1].close_time) + 1
+    small = health.symbol_health(store, "klines_m5", "XRPUSDT", now_ms=now, exact_limit=100)
+    assert (small.rows, small.rows_exact) == (200, False)  # the key span: the 5 missing candles not counted
+    exact = health.symbol_health(store, "klines_m5", "XRPUSDT", now_ms=now, exact_limit=None)
+    assert (exact.rows, exact.rows_exact) == (195, True)
+
+
 def test_exchange_confirmed_holes_are_not_open(store: Sink) -> None:  # noqa: F811
     rows = fill(store)
     store.record_gap("klines_m5", "XRPUSDT", rows[50].open_time, rows[55].open_time, "test", "rest", 2)
