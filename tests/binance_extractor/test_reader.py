@@ -68,6 +68,18 @@ def test_windows_bound_each_batch(store: Sink) -> None:  # noqa: F811
     assert keys == sorted(set(keys))
 
 
+def test_polars_engine_keeps_decimals_and_utc(store: Sink) -> None:  # noqa: F811
+    import polars as pl
+
+    rows = klines("XRPUSDT", n=20, scale=6)
+    store.write("klines_m5", rows)
+    df = binance_extractor.read("klines_m5", "XRPUSDT", store=store, engine="polars")
+    assert isinstance(df, pl.DataFrame) and df.height == 20
+    assert df.schema["close"] == pl.Decimal(38, 18)
+    assert df.schema["open_time"] == pl.Datetime("ms", "UTC")
+    assert df["close"].to_list() == [r.close for r in rows]
+
+
 def test_empty_result_keeps_the_schema(store: Sink) -> None:  # noqa: F811
     df = binance_extractor.read("klines_h1", ["NOPEUSDT"], store=store)
     assert len(df) == 0
