@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -148,4 +149,32 @@ def test_mysql_health_reads_indexes_never_scans(mysql_conn_id: str) -> None:
     assert scans() - before < 3000
     plan = sink.query("EXPLAIN SELECT COUNT(*) FROM klines_m5 WHERE symbol = %s", ("XRPUSDT",))
     assert all(row[3] != "ALL" for row in plan), plan  # type column: never a full table scan
+    sink.close()
+
+
+def test_sqlite_health_statements_all_use_an_index(sqlite_conn_id: str) -> None:
+    """Every statement a health read runs on SQLite, checked with EXPLAIN QUERY PLAN: no bare table SCAN."""
+    from binance_extractor.sinks.sqlite import SqliteSink
+
+    sink = SqliteSink(sqlite_conn_id)
+    rows = fill(sink, n=300, cut=(100, 104))
+    sink.record_gap("klines_m5", "XRPUSDT", rows[10].open_time, rows[11].open_time, "t", "rest", 1)
+    conn = sink._connection()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    now = dt_to_ms(rows[-1].close_time) + 1
+    health.table_health(sink, "klines_m5", window_days=0.5, now_ms=now)
+    health.chart_points(sink, "klines_m5", "XRPUSDT")
+    conn.set_trace_callback(None)
+    selects = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert len(selects) >= 10
+    for sql in selects:
+        plan = " | ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        for step in plan.split(" | "):
+            words = step.split()
+            # a table or full index scan; derived tables are bounded, an index walk under LIMIT n reads n entries
+            limited = "INDEX" in step and re.search(r"LIMIT \d+\s*$", sql)
+            if words[:1] == ["SCAN"] and words[1] in tables and not limited:
+                pytest.fail(f"table scan: {step!r} in {sql!r}")
     sink.close()
