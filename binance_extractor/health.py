@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from binance_extractor import clock, gaps, timeframes
+from binance_extractor import clock, config, gaps, timeframes
 from binance_extractor.errors import InputError
 from binance_extractor.reader import resolve_table
 from binance_extractor.sinks.base import RunRecord, Sink
@@ -50,6 +50,7 @@ class SymbolHealth:
     confirmed_holes: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     rows_exact: bool = True  # False: ``rows`` is the key span (candles between first and last), not a count
+    stale: bool = False  # behind schedule by more than ``freshness_grace_minutes``
 
     @property
     def completeness(self) -> float | None:
@@ -66,6 +67,7 @@ class SymbolHealth:
             "first": _iso(self.first),
             "last": _iso(self.last),
             "lag_s": self.lag_s,
+            "stale": self.stale,
             "window_start": _iso(self.window_start),
             "window_end": _iso(self.window_end),
             "expected": self.expected,
@@ -92,6 +94,19 @@ def lag_seconds(table: str, last: datetime | None, now_ms: int) -> float | None:
         return max(0, tf.floor_ms(now_ms) - tf.next_open_ms(last_ms)) / 1000
     step = FUNDING_MS if table == "funding_rates" else HOURLY_MS
     return max(0, now_ms - step - last_ms) / 1000
+
+
+def is_stale(table: str, last: datetime | None, now_ms: int, grace_ms: int) -> bool:
+    """Late beyond the grace: klines when the first candle missing after ``last`` closed more than ``grace_ms``
+    ago (a run has that long to store it); other tables when their lag exceeds the grace."""
+    if last is None:
+        return False
+    if table.startswith("klines_"):
+        tf = timeframes.parse(table)
+        first_missing_open = tf.next_open_ms(dt_to_ms(last))
+        return now_ms > tf.next_open_ms(first_missing_open) - 1 + grace_ms
+    lag = lag_seconds(table, last, now_ms) or 0
+    return lag * 1000 > grace_ms
 
 
 def window_bounds(
@@ -253,6 +268,7 @@ def symbol_health(
         confirmed_holes=[{"start": iso(s), "end": iso(e)} for s, e in known[-max_holes:]],
         runs=[_run_dict(r) for r in recent_runs(sink, table, symbol, runs)],
         rows_exact=rows_exact,
+        stale=is_stale(table, last, now, config.settings().freshness_grace_minutes * 60_000),
     )
 
 

@@ -185,11 +185,13 @@ def render_page(
             for run in r["runs"]
         )
         cls = "bad" if r["open_holes"] else "ok"
+        late = " (late)" if r["stale"] else ""
+        fresh = f"<td class='{'stale' if r['stale'] else 'fresh'}'>{_e(_lag(r['lag_s']))}{late}</td>"
         expected = "—" if r["expected"] is None else f"{r['stored']} / {r['expected']}"
         body.append(
             f'<tr class="{cls}" data-table="{_e(r["table"])}" data-symbol="{_e(r["symbol"])}">'
             f"<td>{_e(r['table'])}</td><td class='symbol'>{_e(r['symbol'])}</td><td>{_e(_rows(r))}</td>"
-            f"<td>{_e(r['first'])}</td><td>{_e(r['last'])}</td><td>{_e(_lag(r['lag_s']))}</td>"
+            f"<td>{_e(r['first'])}</td><td>{_e(r['last'])}</td>{fresh}"
             f"<td>{_e(expected)}</td><td>{_e(_pct(r['completeness']))}</td>"
             f"<td><span class='count'>{len(r['open_holes'])}</span><ul>{holes}</ul></td>"
             f"<td><span class='count'>{len(r['confirmed_holes'])}</span><ul>{confirmed}</ul></td>"
@@ -208,7 +210,7 @@ def render_page(
 body{{font-family:system-ui,sans-serif;margin:1rem;color:#1a202c}} table{{border-collapse:collapse;font-size:13px}}
 th,td{{border:1px solid #d0d7de;padding:4px 6px;vertical-align:top;text-align:left}} th{{background:#f3f4f6}}
 tr.bad td{{background:#fff5f5}} ul{{margin:0;padding-left:1rem}} .muted{{color:#6b7280;font-size:12px}}
-li.failed{{color:#b91c1c}} form{{margin:.5rem 0}}
+li.failed{{color:#b91c1c}} td.stale{{color:#b91c1c;font-weight:600}} form{{margin:.5rem 0}}
 </style></head><body>
 <h1>Data health</h1>
 <form method="get" action="">

@@ -39,6 +39,10 @@ def test_counts_edges_lag_completeness_and_holes(store: Sink) -> None:  # noqa: 
     assert (xrp.rows, btc.rows) == (195, 200)
     assert xrp.first == rows[0].open_time and xrp.last == rows[-1].open_time
     assert xrp.lag_s == 2 * 300
+    assert xrp.stale  # the first missing candle closed 5 min 1 s ago: beyond the 5-minute grace
+    assert not health.is_stale("klines_m5", rows[-1].open_time, last_open + 2 * M5 + 1000, 300_000)
+    assert health.is_stale("klines_m5", rows[-1].open_time, last_open + 3 * M5 + 1000, 300_000)
+    assert not health.is_stale("klines_m5", rows[-1].open_time, last_open + 3 * M5 + 1000, 400_000)
     assert (xrp.expected, xrp.stored, xrp.missing) == (200, 195, 5)
     assert xrp.completeness == pytest.approx(0.975)
     [hole] = xrp.open_holes

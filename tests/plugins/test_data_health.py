@@ -94,3 +94,22 @@ def test_json_api_with_a_bearer_token(client: Any, store_env: list[Any]) -> None
     assert [p["t"] for p in pts.json()] == [iso(r.open_time) for r in klines("BTCUSDT", n=120)[-10:]]
     bad = client.get("/data-health/api/health", params={"start": "2024-13-01"}, headers=auth)
     assert bad.status_code == 400 and "malformed date" in bad.json()["detail"]
+
+
+def test_freshness_against_a_pinned_clock(client: Any, store_env: list[Any]) -> None:
+    from binance_extractor import clock
+    from binance_extractor.timeutil import dt_to_ms
+
+    last_close = dt_to_ms(store_env[-1].close_time)
+    auth = {"Authorization": f"Bearer {token()}"}
+    with clock.using(clock.FixedClock(last_close + 1)):
+        fresh = client.get("/data-health/api/health", params={"table": "m5", "window": 1}, headers=auth).json()
+        page = client.get("/data-health/", params={"window": 1}, headers=auth).text
+    assert {(d["symbol"], d["lag_s"], d["stale"]) for d in fresh} >= {("XRPUSDT", 0, False)}
+    assert "up to date" in page and "(late)" not in page
+    with clock.using(clock.FixedClock(last_close + 1 + 2 * 3_600_000)):
+        late = client.get("/data-health/api/health", params={"table": "m5", "window": 1}, headers=auth).json()
+        page = client.get("/data-health/", params={"window": 1}, headers=auth).text
+    xrp = next(d for d in late if d["symbol"] == "XRPUSDT")
+    assert (xrp["lag_s"], xrp["stale"]) == (2 * 3600, True)
+    assert "2h behind (late)" in page
