@@ -116,7 +116,11 @@ def window_bounds(
     candle (klines) or now."""
     if not 0 < days <= MAX_WINDOW_DAYS:
         raise InputError(f"window must be between 0 and {MAX_WINDOW_DAYS} days, got {days}")
-    hi = gaps.closed_end(table, dt_to_ms(end) if end is not None else None, now_ms)
+    end_ms = dt_to_ms(end) if end is not None else None
+    if table == "trades":  # no gap detection for trades: the window just ends now (or at ``end``)
+        hi = now_ms if end_ms is None else min(end_ms, now_ms)
+    else:
+        hi = gaps.closed_end(table, end_ms, now_ms)
     lo = dt_to_ms(start) if start is not None else hi - int(days * 86_400_000)
     if start is not None and end is not None and end <= start:
         raise InputError("the window's end must be after its start")

@@ -13,7 +13,7 @@ from binance_extractor import clock, health, timeframes
 from binance_extractor.errors import InputError
 from binance_extractor.sinks.base import RunRecord, Sink
 from binance_extractor.timeutil import dt_to_ms, iso
-from tests.binance_extractor.sinks.conftest import dt, funding, klines
+from tests.binance_extractor.sinks.conftest import dt, funding, klines, trades
 from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
 
 M5 = timeframes.parse("5m").ms
@@ -60,6 +60,17 @@ def test_symbols_by_index_seeks_and_row_count_bound(store: Sink) -> None:  # noq
     assert (small.rows, small.rows_exact) == (200, False)  # the key span: the 5 missing candles not counted
     exact = health.symbol_health(store, "klines_m5", "XRPUSDT", now_ms=now, exact_limit=None)
     assert (exact.rows, exact.rows_exact) == (195, True)
+
+
+def test_trades_are_counted_only_under_the_bound(store: Sink) -> None:  # noqa: F811
+    t = trades(n=400)
+    store.write("trades", t)
+    now = dt_to_ms(t[-1].time) + 1
+    small = health.symbol_health(store, "trades", "XRPETH", now_ms=now, exact_limit=10)
+    assert (small.rows, small.rows_exact, small.expected) == (None, False, None)
+    full = health.symbol_health(store, "trades", "XRPETH", now_ms=now)
+    assert (full.rows, full.rows_exact) == (400, True)
+    assert full.stored == 400  # every trade is inside the 7-day window ending now
 
 
 def test_exchange_confirmed_holes_are_not_open(store: Sink) -> None:  # noqa: F811

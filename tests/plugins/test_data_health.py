@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from binance_extractor.timeutil import iso
-from tests.binance_extractor.sinks.conftest import klines
+from tests.binance_extractor.sinks.conftest import agg_trades, funding, klines, trades
 
 START = "2023-12-30T00:00:00Z"
 
@@ -33,6 +33,9 @@ def store_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
         with SqliteSink("sqlite_default") as sink:
             sink.write("klines_m5", rows[:40] + rows[45:])
             sink.write("klines_m5", klines("BTCUSDT", n=120))
+            sink.write("funding_rates", funding())
+            sink.write("agg_trades", agg_trades(n=50))
+            sink.write("trades", trades(n=50))
         yield rows
 
 
@@ -49,6 +52,10 @@ def token(role: str = "admin") -> str:
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
     return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=role, role=role))
+
+
+def row(page: str, table: str, symbol: str) -> str:
+    return page.split(f'data-table="{table}" data-symbol="{symbol}"', 1)[1].split("</tr>", 1)[0]
 
 
 def window(rows: list[Any]) -> dict[str, str]:
@@ -78,6 +85,8 @@ def test_page_with_the_ui_cookie_shows_symbols_hole_and_chart(client: Any, store
     assert resp.status_code == 200
     page = resp.text
     assert 'data-symbol="XRPUSDT"' in page and 'data-symbol="BTCUSDT"' in page
+    for table, symbol in (("funding_rates", "XRPUSDT"), ("agg_trades", "XRPETH"), ("trades", "XRPETH")):
+        assert f'data-table="{table}" data-symbol="{symbol}"' in page
     assert f"{iso(rows[40].open_time)} → {iso(rows[45].open_time)} (5 missing)" in page
     assert "115 / 120" in page and "95.83%" in page
     assert '<svg id="chart"' in page and "<script" not in page and "http" not in page.split("<body>")[1]
@@ -106,10 +115,10 @@ def test_freshness_against_a_pinned_clock(client: Any, store_env: list[Any]) -> 
         fresh = client.get("/data-health/api/health", params={"table": "m5", "window": 1}, headers=auth).json()
         page = client.get("/data-health/", params={"window": 1}, headers=auth).text
     assert {(d["symbol"], d["lag_s"], d["stale"]) for d in fresh} >= {("XRPUSDT", 0, False)}
-    assert "up to date" in page and "(late)" not in page
+    assert "up to date" in row(page, "klines_m5", "XRPUSDT") and "(late)" not in row(page, "klines_m5", "XRPUSDT")
     with clock.using(clock.FixedClock(last_close + 1 + 2 * 3_600_000)):
         late = client.get("/data-health/api/health", params={"table": "m5", "window": 1}, headers=auth).json()
         page = client.get("/data-health/", params={"window": 1}, headers=auth).text
     xrp = next(d for d in late if d["symbol"] == "XRPUSDT")
     assert (xrp["lag_s"], xrp["stale"]) == (2 * 3600, True)
-    assert "2h behind (late)" in page
+    assert "2h behind (late)" in row(page, "klines_m5", "XRPUSDT")
