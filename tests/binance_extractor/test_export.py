@@ -120,6 +120,17 @@ def test_a_failed_export_leaves_no_file(tmp_path: Path, sqlite_conn_id: str) -> 
     broken.close()
 
 
+def test_cli_exports_from_every_store(store: Sink, store_kind: str, tmp_path: Path) -> None:  # noqa: F811
+    rows = month_crossing("XRPUSDT", 10)
+    store.write("klines_h1", rows)
+    res = _cli(["--table", "1h", "--sink", store_kind, "--output", str(tmp_path / "out"), "--split"], {})
+    assert res.returncode == 0, res.stderr
+    jan = pq.read_table(tmp_path / "out/klines_h1/XRPUSDT/2024-01.parquet")
+    feb = pq.read_table(tmp_path / "out/klines_h1/XRPUSDT/2024-02.parquet")
+    assert jan.column("close").to_pylist() + feb.column("close").to_pylist() == [r.close for r in rows]
+    assert feb.schema.field("volume").type == pa.decimal128(38, 18)
+
+
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "binance_extractor", "export", *args],
