@@ -98,3 +98,14 @@ def test_a_value_too_precise_for_decimal128_is_refused() -> None:
     row.update(symbol="XRPUSDT", funding_time=dt(0), funding_rate=Decimal("0.0000000000000000001"))
     with pytest.raises(InputError, match="decimal"):
         reader.to_arrow("funding_rates", [row])
+
+
+def test_default_store_is_the_first_configured_database(sqlite_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from binance_extractor.sinks.sqlite import SqliteSink
+
+    with SqliteSink(sqlite_conn_id) as sink:
+        sink.write("klines_m5", klines("XRPUSDT", n=12))
+    monkeypatch.setenv("BINANCE_EXTRACTOR_SINKS", "jsonl,sqlite")
+    assert len(binance_extractor.read("m5", "XRPUSDT")) == 12
+    with pytest.raises(InputError, match="cannot read from 'jsonl'"):
+        reader.open_store("jsonl")
