@@ -143,3 +143,16 @@ def test_dashboard_covers_the_required_views() -> None:
     assert len(ids) == len(set(ids))
     spots = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in dashboard["panels"]]
     assert len(spots) == len(set(spots)), "panels overlap"
+
+
+def test_every_query_uses_the_datasource_variable() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    names = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "symbol"} <= names
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(refs) == len(set(refs)), panel["title"]
+        assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"]), panel["title"]
