@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,6 +25,3 @@ def store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[Sink]:
     sink.ensure_schema()
     yield sink
     sink.close()
-
-
-Maker = Callable[..., Any]
