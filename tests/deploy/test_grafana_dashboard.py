@@ -156,3 +156,10 @@ def test_every_query_uses_the_datasource_variable() -> None:
         refs = [t["refId"] for t in panel["targets"]]
         assert refs and len(refs) == len(set(refs)), panel["title"]
         assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"]), panel["title"]
+
+
+def test_no_query_relies_on_the_job_attribute() -> None:
+    """Prometheus sets ``job`` from the resource's service.name on every OTLP series, which hides the code's
+    own ``job`` attribute: the dashboard tells listener, callback and pipeline series apart by other labels."""
+    for expr in expressions(json.loads(DASHBOARD.read_text())):
+        assert not re.search(r"\bjob\s*(=|!=|=~|!~)", expr) and not re.search(r"by \([^)]*\bjob\b", expr), expr
