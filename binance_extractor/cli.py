@@ -331,4 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown()
 
 
-from binance_extractor import gaps_cli  # noqa: E402,F401  (registers gaps / fill-gaps into EXTRA_COMMANDS)
+from binance_extractor import (  # noqa: E402  (these register their subcommands into EXTRA_COMMANDS)
+    export_cli,  # noqa: F401
+    gaps_cli,  # noqa: F401
+)

@@ -310,6 +310,70 @@ def test_manual_trigger_and_backfill_reach_success_with_the_right_rows(airflow, 
         assert day == served_h1(emu, sym, lo, hi) and len(day) == 4
 
 
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+
+def test_data_health_page_in_a_real_browser(airflow, database):
+    """Headless Chromium: log in, open the page from the UI navigation, see the stored symbols, cut a hole into
+    MySQL and see it on the page; the screenshot is kept under test-artifacts/."""
+    import MySQLdb
+    from playwright.sync_api import sync_playwright
+
+    passwords = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())
+    window = "start=2024-01-01T00:00:00Z&end=2024-01-09T00:00:00Z"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{airflow.url}/", wait_until="networkidle")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", passwords["admin"])
+            page.keyboard.press("Enter")
+            page.wait_for_url(lambda u: "/login" not in u, timeout=30_000)
+
+            page.get_by_role("button", name="Browse").click()  # the nav entry, as a user reaches it
+            page.get_by_role("menuitem", name="Data health").click()
+            page.wait_for_url("**/plugin/data-health", timeout=30_000)
+            frame = page.frame_locator("iframe").first
+            for sym in SYMBOLS:
+                frame.locator(f'tr[data-table="klines_h1"][data-symbol="{sym}"]').wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "data-health-in-airflow-ui.png"), full_page=True)
+
+            page.goto(f"{airflow.url}/data-health/?{window}&chart=klines_h1|BTCUSDT", wait_until="networkidle")
+            row = page.locator('tr[data-table="klines_h1"][data-symbol="BTCUSDT"]')
+            assert row.locator("td").nth(6).inner_text() == "192 / 192"
+            assert row.locator(".hole").count() == 0
+            assert page.locator("svg#chart polyline").count() == 1
+            assert "… 2024-01-08T23:00:00.000Z" in page.locator("#chart-section").inner_text()  # the window's end
+
+            conn = MySQLdb.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", passwd="", db=database)
+            try:
+                cur = conn.cursor()
+                cur.execute(
+                    "DELETE FROM klines_h1 WHERE symbol = 'BTCUSDT'"
+                    " AND open_time >= '2024-01-03 10:00:00' AND open_time < '2024-01-03 13:00:00'"
+                )
+                conn.commit()
+                assert cur.rowcount == 3
+            finally:
+                conn.close()
+            page.reload(wait_until="networkidle")
+            row = page.locator('tr[data-table="klines_h1"][data-symbol="BTCUSDT"]')
+            assert row.locator(".hole").inner_text() == (
+                "2024-01-03T10:00:00.000Z → 2024-01-03T13:00:00.000Z (3 missing)"
+            )
+            assert row.locator("td").nth(6).inner_text() == "189 / 192"
+            eth = page.locator('tr[data-table="klines_h1"][data-symbol="ETHUSDT"]')
+            assert eth.locator(".hole").count() == 0
+            shot = ARTIFACTS / "data-health.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"data-health screenshot: {shot}")
+        finally:
+            browser.close()
+
+
 def test_ctrl_c_stops_every_process(airflow):
     script = psutil.Process(airflow.proc.pid)
     tree = [script, *script.children(recursive=True)]
