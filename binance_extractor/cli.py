@@ -328,3 +328,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 from binance_extractor import gaps_cli  # noqa: E402,F401  (registers gaps / fill-gaps into EXTRA_COMMANDS)
+from binance_extractor.stream import cli as stream_cli  # noqa: E402,F401  (registers stream)
