@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> list[Any]:
     intervals = [timeframes.parse(i.strip()).interval for i in (args.intervals or "").split(",") if i.strip()]
     if not intervals:
         raise InputError("--intervals is empty")
+    if not 1 <= args.streams_per_connection <= plan.MAX_STREAMS_PER_CONNECTION:
+        raise InputError(f"--streams-per-connection must be 1..{plan.MAX_STREAMS_PER_CONNECTION} (Binance's limit)")
     if args.queue_size < 1:
         raise InputError("--queue-size must be at least 1")
     names = cli.parse_sinks(args.sink)

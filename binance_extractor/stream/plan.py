@@ -18,6 +18,7 @@ MAX_STREAMS_PER_CONNECTION = 1024  # documented maximum
 DEFAULT_STREAMS_PER_CONNECTION = 200  # keeps the URL short; several connections beyond it
 CONNECTION_LIFETIME_S = 24 * 3600  # the exchange cuts every connection at 24 h
 ROTATE_AFTER_S = CONNECTION_LIFETIME_S - 15 * 60  # we reconnect before the cut, on our own terms
+MAX_URL_STREAM_CHARS = 6000  # request lines beyond ~8 KB are refused (414), so long lists use more connections
 MAX_CLIENT_MESSAGES_PER_S = 10  # the tail sends none (streams are in the URL); pongs are control frames
 
 
@@ -40,7 +41,16 @@ def split_streams(
     unique = list(dict.fromkeys(pairs))
     if not unique:
         raise InputError("no streams to subscribe to")
-    return [unique[i : i + per_connection] for i in range(0, len(unique), per_connection)]
+    groups: list[list[tuple[str, str]]] = [[]]
+    chars = 0
+    for pair in unique:
+        size = len(stream_name(*pair)) + 1
+        if len(groups[-1]) >= per_connection or (groups[-1] and chars + size > MAX_URL_STREAM_CHARS):
+            groups.append([])
+            chars = 0
+        groups[-1].append(pair)
+        chars += size
+    return groups
 
 
 def ws_url(pairs: list[tuple[str, str]], base: str | None = None) -> str:

@@ -135,6 +135,7 @@ class Tail:
         self._last_backpressure_log = 0.0
         self.ready = threading.Event()  # set once every connection is open and its first fill is queued
         self._opened: set[int] = set()
+        self._live: set[int] = set()  # connections whose first message arrived since they (re)connected
 
     # ------------------------------------------------------------------ control
 
@@ -223,14 +224,11 @@ class Tail:
                     self.stats.connections += 1
                     attempt = 0
                     log.info("stream: connection %d open (%d streams)", index, len(pairs))
-                    if self.config.fill and self._client is not None:
-                        await self._put(_Fill(list(pairs)))  # after the socket is open: no gap between the two
-                    self._opened.add(index)
-                    if len(self._opened) == len(self.groups):
-                        self.ready.set()
                     try:
                         async with asyncio.timeout(self.config.rotate_after_s):
                             async for raw in ws:
+                                if index not in self._live:
+                                    await self._went_live(index, pairs)
                                 self.stats.messages += 1
                                 telemetry.instruments.counter("binance.stream.messages").add(1, {"connection": index})
                                 kline = self._parse(raw)
@@ -239,10 +237,12 @@ class Tail:
                                     self.stats.candles_queued += 1
                     except TimeoutError:
                         log.info("stream: connection %d rotated before the exchange's 24 h cut", index)
+                    self._live.discard(index)
                     reason = f"closed by the server ({ws.close_code} {ws.close_reason or ''})".strip()
             except asyncio.CancelledError:
                 raise
             except (OSError, WebSocketException, TimeoutError) as exc:
+                self._live.discard(index)
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self.stats.reconnects += 1
             telemetry.instruments.counter("binance.stream.reconnects").add(1, {"connection": index})
@@ -251,6 +251,16 @@ class Tail:
             attempt += 1
             log.warning("stream: connection %d lost (%s); reconnecting in %.1f s", index, reason, delay)
             await asyncio.sleep(delay)
+
+    async def _went_live(self, index: int, pairs: list[Pair]) -> None:
+        """The first message proves the exchange is sending this connection's streams: every candle closing from
+        now on arrives on the socket, so a REST fill started after this instant leaves no gap behind it."""
+        self._live.add(index)
+        if self.config.fill and self._client is not None:
+            await self._put(_Fill(list(pairs)))
+        self._opened.add(index)
+        if len(self._opened) == len(self.groups):
+            self.ready.set()
 
     def _parse(self, raw: str | bytes) -> Kline | None:
         try:

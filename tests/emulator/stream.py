@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -30,6 +31,10 @@ from tests.emulator import data as D
 
 if TYPE_CHECKING:
     from tests.emulator.server import Emulator
+
+_QUIET = logging.getLogger("tests.emulator.stream")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False  # the emulator's thread outlives tests that redirect logging
 
 MAX_STREAMS = 1024
 MAX_INCOMING_PER_S = 10
@@ -91,6 +96,7 @@ class StreamServer:
             write_limit=8 * 1024,
             ping_interval=None,
             max_size=2**16,
+            logger=_QUIET,
         ) as server:
             self._server = server
             self.port = next(iter(server.sockets)).getsockname()[1]
