@@ -15,6 +15,8 @@ cd "$ROOT"
 
 # shellcheck source=scripts/airflow-env.sh
 source "$ROOT/scripts/airflow-env.sh"
+# shellcheck source=scripts/stream-sidecar.sh
+source "$ROOT/scripts/stream-sidecar.sh"  # BINANCE_STREAM=1: the live tail beside Airflow
 
 mkdir -p "$AIRFLOW_HOME" "$BINANCE_EXTRACTOR_DATA_DIR"
 echo "run-airflow: AIRFLOW_HOME=$AIRFLOW_HOME, data in $BINANCE_EXTRACTOR_DATA_DIR ($BINANCE_EXTRACTOR_SINKS)," \
@@ -28,6 +30,7 @@ PGID=$!
 stop() {
   trap - INT TERM
   echo
+  stream_stop
   echo "run-airflow: stopping Airflow (process group $PGID)"
   local sig
   for sig in INT TERM KILL; do
@@ -63,6 +66,8 @@ if ! airflow pools set binance_api "$POOL_SLOTS" "Binance API requesters: bounds
   echo "run-airflow: could not create pool binance_api (see $AIRFLOW_HOME/pool.log)" >&2
 fi
 
+stream_start
+
 cat <<EOF
 
 ============================================================================
@@ -80,4 +85,5 @@ while kill -0 "$PGID" 2>/dev/null; do
   wait "$PGID" || true
 done
 echo "run-airflow: airflow standalone exited" >&2
+stream_stop
 exit 1
