@@ -364,6 +364,7 @@ class Tail:
                 failed.append(pair)
                 log.warning("stream: REST fill of %s %s failed: %s", pair[0], pair[1], str(exc).splitlines()[0])
         self.stats.fills += 1
+        log.info("stream: REST fills done for %d streams (%d failed)", len(request.pairs), len(failed))
         if failed and self._stop_event is not None and not self._stop_event.is_set():
             asyncio.get_running_loop().call_later(
                 self.config.backoff_max_s / 2, lambda: asyncio.ensure_future(self._put(_Fill(failed)))
