@@ -55,6 +55,7 @@ class TailConfig:
     rotate_after_s: float = plan.ROTATE_AFTER_S
     ping_interval_s: float = 60.0
     ping_timeout_s: float = 60.0
+    report_every_s: float = 60.0  # the stats log line and the messages/s gauge
     fill: bool = True  # REST fill at start-up and after every reconnect
     requested_by: str = "stream"
 
@@ -387,10 +388,10 @@ class Tail:
         return result.rows_written
 
     async def _report(self) -> None:
-        """A stats line every minute: messages/s, candles stored, queue depth, lag percentiles."""
+        """A stats line every ``report_every_s``: messages/s, candles stored, queue depth, lag percentiles."""
         last_messages, last_t = 0, time.monotonic()
         while True:
-            await asyncio.sleep(60)
+            await asyncio.sleep(self.config.report_every_s)
             now = time.monotonic()
             rate = (self.stats.messages - last_messages) / max(1e-9, now - last_t)
             last_messages, last_t = self.stats.messages, now

@@ -163,3 +163,19 @@ def test_stop_flushes_queued_candles(sqlite_conn_id: str, emu: Emulator, fixed_c
     assert stats.candles_stored == 10
     end = fixed_clock.now_ms()
     assert len(stored("sqlite", "BTCUSDT", "1m", D.floor_open("1m", T0), end)) == 10
+
+
+def test_otel_metrics_lag_reconnects_messages(sqlite_conn_id: str, emu: Emulator, fixed_clock: FixedClock) -> None:
+    from binance_extractor import telemetry
+
+    with telemetry.capture() as cap, running_tail(emu, ["BTCUSDT"], ["1m", "5m"], report_every_s=0.05) as run:
+        assert emu.stream.drop_all() == 1
+        wait_until(lambda: run.stats.reconnects == 1 and run.stats.fills == 2 and run.idle(), "the reconnect")
+        _advance(fixed_clock, emu, run, 5 * MIN, closes=6)
+        wait_until(lambda: cap.points("binance.stream.messages.rate"), "the messages/s gauge")
+        stats = run.stop()
+        lags = cap.points("binance.stream.lag")  # one histogram point per timeframe
+        assert {p.attributes["timeframe"] for p in lags} == {"1m", "5m"}
+        assert sum(p.count for p in lags) == stats.candles_stored == 6  # one record per stored candle
+        assert cap.value("binance.stream.reconnects") == stats.reconnects == 1
+        assert cap.value("binance.stream.messages") == stats.messages > 0
