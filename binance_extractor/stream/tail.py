@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import signal
@@ -23,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -33,7 +35,7 @@ from binance_extractor.errors import ExtractorError
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
 from binance_extractor.stream.messages import closed_kline
-from binance_extractor.timeutil import dt_to_ms
+from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class TailStats:
     backpressure_waits: int = 0
     max_queue: int = 0
     write_failures: int = 0
+    rejected: int = 0
     lags_ms: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
 
     def lag_percentile(self, q: float) -> int | None:
@@ -100,6 +103,7 @@ class TailStats:
             "backpressure_waits": self.backpressure_waits,
             "max_queue": self.max_queue,
             "write_failures": self.write_failures,
+            "rejected": self.rejected,
             "lag_p50_ms": self.lag_percentile(0.5),
             "lag_p99_ms": self.lag_percentile(0.99),
         }
@@ -108,6 +112,12 @@ class TailStats:
 @dataclass
 class _Fill:
     pairs: list[Pair]
+    since: dict[Pair, datetime] = field(default_factory=dict)  # fill from here even if newer candles are stored
+
+
+class _FillFailed(Exception):
+    def __init__(self, start: datetime | None) -> None:
+        self.start = start
 
 
 _STOP = object()
@@ -233,7 +243,9 @@ class Tail:
                                 self.stats.messages += 1
                                 telemetry.instruments.counter("binance.stream.messages").add(1, {"connection": index})
                                 kline = self._parse(raw)
-                                if kline is not None:
+                                if isinstance(kline, _Fill):  # rejected: never written; REST decides the candle
+                                    await self._put(kline if kline.pairs else _Fill(list(pairs)))
+                                elif kline is not None:
                                     await self._put(kline)
                                     self.stats.candles_queued += 1
                     except TimeoutError:
@@ -263,12 +275,19 @@ class Tail:
         if len(self._opened) == len(self.groups):
             self.ready.set()
 
-    def _parse(self, raw: str | bytes) -> Kline | None:
+    def _parse(self, raw: str | bytes) -> Kline | _Fill | None:
+        """The closed candle, None, or (for a rejected event) the fill that asks REST for that candle."""
         try:
             return closed_kline(raw)
         except ExtractorError as exc:
-            log.error("stream: %s", exc)  # never written; the REST fill after the next reconnect covers it
-            return None
+            self.stats.rejected += 1
+            log.error("stream: %s", exc)
+            try:
+                k = json.loads(raw)["data"]["k"]
+                pair = (str(k["s"]), timeframes.parse(str(k["i"])).interval)
+                return _Fill([pair], {pair: ms_to_dt(int(k["t"]))})
+            except Exception:
+                return _Fill([])  # unreadable: fill every stream of the connection
 
     async def _put(self, item: Any) -> None:
         assert self._queue is not None
@@ -354,35 +373,47 @@ class Tail:
                 )
 
     async def _fill(self, request: _Fill) -> None:
-        """REST from the newest stored candle to now for each pair; a failure is retried later, never dropped."""
-        failed: list[Pair] = []
+        """REST from the newest stored candle (or ``since``) to now; a failure is retried later, never dropped."""
+        failed: dict[Pair, datetime] = {}
+        retry: list[Pair] = []
         for pair in request.pairs:
             try:
-                rows = await self._on_db(self._fill_sync, pair)
+                rows = await self._on_db(self._fill_sync, pair, request.since.get(pair))
                 self.stats.fill_rows += rows
-            except Exception as exc:
+            except _FillFailed as exc:
                 self.stats.fill_failures += 1
-                failed.append(pair)
-                log.warning("stream: REST fill of %s %s failed: %s", pair[0], pair[1], str(exc).splitlines()[0])
+                retry.append(pair)
+                if exc.start is not None:
+                    failed[pair] = exc.start  # the retry starts here even if the stream stores newer candles
+                cause = exc.__cause__ or exc
+                log.warning("stream: REST fill of %s %s failed: %s", pair[0], pair[1], str(cause).splitlines()[0])
         self.stats.fills += 1
-        log.info("stream: REST fills done for %d streams (%d failed)", len(request.pairs), len(failed))
-        if failed and self._stop_event is not None and not self._stop_event.is_set():
+        log.info("stream: REST fills done for %d streams (%d failed)", len(request.pairs), len(retry))
+        if retry and self._stop_event is not None and not self._stop_event.is_set():
+            again = _Fill(retry, failed)
             asyncio.get_running_loop().call_later(
-                self.config.backoff_max_s / 2, lambda: asyncio.ensure_future(self._put(_Fill(failed)))
+                self.config.backoff_max_s / 2, lambda: asyncio.ensure_future(self._put(again))
             )
 
-    def _fill_sync(self, pair: Pair) -> int:
-        from binance_extractor.pipeline import Job, run_job
+    def _fill_sync(self, pair: Pair, since: datetime | None) -> int:
+        from binance_extractor.pipeline import Job, plan_range, run_job
 
         job = Job(
             kind="klines",
             symbol=pair[0],
             interval=pair[1],
+            start=since,
             incremental=True,
             source="rest",
             requested_by=self.config.requested_by,
         )
-        result = run_job(job, self._sinks, self._client, now=clock.now())
+        now = clock.now()
+        start: datetime | None = since
+        try:
+            start = plan_range(job, self._sinks, self._client, now)[0]
+            result = run_job(job, self._sinks, self._client, now=now)
+        except Exception as exc:
+            raise _FillFailed(start) from exc
         if result.rows_written:
             log.info("stream: REST fill stored %d %s %s candles", result.rows_written, pair[0], pair[1])
         return result.rows_written

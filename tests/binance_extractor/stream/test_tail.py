@@ -88,10 +88,10 @@ def test_no_gap_across_forced_disconnect(sqlite_conn_id: str, emu: Emulator, fix
 def test_24h_cut_reconnects_and_fills(sqlite_conn_id: str, emu: Emulator, fixed_clock: FixedClock) -> None:
     sym, iv = "SOLUSDT", "1h"
     with running_tail(emu, [sym], [iv]) as run:
-        connections = run.stats.connections
+        fills = run.stats.fills
         fixed_clock.advance(D.DAY + 30 * MIN)  # the connection reaches the exchange's 24 h lifetime
         wait_until(lambda: emu.stream.cuts["lifetime"] == 1, "the 24 h cut")
-        wait_until(lambda: run.stats.connections > connections and run.idle(), "the reconnect and its fill")
+        wait_until(lambda: run.stats.fills > fills and run.idle(), "the reconnect and its fill")
         stats = run.stop()
     end = fixed_clock.now_ms()
     got = stored("sqlite", sym, iv, end - 2 * D.DAY, end)
@@ -179,3 +179,26 @@ def test_otel_metrics_lag_reconnects_messages(sqlite_conn_id: str, emu: Emulator
         assert sum(p.count for p in lags) == stats.candles_stored == 6  # one record per stored candle
         assert cap.value("binance.stream.reconnects") == stats.reconnects == 1
         assert cap.value("binance.stream.messages") == stats.messages > 0
+
+
+def test_impossible_candle_on_the_stream_is_never_written(
+    sqlite_conn_id: str, emu: Emulator, fixed_clock: FixedClock
+) -> None:
+    sym, iv = "ETHUSDT", "1m"
+    bad_open = D.floor_open(iv, T0)  # the live candle, closing at the next advance
+    good = emu.query_klines(sym, iv, bad_open - MIN, bad_open - MIN, 1)[0]
+    row = [bad_open, *good[1:6], bad_open + MIN - 1, *good[7:]]
+    row[2] = "0.01"  # high below open: impossible
+    with running_tail(emu, [sym], [iv]) as run:
+        emu.set_kline_override(sym, iv, bad_open, row)
+        _advance(fixed_clock, emu, run, MIN, closes=1)
+        wait_until(lambda: run.stats.fill_failures >= 1, "the REST fill of the rejected candle (REST serves it too)")
+        assert stored("sqlite", sym, iv, bad_open, bad_open + MIN) == []  # nothing half-written
+        _advance(fixed_clock, emu, run, MIN, closes=1)  # a newer candle is stored meanwhile ...
+        emu.set_kline_override(sym, iv, bad_open, None)  # ... then the exchange corrects the bad one
+        wait_until(lambda: len(stored("sqlite", sym, iv, bad_open, bad_open + MIN)) == 1, "the retried fill")
+        stats = run.stop()
+    assert stats.rejected == 1
+    end = fixed_clock.now_ms()
+    got = stored("sqlite", sym, iv, bad_open, end)
+    assert got == rest(emu, sym, iv, bad_open, end) and len(got) == 2  # the hole behind the newer candle is filled
