@@ -45,7 +45,8 @@ def test_stored_candles_equal_rest(
 ) -> None:
     request.getfixturevalue("sqlite_conn_id" if sink_name == "sqlite" else "mysql_conn_id")
     symbols, intervals = ["BTCUSDT", "1000PEPEUSDT"], ["1m", "5m"]
-    with running_tail(emu, symbols, intervals, sink_names=[sink_name]) as run:
+    with running_tail(emu, symbols, intervals, sink_names=[sink_name], streams_per_connection=3) as run:
+        assert [len(g) for g in run.tail.groups] == [3, 1] and emu.stream.active == 2  # several connections
         start_fill = run.stats.fill_rows
         assert start_fill > 0  # the start-up fill stored the last day from REST
         for _ in range(10):  # ten minutes, one at a time: 10 x 1m and 2 x 5m closes per symbol
