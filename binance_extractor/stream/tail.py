@@ -221,6 +221,7 @@ class Tail:
         """One combined-stream connection, forever: reconnect with exponential backoff and full jitter."""
         url = plan.ws_url(pairs, self.config.base_url)
         attempt = 0
+        rotated = False
         while True:
             try:
                 async with connect(
@@ -249,7 +250,7 @@ class Tail:
                                     await self._put(kline)
                                     self.stats.candles_queued += 1
                     except TimeoutError:
-                        log.info("stream: connection %d rotated before the exchange's 24 h cut", index)
+                        rotated = True
                     self._live.discard(index)
                     reason = f"closed by the server ({ws.close_code} {ws.close_reason or ''})".strip()
             except asyncio.CancelledError:
@@ -259,6 +260,10 @@ class Tail:
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self.stats.reconnects += 1
             telemetry.instruments.counter("binance.stream.reconnects").add(1, {"connection": index})
+            if rotated:
+                rotated = False
+                log.info("stream: connection %d rotated before the exchange's 24 h cut; reconnecting now", index)
+                continue
             delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2**attempt)
             delay = random.uniform(delay / 2, delay)  # jitter: tails restarted together do not reconnect together
             attempt += 1
@@ -377,6 +382,8 @@ class Tail:
         failed: dict[Pair, datetime] = {}
         retry: list[Pair] = []
         for pair in request.pairs:
+            if self._stop_event is not None and self._stop_event.is_set():
+                break  # stopping: the next start fills what is left, from the newest stored candle
             try:
                 rows = await self._on_db(self._fill_sync, pair, request.since.get(pair))
                 self.stats.fill_rows += rows

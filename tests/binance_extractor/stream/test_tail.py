@@ -33,9 +33,9 @@ def emu(make_emulator: Any, fixed_clock: FixedClock) -> Emulator:
 
 def _advance(fc: FixedClock, emu: Emulator, run: Any, ms: int, closes: int) -> None:
     """Move the market's clock; wait until the stream sent the closes and the tail wrote them."""
-    before = emu.stream.closes_sent
+    queued = run.stats.candles_queued
     fc.advance(ms)
-    wait_until(lambda: emu.stream.closes_sent >= before + closes, f"{closes} closing events")
+    wait_until(lambda: run.stats.candles_queued >= queued + closes, f"{closes} closing events received")
     wait_until(run.idle, "the writer")
 
 
@@ -192,7 +192,8 @@ def test_impossible_candle_on_the_stream_is_never_written(
     row[2] = "0.01"  # high below open: impossible
     with running_tail(emu, [sym], [iv]) as run:
         emu.set_kline_override(sym, iv, bad_open, row)
-        _advance(fixed_clock, emu, run, MIN, closes=1)
+        fixed_clock.advance(MIN)
+        wait_until(lambda: run.stats.rejected == 1, "the rejected closing event")
         wait_until(lambda: run.stats.fill_failures >= 1, "the REST fill of the rejected candle (REST serves it too)")
         assert stored("sqlite", sym, iv, bad_open, bad_open + MIN) == []  # nothing half-written
         _advance(fixed_clock, emu, run, MIN, closes=1)  # a newer candle is stored meanwhile ...
@@ -203,3 +204,20 @@ def test_impossible_candle_on_the_stream_is_never_written(
     end = fixed_clock.now_ms()
     got = stored("sqlite", sym, iv, bad_open, end)
     assert got == rest(emu, sym, iv, bad_open, end) and len(got) == 2  # the hole behind the newer candle is filled
+
+
+def test_rotates_before_the_24h_cut_without_gaps(sqlite_conn_id: str, emu: Emulator, fixed_clock: FixedClock) -> None:
+    sym, iv = "DOTUSDT", "1m"
+    with running_tail(emu, [sym], [iv], rotate_after_s=0.3) as run:  # stands in for 23 h 45 min
+        for _ in range(3):
+            connections = run.stats.connections
+            wait_until(lambda c=connections: run.stats.connections > c, "a rotation")  # type: ignore[misc]
+            fixed_clock.advance(MIN)
+        end = fixed_clock.now_ms()
+        start = D.floor_open(iv, T0) - 10 * MIN
+        wait_until(lambda: len(stored("sqlite", sym, iv, start, end)) == 13, "every candle, by stream or fill")
+        stats = run.stop()
+    assert emu.stream.cuts["lifetime"] == 0  # the tail left before the exchange cut it
+    assert stored("sqlite", sym, iv, start, end) == rest(emu, sym, iv, start, end)
+    assert len(stored("sqlite", sym, iv, start, end)) == _slots(iv, start, end) == 13
+    assert stats.reconnects >= 3
