@@ -58,6 +58,7 @@ class StreamServer:
         self.updates_sent = 0
         self.close_log: list[tuple[str, str, int, float]] = []  # (symbol, interval, open ms, perf_counter sent)
         self._active: set[ServerConnection] = set()
+        self._frozen: set[ServerConnection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -122,6 +123,16 @@ class StreamServer:
             ws.transport.abort()
         return n
 
+    def freeze(self) -> int:
+        """Make every open connection half-open: nothing sent, nothing read (pings unanswered), never closed."""
+        return self._call(self._freeze)
+
+    def _freeze(self) -> int:
+        for ws in self._active:
+            self._frozen.add(ws)
+            ws.transport.pause_reading()
+        return len(self._active)
+
     def _call(self, fn: Any) -> Any:
         assert self._loop is not None
         done: list[Any] = []
@@ -181,6 +192,7 @@ class StreamServer:
         finally:
             reader.cancel()
             self._active.discard(ws)
+            self._frozen.discard(ws)
 
     async def _read(self, ws: ServerConnection) -> None:
         """Count the client's messages: more than 10 in one second cuts the connection, as Binance does."""
@@ -201,6 +213,9 @@ class StreamServer:
         last_open = {name: D.floor_open(iv, now) for name, _, iv in streams}
         last_second = -1
         while ws.state is State.OPEN:
+            if ws in self._frozen:
+                await asyncio.sleep(self.tick_seconds)
+                continue
             now = emu.now_ms()
             if now - opened_at >= self.lifetime_ms:
                 self.cuts["lifetime"] += 1

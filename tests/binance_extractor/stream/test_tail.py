@@ -221,3 +221,19 @@ def test_rotates_before_the_24h_cut_without_gaps(sqlite_conn_id: str, emu: Emula
     assert stored("sqlite", sym, iv, start, end) == rest(emu, sym, iv, start, end)
     assert len(stored("sqlite", sym, iv, start, end)) == _slots(iv, start, end) == 13
     assert stats.reconnects >= 3
+
+
+def test_half_open_connection_is_detected_by_ping_timeout(
+    sqlite_conn_id: str, emu: Emulator, fixed_clock: FixedClock
+) -> None:
+    sym, iv = "LINKUSDT", "1m"
+    with running_tail(emu, [sym], [iv], ping_interval_s=0.1, ping_timeout_s=0.3) as run:
+        assert emu.stream.freeze() == 1  # the peer goes silent without closing anything
+        fixed_clock.advance(3 * MIN)  # three candles close that the frozen connection never sends
+        wait_until(lambda: run.stats.reconnects >= 1, "the ping timeout")
+        end = fixed_clock.now_ms()
+        start = D.floor_open(iv, T0) - 5 * MIN
+        wait_until(lambda: len(stored("sqlite", sym, iv, start, end)) == 8, "the fill after reconnecting")
+        stats = run.stop()
+    assert stored("sqlite", sym, iv, start, end) == rest(emu, sym, iv, start, end)
+    assert stats.connections == 2
