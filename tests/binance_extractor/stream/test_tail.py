@@ -39,11 +39,11 @@ def _advance(fc: FixedClock, emu: Emulator, run: Any, ms: int, closes: int) -> N
     wait_until(run.idle, "the writer")
 
 
-@pytest.mark.parametrize("sink_name", ["sqlite", "mysql"])
+@pytest.mark.parametrize("sink_name", ["sqlite", "mysql", "mongo"])
 def test_stored_candles_equal_rest(
     request: pytest.FixtureRequest, sink_name: str, emu: Emulator, fixed_clock: FixedClock
 ) -> None:
-    request.getfixturevalue("sqlite_conn_id" if sink_name == "sqlite" else "mysql_conn_id")
+    request.getfixturevalue(f"{sink_name}_conn_id")
     symbols, intervals = ["BTCUSDT", "1000PEPEUSDT"], ["1m", "5m"]
     with running_tail(emu, symbols, intervals, sink_names=[sink_name], streams_per_connection=3) as run:
         assert [len(g) for g in run.tail.groups] == [3, 1] and emu.stream.active == 2  # several connections
