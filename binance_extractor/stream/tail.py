@@ -146,6 +146,7 @@ class Tail:
         self._last_backpressure_log = 0.0
         self.ready = threading.Event()  # set once every connection is open and its first fill is queued
         self._opened: set[int] = set()
+        self._pending: set[asyncio.Future[None]] = set()
         self._live: set[int] = set()  # connections whose first message arrived since they (re)connected
 
     # ------------------------------------------------------------------ control
@@ -177,9 +178,9 @@ class Tail:
             stopper = asyncio.create_task(self._stop_event.wait())
             await asyncio.wait([stopper, writer], return_when=asyncio.FIRST_COMPLETED)
             log.info("stream: stopping: closing sockets, flushing %d queued candles", self._queue.qsize())
-            for task in [*readers, meter]:
+            for task in [*readers, meter, *self._pending]:
                 task.cancel()
-            await asyncio.gather(*readers, meter, return_exceptions=True)
+            await asyncio.gather(*readers, meter, *self._pending, return_exceptions=True)
             if not writer.done():
                 await self._queue.put(_STOP)
             await writer  # re-raises a writer failure
@@ -398,9 +399,12 @@ class Tail:
         log.info("stream: REST fills done for %d streams (%d failed)", len(request.pairs), len(retry))
         if retry and self._stop_event is not None and not self._stop_event.is_set():
             again = _Fill(retry, failed)
-            asyncio.get_running_loop().call_later(
-                self.config.backoff_max_s / 2, lambda: asyncio.ensure_future(self._put(again))
-            )
+            asyncio.get_running_loop().call_later(self.config.backoff_max_s / 2, self._retry, again)
+
+    def _retry(self, fill: _Fill) -> None:
+        if self._stop_event is not None and not self._stop_event.is_set():
+            self._pending.add(asyncio.ensure_future(self._put(fill)))  # kept referenced until done
+            self._pending = {t for t in self._pending if not t.done()}
 
     def _fill_sync(self, pair: Pair, since: datetime | None) -> int:
         from binance_extractor.pipeline import Job, plan_range, run_job
