@@ -54,6 +54,7 @@ class StreamServer:
         self.refuse = False  # answer 503 to new connections (an exchange-side outage)
         self.cuts: Counter[str] = Counter()  # why connections were cut: drop, lifetime, slow, rate
         self.connections_total = 0
+        self.client_messages = 0  # data frames clients sent (Binance allows 10 per second per connection)
         self.closes_sent = 0
         self.updates_sent = 0
         self.close_log: list[tuple[str, str, int, float]] = []  # (symbol, interval, open ms, perf_counter sent)
@@ -199,6 +200,7 @@ class StreamServer:
         window: list[float] = []
         with contextlib.suppress(ConnectionClosed):
             async for _ in ws:
+                self.client_messages += 1
                 now = time.monotonic()
                 window = [t for t in window if now - t < 1.0] + [now]
                 if len(window) > MAX_INCOMING_PER_S:

@@ -52,6 +52,7 @@ def test_stored_candles_equal_rest(
         for _ in range(10):  # ten minutes, one at a time: 10 x 1m and 2 x 5m closes per symbol
             _advance(fixed_clock, emu, run, MIN, closes=2)
         stats = run.stop()
+    assert emu.stream.client_messages == 0  # far inside the 10 messages/s limit: the streams are in the URL
     assert stats.candles_stored == 2 * (10 + 2)  # every close came from the stream ...
     assert stats.fill_rows == start_fill  # ... none from REST after start-up
     assert stats.lag_percentile(0.99) is not None
