@@ -53,6 +53,7 @@ def test_stored_candles_equal_rest(
             _advance(fixed_clock, emu, run, MIN, closes=2)
         stats = run.stop()
     assert emu.stream.client_messages == 0  # far inside the 10 messages/s limit: the streams are in the URL
+    assert emu.count_429 == 0 and emu.count_418 == 0  # the fills stayed inside the weight budget
     assert stats.candles_stored == 2 * (10 + 2)  # every close came from the stream ...
     assert stats.fill_rows == start_fill  # ... none from REST after start-up
     assert stats.lag_percentile(0.99) is not None
