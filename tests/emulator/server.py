@@ -167,6 +167,7 @@ class Emulator:
         self._body_cache: dict[tuple[Any, ...], bytes] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stream: Any = None
         self.reset_limits()
         self._max_used = 0
 
@@ -185,7 +186,24 @@ class Emulator:
         self._thread.start()
         return self
 
+    @property
+    def stream(self) -> Any:
+        """The WebSocket kline streams (``tests/emulator/stream.py``), started on first use."""
+        if self._stream is None:
+            from tests.emulator.stream import StreamServer
+
+            self._stream = StreamServer(self, host=self.host).start()
+        return self._stream
+
+    @property
+    def ws_url(self) -> str:
+        """Futures WebSocket base URL (``BINANCE_FUTURES_WS_URL``), e.g. ``ws://127.0.0.1:PORT``."""
+        return str(self.stream.url)
+
     def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
         if self._server is None:
             return
         self._server.shutdown()
