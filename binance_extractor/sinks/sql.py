@@ -343,6 +343,20 @@ class SqlSink(Sink):
         rows = self._select(spec, "", [], f"{self._q('started_at')} DESC LIMIT {int(limit)}")
         return [RunRecord.from_row(r) for r in rows]
 
+    def has_success(self, table: str, symbol: str) -> bool:
+        self._prepare("extraction_runs")
+        ph = self.ph
+        sql = (
+            f"SELECT 1 FROM {self._q('extraction_runs')} WHERE {self._q('table_name')} = {ph} AND symbol = {ph} "
+            f"AND outcome = {ph} LIMIT 1"
+        )
+
+        def run(cur: Any) -> bool:
+            cur.execute(sql, (table, symbol, "success"))
+            return cur.fetchone() is not None
+
+        return self._tx(run, write=False)
+
     def record_gap(
         self,
         table: str,
