@@ -74,6 +74,11 @@ class SqlSink(Sink):
     def _after_batch(self, cur: Any, table: str) -> None:
         """Check one executed batch (MySQL: a value the column had to round is an error, not a note)."""
 
+    def _write_batch(self, cur: Any, table: str, sql: str, params: list[tuple[Any, ...]]) -> None:
+        """Upsert one batch of converted rows (MySQL builds its own multi-row statement)."""
+        cur.executemany(sql, params)
+        self._after_batch(cur, table)
+
     def _write_converter(self, type_: ColType) -> Callable[[Any], Any] | None:
         """Fast converter of a model value (aware UTC datetime, Decimal, bool) for writes; None = as is."""
         return None
@@ -218,8 +223,7 @@ class SqlSink(Sink):
 
         def run(cur: Any) -> int:
             for i in range(0, len(params), size):
-                cur.executemany(sql, params[i : i + size])
-                self._after_batch(cur, table)
+                self._write_batch(cur, table, sql, params[i : i + size])
             return len(params)
 
         return self._tx(run)
