@@ -12,11 +12,11 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from binance_extractor import __version__, config, telemetry, timeframes
+from binance_extractor import __version__, clock, config, telemetry, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.pipeline import Job, JobResult, run_job
@@ -148,7 +148,7 @@ def _times(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
     end = parse_time(args.end) if args.end else None
     if start and end and end <= start:
         raise InputError(f"--end {args.end} is not after --start {args.start}")
-    if start and start > datetime.now(UTC):
+    if start and start > clock.now():
         raise InputError(f"--start {args.start} is in the future")
     return start, end
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from binance_extractor import config, timeframes
+from binance_extractor import clock, config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.timeutil import iso, parse_time
 
@@ -331,7 +331,7 @@ def validate_manual(params: Mapping[str, Any], now: datetime | None = None) -> M
     start, end = parse_time(str(params["start"])), parse_time(str(params["end"]))
     if end <= start:
         raise InputError(f"start {iso(start)} must be before end {iso(end)}")
-    now = _utc(now or datetime.now(UTC))
+    now = _utc(now or clock.now())
     if start >= now:
         raise InputError(f"start {iso(start)} is in the future")
     end = min(end, now)

@@ -94,11 +94,13 @@ def resume_after(job: Job, last: datetime) -> datetime:
     """Where an incremental run resumes after the newest stored row.
 
     Klines re-read the newest stored candle (one row, an idempotent upsert), so a candle the exchange corrected
-    after we stored it is seen again; other kinds resume 1 ms after it (their rows never change).
+    after we stored it is seen again. Trades re-read the newest stored millisecond: many trades share one, and a
+    run stopped between them must not skip the rest. Funding resumes 1 ms after (one event per time, never
+    changed).
     """
-    if job.kind == "klines":
-        return last
-    return last + timedelta(milliseconds=1)
+    if job.kind == "funding":
+        return last + timedelta(milliseconds=1)
+    return last
 
 
 def catchup_floor(job: Job, end: datetime, days: float) -> datetime:
