@@ -38,7 +38,7 @@ DAY_MS = 86_400_000
 MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Mondays 00:00 UTC
 MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
-FUNDING_NEIGHBOURS = 3  # funding pairs on each side of a pair that tell the interval in force around it
+FUNDING_NEIGHBOURS = 8  # funding pairs on each side of a pair that tell the interval in force around it
 _FAR = 10**15  # "no such neighbour" in the funding queries (larger than any distance in ms)
 DB_SINKS = ("sqlite", "mysql", "mongo")
 STATES = ("found", "filled", "confirmed", "remaining")
@@ -51,8 +51,9 @@ class FundingPair:
 
     That interval is the larger of the shortest distance among the ``FUNDING_NEIGHBOURS`` pairs before and the
     shortest among those after (one side at the range's edges, 8 h when alone): a hole right after another hole
-    still has a regular pair next to it, and a change of the contract's interval (8 h -> 4 h -> 1 h, or back) is
-    not a hole on either side of it. ``ctx`` spans those neighbours, so re-detection sees them too.
+    (up to eight in a row) still has regular pairs on both sides, and a change of the contract's interval
+    (8 h -> 4 h -> 1 h, or back) is not a hole on either side of it. ``ctx`` spans those neighbours, so
+    re-detection sees them too.
     """
 
     prev: int

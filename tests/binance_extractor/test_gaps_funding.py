@@ -78,13 +78,13 @@ def test_consecutive_holes_on_a_1h_contract_and_interval_changes(
         (sink,) = sinks
         assert funding_scan(sinks, "BTCUSDT", end) == []  # neither change of interval is a hole
         h = ms(2025, 10, 2, 6)
-        deleted = [h + k * HOUR for k in (0, 2, 4)]  # every other hour missing: three holes, each next to another
+        deleted = [h + k * HOUR for k in (0, 2, 4, 6, 8)]  # every other hour missing: five holes in a row
         june = ms(2025, 6, 1, 8)
         deleted += [june, june + 8 * HOUR]  # and two 4 h holes right after the change from 8 h
         for t in deleted:
             assert delete(sink, "funding_rates", "BTCUSDT", t, t + HOUR // 2) == 1
         holes = funding_scan(sinks, "BTCUSDT", end)
-        assert [h.missing for h in holes] == [1] * 5
+        assert [h.missing for h in holes] == [1] * 7
         assert all(hole.start_ms <= t < hole.end_ms for hole, t in zip(holes, sorted(deleted), strict=True))
         results = gaps.fill_chunks(gaps.chunk_holes(holes, 7 * DAY), sinks, client)
         assert [r.error for r in results] == [None] * len(results)
