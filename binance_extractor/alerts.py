@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from binance_extractor import telemetry
@@ -158,12 +158,12 @@ def record_freshness(symbol: str, timeframe: str, last_open: datetime | None, *,
 
     0 when the newest closed candle is stored. Returns -1 (and sets nothing) when nothing is stored yet.
     """
-    from binance_extractor import timeframes
+    from binance_extractor import clock, timeframes
 
     if last_open is None:
         return -1.0
     tf = timeframes.parse(timeframe)
-    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+    now_ms = int((now or clock.now()).timestamp() * 1000)
     forming_open_ms = tf.floor_ms(now_ms)  # the candle still open now; the one before it is the newest closed
     expected_next_ms = tf.next_open_ms(int(last_open.timestamp() * 1000))
     lag = max(0, forming_open_ms - expected_next_ms) / 1000
