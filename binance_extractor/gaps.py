@@ -572,8 +572,12 @@ def detect_range(
     head: bool = True,
     tail: bool = True,
     settings: GapSettings | None = None,
+    funding_ms: int | None = None,
 ) -> tuple[int, list[Hole]]:
     """Stored row count and every hole of ``symbol`` in ``[lo, hi)`` (no ledger, no size filter).
+
+    ``funding_ms``: the contract's current funding interval (``/fapi/v1/fundingInfo``), which bounds the tail
+    after the newest stored event (and pairs with no neighbours); unknown: the longest, 8 h.
 
     ``head``/``tail``: also report missing rows between ``lo`` and the first stored row, and between the last
     stored row and ``hi`` (klines: exact; funding: beyond the longest interval plus tolerance).
@@ -614,12 +618,13 @@ def detect_range(
             return 0, holes
         if head and mn - lo > longest:
             add(lo, mn, max(1, (mn - lo) // FUNDING_DEFAULT_MS), (lo, mn + 1))
-        for pair in be.funding_pairs(symbol, lo, hi, FUNDING_DEFAULT_MS, settings.funding_tolerance_ms):
+        current = funding_ms or FUNDING_DEFAULT_MS
+        for pair in be.funding_pairs(symbol, lo, hi, current, settings.funding_tolerance_ms):
             step = max(HOUR_MS, pair.interval)
             missing = max(1, round((pair.cur - pair.prev) / step) - 1)
             add(pair.prev + 1, pair.cur, missing, (pair.ctx[0], pair.ctx[1] + 1))
-        if tail and hi - mx > longest:
-            add(mx + 1, hi, max(1, (hi - mx) // FUNDING_DEFAULT_MS), (mx, hi))
+        if tail and hi - mx > current + settings.funding_tolerance_ms:
+            add(mx + 1, hi, max(1, (hi - mx - 1) // current), (mx, hi))  # events at mx + k * interval < hi
     else:
         if mn is None or mx is None:
             return 0, holes
@@ -728,12 +733,14 @@ def scan(
     starts: Mapping[str, datetime | None] | None = None,
     settings: GapSettings | None = None,
     now: int | None = None,
+    funding_hours: Mapping[str, int] | None = None,
 ) -> list[Scan]:
     """Detect holes per (table, symbol) in every database sink; the ledger's known holes are excluded.
 
     ``symbols`` default: those stored in each table. ``start`` (or ``starts[symbol]``, e.g. listing dates with
     ``full_history``) makes missing rows before the first stored one count too; otherwise detection starts at the
-    first stored row. ``end`` defaults to now (klines: the last closed candle).
+    first stored row. ``end`` defaults to now (klines: the last closed candle). ``funding_hours``: each contract's
+    current funding interval (``funding_intervals``); a missing tail of a 1 h or 4 h contract is found with it.
     """
     settings = settings or GapSettings.load()
     now = now if now is not None else now_ms()
@@ -757,7 +764,15 @@ def scan(
                 lo, top = bounds
                 span = (min(span[0], lo), max(span[1], top)) if span else (lo, top)
                 n, holes = detect_range(
-                    sink, table, symbol, lo, top, head=True, tail=kind != "agg_trades", settings=settings
+                    sink,
+                    table,
+                    symbol,
+                    lo,
+                    top,
+                    head=True,
+                    tail=kind != "agg_trades",
+                    settings=settings,
+                    funding_ms=_funding_ms(funding_hours, symbol) if kind == "funding" else None,
                 )
                 holes, covered = _minus_known(holes, _known(sink, table, symbol))
                 stored.append(n)
@@ -772,6 +787,22 @@ def scan(
     return out
 
 
+def _funding_ms(funding_hours: Mapping[str, int] | None, symbol: str) -> int | None:
+    if funding_hours is None:
+        return None
+    return int(funding_hours.get(symbol, 8)) * HOUR_MS  # fundingInfo lists adjusted contracts; the rest are 8 h
+
+
+def funding_intervals(client: Any) -> dict[str, int] | None:
+    """Current funding interval (hours) per contract from ``/fapi/v1/fundingInfo``; None if it cannot be read
+    (detection then assumes the longest, 8 h, for the tail)."""
+    try:
+        return dict(client.funding_intervals())
+    except ExtractorError as exc:
+        log.warning("fundingInfo unavailable, funding tails judged by 8 h: %s", exc)
+        return None
+
+
 def _size_ok(hole: Hole, settings: GapSettings) -> bool:
     return hole.missing >= settings.min_gap and (settings.max_gap is None or hole.missing <= settings.max_gap)
 
@@ -780,7 +811,9 @@ def holes_of(scans: Iterable[Scan]) -> list[Hole]:
     return [h for s in scans for h in s.holes]
 
 
-def redetect(chunk: Chunk, sinks: Sequence[Any], settings: GapSettings | None = None) -> list[Hole]:
+def redetect(
+    chunk: Chunk, sinks: Sequence[Any], settings: GapSettings | None = None, funding_ms: int | None = None
+) -> list[Hole]:
     """Holes still open inside the chunk (ledger excluded), re-detected over its context in every DB sink."""
     found: list[Hole] = []
     for sink in db_sinks(sinks):
@@ -793,6 +826,7 @@ def redetect(chunk: Chunk, sinks: Sequence[Any], settings: GapSettings | None = 
             head=True,
             tail=kind_of(chunk.table) != "agg_trades",
             settings=settings,
+            funding_ms=funding_ms,
         )
         holes, _ = _minus_known(holes, _known(sink, chunk.table, chunk.symbol))
         for h in holes:
@@ -874,7 +908,10 @@ def fill_chunk(
     from binance_extractor.pipeline import run_job
 
     result = ChunkResult(chunk)
-    before = redetect(chunk, sinks, settings)
+    funding_ms = None
+    if kind_of(chunk.table) == "funding" and hasattr(client, "funding_intervals"):
+        funding_ms = _funding_ms(funding_intervals(client), chunk.symbol)  # the tail is judged by it
+    before = redetect(chunk, sinks, settings, funding_ms)
     result.found = len(before)
     if not before:
         return result
@@ -889,7 +926,7 @@ def fill_chunk(
             log.warning("gap fill failed for %s: %s", hole.describe(), result.error)
             break
     result.requests = getattr(client, "requests_sent", 0) - sent
-    after = redetect(chunk, sinks, settings)
+    after = redetect(chunk, sinks, settings, funding_ms)
     result.filled = sum(1 for h in before if not any(a.start_ms < h.end_ms and h.start_ms < a.end_ms for a in after))
     if result.error is not None:
         result.remaining = after

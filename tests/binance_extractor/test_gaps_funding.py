@@ -92,3 +92,30 @@ def test_consecutive_holes_on_a_1h_contract_and_interval_changes(
     finally:
         for s in sinks:
             s.close()
+
+
+def test_funding_info_gives_each_contracts_current_interval(emulator: Emulator, client: BinanceFuturesClient) -> None:
+    hours = gaps.funding_intervals(client)
+    assert hours == {"BTCUSDT": 1, "SYNTHUSDT": 1, "1000PEPEUSDT": 4}  # 8 h contracts are not listed
+    assert emulator.count("/fapi/v1/fundingInfo") == 1
+
+
+def test_a_missing_tail_of_a_1h_contract_is_found_with_its_funding_interval(
+    store: str, emulator: Emulator, client: BinanceFuturesClient
+) -> None:
+    start, end = ms(2025, 10, 2), ms(2025, 10, 4)
+    write(store, ["funding"], ["BTCUSDT"], start, end)
+    sinks = open_sinks([store])
+    try:
+        (sink,) = sinks
+        assert delete(sink, "funding_rates", "BTCUSDT", end - 3 * HOUR, end) == 3
+        (blind,) = gaps.scan(sinks, ["funding_rates"], ["BTCUSDT"], end=ms_to_dt(end), now=end)
+        assert blind.holes == []  # 3 h is within the 8 h assumed without fundingInfo
+        hours = gaps.funding_intervals(client)
+        (scan,) = gaps.scan(sinks, ["funding_rates"], ["BTCUSDT"], end=ms_to_dt(end), now=end, funding_hours=hours)
+        assert [(h.missing, h.end_ms) for h in scan.holes] == [(3, end)]
+        results = gaps.fill_chunks(gaps.chunk_holes(scan.holes, 7 * DAY), sinks, client)
+        assert [r.error for r in results] == [None] and sink.count("funding_rates", "BTCUSDT") == 48
+    finally:
+        for s in sinks:
+            s.close()

@@ -671,6 +671,25 @@ class Emulator:
             "symbols": symbols,
         }
 
+    def funding_info(self) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/fundingInfo``: like Binance, only symbols whose funding was adjusted (interval or caps)."""
+        now = self.now_ms()
+        out = []
+        for spec in self.symbols.values():
+            current = [hours for start, hours in spec.funding if start <= now]
+            if not spec.synthetic or not current or (len(spec.funding) == 1 and current[-1] == 8):
+                continue
+            out.append(
+                {
+                    "symbol": spec.symbol,
+                    "adjustedFundingRateCap": "0.02000000",
+                    "adjustedFundingRateFloor": "-0.02000000",
+                    "fundingIntervalHours": current[-1],
+                    "disclaimer": False,
+                }
+            )
+        return out
+
     def premium_index(self, symbol: str) -> dict[str, Any]:
         now = self.now_ms()
         spec = self.symbols[symbol]
@@ -754,6 +773,7 @@ _ROUTES: dict[str, tuple[Callable[[dict[str, str]], int], bool]] = {
     "/fapi/v1/exchangeInfo": (lambda p: 1, False),
     "/fapi/v1/klines": (_kline_weight, False),
     "/fapi/v1/fundingRate": (lambda p: 1, True),
+    "/fapi/v1/fundingInfo": (lambda p: 1, True),  # shares fundingRate's 500 / 5 min / IP
     "/fapi/v1/aggTrades": (lambda p: 20, False),
     "/fapi/v1/trades": (lambda p: 5, False),
     "/fapi/v1/historicalTrades": (lambda p: 20, False),
@@ -924,6 +944,8 @@ class _Handler(BaseHTTPRequestHandler):
             limit = _limit(params, 100, 1000)
             rows = emu.funding_rows(symbol or None, start, end, limit)
             return json.dumps(rows, separators=(",", ":")).encode()
+        if path == "/fapi/v1/fundingInfo":
+            return json.dumps(emu.funding_info(), separators=(",", ":")).encode()
         if path == "/fapi/v1/premiumIndex":
             symbol = params.get("symbol")
             if symbol:
