@@ -119,3 +119,13 @@ def test_a_missing_tail_of_a_1h_contract_is_found_with_its_funding_interval(
     finally:
         for s in sinks:
             s.close()
+
+
+def test_unreadable_funding_info_falls_back_to_8_hours(emulator: Emulator) -> None:
+    emulator.inject("503", times=10, path="/fapi/v1/fundingInfo")
+    c = BinanceFuturesClient(emulator.url, "test-key", max_attempts=1, backoff_initial=0.01)
+    try:
+        assert gaps.funding_intervals(c) is None
+    finally:
+        c.close()
+    assert gaps._funding_ms(None, "BTCUSDT") is None and gaps._funding_ms({}, "ETHUSDT") == 8 * HOUR
