@@ -111,8 +111,7 @@ def _fetch_kline_window(
     while cursor < end:
         limit = min(page, max(1, tf.count_between(cursor, end)))
         rows = client.klines(symbol, tf.interval, cursor, end - 1, limit=limit)
-        if cursor != start:
-            check_cursor("klines", symbol, cursor, [int(r[0]) for r in rows[:1]])
+        check_cursor("klines", symbol, cursor, [int(r[0]) for r in rows[:1]])  # startTime ignored: not a window
         last_open = None
         for row in rows:
             open_ms = int(row[0])
@@ -136,8 +135,7 @@ def iter_funding(
     cursor = start_ms
     while cursor < stop:
         rows = client.funding_rate(symbol, cursor, stop - 1, limit=FUNDING_PAGE)
-        if cursor != start_ms:
-            check_cursor("fundingRate", symbol, cursor, [int(r["fundingTime"]) for r in rows[:1]])
+        check_cursor("fundingRate", symbol, cursor, [int(r["fundingTime"]) for r in rows[:1]])
         batch: list[FundingRate] = []
         last = cursor - 1
         for row in rows:

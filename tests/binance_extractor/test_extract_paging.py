@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binance_extractor import extract
+from binance_extractor import extract, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.clock import FixedClock
 from binance_extractor.extract import (
@@ -15,6 +15,7 @@ from binance_extractor.extract import (
     iter_agg_trades,
     iter_funding,
     iter_historical_trades,
+    iter_klines,
 )
 from binance_extractor.timeutil import dt_to_ms
 
@@ -128,3 +129,13 @@ def test_historical_trades_recent_range_still_works_with_a_retention_window(make
     got = flat(iter_historical_trades(client_for(emu), "BTCUSDT", start, start + HOUR, now_ms=NOW))
     assert len(got) == 720  # two trades per 10 s bucket
     assert [t.trade_id for t in got] == list(range(got[0].trade_id, got[0].trade_id + 720))
+
+
+def test_klines_startTime_ignored_fails_instead_of_dropping_a_window(make_emulator):
+    emu = make_emulator(clock=FixedClock(NOW))
+    client = client_for(emu)
+    client.max_in_flight = 1
+    emu.inject("repeat_page", times=1000, path="/fapi/v1/klines", after=1)  # window 2 gets window 1's candles
+    with pytest.raises(StuckCursorError, match="klines BTCUSDT"):
+        flat(iter_klines(client, "BTCUSDT", timeframes.parse("1h"), NOW - 60 * DAY, NOW, now_ms=NOW))
+    assert emu.count("/fapi/v1/klines") == 2
