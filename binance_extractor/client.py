@@ -266,6 +266,13 @@ class BinanceFuturesClient:
             params["endTime"] = end_ms
         return self.request("/fapi/v1/fundingRate", params, weight=1)
 
+    def funding_intervals(self) -> dict[str, int]:
+        """``GET /fapi/v1/fundingInfo``: symbol -> current funding interval in hours, for the symbols the exchange
+        lists (those whose interval or caps were adjusted); any other symbol settles every 8 hours."""
+        self._funding_slot()
+        rows = self.request("/fapi/v1/fundingInfo", {}, weight=1)
+        return {str(r["symbol"]): int(r["fundingIntervalHours"]) for r in rows if r.get("fundingIntervalHours")}
+
     def _funding_slot(self, max_calls: int = 480, window: float = 300.0) -> None:
         while True:
             with self._funding_lock:
