@@ -106,3 +106,31 @@ def test_warning_filter() -> None:
     assert data_warning([deprecation, ("Note", 1265, "Data truncated")], 2) == ("Note", 1265, "Data truncated")
     assert data_warning([("Warning", 1366, "Incorrect decimal value")], 1) is not None
     assert data_warning([deprecation], 70) is not None  # more than the server lists: fail safe
+
+
+@pytest.mark.parametrize("row_alias", [False, True], ids=["values", "row-alias"])
+def test_the_bulk_upsert_runs_in_both_spellings_and_updates_in_place(
+    mysql: MySqlSink, mysql_database: str, row_alias: bool
+) -> None:
+    """The archive path's set-based upsert: MySQL 8's derived-table alias form is also valid on MariaDB, so both
+    spellings run here for real against a staged copy of changed candles."""
+    import MySQLdb
+
+    from binance_extractor.sinks.mysql import bulk_upsert_sql
+    from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT
+
+    mysql.write("klines_m5", klines(n=50))
+    conn = MySQLdb.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", passwd="", db=mysql_database)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE stage_m5 AS SELECT * FROM klines_m5 WHERE 1 = 0")
+        cur.execute("INSERT INTO stage_m5 SELECT * FROM klines_m5")
+        cur.execute("UPDATE stage_m5 SET volume = volume + 0.25")
+        sql = bulk_upsert_sql(spec_for("klines_m5"), "stage_m5", row_alias)
+        assert ("AS new ON DUPLICATE KEY UPDATE" in sql) is row_alias and ("VALUES(" in sql) is not row_alias
+        cur.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+    rows = mysql.read("klines_m5", "XRPUSDT")
+    assert [r["volume"] for r in rows] == [k.volume for k in klines(n=50, extra=Decimal("0.25"))]
