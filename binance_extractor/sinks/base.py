@@ -23,6 +23,7 @@ from binance_extractor.sinks.schema import spec_for
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
+    from binance_extractor.sinks.gap_dialect import GapQueries
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,11 @@ class Sink(ABC):
     """Where rows go. Subclasses: SqliteSink, MySqlSink, MongoSink, JsonlSink."""
 
     name: str = "sink"
+    queryable: bool = False  # answers gap queries (a database); JSON lines output is write-only
+
+    def gap_queries(self) -> GapQueries:
+        """This store's gap-detection dialect (``sinks.gap_dialect``); write-only sinks have none."""
+        raise InputError(f"gap detection needs a database sink (sqlite, mysql, postgres or mongo), not {self.name}")
 
     @abstractmethod
     def ensure_schema(self) -> None:
@@ -229,6 +235,18 @@ class Sink(ABC):
     @abstractmethod
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
         """Confirmed holes of ``symbol`` in ``table``, ordered by start."""
+
+    def symbols(self, table: str) -> list[str]:
+        """Symbols stored in ``table`` (database sinks; write-only sinks have none to tell)."""
+        raise InputError(f"the {self.name} sink cannot list stored symbols")
+
+    def stored_symbols(self, table: str) -> list[str]:
+        """``symbols`` for a health page: stores that can answer it by index seeks override this."""
+        return self.symbols(table)
+
+    def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
+        """The newest audit rows of (table, symbol); stores override it with an index-served query."""
+        return [r for r in self.runs(10**9) if r.table == table and r.symbol == symbol][:limit]
 
     @abstractmethod
     def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
