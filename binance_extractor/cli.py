@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from binance_extractor import __version__, clock, config, telemetry, timeframes
-from binance_extractor.airflow_setup import COMMAND as SETUP_AIRFLOW_COMMAND
+from binance_extractor.airflow.setup import COMMAND as SETUP_AIRFLOW_COMMAND
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.pipeline import Job, JobResult, run_job
@@ -129,7 +129,7 @@ def parse_conn_ids(values: Sequence[str] | None, sinks: list[str]) -> dict[str, 
 
 def make_client(args: argparse.Namespace) -> BinanceFuturesClient:
     if getattr(args, "binance_conn_id", None):
-        from binance_extractor.hooks import BinanceFuturesHook
+        from binance_extractor.airflow.hooks import BinanceFuturesHook
 
         return BinanceFuturesHook(args.binance_conn_id).get_client()
     return BinanceFuturesClient.from_env()

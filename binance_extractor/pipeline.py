@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from binance_extractor import clock, config, extract, telemetry, timeframes
+from binance_extractor import clock, config, extract, freshness, telemetry, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, truncate_ms
@@ -224,9 +224,7 @@ def run_job(
             telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
             telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)
             if job.kind == "klines" and job.interval and result.last_time is not None:
-                from binance_extractor import alerts
-
-                alerts.record_freshness(job.symbol, job.interval, result.last_time)  # binance.freshness.lag
+                freshness.record_freshness(job.symbol, job.interval, result.last_time)  # binance.freshness.lag
     if error is not None:
         raise error
     return result

@@ -64,7 +64,7 @@ from binance_extractor.gaps.settings import (
     kind_of,
     parse_tables,
 )
-from binance_extractor.gaps.tasks import argv_label, chunks_of_argv, fill_arguments
+from binance_extractor.gaps.tasks import FillSpec, chunks_of_specs, fill_arguments, fill_spec
 from binance_extractor.sinks.gap_dialect import FUNDING_NEIGHBOURS, FundingPair
 
 __all__ = [
@@ -79,16 +79,16 @@ __all__ = [
     "STATES",
     "Chunk",
     "ChunkResult",
+    "FillSpec",
     "FundingPair",
     "GapClosureError",
     "GapSettings",
     "Hole",
     "InputError",
     "Scan",
-    "argv_label",
     "build_report",
     "chunk_holes",
-    "chunks_of_argv",
+    "chunks_of_specs",
     "closed_end",
     "closure_message",
     "db_sinks",
@@ -98,6 +98,7 @@ __all__ = [
     "fill_arguments",
     "fill_chunk",
     "fill_chunks",
+    "fill_spec",
     "funding_intervals",
     "funding_ms_of",
     "group_chunks",

@@ -1,7 +1,9 @@
 """Module boundaries the code relies on, checked over the package's syntax trees (no imports executed).
 
 Why: the stores keep their connections, quoting and retries private; gap detection and the health page ask
-them through public methods (``Sink.gap_queries()``, ``recent_runs``, ``stored_symbols``) instead.
+them through public methods (``Sink.gap_queries()``, ``recent_runs``, ``stored_symbols``) instead. And the
+Airflow-bound modules sit in ``binance_extractor/airflow/``, which the plain core never imports: only the CLI,
+the composition root, names the ``setup-airflow`` command and the ``binance`` connection's hook.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 import binance_extractor
 
 PACKAGE = Path(binance_extractor.__file__).parent
+AIRFLOW_PACKAGE = "binance_extractor.airflow"
+MAY_IMPORT_AIRFLOW_PACKAGE = {"cli.py"}  # the entry point: setup-airflow and --binance-conn-id
 STORE_PRIVATES = {"_prepare", "_q", "_call", "_from_db", "_to_db", "_tx", "_conn"}
 
 
@@ -54,3 +58,54 @@ def test_the_checks_above_do_see_an_offence() -> None:
 def test_the_gaps_package_keeps_every_module_small() -> None:
     sizes = {p.name: len(p.read_text().splitlines()) for p in modules(PACKAGE / "gaps")}
     assert len(sizes) >= 6 and max(sizes.values()) < 300, sizes
+
+
+def airflow_package_imports(tree: ast.AST) -> list[int]:
+    """Lines importing ``binance_extractor.airflow`` (or anything under it), at any depth of the module."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(n == AIRFLOW_PACKAGE or n.startswith(AIRFLOW_PACKAGE + ".") for n in names):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Import) and any(
+            a.name == AIRFLOW_PACKAGE or a.name.startswith(AIRFLOW_PACKAGE + ".") for a in node.names
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_core_imports_nothing_from_the_airflow_package() -> None:
+    offenders = []
+    for path in modules():
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] == "airflow" or str(rel) in MAY_IMPORT_AIRFLOW_PACKAGE:
+            continue
+        offenders += [f"{rel}:{line}" for line in airflow_package_imports(ast.parse(path.read_text()))]
+    assert offenders == []
+
+
+def test_the_airflow_import_check_sees_every_spelling() -> None:
+    source = (
+        "from binance_extractor.airflow import callbacks\n"
+        "from binance_extractor import airflow\n"
+        "import binance_extractor.airflow.hooks\n"
+        "def f():\n    from binance_extractor.airflow.dagfactory import x\n"
+        "import airflow.sdk\nfrom binance_extractor import alerts_like\n"
+    )
+    assert airflow_package_imports(ast.parse(source)) == [1, 2, 3, 5]
+
+
+def test_the_pipeline_does_not_call_the_alerting_callbacks() -> None:
+    tree = ast.parse((PACKAGE / "pipeline.py").read_text())
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert "alerts" not in names and "callbacks" not in names and "freshness" in names
+
+
+def test_the_airflow_bound_modules_live_in_the_airflow_package() -> None:
+    top = {p.stem for p in PACKAGE.glob("*.py")}
+    moved = {"dagfactory", "hooks", "operators", "alerts", "airflow_sqlite", "airflow_setup", "provider"}
+    assert top & moved == set()
+    assert moved - {"alerts", "airflow_sqlite", "airflow_setup"} | {"callbacks", "sqlite_connect", "setup"} <= {
+        p.stem for p in (PACKAGE / "airflow").glob("*.py")
+    }

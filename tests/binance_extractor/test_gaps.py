@@ -484,8 +484,11 @@ def test_many_holes_stay_under_the_mapped_task_cap(sqlite_store: str, emulator: 
     settings = GapSettings(max_mapped_tasks=5)
     groups = gaps.plan_groups(scan.holes, settings)
     assert len(groups) == 5 and sum(map(len, groups)) == 36
-    argvs = [gaps.fill_arguments(g, source="rest", sinks=["sqlite"], requested_by="test") for g in groups]
-    assert [c for a in argvs for c in gaps.chunks_of_argv(a)] == [c for g in groups for c in g]
+    specs = [gaps.fill_spec(g, source="rest", sinks=["sqlite"], requested_by="test") for g in groups]
+    argvs = [s.to_argv() for s in specs]
+    planned = [s.task_kwargs(pod=False) for s in specs]
+    assert gaps.chunks_of_specs(json.loads(json.dumps(planned))) == [c for g in groups for c in g]
+    assert argvs[0][:3] == ["fill-gaps", "--chunk", groups[0][0].spec()]
     emulator.reset_stats()
     (report,) = cli.execute(argvs[0])
     assert report["totals"]["found"] == len(groups[0]) and report["totals"]["filled"] == len(groups[0])
