@@ -8,7 +8,7 @@ Every store runs these functions inside one atomic transaction (SQLite ``BEGIN I
 State keys: ``win`` (current window index), ``reported`` (highest IP-wide weight the exchange reported this
 window), ``done`` (weight of our requests answered this window), ``seen`` (a header arrived this window),
 ``res`` (reservations in flight: id -> [weight, expires_at, window]), ``pause_until`` (429), ``ban_until``
-(418), ``fwin``/``fcount`` (fundingRate requests in the current funding window), ``rule`` (the limit learned
+(418), ``funding`` (send times of fundingRate requests in the sliding funding window), ``rule`` (the limit learned
 from exchangeInfo, shared so other processes need not ask).
 """
 
@@ -82,13 +82,13 @@ def acquire(state: State, now: float, weight: int, limits: Limits, funding: bool
     if estimate + weight > limits.budget:
         return Grant(None, next_window - now, "window", next_window)
     if funding:
-        fwin = math.floor(now / limits.funding_window_s)
-        if fwin != state.get("fwin"):
-            state.update(fwin=fwin, fcount=0)
-        if int(state.get("fcount", 0)) >= limits.funding_budget:
-            until = (fwin + 1) * limits.funding_window_s + limits.lag_s
+        # a sliding window over send times: no window of that length, however aligned, sees more than the budget
+        sent = [t for t in state.get("funding", []) if t > now - limits.funding_window_s]
+        if len(sent) >= limits.funding_budget:
+            state["funding"] = sent
+            until = sent[len(sent) - limits.funding_budget] + limits.funding_window_s
             return Grant(None, until - now, "funding", until)
-        state["fcount"] = int(state.get("fcount", 0)) + 1
+        state["funding"] = [*sent, round(now, 3)]
     rid = uuid.uuid4().hex[:16]
     res[rid] = [weight, now + limits.ttl_s, win]
     state["sent"] = int(state.get("sent", 0)) + weight
