@@ -27,6 +27,7 @@ def main() -> int:
     ap.add_argument("--url", required=True)
     ap.add_argument("--symbol", default="BTCUSDT")
     ap.add_argument("--pages", type=int, default=10)
+    ap.add_argument("--start", type=int, default=START, help="epoch ms of the first candle")
     ap.add_argument("--page", type=int, default=KLINE_PAGE, help="klines per request (499: weight 2, 1500: 10)")
     ap.add_argument("--in-flight", type=int, default=4)
     ap.add_argument("--margin", type=float, default=0.95)
@@ -54,9 +55,9 @@ def main() -> int:
                 out["funding"] += 1
         else:
             tf = timeframes.parse("1m")
-            end = START + args.pages * args.page * tf.ms
+            end = args.start + args.pages * args.page * tf.ms
             deadline = time.time() + args.seconds if args.seconds else None
-            for batch in iter_klines(client, args.symbol, tf, START, end, page=args.page):
+            for batch in iter_klines(client, args.symbol, tf, args.start, end, page=args.page):
                 out["klines"] += len(batch)
                 if deadline is not None and time.time() >= deadline:
                     break
