@@ -187,7 +187,14 @@ def test_network_policy_egress_only_dns_binance_databases() -> None:
     assert selector.items() <= pod_labels.items(), "the policy must select the extraction pods"
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert policy["spec"].get("ingress", []) == []
-    assert _egress_ports(policy) == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 3306), ("TCP", 27017)}
+    assert _egress_ports(policy) == {
+        ("UDP", 53),
+        ("TCP", 53),
+        ("TCP", 443),
+        ("TCP", 3306),
+        ("TCP", 27017),
+        ("TCP", 6379),
+    }
     for rule in policy["spec"]["egress"]:
         ports = {p["port"] for p in rule["ports"]}
         peers = rule["to"]
@@ -201,10 +208,10 @@ def test_network_policy_egress_only_dns_binance_databases() -> None:
             excluded = [ipaddress.ip_network(c) for c in block["except"]]
             for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
                 assert ipaddress.ip_network(private) in excluded
-        elif ports in ({3306}, {27017}):
-            # In-cluster database pods only, never an ipBlock.
+        elif ports in ({3306}, {27017}, {6379}):
+            # In-cluster database pods only (Redis: the shared weight budget), never an ipBlock.
             assert all("ipBlock" not in peer and "podSelector" in peer for peer in peers)
-            expected = "mysql" if ports == {3306} else "mongodb"
+            expected = {3306: "mysql", 27017: "mongodb", 6379: "redis"}[next(iter(ports))]
             assert all(peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": expected} for peer in peers)
         else:
             pytest.fail(f"unexpected egress rule for ports {ports}")
@@ -228,7 +235,12 @@ def test_secret_example_has_placeholders_only() -> None:
     assert secret["type"] == "Opaque"
     assert "data" not in secret, "base64 data could hide real values; use stringData placeholders"
     values = secret["stringData"]
-    assert set(values) == {"AIRFLOW_CONN_MYSQL_DEFAULT", "AIRFLOW_CONN_MONGO_DEFAULT", "BINANCE_API_KEY"}
+    assert set(values) == {
+        "AIRFLOW_CONN_MYSQL_DEFAULT",
+        "AIRFLOW_CONN_MONGO_DEFAULT",
+        "BINANCE_API_KEY",
+        "BINANCE_EXTRACTOR_BUDGET_URL",
+    }
     for key, value in values.items():
         assert "CHANGE_ME" in value, key
         # Binance API keys are 64 alphanumerics; nothing key-like may sit in the example.
@@ -238,6 +250,8 @@ def test_secret_example_has_placeholders_only() -> None:
     assert mysql.scheme == "mysql" and mysql.password == "CHANGE_ME" and mysql.port == 3306
     assert mongo.scheme == "mongo" and mongo.password == "CHANGE_ME" and mongo.port == 27017
     assert values["BINANCE_API_KEY"] == "CHANGE_ME"
+    budget = urlsplit(values["BINANCE_EXTRACTOR_BUDGET_URL"])
+    assert budget.scheme == "redis" and budget.password == "CHANGE_ME" and budget.port == 6379
     # The pod template loads exactly this Secret.
     assert _base(_pod())["envFrom"][0]["secretRef"]["name"] == secret["metadata"]["name"]
 
