@@ -46,7 +46,8 @@ class Ticket:
 
 
 def open_store(url: str | None = None) -> Store:
-    """``BINANCE_EXTRACTOR_BUDGET_URL``: unset = ``<data dir>/budget.sqlite``; ``sqlite:///path``; ``redis://``."""
+    """``BINANCE_EXTRACTOR_BUDGET_URL``: unset = ``<data dir>/budget.sqlite``; ``sqlite:///path``; ``redis://``;
+    ``mysql://`` / ``postgresql://`` (SQLAlchemy URLs)."""
     url = url if url is not None else os.environ.get("BINANCE_EXTRACTOR_BUDGET_URL", "")
     if not url:
         from binance_extractor.budget.sqlite_store import SqliteStore
@@ -62,7 +63,16 @@ def open_store(url: str | None = None) -> Store:
         from binance_extractor.budget.redis_store import RedisStore
 
         return RedisStore(url)
-    raise InputError(f"BINANCE_EXTRACTOR_BUDGET_URL must be sqlite:///PATH or redis://HOST:PORT/DB, not {scheme}://")
+    if scheme.split("+")[0] in ("mysql", "mariadb", "postgresql", "postgres"):
+        from binance_extractor.budget.sql_store import SqlStore
+
+        if scheme in ("postgres", "postgresql"):  # psycopg2: the driver Airflow deployments on PostgreSQL have
+            url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+        return SqlStore(url)
+    raise InputError(
+        "BINANCE_EXTRACTOR_BUDGET_URL must be sqlite:///PATH, redis://HOST:PORT/DB, mysql://... or postgresql://..., "
+        f"not {scheme}://"
+    )
 
 
 def _sqlite_path(path: str) -> Any:

@@ -78,10 +78,12 @@ def budget_for(emu: Emulator, store_url: str) -> SharedBudget:
     return SharedBudget(open_store(store_url), budget_key(emu.url))
 
 
-@pytest.mark.parametrize(("procs", "backend"), [(4, "sqlite"), (8, "sqlite"), (4, "redis")])
+@pytest.mark.parametrize(("procs", "backend"), [(4, "sqlite"), (8, "sqlite"), (4, "redis"), (4, "mysql")])
 def test_processes_over_ten_times_the_budget_get_no_ban(procs, backend, tmp_path, make_emulator):
     emu = make_emulator(window_seconds=2, weight_limit=100)
-    store = f"sqlite:///{tmp_path / 'budget.sqlite'}" if backend == "sqlite" else "redis://127.0.0.1:6379/0"
+    store = {"redis": "redis://127.0.0.1:6379/0", "mysql": "mysql://root@127.0.0.1:3306/test"}.get(
+        backend, f"sqlite:///{tmp_path / 'budget.sqlite'}"
+    )
     margin = 0.9
     budget = int(100 * margin)
     pages = 10 * budget // 2 // procs  # weight 2 a page: together ten windows' worth of budget

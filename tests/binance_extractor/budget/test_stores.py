@@ -11,6 +11,7 @@ import pytest
 
 from binance_extractor.budget import budget_key, open_store
 from binance_extractor.budget.redis_store import RedisStore
+from binance_extractor.budget.sql_store import SqlStore
 from binance_extractor.budget.sqlite_store import SqliteStore
 from binance_extractor.errors import BudgetUnavailableError, InputError
 
@@ -24,17 +25,27 @@ for _ in range(200):
 """
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+SERVERS = {
+    "redis": "redis://127.0.0.1:6379/0",
+    "mysql": "mysql://root@127.0.0.1:3306/test",
+    "postgresql": "postgresql://postgres@127.0.0.1:5432/postgres",
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "mysql", "postgresql"])
 def test_updates_from_several_processes_are_atomic(backend, tmp_path):
-    url = f"sqlite:///{tmp_path / 'b.sqlite'}" if backend == "sqlite" else "redis://127.0.0.1:6379/0"
+    url = SERVERS.get(backend) or f"sqlite:///{tmp_path / 'b.sqlite'}"
     key = f"test-atomic-{uuid.uuid4().hex}"
     procs = [subprocess.Popen([sys.executable, "-c", INCREMENT, url, key], cwd=ROOT) for _ in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     store = open_store(url)
     assert store.transact(key, lambda st: st["n"]) == 800  # no lost update
-    if backend == "redis":
-        assert isinstance(store, RedisStore)
+    if isinstance(store, RedisStore):
         store._client.delete(key)
+    if isinstance(store, SqlStore):
+        with store._engine.begin() as conn:
+            conn.exec_driver_sql(f"DELETE FROM binance_weight_budget WHERE name = '{key}'")
+    store.close()
 
 
 def test_default_store_is_a_sqlite_file_in_the_data_dir(tmp_path, monkeypatch):
@@ -59,6 +70,9 @@ def test_unreachable_stores_raise_one_clear_line(tmp_path):
     with pytest.raises(BudgetUnavailableError, match=r"store redis://127.0.0.1:9/0 unreachable") as err:
         RedisStore("redis://:secret@127.0.0.1:9/0", socket_timeout_s=1).transact("k", lambda st: None)
     assert "secret" not in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(BudgetUnavailableError, match=r"store mysql://root:\*\*\*@127.0.0.1:9/x unreachable") as err:
+        SqlStore("mysql://root:secret@127.0.0.1:9/x").transact("k", lambda st: None)
+    assert "secret" not in str(err.value)
 
 
 def test_unknown_store_scheme_is_input_error():
