@@ -148,3 +148,14 @@ def test_circuit_breaker_stops_hammering_a_failing_host(emulator):
     with pytest.raises(CircuitOpenError, match="circuit open"):
         client.klines("BTCUSDT", "5m", START, None, limit=10)
     assert emulator.count() == 3
+
+
+def test_the_limit_comes_from_exchange_info_once_for_every_client_of_the_budget(make_emulator):
+    emu = make_emulator(window_seconds=2, weight_limit=40)
+    first, second = client_for(emu), client_for(emu)  # two processes' clients: same store, same budget
+    first.klines("BTCUSDT", "5m", START, None, limit=10)
+    assert first.limiter.rule.limit == 40 and first.limiter.rule.header == "X-MBX-USED-WEIGHT-2S"
+    assert first.limiter.budget == 38  # x weight_margin 0.95
+    second.klines("BTCUSDT", "5m", START, None, limit=10)
+    assert second.limiter.rule == first.limiter.rule
+    assert emu.count(path="/fapi/v1/exchangeInfo") == 1  # the second read it from the shared state

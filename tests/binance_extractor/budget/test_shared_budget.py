@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from binance_extractor.budget import SharedBudget
+from binance_extractor.budget import SharedBudget, open_store
 from binance_extractor.budget.sqlite_store import SqliteStore
-from binance_extractor.errors import IPBannedError
+from binance_extractor.errors import BudgetUnavailableError, IPBannedError
 from binance_extractor.ratelimit import WeightRule
 
 
@@ -64,3 +64,16 @@ def test_the_rule_from_exchange_info_is_shared(tmp_path):
     ft.t += 7200
     stale = SharedBudget(SqliteStore(tmp_path / "budget.sqlite"), "k", now=ft.now)
     assert not stale.load_shared_rule()  # an old answer is asked again
+
+
+def test_a_release_the_store_cannot_record_only_logs_and_the_next_acquire_fails_cleanly(redis_server, caplog):
+    server, url = redis_server
+    b = SharedBudget(open_store(url), "k", rule=WeightRule(100, 60), ttl_s=90)
+    ticket = b.acquire(2)
+    server.kill()
+    server.wait()
+    with caplog.at_level(logging.WARNING, logger="binance_extractor.budget"):
+        b.release(ticket, 10)  # the answer already came: losing the store must not lose it
+    assert "unreachable" in caplog.text and "expires in 90 s" in caplog.text
+    with pytest.raises(BudgetUnavailableError, match="nothing was sent"):
+        b.acquire(2)
