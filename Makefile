@@ -5,13 +5,20 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format typecheck bench services clean
+.PHONY: install lock run test lint format typecheck bench services clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/install.sh
+$(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml scripts/install.sh
 	bash scripts/install.sh
 	touch $(STAMP)
+
+# requirements.lock: every runtime package (transitive too) pinned with hashes, for all platforms, resolved from
+# requirements.txt. Re-run after editing requirements.txt; versions already in the lock are kept where possible.
+lock:
+	@[[ -x $(UV) ]] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv==0.13.8; }
+	$(UV) pip compile requirements.txt --universal --python-version 3.11 --generate-hashes --quiet \
+		--custom-compile-command "make lock" -o requirements.lock
 
 run: install
 	bash scripts/run-airflow.sh

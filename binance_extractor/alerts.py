@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from binance_extractor import telemetry
+from binance_extractor import clock, telemetry
 
 log = logging.getLogger("binance_extractor.alerts")
 FLUSH_TIMEOUT_MS = 2000
@@ -159,13 +159,14 @@ def record_freshness(symbol: str, timeframe: str, last_open: datetime | None, *,
     0 when the newest closed candle is stored. Returns -1 (and sets nothing) when nothing is stored yet.
     """
     from binance_extractor import timeframes
+    from binance_extractor.timeutil import dt_to_ms
 
     if last_open is None:
         return -1.0
     tf = timeframes.parse(timeframe)
-    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+    now_ms = dt_to_ms(now or clock.now())
     forming_open_ms = tf.floor_ms(now_ms)  # the candle still open now; the one before it is the newest closed
-    expected_next_ms = tf.next_open_ms(int(last_open.timestamp() * 1000))
+    expected_next_ms = tf.next_open_ms(dt_to_ms(last_open))
     lag = max(0, forming_open_ms - expected_next_ms) / 1000
     labels = {"symbol": symbol, "timeframe": tf.interval}  # the exchange's "5m", like the pipeline's row metrics
     telemetry.instruments.gauge("binance.freshness.lag", unit="s").set(lag, labels)

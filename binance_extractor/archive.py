@@ -32,6 +32,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from binance_extractor import config, telemetry, timeutil
+from binance_extractor.archive_columns import KlineBlock, parse_block
 from binance_extractor.errors import ExtractorError, InputError, ValidationError
 from binance_extractor.models import Kline
 from binance_extractor.timeframes import Timeframe
@@ -46,6 +47,9 @@ BATCH_SIZE = 5000  # rows per yielded batch: the sinks' preferred write size
 # In ``auto`` mode, fewer archivable candles than this go to REST: a couple of REST pages (limit 499, weight 2)
 # cost less than downloading files (e.g. a 5-minute incremental run crossing midnight, or a year of d1).
 AUTO_MIN_CANDLES = 1000
+# Download threads of a pipeline job: files are small and the path is latency-bound (two requests a file), so more
+# in flight than cores pays; at most BULK_WORKERS + 1 files are held at once.
+BULK_WORKERS = 8
 ATTEMPTS = 3  # downloads per file before a corrupt/truncated/unreachable file is reported
 RETRY_WAIT_S = (0.2, 2.0)  # initial and maximum backoff between attempts
 TIMEOUT_S = (10.0, 120.0)  # connect, read
@@ -132,6 +136,7 @@ class FilePart:
     open_ms: list[int] = field(default_factory=list)
     missing: bool = False
     error: ArchiveError | None = None
+    block: KlineBlock | None = None  # columnar mode: the whole file parsed and validated in the fetch thread
 
 
 @dataclass
@@ -151,11 +156,14 @@ class ArchiveStats:
 class ArchiveFetcher:
     """Downloads, verifies and parses archive files for one (symbol, interval); thread-safe for GETs."""
 
-    def __init__(self, symbol: str, tf: Timeframe, session: requests.Session, base_url: str) -> None:
+    def __init__(
+        self, symbol: str, tf: Timeframe, session: requests.Session, base_url: str, columnar: bool = False
+    ) -> None:
         self.symbol = symbol
         self.tf = tf
         self.session = session
         self.base_url = base_url.rstrip("/")
+        self.columnar = columnar
         self.down = False  # set once a file failed for want of a host: later files fail fast
 
     def fetch(self, period: Period, lo_ms: int, hi_ms: int) -> list[FilePart]:
@@ -184,6 +192,9 @@ class ArchiveFetcher:
                         body = self._download(url, name)
                         if body is None:
                             return FilePart(period, name, missing=True)
+                        if self.columnar:  # pyarrow releases the GIL: files parse in parallel with writing
+                            block = parse_block(read_zip_bytes(body), self.symbol, self.tf.interval, lo_ms, hi_ms)
+                            return FilePart(period, name, open_ms=block.open_ms(), block=block)
                         rows, opens = parse_rows(read_zip(body), lo_ms, hi_ms, f"{self.symbol} {self.tf.interval}")
                         return FilePart(period, name, rows, opens)
             except _BadFile as exc:
@@ -239,15 +250,23 @@ def _diagnose(body: bytes, expected: str, got: str) -> str:
     return f"checksum mismatch (sha256 {got[:12]}... != {expected[:12]}...){detail}"
 
 
-def read_zip(body: bytes) -> str:
-    """The text of the zip's one CSV member (a bad zip is a failed attempt: retried, then reported)."""
+def read_zip_bytes(body: bytes) -> bytes:
+    """The bytes of the zip's one CSV member (a bad zip is a failed attempt: retried, then reported)."""
     try:
         with zipfile.ZipFile(io.BytesIO(body)) as zf:
             members = [n for n in zf.namelist() if n.endswith(".csv")]
             if len(members) != 1:
                 raise _BadFile(f"expected one CSV in the zip, found {len(members)}")
-            return zf.read(members[0]).decode("ascii")
-    except (zipfile.BadZipFile, UnicodeDecodeError, EOFError) as exc:
+            return zf.read(members[0])
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise _BadFile(f"unreadable zip: {exc}") from None
+
+
+def read_zip(body: bytes) -> str:
+    """The text of the zip's one CSV member (a bad zip is a failed attempt: retried, then reported)."""
+    try:
+        return read_zip_bytes(body).decode("ascii")
+    except UnicodeDecodeError as exc:
         raise _BadFile(f"unreadable zip: {exc}") from None
 
 
@@ -343,8 +362,12 @@ def iter_klines(
     workers: int = 4,
     stats: ArchiveStats | None = None,
     min_candles: int = AUTO_MIN_CANDLES,
-) -> Iterator[list[Kline]]:
+    columnar: bool = False,
+) -> Iterator[list[Kline] | KlineBlock]:
     """Ordered, non-overlapping batches of validated closed candles in ``[start_ms, end_ms)``.
+
+    ``columnar``: each complete archive file comes as one ``KlineBlock`` (parsed and validated by pyarrow, for
+    the sinks' bulk loaders) instead of model batches; REST rows and files merged with REST fills stay models.
 
     ``source``: ``rest`` (REST only), ``archive`` (archive only: no REST call, missing files are reported
     as warnings, corrupt files raise ``ArchiveError``) or ``auto`` (archive, then REST for what it lacks;
@@ -368,12 +391,16 @@ def iter_klines(
     buffer = _Batcher()
     run = _Run(client, symbol, tf, start_ms, end_ms, source, now, stats)
     session = _session(workers)
-    fetcher = ArchiveFetcher(symbol, tf, session, base_url or config.archive_url())
+    fetcher = ArchiveFetcher(symbol, tf, session, base_url or config.archive_url(), columnar=columnar)
     parts = _prefetch(fetcher, plan_periods(start_ms, min(end_ms, today)), start_ms, end_ms, workers, stats)
     try:
         for part in parts:
             for batch in run.resolve(part):
-                yield from buffer.add(batch)
+                if isinstance(batch, KlineBlock):
+                    yield from buffer.flush()  # keep the order: models buffered so far go first
+                    yield batch
+                else:
+                    yield from buffer.add(batch)
         tail_start = max(start_ms, today)
         if tail_start < end_ms:
             if source == "auto":
@@ -477,7 +504,7 @@ class _Run:
     now: int
     stats: ArchiveStats
 
-    def resolve(self, part: FilePart) -> Iterator[list[Kline]]:
+    def resolve(self, part: FilePart) -> Iterator[list[Kline] | KlineBlock]:
         lo, hi = max(part.period.lo_ms, self.start_ms), min(part.period.hi_ms, self.end_ms)
         if part.error is not None:
             self.stats.files_failed.append(part.filename)
@@ -496,12 +523,22 @@ class _Run:
             yield from self._fill([(lo, hi)], why=part.filename)
             return
         self.stats.files += 1
-        self.stats.archive_rows += len(part.rows)
+        self.stats.archive_rows += len(part.block) if part.block is not None else len(part.rows)
         holes = missing_ranges(self.tf, lo, hi, part.open_ms)
         if holes and self.source == "archive":
             log.warning("archive file %s lacks %d candle range(s): not fetched", part.filename, len(holes))
             self.stats.unfilled_ranges.extend(holes)
             holes = []
+        if part.block is not None:
+            if not holes:
+                if len(part.block):
+                    yield part.block
+                return
+            fills = [k for batch in self._fill(holes, why=part.filename) for k in batch]
+            merged = sorted(part.block.to_klines() + fills, key=_open_time)
+            if merged:
+                yield merged
+            return
         if not holes:
             for i in range(0, len(part.rows), BATCH_SIZE):  # validated chunk by chunk: writing starts early
                 yield to_klines(self.symbol, self.tf.interval, part.rows[i : i + BATCH_SIZE])
@@ -562,5 +599,6 @@ __all__ = [
     "parse_zip",
     "plan_periods",
     "read_zip",
+    "read_zip_bytes",
     "to_klines",
 ]

@@ -12,11 +12,12 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from binance_extractor import __version__, config, telemetry, timeframes
+from binance_extractor import __version__, clock, config, telemetry, timeframes
+from binance_extractor.airflow_setup import COMMAND as SETUP_AIRFLOW_COMMAND
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.pipeline import Job, JobResult, run_job
@@ -84,7 +85,8 @@ def _sink_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sink",
         action="append",
-        help="mysql, mongo, sqlite, jsonl; repeatable or comma-separated (default: BINANCE_EXTRACTOR_SINKS or sqlite)",
+        help="mysql, postgres, mongo, sqlite, jsonl; repeatable or comma-separated "
+        "(default: BINANCE_EXTRACTOR_SINKS or sqlite)",
     )
     p.add_argument(
         "--conn-id", action="append", help="Airflow connection id for the sink, or SINK=CONN_ID with several sinks"
@@ -96,7 +98,9 @@ def _sink_options(p: argparse.ArgumentParser) -> None:
 
 
 # Other modules add subcommands: (add_parser(subparsers), handler(args) -> list) pairs keyed by command name.
-EXTRA_COMMANDS: list[tuple[Callable[[Any], None], str, Callable[[argparse.Namespace], list[Any]]]] = []
+EXTRA_COMMANDS: list[tuple[Callable[[Any], None], str, Callable[[argparse.Namespace], list[Any]]]] = [
+    SETUP_AIRFLOW_COMMAND
+]
 
 
 def parse_sinks(values: Sequence[str] | None) -> list[str]:
@@ -148,7 +152,7 @@ def _times(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
     end = parse_time(args.end) if args.end else None
     if start and end and end <= start:
         raise InputError(f"--end {args.end} is not after --start {args.start}")
-    if start and start > datetime.now(UTC):
+    if start and start > clock.now():
         raise InputError(f"--start {args.start} is in the future")
     return start, end
 
@@ -327,4 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown()
 
 
-from binance_extractor import gaps_cli  # noqa: E402,F401  (registers gaps / fill-gaps into EXTRA_COMMANDS)
+from binance_extractor import (  # noqa: E402  (these register their subcommands into EXTRA_COMMANDS)
+    export_cli,  # noqa: F401
+    gaps_cli,  # noqa: F401
+)

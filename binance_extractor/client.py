@@ -183,7 +183,8 @@ class BinanceFuturesClient:
                 sp.set_attribute("http.status_code", status)
                 if used is not None:
                     sp.set_attribute("binance.used_weight_after", used)
-                    telemetry.instruments.gauge("binance.weight.used").set(used)
+                    telemetry.instruments.gauge("binance.weight.used", unit="{weight}").set(used)
+                    telemetry.instruments.gauge("binance.weight.budget", unit="{weight}").set(self.limiter.budget)
                 return self._decode(resp, path)
             finally:
                 self.limiter.release(ticket, used)

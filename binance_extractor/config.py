@@ -1,6 +1,8 @@
-"""Settings from ``include/config.yaml`` and the environment (the environment wins).
+"""Settings from the config file and the environment (the environment wins).
 
-Read lazily and cached: importing the library touches no file, network or database.
+The default config ships inside the package (``binance_extractor/resources/config.yaml``, the same file as the
+repository's ``include/config.yaml``), so an installed wheel parses its DAGs anywhere; ``BINANCE_EXTRACTOR_CONFIG``
+points at another file. Read lazily and cached: importing the library touches no file, network or database.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,22 @@ import yaml
 from binance_extractor.errors import InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "include" / "config.yaml"
+
+
+def resource_path(name: str) -> Path:
+    """A file shipped in ``binance_extractor/resources`` (a real path: setuptools installs package data as files)."""
+    return Path(str(resources.files("binance_extractor.resources").joinpath(name)))
+
+
+DEFAULT_CONFIG = resource_path("config.yaml")
+DEFAULT_POD_TEMPLATE = resource_path("extractor-pod.yaml")
+DEFAULT_NAMESPACE = "petrosa-apps"
+DEFAULT_SERVICE_ACCOUNT = "binance-extractor"
+DEFAULT_IMAGE = "binance-extractor:0.1.0"
+DEFAULT_POOL_SLOTS = 4
 DEFAULT_BASE_URL = "https://fapi.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
-VALID_SINKS = ("sqlite", "mysql", "mongo", "jsonl")
+VALID_SINKS = ("sqlite", "mysql", "postgres", "mongo", "jsonl")
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,7 @@ class Settings:
     weight_margin: float = 0.95
     retention: dict[str, int | None] = field(default_factory=dict)
     gap_filler: dict[str, Any] = field(default_factory=dict)
+    kubernetes: dict[str, Any] = field(default_factory=dict)
 
 
 def _env_bool(name: str) -> bool | None:
@@ -85,6 +101,7 @@ def settings() -> Settings:
         weight_margin=float(raw.get("weight_margin", 0.95)),
         retention=dict(raw.get("retention") or {}),
         gap_filler=dict(raw.get("gap_filler") or {}),
+        kubernetes=dict(raw.get("kubernetes") or {}),
     )
 
 
@@ -112,8 +129,13 @@ def api_key() -> str | None:
 
 
 def data_dir() -> Path:
-    """Where the embedded SQLite store (and JSONL output by default) lives."""
-    return Path(os.environ.get("BINANCE_EXTRACTOR_DATA_DIR", str(PROJECT_ROOT / "data")))
+    """Where the embedded SQLite store (and JSONL output by default) lives: ``data/`` of a source checkout,
+    else ``$AIRFLOW_HOME/binance_data`` (an installed package has no repository around it)."""
+    if os.environ.get("BINANCE_EXTRACTOR_DATA_DIR"):
+        return Path(os.environ["BINANCE_EXTRACTOR_DATA_DIR"])
+    if (PROJECT_ROOT / "include" / "config.yaml").is_file():
+        return PROJECT_ROOT / "data"
+    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "binance_data"
 
 
 def sink_names(value: str | None = None) -> list[str]:
@@ -132,3 +154,47 @@ def runtime() -> str:
     if value not in ("local", "kubernetes"):
         raise InputError(f"BINANCE_EXTRACTOR_RUNTIME must be local or kubernetes, not {value!r}")
     return value
+
+
+# --------------------------------------------------------------------------------------------- deployment
+
+
+def _deployment(env: str, key: str, default: Any) -> Any:
+    """Environment ``env``, else ``kubernetes.<key>`` of the config file, else ``default``."""
+    from_env = os.environ.get(env, "").strip()
+    if from_env:
+        return from_env
+    value = settings().kubernetes.get(key)
+    return default if value is None or value == "" else value
+
+
+def namespace() -> str:
+    """Namespace of the extraction pods (``BINANCE_EXTRACTOR_NAMESPACE`` / ``kubernetes.namespace``)."""
+    return str(_deployment("BINANCE_EXTRACTOR_NAMESPACE", "namespace", DEFAULT_NAMESPACE))
+
+
+def service_account() -> str:
+    """Service account of the extraction pods (``BINANCE_EXTRACTOR_SERVICE_ACCOUNT``)."""
+    return str(_deployment("BINANCE_EXTRACTOR_SERVICE_ACCOUNT", "service_account", DEFAULT_SERVICE_ACCOUNT))
+
+
+def image() -> str:
+    """Image of the extraction pods (``BINANCE_EXTRACTOR_IMAGE`` / ``kubernetes.image``)."""
+    return str(_deployment("BINANCE_EXTRACTOR_IMAGE", "image", DEFAULT_IMAGE))
+
+
+def pod_template() -> Path:
+    """Pod template file (``BINANCE_EXTRACTOR_POD_TEMPLATE``; default: the one shipped in the package)."""
+    return Path(str(_deployment("BINANCE_EXTRACTOR_POD_TEMPLATE", "pod_template", DEFAULT_POD_TEMPLATE)))
+
+
+def pool_slots() -> int:
+    """Slots of the ``binance_api`` pool (``BINANCE_API_POOL_SLOTS`` / ``kubernetes.pool_slots``), at least 1."""
+    raw = _deployment("BINANCE_API_POOL_SLOTS", "pool_slots", DEFAULT_POOL_SLOTS)
+    try:
+        slots = int(raw)
+    except (TypeError, ValueError):
+        raise InputError(f"BINANCE_API_POOL_SLOTS must be a whole number, not {raw!r}") from None
+    if slots < 1:
+        raise InputError(f"BINANCE_API_POOL_SLOTS must be at least 1, not {slots}")
+    return slots

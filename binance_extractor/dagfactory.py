@@ -20,9 +20,10 @@ from binance_extractor.orchestration import POOL
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "petrosa-apps"
-DEFAULT_IMAGE = "binance-extractor:0.1.0"
-POD_TEMPLATE = config.PROJECT_ROOT / "k8s_pod_templates" / "extractor-pod.yaml"
+# Namespace, image, service account and pod template come from config.yaml / the environment (config.namespace() ...).
+NAMESPACE = config.DEFAULT_NAMESPACE
+DEFAULT_IMAGE = config.DEFAULT_IMAGE
+POD_TEMPLATE = config.DEFAULT_POD_TEMPLATE
 START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
 HOURLY = "0 * * * *"
 DEFAULT_ARGS: dict[str, Any] = {
@@ -53,7 +54,7 @@ def table_asset(table: str) -> Asset:
 
 
 def image() -> str:
-    return os.environ.get("BINANCE_EXTRACTOR_IMAGE", DEFAULT_IMAGE)
+    return config.image()
 
 
 # --------------------------------------------------------------------------------------------- tasks
@@ -67,9 +68,10 @@ def _fail(exc: Exception) -> Exception:
 
 
 def _validator() -> orchestration.Validator:
-    from binance_extractor.client import BinanceFuturesClient
+    """exchangeInfo through the ``binance_default`` connection (base URL, key), or the environment without one."""
+    from binance_extractor.hooks import BinanceFuturesHook
 
-    return BinanceFuturesClient.from_env().validate_symbols
+    return BinanceFuturesHook(orchestration.BINANCE_CONN_ID).get_client().validate_symbols
 
 
 def _resolve(requested: list[str], source: str) -> dict[str, Any]:
@@ -105,8 +107,9 @@ def pod_tasks(task_id: str, name: str, kind: str, arguments: Any, label: str = P
     return TracedKubernetesPodOperator.partial(
         task_id=task_id,
         name=name,
-        namespace=NAMESPACE,
-        pod_template_file=str(POD_TEMPLATE),
+        namespace=config.namespace(),
+        pod_template_file=str(config.pod_template()),
+        service_account_name=config.service_account(),
         image=image(),
         pool=POOL,
         get_logs=True,

@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from binance_extractor import config, telemetry, timeframes
+from binance_extractor import clock, config, telemetry, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, now_ms, parse_time
 
@@ -37,7 +37,7 @@ DAY_MS = 86_400_000
 MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Mondays 00:00 UTC
 MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
-DB_SINKS = ("sqlite", "mysql", "mongo")
+DB_SINKS = ("sqlite", "mysql", "postgres", "mongo")
 STATES = ("found", "filled", "confirmed", "remaining")
 GAP_TABLES = "klines_<tf>, funding_rates or agg_trades"
 
@@ -231,10 +231,20 @@ def _next_boundary(t: int, step: int) -> int:
 
 
 def chunk_holes(holes: Iterable[Hole], chunk_ms: int) -> list[Chunk]:
-    """Split every hole at the weekly (``chunk_ms``) boundaries; kline chunks stay aligned to candle opens."""
+    """Split every hole at the weekly (``chunk_ms``) boundaries; kline chunks stay aligned to candle opens.
+
+    An agg-trade hole no longer than ``chunk_ms`` stays one chunk: its missing ids have no time grid, so a piece
+    cut at a boundary cannot tell ids that belong after the boundary from ids the exchange never had (the piece
+    would be "confirmed" exchange-side before the next chunk fills it).
+    """
     chunks: list[Chunk] = []
     for hole in sorted(holes):
         tf = timeframes.parse(hole.table) if kind_of(hole.table) == "klines" else None
+        if kind_of(hole.table) == "agg_trades" and hole.end_ms - hole.start_ms <= chunk_ms:
+            chunks.append(
+                Chunk(hole.table, hole.symbol, hole.start_ms, hole.end_ms, hole.ctx_start_ms, hole.ctx_end_ms)
+            )
+            continue
         cursor = hole.start_ms
         while cursor < hole.end_ms:
             nxt = min(hole.end_ms, _next_boundary(cursor, chunk_ms))
@@ -311,7 +321,7 @@ class _SqlBackend:
 
     def __init__(self, sink: Any) -> None:
         self.sink = sink
-        self.mysql = sink.name == "mysql"
+        self.dialect = sink.name
 
     def _t(self, ms: int) -> Any:
         return self.sink.db_time(ms_to_dt(ms))
@@ -320,8 +330,12 @@ class _SqlBackend:
         return dt_to_ms(self.sink.py_time(value))
 
     def _diff(self, a: str, b: str) -> str:
-        """Milliseconds from ``a`` to ``b`` (DATETIME(3) in MySQL, epoch-ms integers in SQLite)."""
-        return f"(TIMESTAMPDIFF(MICROSECOND, {a}, {b}) DIV 1000)" if self.mysql else f"({b} - {a})"
+        """Milliseconds from ``a`` to ``b`` (DATETIME(3) in MySQL, TIMESTAMPTZ(3) in PostgreSQL, epoch ms in SQLite)."""
+        if self.dialect == "mysql":
+            return f"(TIMESTAMPDIFF(MICROSECOND, {a}, {b}) DIV 1000)"
+        if self.dialect == "postgres":
+            return f"(FLOOR(EXTRACT(EPOCH FROM ({b} - {a})) * 1000)::BIGINT)"
+        return f"({b} - {a})"
 
     def _rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self.sink.query(sql, args)
@@ -494,18 +508,18 @@ class _MongoBackend:
 
 
 def _backend(sink: Any) -> Any:
-    if sink.name in ("sqlite", "mysql"):
+    if sink.name in ("sqlite", "mysql", "postgres"):
         return _SqlBackend(sink)
     if sink.name == "mongo":
         return _MongoBackend(sink)
-    raise InputError(f"gap detection needs a database sink (sqlite, mysql or mongo), not {sink.name}")
+    raise InputError(f"gap detection needs a database sink (sqlite, mysql, postgres or mongo), not {sink.name}")
 
 
 def db_sinks(sinks: Sequence[Any]) -> list[Any]:
     """The sinks detection can query (JSON lines output is write-only)."""
     out = [s for s in sinks if s.name in DB_SINKS]
     if not out:
-        raise InputError("gap detection needs a database sink: --sink sqlite, mysql or mongo")
+        raise InputError("gap detection needs a database sink: --sink sqlite, mysql, postgres or mongo")
     return out
 
 
@@ -802,6 +816,24 @@ def _job(hole: Hole, source: str, requested_by: str) -> Any:
     )
 
 
+def _fetch_range(hole: Hole, chunk: Chunk, settings: GapSettings | None) -> Hole:
+    """What to refetch for ``hole`` (already clipped to ``chunk``).
+
+    Klines and agg trades: the hole itself. Funding: a hole is a too-long distance between two stored rows, and a
+    chunk boundary (weekly, Monday 00:00 UTC) can cut it so that this chunk's piece holds no funding time at all
+    while the missing row sits just past the boundary in the next chunk. Refetching only the piece returns
+    nothing, so the piece would be "confirmed" exchange-side although the next chunk fills it. Refetching up to
+    one longest interval (plus tolerance) beyond the piece, inside the hole's context, brings in the neighbouring
+    rows, so re-detection judges the piece exactly as a whole-hole refetch would (writes are idempotent upserts).
+    """
+    if kind_of(hole.table) != "funding":
+        return hole
+    margin = FUNDING_DEFAULT_MS + (settings or GapSettings()).funding_tolerance_ms
+    start = max(chunk.ctx_start_ms, hole.start_ms - margin)
+    end = min(chunk.ctx_end_ms, hole.end_ms + margin)
+    return replace(hole, start_ms=start, end_ms=end)
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return (text if isinstance(exc, ExtractorError) else f"{type(exc).__name__}: {text}")[:500]
@@ -832,7 +864,7 @@ def fill_chunk(
     sent = getattr(client, "requests_sent", 0)
     for hole in before:
         try:
-            res = run_job(_job(hole, source, requested_by), sinks, client)
+            res = run_job(_job(_fetch_range(hole, chunk, settings), source, requested_by), sinks, client)
             result.rows_extracted += res.rows_extracted
             result.rows_written += res.rows_written
         except Exception as exc:
@@ -846,7 +878,7 @@ def fill_chunk(
         result.remaining = after
         return result
     method = f"refetch:{source}" if kind_of(chunk.table) == "klines" else "refetch:rest"
-    confirmed_at = datetime.now(UTC)
+    confirmed_at = clock.now()
     for hole in after:
         for sink in db_sinks(sinks):
             sink.record_gap(

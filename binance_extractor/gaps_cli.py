@@ -113,7 +113,7 @@ def _check(args: argparse.Namespace) -> None:
     names = cli.parse_sinks(args.sink)
     cli.parse_conn_ids(args.conn_id, names)
     if not any(n in gaps.DB_SINKS for n in names):
-        raise InputError("gap detection needs a database sink: --sink sqlite, mysql or mongo")
+        raise InputError("gap detection needs a database sink: --sink sqlite, mysql, postgres or mongo")
 
 
 def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:

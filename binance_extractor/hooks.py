@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 class BinanceFuturesHook(BaseHook):
     conn_name_attr = "binance_conn_id"
     default_conn_name = "binance_default"
-    conn_type = "binance"
-    hook_name = "Binance USD-M Futures"
+    conn_type = "binance"  # = provider.CONN_TYPE
+    hook_name = "Binance USD-M Futures"  # = provider.HOOK_NAME
 
     def __init__(self, binance_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -30,11 +30,10 @@ class BinanceFuturesHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["login", "schema", "extra"],
-            "relabeling": {"host": "Base URL", "password": "API key"},
-            "placeholders": {"host": config.DEFAULT_BASE_URL},
-        }
+        """The connection form (also declared in the provider info, which Airflow's UI reads without this class)."""
+        from binance_extractor import provider
+
+        return provider.ui_field_behaviour()
 
     def settings(self) -> tuple[str, str | None]:
         """(base_url, api_key) from the connection, falling back to the environment."""
@@ -61,10 +60,15 @@ class BinanceFuturesHook(BaseHook):
         return client
 
     def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: ping, then exchangeInfo (proves the base URL serves USD-M Futures)."""
         client = self.get_client(max_attempts=1)
         try:
             client.request("/fapi/v1/ping")
-            return True, f"reached {client.base_url}"
+            info = client.request("/fapi/v1/exchangeInfo")
+            symbols = info.get("symbols") if isinstance(info, dict) else None
+            if not symbols:
+                return False, f"{client.base_url} answered ping but exchangeInfo lists no symbols"
+            return True, f"reached {client.base_url}: {len(symbols)} symbols"
         except Exception as exc:
             return False, str(exc)
         finally:

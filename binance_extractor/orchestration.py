@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from binance_extractor import config, timeframes
+from binance_extractor import clock, config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.timeutil import iso, parse_time
 
@@ -31,6 +31,9 @@ from binance_extractor.timeutil import iso, parse_time
 # parallelism of a 2-core machine. A cluster may raise it; past ~8 requesters mostly wait on the weight limiter.
 POOL = "binance_api"
 XCOM_FILE = "/airflow/xcom/return.json"
+# Every argv names the exchange connection: the hook reads it (metadata DB, secrets backend or, in pods,
+# AIRFLOW_CONN_BINANCE_DEFAULT from the Secret) and falls back to the environment when it does not exist.
+BINANCE_CONN_ID = "binance_default"
 SYMBOLS_VARIABLE = "binance_symbols"
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,30}$"
 WEEK = timedelta(days=7)
@@ -217,14 +220,21 @@ def build_arguments(
 
 
 def output_options(
-    sinks: Sequence[str] | None, conn_ids: Mapping[str, str] | None, requested_by: str | None, xcom: bool
+    sinks: Sequence[str] | None,
+    conn_ids: Mapping[str, str] | None,
+    requested_by: str | None,
+    xcom: bool,
+    binance_conn_id: str | None = BINANCE_CONN_ID,
 ) -> list[str]:
-    """The argv tail every data command shares: sinks, their connections, the audit label, the pod's XCom file."""
+    """The argv tail every data command shares: sinks, their connections, the exchange connection, the audit
+    label, the pod's XCom file."""
     argv: list[str] = []
     if sinks:
         argv += ["--sink", ",".join(config.sink_names(",".join(sinks)))]
     for sink, conn_id in sorted((conn_ids or {}).items()):
         argv += ["--conn-id", f"{sink}={conn_id}"]
+    if binance_conn_id:
+        argv += ["--binance-conn-id", binance_conn_id]
     if requested_by:
         argv += ["--requested-by", requested_by]
     if xcom:
@@ -331,7 +341,7 @@ def validate_manual(params: Mapping[str, Any], now: datetime | None = None) -> M
     start, end = parse_time(str(params["start"])), parse_time(str(params["end"]))
     if end <= start:
         raise InputError(f"start {iso(start)} must be before end {iso(end)}")
-    now = _utc(now or datetime.now(UTC))
+    now = _utc(now or clock.now())
     if start >= now:
         raise InputError(f"start {iso(start)} is in the future")
     end = min(end, now)

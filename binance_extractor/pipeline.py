@@ -14,10 +14,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from binance_extractor import config, extract, telemetry, timeframes
+from binance_extractor import clock, config, extract, telemetry, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, truncate_ms
@@ -116,7 +116,7 @@ def plan_range(
     date with ``full_history``).
     """
     settings = config.settings()
-    now = truncate_ms(now or datetime.now(UTC))
+    now = truncate_ms(now or clock.now())
     end = job.end or now
     if job.start is not None and not job.incremental:
         if end <= job.start:
@@ -136,8 +136,8 @@ def plan_range(
     return min(start, end), end
 
 
-def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: datetime) -> Iterator[list[Any]]:
-    """The source iterator for the job's kind (archive or REST for klines)."""
+def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: datetime) -> Iterator[Any]:
+    """The source iterator for the job's kind: lists of models, or archive files as columnar ``KlineBlock``s."""
     s, e = dt_to_ms(start), dt_to_ms(end)
     if job.kind == "klines":
         tf = timeframes.parse(job.interval or "")
@@ -147,7 +147,9 @@ def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: dateti
             except ImportError:
                 archive = None  # type: ignore[assignment]
             if archive is not None and hasattr(archive, "iter_klines"):
-                return archive.iter_klines(client, job.symbol, tf, s, e, source=job.source)
+                return archive.iter_klines(
+                    client, job.symbol, tf, s, e, source=job.source, columnar=True, workers=archive.BULK_WORKERS
+                )
         return extract.iter_klines(client, job.symbol, tf, s, e)
     if job.kind == "funding":
         return extract.iter_funding(client, job.symbol, s, e)
@@ -168,7 +170,7 @@ def run_job(
 ) -> JobResult:
     """Extract ``job`` into every sink; returns counts, or raises after auditing the failure."""
     started = time.perf_counter()
-    started_at = datetime.now(UTC)
+    started_at = clock.now()
     start, end = plan_range(job, sinks, client, now)
     result = JobResult(job.kind, job.symbol, job.interval, job.table, start, end, sinks=[s.name for s in sinks])
     attrs = {"kind": job.kind, "symbol": job.symbol, "timeframe": job.interval or ""}
@@ -215,15 +217,22 @@ def _stream(
     progress: Callable[[int], None] | None,
 ) -> None:
     """Producer (this thread) -> bounded queue -> writer thread; the first error stops both."""
+    from binance_extractor.archive_columns import KlineBlock  # pyarrow: imported when a job runs, not at DAG parse
+
     pages: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_PAGES)
     failure: list[BaseException] = []
     stop = threading.Event()
 
-    def flush(pending: list[Any]) -> None:
+    def flush(pending: Any) -> None:
+        """Write a list of models, or a columnar ``KlineBlock`` through each sink's bulk path."""
+        bulk = isinstance(pending, KlineBlock)
         for sink in sinks:
-            with telemetry.span("sink.write", sink=sink.name, table=job.table, rows=len(pending)):
+            with telemetry.span("sink.write", sink=sink.name, table=job.table, rows=len(pending), bulk=bulk):
                 t0 = time.perf_counter()
-                sink.write(job.table, pending)
+                if bulk:
+                    sink.write_block(job.table, pending)
+                else:
+                    sink.write(job.table, pending)
                 telemetry.instruments.histogram("binance.db.batch.duration").record(
                     time.perf_counter() - t0, {"sink": sink.name, "table": job.table}
                 )
@@ -241,8 +250,14 @@ def _stream(
                 break
             if stop.is_set():
                 continue  # failed: keep draining so the producer never blocks
-            pending.extend(item)
             try:
+                if isinstance(item, KlineBlock):  # one archive file: one bulk load, after what came before it
+                    if pending:
+                        flush(pending)
+                        pending = []
+                    flush(item)
+                    continue
+                pending.extend(item)
                 if len(pending) >= WRITE_BATCH:
                     flush(pending)
                     pending = []
@@ -291,7 +306,7 @@ def _audit(
         requested_by=job.requested_by,
         rows_written=result.rows_written,
         started_at=started_at,
-        finished_at=datetime.now(UTC),
+        finished_at=clock.now(),
         outcome=result.outcome,
         error=_one_line(error) if error else None,
     )

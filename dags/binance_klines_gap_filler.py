@@ -70,9 +70,9 @@ def _scan(symbols: list[str], end: Any, now: int) -> list[gaps.Scan]:
     settings = gaps.GapSettings.load()
     starts = None
     if config.settings().full_history:
-        from binance_extractor.client import BinanceFuturesClient
+        from binance_extractor.hooks import BinanceFuturesHook
 
-        client = BinanceFuturesClient.from_env()
+        client = BinanceFuturesHook(orchestration.BINANCE_CONN_ID).get_client()  # env fallback without it
         try:
             starts = gaps.onboard_starts(client, symbols)
         finally:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts the local PostgreSQL (127.0.0.1:5432, trust auth) if it is down: the e2e tests use it as Airflow's
-# metadata DB (several Airflow processes write at once, which SQLite handles badly).
+# Starts the local PostgreSQL (127.0.0.1:5432, trust auth) if it is down: the PostgreSQL store tests use it (one
+# database per test), the e2e tests as Airflow's metadata DB (several Airflow processes write at once, which SQLite
+# handles badly).
 set -euo pipefail
 ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 if ready; then exit 0; fi

@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in pkg-config libmariadb-dev redis-server; do  # redis-server: the budget tests start their own
+# chromium: the headless browser of the UI tests (Playwright drives the system build, no browser download);
+# faketime: tests pin a subprocess's wall clock.
+# redis-server: the weight budget tests start a private one (and kill it) to test a store going away.
+for pkg in pkg-config libmariadb-dev chromium faketime redis-server; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
@@ -21,7 +24,9 @@ fi
 PYTHON=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 [[ -x .venv/bin/uv ]] || .venv/bin/pip install -q uv==0.13.8
-.venv/bin/uv pip install --python .venv/bin/python -q -r requirements-dev.txt
+# Runtime: exactly the hash-checked lock (the same set both images install); then the dev tools, held to it.
+.venv/bin/uv pip install --python .venv/bin/python -q --require-hashes -r requirements.lock
+.venv/bin/uv pip install --python .venv/bin/python -q -r requirements-dev.txt -c requirements.lock
 .venv/bin/uv pip install --python .venv/bin/python -q -e .
 
 # Test-only MongoDB wire-protocol server (GPL, beta): its own venv, never in requirements.txt or the image.

@@ -6,7 +6,8 @@
 # Runtime:        local (in-process tasks; BINANCE_EXTRACTOR_RUNTIME=kubernetes needs a cluster)
 # Exchange:       BINANCE_FUTURES_BASE_URL (default https://fapi.binance.com)
 # Port:           AIRFLOW_PORT (default 8080); the Execution API URL follows it.
-# Pool:           binance_api with BINANCE_API_POOL_SLOTS slots (default 4, see README "Pool").
+# Set-up:         `python -m binance_extractor setup-airflow`: pool binance_api (BINANCE_API_POOL_SLOTS, default 4,
+#                 see README "Pool"), Variable binance_symbols, connection binance_default (Test button enabled).
 # Overrides for tests: RUN_AIRFLOW_HOME (instead of <repo>/airflow_home), any AIRFLOW__* variable.
 set -euo pipefail
 set +m  # no job control: the background job stays in our group, so setsid makes it a group leader in place
@@ -57,10 +58,10 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 
-# standalone migrated the metadata DB; tasks of a pool that does not exist yet just wait for it.
-if ! airflow pools set binance_api "$POOL_SLOTS" "Binance API requesters: bounds concurrent exchange calls" \
-  >"$AIRFLOW_HOME/pool.log" 2>&1; then
-  echo "run-airflow: could not create pool binance_api (see $AIRFLOW_HOME/pool.log)" >&2
+# standalone migrated the metadata DB; tasks of a pool that does not exist yet just wait for it. The same
+# idempotent command as the Helm hook Job: pool binance_api, Variable binance_symbols, connection binance_default.
+if ! python -m binance_extractor setup-airflow >"$AIRFLOW_HOME/setup-airflow.log" 2>&1; then
+  echo "run-airflow: setup-airflow failed (see $AIRFLOW_HOME/setup-airflow.log)" >&2
 fi
 
 cat <<EOF

@@ -1,6 +1,8 @@
 """Suite-wide setup: an isolated Airflow home and data dir, set before anything imports Airflow.
 
-Shared fixtures live in ``tests/fixtures/`` (emulator, databases, airflow) and are loaded as plugins.
+Shared fixtures live in ``tests/fixtures/`` (clock, emulator, databases, airflow) and are loaded as plugins.
+Tests never read the wall clock for "now": ``frozen_clock`` (tests/fixtures/clock.py) pins the library and the
+emulator together, ``@at_instants`` runs a test at every instant where time-dependent code could break.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 (_HOME / "airflow").mkdir(parents=True, exist_ok=True)
 
 pytest_plugins = [
+    "tests.fixtures.clock",
     "tests.fixtures.emulator",
     "tests.fixtures.databases",
     "tests.fixtures.airflow",

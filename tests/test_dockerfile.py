@@ -35,8 +35,8 @@ def test_multistage_slim_python_311(parser: DockerfileParser) -> None:
     # mysqlclient compiles only with pkg-config and the MariaDB headers (NOTES-verified).
     for pkg in ("build-essential", "pkg-config", "libmariadb-dev"):
         assert pkg in builder_runs
-    assert "pip install -r /tmp/requirements.txt" in builder_runs
-    assert (["requirements.txt"], "/tmp/requirements.txt", {}) in sim.copies(builder)
+    assert "pip install --require-hashes -r /tmp/requirements.lock" in builder_runs
+    assert (["requirements.lock"], "/tmp/requirements.lock", {}) in sim.copies(builder)
     runtime_runs = " ".join(v for i, v in runtime if i == "RUN")
     # The runtime stage gets the shared library only, never a compiler or headers.
     assert "libmariadb3" in runtime_runs
@@ -115,7 +115,7 @@ def test_copied_paths_exist_and_cover_the_cli(parser: DockerfileParser) -> None:
     assert "include" in sources
     assert (ROOT / "include" / "config.yaml").is_file()
     assert not any(s == "tests" or s.startswith("tests/") or s == "." for s in sources)
-    # Layout: /app/binance_extractor next to /app/include, so config.PROJECT_ROOT/include/config.yaml resolves.
+    # Layout: /app/binance_extractor next to /app/include, so the resources/config.yaml link resolves.
     dests = {src.rstrip("/"): dest.rstrip("/") for srcs, dest in local for src in srcs}
     assert dests["binance_extractor"] == f"{APP_DIR}/binance_extractor"
     assert dests["include"] == f"{APP_DIR}/include"
@@ -164,7 +164,9 @@ def test_cli_runs_from_only_the_copied_files(parser: DockerfileParser, tmp_path:
     assert probe.returncode == 0, probe.stderr
     cli_file, config_file, n_symbols = json.loads(probe.stdout.strip().splitlines()[-1])
     assert Path(cli_file).resolve().is_relative_to(app.resolve())
-    assert Path(config_file).resolve() == (app / "include" / "config.yaml").resolve()
+    # The package resource (a link to include/config.yaml in the repository) is found inside the copy.
+    assert Path(config_file).is_relative_to(app) and Path(config_file).name == "config.yaml"
+    assert Path(config_file).read_bytes() == (ROOT / "include" / "config.yaml").read_bytes()
     assert n_symbols >= 20
 
     entrypoint = sim.entrypoint(parser)

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import requests
 
+from binance_extractor.clock import FixedClock
 from tests.emulator import Emulator
 from tests.emulator import data as D
+from tests.fixtures.clock import pin_windows
 
 FIX = D.FIXTURES
 KL = "/fapi/v1/klines"
@@ -24,13 +26,6 @@ DAY = 86_400_000
 
 def get(emu: Emulator, path: str, headers: dict[str, str] | None = None, **params: Any) -> requests.Response:
     return requests.get(emu.url + path, params=params, headers=headers, timeout=10)
-
-
-def settle(window_seconds: int = 60, need: float = 4.0) -> None:
-    """Tests that read cumulative weight headers start early in a fresh window, so it cannot roll mid-test."""
-    left = window_seconds - time.time() % window_seconds
-    if left < need:
-        time.sleep(left + 0.05)
 
 
 def check_row(row: list[Any], interval: str) -> None:
@@ -49,7 +44,7 @@ def check_row(row: list[Any], interval: str) -> None:
 
 def test_exchange_info_reflects_config(make_emulator: Any) -> None:
     emu = make_emulator(window_seconds=5, weight_limit=200)
-    settle(5, 1.0)
+    pin_windows(emu)
     r = get(emu, "/fapi/v1/exchangeInfo")
     info = r.json()
     assert r.headers["X-MBX-USED-WEIGHT-5S"] == "1"
@@ -72,7 +67,7 @@ def test_exchange_info_reflects_config(make_emulator: Any) -> None:
 
 
 def test_default_exchange_info_minute_and_keep_alive(emulator: Emulator) -> None:
-    settle()
+    pin_windows(emulator)
     conn = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=5)
     for expected in ("1", "2"):
         conn.request("GET", "/fapi/v1/exchangeInfo")
@@ -91,12 +86,12 @@ def test_default_exchange_info_minute_and_keep_alive(emulator: Emulator) -> None
 # ---------------------------------------------------------------------------- klines semantics
 
 
-def test_klines_defaults_limits_and_weights(emulator: Emulator) -> None:
-    settle()
+def test_klines_defaults_limits_and_weights(frozen_clock: FixedClock, emulator: Emulator) -> None:
+    pin_windows(emulator)
     r = get(emulator, KL, symbol="BTCUSDT", interval="1m")
     rows = r.json()
     assert len(rows) == 500 and r.headers["X-MBX-USED-WEIGHT-1M"] == "5"
-    now = int(time.time() * 1000)
+    now = frozen_clock.now_ms()  # the market's now, pinned: no race with a minute boundary
     assert rows[-1][0] <= now < rows[-1][6]  # the in-progress candle is included without start/end
     used = 5
     for limit, weight in ((99, 1), (100, 2), (499, 2), (500, 5), (1000, 5), (1001, 10), (1500, 10)):
@@ -319,7 +314,7 @@ def test_trades_ids_and_same_millisecond(emulator: Emulator) -> None:
 
 
 def test_trade_endpoint_errors(emulator: Emulator) -> None:
-    settle()
+    pin_windows(emulator)
     r = get(emulator, "/fapi/v1/historicalTrades", symbol="XRPETH")
     assert r.status_code == 401 and r.json()["code"] == -2014
     r = get(emulator, "/fapi/v1/historicalTrades", headers={"X-MBX-APIKEY": "nope"}, symbol="XRPETH")
@@ -373,7 +368,7 @@ def test_funding_separate_limit(make_emulator: Any) -> None:
 
 
 def test_premium_index(emulator: Emulator) -> None:
-    settle()
+    pin_windows(emulator)
     one = get(emulator, "/fapi/v1/premiumIndex", symbol="BTCUSDT").json()
     assert set(one) == {
         "symbol",
@@ -412,13 +407,13 @@ def test_error_codes(emulator: Emulator, params: dict[str, Any], code: int) -> N
     assert r.headers["X-MBX-USED-WEIGHT-1M"]
 
 
-def test_unknown_path_and_archive_without_handler(emulator: Emulator) -> None:
+def test_unknown_path_and_archive_without_handler(frozen_clock: FixedClock, emulator: Emulator) -> None:
     assert get(emulator, "/fapi/v9/nothing").status_code == 404
     r = get(emulator, "/archive/data/futures/um/daily/klines/NOPE/5m/nothing-here.zip")
     assert r.status_code == 404
     assert emulator.requests[-1].weight == 0 and emulator.requests[-1].path.startswith("/archive/")
     assert get(emulator, "/fapi/v1/ping").json() == {}
-    assert abs(get(emulator, "/fapi/v1/time").json()["serverTime"] - time.time() * 1000) < 5000
+    assert get(emulator, "/fapi/v1/time").json()["serverTime"] == frozen_clock.now_ms()
 
 
 # ---------------------------------------------------------------------------- weight, 429, 418
@@ -426,6 +421,7 @@ def test_unknown_path_and_archive_without_handler(emulator: Emulator) -> None:
 
 def test_429_then_418_for_a_client_ignoring_it(make_emulator: Any) -> None:
     emu = make_emulator(window_seconds=3600, weight_limit=50, ban_seconds=30)
+    pin_windows(emu)  # an hour window would otherwise roll mid-test at hh:59:59
     statuses = []
     for _ in range(5):  # weight 10 each: 50 used
         r = get(emu, KL, symbol="BTCUSDT", interval="1m", limit=1500)
@@ -450,10 +446,11 @@ def test_429_then_418_for_a_client_ignoring_it(make_emulator: Any) -> None:
 
 def test_ban_expires_and_strikes_reset(make_emulator: Any) -> None:
     emu = make_emulator(window_seconds=3600, weight_limit=2, ban_seconds=1, tolerated_after_429=0)
+    windows = pin_windows(emu)
     assert [get(emu, "/fapi/v1/ping").status_code for _ in range(4)] == [200, 200, 429, 418]
     r = get(emu, "/fapi/v1/ping")
     assert r.status_code == 418 and r.headers["Retry-After"] == "1"
-    time.sleep(1.05)
+    windows.advance(1.05)
     emu.weight_limit = 100
     assert [get(emu, "/fapi/v1/ping").status_code for _ in range(3)] == [200, 200, 200]
     emu.reset_stats()
@@ -462,13 +459,13 @@ def test_ban_expires_and_strikes_reset(make_emulator: Any) -> None:
 
 def test_window_rolls_over(fast_limits_emulator: Emulator) -> None:
     emu = fast_limits_emulator
-    settle(5, 2.5)  # keep the burst inside one window
+    windows = pin_windows(emu)  # the burst stays inside one window however slow the machine is
     past = D.ms(2024, 1, 1)  # closed candles: the page is generated once, then served from the cache
     for _ in range(20):
         assert get(emu, KL, symbol="BTCUSDT", interval="1m", limit=1500, endTime=past).status_code == 200
     r = get(emu, KL, symbol="BTCUSDT", interval="1m", limit=1500, endTime=past)
     assert r.status_code == 429 and r.headers["X-MBX-USED-WEIGHT-5S"] == "200"
-    time.sleep(int(r.headers["Retry-After"]) + 0.05)
+    windows.advance(int(r.headers["Retry-After"]))
     r = get(emu, "/fapi/v1/ping")
     assert r.status_code == 200 and r.headers["X-MBX-USED-WEIGHT-5S"] == "1"
     assert emu.max_used_weight == 200 and emu.count_418 == 0

@@ -1,8 +1,9 @@
-"""Storage sinks: MySQL (primary), MongoDB, embedded SQLite (default) and JSON Lines.
+"""Storage sinks: MySQL (primary), PostgreSQL, MongoDB, embedded SQLite (default) and JSON Lines.
 
 ``open_sinks`` is the one way callers get them: names default to ``BINANCE_EXTRACTOR_SINKS``
-(see ``config.sink_names``), connection ids default to ``mysql_default``/``mongo_default``/``sqlite_default``;
-for ``jsonl`` the "connection id" is the output path (``-`` = stdout). Each sink's schema is ensured on open.
+(see ``config.sink_names``), connection ids default to ``mysql_default``/``postgres_default``/``mongo_default``/
+``sqlite_default``; for ``jsonl`` the "connection id" is the output path (``-`` = stdout).
+Each sink's schema is ensured on open.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def open_sink(name: str, conn_id: str | None = None) -> Sink:
         from binance_extractor.sinks.mysql import MySqlSink
 
         return MySqlSink(conn_id or MYSQL_ID)
+    if name == "postgres":
+        from binance_extractor.sinks.postgres import DEFAULT_CONN_ID as POSTGRES_ID
+        from binance_extractor.sinks.postgres import PostgresSink
+
+        return PostgresSink(conn_id or POSTGRES_ID)
     if name == "mongo":
         from binance_extractor.sinks.mongo import DEFAULT_CONN_ID as MONGO_ID
         from binance_extractor.sinks.mongo import MongoSink

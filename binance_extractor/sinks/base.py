@@ -12,14 +12,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from binance_extractor import timeframes
+from binance_extractor import clock, timeframes
 from binance_extractor.errors import InputError, SinkError
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.sinks.schema import spec_for
+
+if TYPE_CHECKING:
+    from binance_extractor.archive_columns import KlineBlock
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,14 @@ def check_rows(table: str, rows: Sequence[Row]) -> None:
             raise InputError(f"{table} cannot hold {r.interval} klines")  # type: ignore[union-attr]
 
 
+def check_block(table: str, block: KlineBlock) -> None:
+    """Refuse a columnar block of another interval's candles (a caller bug) before anything is written."""
+    if not table.startswith("klines_"):
+        raise InputError(f"{table} holds {model_for(table).__name__} rows, got a block of klines")
+    if block.table != table:
+        raise InputError(f"{table} cannot hold {block.interval} klines")
+
+
 @dataclass
 class RunRecord:
     """One extraction run for the audit table (``extraction_runs``); upserted on ``run_id``."""
@@ -84,7 +95,7 @@ class RunRecord:
     range_end: datetime | None
     requested_by: str
     rows_written: int = 0
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(default_factory=clock.now)
     finished_at: datetime | None = None
     outcome: str = "success"
     error: str | None = None
@@ -159,6 +170,15 @@ class Sink(ABC):
     @abstractmethod
     def write(self, table: str, rows: Sequence[Row]) -> int:
         """Upsert ``rows`` into ``table`` as one transaction; returns how many rows were written."""
+
+    def write_block(self, table: str, block: KlineBlock) -> int:
+        """Upsert one columnar block of candles (an archive file) as one transaction; returns rows written.
+
+        The default goes through the models (JSON lines); database sinks override it with their bulk loader,
+        and must leave the table exactly as ``write`` of the same candles would.
+        """
+        check_block(table, block)
+        return self.write(table, block.to_klines()) if len(block) else 0
 
     @abstractmethod
     def last_time(self, table: str, symbol: str) -> datetime | None:

@@ -15,12 +15,25 @@ import contextlib
 import decimal
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from binance_extractor import clock
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks import base as _base
-from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, check_rows, one_line, utc_ms
+from binance_extractor.sinks.base import (
+    Row,
+    RunRecord,
+    Sink,
+    call_with_retry,
+    check_block,
+    check_rows,
+    one_line,
+    utc_ms,
+)
 from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, TableSpec, interval_of, spec_for
+
+if TYPE_CHECKING:
+    from binance_extractor.archive_columns import KlineBlock
 
 DEFAULT_CONN_ID = "mongo_default"
 DEFAULT_DB = "binance"
@@ -118,7 +131,7 @@ class MongoSink(Sink):
                     db[index.table].create_index([(c, 1) for c in index.columns], name=index.name)
                 # Another process may apply it at the same time; every step is idempotent, so that is fine.
                 with contextlib.suppress(DuplicateKeyError):
-                    db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": datetime.now(UTC)})
+                    db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": clock.now()})
 
         self._call(run)
         self._schema_ok = target is None
@@ -184,12 +197,24 @@ class MongoSink(Sink):
     def write(self, table: str, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
-        from pymongo import UpdateOne
-        from pymongo.errors import BulkWriteError
-
         check_rows(table, rows)
         spec = self._prepare(table)
         docs = [self._doc(spec, r) for r in rows]  # convert everything before sending anything
+        return self._upsert_docs(table, spec, docs)
+
+    def write_block(self, table: str, block: KlineBlock) -> int:
+        """Unordered bulk upserts of the block's documents (decimal strings straight into Decimal128)."""
+        check_block(table, block)
+        if not len(block):
+            return 0
+        spec = self._prepare(table)
+        docs = [self._doc(spec, d) for d in block.dicts()]
+        return self._upsert_docs(table, spec, docs)
+
+    def _upsert_docs(self, table: str, spec: TableSpec, docs: list[dict[str, Any]]) -> int:
+        from pymongo import UpdateOne
+        from pymongo.errors import BulkWriteError
+
         ops = [UpdateOne({k: d[k] for k in spec.key}, {"$set": d}, upsert=True) for d in docs]
 
         def run(db: Any) -> int:
@@ -300,7 +325,7 @@ class MongoSink(Sink):
                 "symbol": symbol,
                 "gap_start": gap_start,
                 "gap_end": gap_end,
-                "confirmed_at": confirmed_at or datetime.now(UTC),
+                "confirmed_at": confirmed_at or clock.now(),
                 "checked_by": checked_by[:255],
                 "method": method[:32],
                 "requests": int(requests),

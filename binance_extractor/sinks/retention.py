@@ -8,9 +8,9 @@ large purge never holds long locks or one huge transaction.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from binance_extractor import config
+from binance_extractor import clock, config
 from binance_extractor.errors import InputError
 from binance_extractor.sinks.base import Sink
 from binance_extractor.sinks.schema import spec_for
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def cutoffs(settings: config.Settings | None = None, now: datetime | None = None) -> dict[str, datetime]:
     """Table -> oldest key time to keep, for every table with a retention in days."""
     cfg = settings or config.settings()
-    current = now or datetime.now(UTC)
+    current = now or clock.now()
     out: dict[str, datetime] = {}
     for table, days in (cfg.retention or {}).items():
         if days is None:

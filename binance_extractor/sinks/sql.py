@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, TypeVar
 
+from binance_extractor import clock
 from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, check_rows, retry_attempts, utc_ms
 from binance_extractor.sinks.schema import (
     MIGRATIONS,
@@ -33,6 +34,7 @@ class SqlSink(Sink):
 
     ph = "%s"
     insert_ignore = "INSERT IGNORE"  # records a migration version once even if a racing writer got there first
+    insert_ignore_suffix = ""  # PostgreSQL spells it at the end: ON CONFLICT DO NOTHING
     batch_size = 5000
 
     def __init__(self, retry_attempts_: int | None = None, retry_max_wait: float = 8.0) -> None:
@@ -147,8 +149,8 @@ class SqlSink(Sink):
                     self._apply(cur, mig)
                     cur.execute(  # idempotent: the lock is released before this transaction commits
                         f"{self.insert_ignore} INTO {self._q(SCHEMA_TABLE)} (version, name, applied_at) "
-                        f"VALUES ({self.ph}, {self.ph}, {self.ph})",
-                        (mig.version, mig.name, self._to_db("time", datetime.now(UTC))),
+                        f"VALUES ({self.ph}, {self.ph}, {self.ph}){self.insert_ignore_suffix}",
+                        (mig.version, mig.name, self._to_db("time", clock.now())),
                     )
 
         self._tx(run)
@@ -362,7 +364,7 @@ class SqlSink(Sink):
                 "symbol": symbol,
                 "gap_start": utc_ms(gap_start),
                 "gap_end": utc_ms(gap_end),
-                "confirmed_at": utc_ms(confirmed_at or datetime.now(UTC)),
+                "confirmed_at": utc_ms(confirmed_at or clock.now()),
                 "checked_by": checked_by[:255],
                 "method": method[:32],
                 "requests": int(requests),

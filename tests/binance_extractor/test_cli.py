@@ -76,7 +76,7 @@ def doc_count(start: datetime, end: datetime) -> int:
         (["klines", "--interval", "7m", "--symbols", "BTCUSDT"], "unknown interval '7m'"),
         (["klines", "--interval", "5m", "--start", "2024-02-30"], "malformed date '2024-02-30'"),
         (["klines", "--interval", "5m", "--start", "2024-02-02", "--end", "2024-02-01"], "is not after --start"),
-        (["klines", "--interval", "5m", "--sink", "postgres"], "unknown sink 'postgres'"),
+        (["klines", "--interval", "5m", "--sink", "oracle"], "unknown sink 'oracle'"),
         (["klines", "--interval", "5m", "--sink", "jsonl"], "needs --output"),
         (["klines", "--symbols", "BTCUSDT"], "the following arguments are required: --interval"),
         (["candles"], "invalid choice: 'candles'"),

@@ -12,8 +12,9 @@ from binance_extractor import timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.extract import iter_agg_trades, iter_funding, iter_historical_trades, iter_klines
 from binance_extractor.models import Kline
-from binance_extractor.timeutil import dt_to_ms
+from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 from tests.emulator.data import FIXTURES
+from tests.fixtures.clock import at_instants
 
 DAY = 86_400_000
 
@@ -71,17 +72,22 @@ def test_real_xrpusdt_candles_round_trip_exactly(emulator):
         )
 
 
-def test_in_progress_candle_is_never_emitted(emulator):
+@at_instants
+@pytest.mark.parametrize("interval", ["5m", "1h", "1d"])
+def test_in_progress_candle_is_never_emitted(frozen_clock, emulator, interval):
+    """At every pinned instant (shared by the library and the exchange): up to the last closed candle, no more."""
     client = client_for(emulator)
-    tf = timeframes.parse("5m")
-    now = emulator.now_ms()
-    got = flat(iter_klines(client, "ETHUSDT", tf, now - DAY, now + DAY))
+    tf = timeframes.parse(interval)
+    now = frozen_clock.now_ms()
+    assert emulator.now_ms() == now
+    got = flat(iter_klines(client, "ETHUSDT", tf, now - 3 * DAY, now + DAY))
     live_open = tf.floor_ms(now)
-    assert got[-1].open_time < datetime.fromtimestamp(live_open / 1000, UTC)
+    assert got[-1].open_time < ms_to_dt(live_open)
     assert dt_to_ms(got[-1].open_time) == live_open - tf.ms  # up to the last closed one, nothing missing
+    assert [dt_to_ms(k.open_time) for k in got] == list(range(tf.ceil_ms(now - 3 * DAY), live_open, tf.ms))
     assert all(dt_to_ms(k.close_time) < now for k in got)
     # the exchange does serve the live candle; it changes until it closes
-    served = emulator.query_klines("ETHUSDT", "5m", live_open, None, 1)
+    served = emulator.query_klines("ETHUSDT", interval, live_open, None, 1)
     assert served and served[0][6] >= now
 
 

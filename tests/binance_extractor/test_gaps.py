@@ -1,4 +1,5 @@
-"""Gap detection, repair, closure and ledger against the loopback emulator and real SQLite, MariaDB and Mongo.
+"""Gap detection, repair, closure and ledger against the loopback emulator and real SQLite, MariaDB, PostgreSQL
+and Mongo.
 
 Holes are made the way they happen: data is written through the CLI/pipeline from the emulator, then rows are
 deleted through the sink's own connection (or the emulator has an outage, so the exchange never had them).
@@ -9,19 +10,21 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from binance_extractor import cli, gaps, telemetry
+from binance_extractor import cli, clock, gaps, telemetry
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.gaps import Chunk, GapClosureError, GapSettings, Hole
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.emulator import Emulator
+from tests.fixtures.clock import at_instants
 from tests.fixtures.databases import mysql_admin
 
 MIN = 60_000
@@ -31,14 +34,23 @@ DAY = 86_400_000
 KLINES = "/fapi/v1/klines"
 
 
+# every test here runs at a pinned instant (tests/fixtures/clock.py), shared by the library and the emulator
+pytestmark = pytest.mark.usefixtures("frozen_clock")
+
+
 def midnight() -> int:
-    """Yesterday 00:00 UTC: every candle within 12 h of it is closed and the day's archive exists."""
-    now = dt_to_ms(datetime.now(UTC))
+    """Yesterday 00:00 UTC of the pinned clock: every candle within 12 h of it is closed, the day's archive exists."""
+    now = clock.now_ms()
     return now - now % DAY - DAY
 
 
 @pytest.fixture(
-    params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql), pytest.param("mongo", marks=pytest.mark.mongo)]
+    params=[
+        "sqlite",
+        pytest.param("mysql", marks=pytest.mark.mysql),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mongo", marks=pytest.mark.mongo),
+    ]
 )
 def store(request: pytest.FixtureRequest) -> str:
     request.getfixturevalue(f"{request.param}_conn_id")
@@ -107,6 +119,10 @@ def test_chunks_split_at_weekly_boundaries_and_stay_aligned() -> None:
     parts = gaps.chunk_holes([funding], 7 * DAY)
     assert [(c.start_ms, c.end_ms) for c in parts] == [(monday - DAY + 1, monday), (monday, monday + DAY)]
     assert all((c.ctx_start_ms, c.ctx_end_ms) == (monday - DAY, monday + DAY + 1) for c in parts)
+    agg = Hole("agg_trades", "BTCUSDT", monday - HOUR, monday + HOUR, 9, monday - HOUR, monday + HOUR)
+    assert [(c.start_ms, c.end_ms) for c in gaps.chunk_holes([agg], 7 * DAY)] == [(monday - HOUR, monday + HOUR)]
+    long_agg = replace(agg, end_ms=monday + 8 * DAY, ctx_end_ms=monday + 8 * DAY)
+    assert len(gaps.chunk_holes([long_agg], 7 * DAY)) == 3  # longer than a chunk: split as before
     for c in chunks + parts:
         assert Chunk.parse(c.spec()) == c
 
@@ -206,6 +222,7 @@ def test_kline_holes_at_start_middle_end_across_chunks_on_each_sink(
             s.close()
 
 
+@at_instants
 def test_size_filters_skip_small_and_large_holes(sqlite_store: str, emulator: Emulator) -> None:
     m = midnight()
     write(sqlite_store, ["klines", "--interval", "5m", "--source", "rest"], ["BTCUSDT"], m, m + 6 * HOUR)
@@ -227,6 +244,7 @@ def test_size_filters_skip_small_and_large_holes(sqlite_store: str, emulator: Em
 # --------------------------------------------------------------------------------------------- exchange outages
 
 
+@at_instants
 def test_exchange_outage_is_confirmed_once_and_never_requested_again(
     sqlite_store: str, emulator: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -357,6 +375,7 @@ def test_closure_failure_when_the_exchange_has_data_but_the_write_fails(
 # --------------------------------------------------------------------------------------------- funding and agg trades
 
 
+@at_instants  # a weekly chunk boundary (Monday 00:00) inside a funding hole once made the refill "confirm" it
 def test_funding_holes_follow_each_contracts_interval(
     store: str, emulator: Emulator, client: BinanceFuturesClient
 ) -> None:
@@ -419,9 +438,35 @@ def test_agg_trade_id_holes_are_refetched_between_neighbours(
             s.close()
 
 
+def test_agg_trade_hole_across_a_weekly_boundary_is_filled_not_confirmed(
+    sqlite_store: str, emulator: Emulator, client: BinanceFuturesClient
+) -> None:
+    """A hole spanning Monday 00:00 UTC is two chunks; the first one's piece must not be "confirmed" before the
+    second fills the ids that lie after the boundary."""
+    monday = dt_to_ms(datetime(2025, 6, 2, tzinfo=UTC))
+    write(sqlite_store, ["trades", "--kind", "agg"], ["SYNTHUSDT"], monday - 20 * MIN, monday + 20 * MIN)
+    sinks = open_sinks([sqlite_store])
+    try:
+        (sink,) = sinks
+        n = sink.count("agg_trades", "SYNTHUSDT")
+        assert delete(sink, "agg_trades", "SYNTHUSDT", monday - 5 * MIN, monday + 5 * MIN) > 0
+        (scan,) = gaps.scan(sinks, ["agg_trades"])
+        chunks = gaps.chunk_holes(scan.holes, 7 * DAY)
+        assert len(scan.holes) == 1 and len(chunks) == 1 and chunks[0].start_ms < monday < chunks[0].end_ms
+        results = gaps.fill_chunks(chunks, sinks, client)
+        assert [r.error for r in results] == [None] * len(chunks) and sum(r.confirmed for r in results) == 0
+        assert sink.count("agg_trades", "SYNTHUSDT") == n
+        assert sink.known_gaps("agg_trades", "SYNTHUSDT") == []
+        assert gaps.holes_of(gaps.scan(sinks, ["agg_trades"])) == []
+    finally:
+        for s in sinks:
+            s.close()
+
+
 # --------------------------------------------------------------------------------------------- many holes, CLI
 
 
+@at_instants
 def test_many_holes_stay_under_the_mapped_task_cap(sqlite_store: str, emulator: Emulator) -> None:
     m = midnight()
     start, end = m, m + 6 * HOUR

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from binance_extractor import cli, dagfactory, orchestration
 from binance_extractor.hooks import BinanceFuturesHook
+
+FIXTURES = Path("/work/shared/fixtures/binance-real")
 
 
 def test_connection_supplies_base_url_and_key(emulator, monkeypatch):
@@ -18,7 +22,9 @@ def test_connection_supplies_base_url_and_key(emulator, monkeypatch):
     trades = client.historical_trades("XRPETH", limit=5)  # needs the key from the connection's password
     assert len(trades) == 5
     assert emulator.requests[-1].api_key_present
-    assert hook.test_connection() == (True, f"reached {emulator.url}")
+    ok, message = hook.test_connection()
+    assert ok and message.startswith(f"reached {emulator.url}: ") and message.endswith(" symbols")
+    assert [r.path for r in emulator.requests[-2:]] == ["/fapi/v1/ping", "/fapi/v1/exchangeInfo"]
 
 
 def test_host_without_scheme_and_environment_fallback(emulator, monkeypatch):
@@ -34,3 +40,31 @@ def test_recent_trades_and_premium_index(emulator):
     assert len(recent) == 10 and all(t["id"] > 2**32 for t in recent)
     premium = client.premium_index("BTCUSDT")
     assert premium["symbol"] == "BTCUSDT" and "." in premium["markPrice"]
+
+
+def test_connection_test_fails_cleanly_on_a_dead_endpoint(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BINANCE_DEAD", json.dumps({"conn_type": "binance", "host": "http://127.0.0.1:9"}))
+    ok, message = BinanceFuturesHook("binance_dead").test_connection()
+    assert not ok and message
+
+
+def test_key_on_the_connection_reaches_historical_trades_through_the_dag_argv(make_emulator, monkeypatch, tmp_path):
+    """The argv the DAGs build names binance_default; the key lives only on that connection, not in the env."""
+    emulator = make_emulator(api_keys={"conn-only-key"})
+    monkeypatch.setenv("BINANCE_FUTURES_BASE_URL", "http://127.0.0.1:9")  # would fail if the env were used
+    monkeypatch.delenv("BINANCE_API_KEY")
+    conn = {"conn_type": "binance", "host": emulator.url, "password": "conn-only-key"}
+    monkeypatch.setenv("AIRFLOW_CONN_BINANCE_DEFAULT", json.dumps(conn))
+    first = json.loads((FIXTURES / "XRPETH-trades.json").read_text())[0][0]
+    tail = orchestration.output_options(["jsonl"], None, "test", xcom=False)
+    assert tail[-4:-2] == ["--binance-conn-id", "binance_default"]
+    out = tmp_path / "trades.jsonl"
+    argv = ["trades", "--kind", "historical", "--symbols", "XRPETH", "--start", str(first), "--end"]
+    argv += [str(first + 60_000), *tail, "--output", str(out)]
+    (result,) = cli.execute(argv)
+    assert result.rows_written > 0 and len(out.read_text().splitlines()) == result.rows_written
+    historical = [r for r in emulator.requests if r.path == "/fapi/v1/historicalTrades"]
+    assert historical and all(r.api_key_present and r.status == 200 for r in historical)
+    # The DAGs' symbol check (resolve_symbols) goes through the same connection.
+    valid, invalid = dagfactory._validator()(["XRPETH", "NOPEUSDT"])
+    assert valid == ["XRPETH"] and "NOPEUSDT" in invalid

@@ -128,11 +128,15 @@ def test_build_arguments_are_what_the_cli_parses():
         "--incremental",
         "--sink",
         "mysql,sqlite",
+        "--binance-conn-id",
+        "binance_default",
         "--requested-by",
         "airflow:d/r",
     ]
     args = cli.build_parser().parse_args(argv)
     assert (args.command, args.interval, args.symbols, args.incremental) == ("klines", "5m", "BTCUSDT", True)
+    # Pods and local tasks both reach the exchange through the binance_default connection (env fallback).
+    assert args.binance_conn_id == "binance_default"
     trades = build_arguments("trades", "ETHUSDT", end=T0, xcom=True)
     assert trades[-2:] == ["--xcom-file", XCOM_FILE] and "--kind" in trades
     cli.build_parser().parse_args(trades)

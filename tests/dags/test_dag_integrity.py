@@ -1,7 +1,8 @@
-"""DagBag integrity: the DAG folder parses cleanly and fast, with the promised ids, schedules and settings."""
+"""DagBag integrity: the DAG folder parses cleanly and offline, with the promised ids, schedules and settings."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -42,25 +43,41 @@ def test_no_import_errors_and_exact_ids(dagbag):
     assert set(dagbag.dag_ids) == ALL | {"binance_klines_gap_filler", "binance_maintenance"}  # tested on their own
 
 
+# Imports every DAG file in a fresh interpreter and prints the DAG ids and every network attempt (audit hooks).
+PARSE_CHILD = """
+import gc, glob, importlib, json, os, sys
+attempts = []
+def audit(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo", "socket.sendto", "http.client.connect"):
+        attempts.append([event, repr(args)[:200]])
+sys.addaudithook(audit)
+sys.path.insert(0, "dags")
+for path in sorted(glob.glob("dags/*.py")):
+    importlib.import_module(os.path.basename(path)[:-3])
+from airflow.sdk import DAG
+ids = sorted({o.dag_id for o in gc.get_objects() if type(o) is DAG})
+print(json.dumps({"dag_ids": ids, "network": attempts}))
+"""
+
+
 @pytest.mark.parametrize("runtime", ["local", "kubernetes"])
-def test_parse_is_fast_and_offline(runtime):
-    """A fresh interpreter parses the DAG files with no exchange or DB reachable (both point at closed ports)."""
-    code = (
-        "import sys, time; sys.path.insert(0, 'dags'); t = time.time();"
-        "import binance_klines, binance_funding_rates, binance_trades, binance_klines_manual;"
-        "print(time.time() - t)"
-    )
+def test_parse_is_offline(runtime):
+    """A fresh interpreter parses every DAG file with no exchange or DB reachable (both point at closed ports)
+    and opens no socket at all. How long parsing takes is a figure of benchmarks/bench_parse.py, not a test."""
     env = {
         "PATH": "/usr/bin:/bin",
         "AIRFLOW_HOME": "/nonexistent-airflow-home",
         "HOME": "/tmp",
         "BINANCE_FUTURES_BASE_URL": "http://127.0.0.1:9",
+        "BINANCE_ARCHIVE_BASE_URL": "http://127.0.0.1:9",
         "BINANCE_EXTRACTOR_RUNTIME": runtime,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "mysql://nobody@127.0.0.1:9/none",
     }
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", PARSE_CHILD], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert float(out.stdout.strip().splitlines()[-1]) < 8.0  # ~1-3 s idle; generous for a loaded 2-core box
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["network"] == []
+    assert set(result["dag_ids"]) >= ALL | {"binance_klines_gap_filler", "binance_maintenance"}
 
 
 @pytest.mark.parametrize("dag_id", sorted(KLINES))
@@ -109,7 +126,7 @@ def test_manual_dag_is_unscheduled_with_form(dagbag):
     assert schema["interval"]["enum"][:3] == ["1m", "3m", "5m"] and "1M" in schema["interval"]["enum"]
     assert schema["start"]["format"] == schema["end"]["format"] == "date-time"
     assert schema["symbols"]["items"]["pattern"]
-    assert set(schema["sinks"]["items"]["enum"]) == {"sqlite", "mysql", "mongo", "jsonl"}
+    assert set(schema["sinks"]["items"]["enum"]) == {"sqlite", "mysql", "postgres", "mongo", "jsonl"}
 
 
 @pytest.mark.parametrize("dag_id", sorted(ALL))

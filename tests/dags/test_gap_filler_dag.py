@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
 import pytest
 
-from binance_extractor import cli, gaps
+from binance_extractor import cli, clock, gaps
 from binance_extractor.sinks import open_sinks
-from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
+from binance_extractor.timeutil import iso, ms_to_dt
 
 pytestmark = pytest.mark.mysql
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "binance_klines_gap_filler.py"
@@ -69,7 +69,8 @@ def test_kubernetes_runtime_runs_fill_gaps_in_pods() -> None:
 
 
 @pytest.fixture
-def env(airflow_db: Any, emulator: Any, mysql_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+def env(frozen_clock: Any, airflow_db: Any, emulator: Any, mysql_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The library (in the DAG's tasks too) and the emulator share one pinned instant."""
     monkeypatch.setenv("BINANCE_SYMBOLS", "BTCUSDT,ETHUSDT")
     monkeypatch.setenv("BINANCE_EXTRACTOR_SINKS", "mysql")
     monkeypatch.setenv("BINANCE_EXTRACTOR_RUNTIME", "local")
@@ -88,7 +89,7 @@ def xcom(dr: Any, task_id: str, key: str = "return_value") -> Any:
 
 def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: Any) -> None:
     emulator = env
-    now = dt_to_ms(datetime.now(UTC))
+    now = clock.now_ms()
     m = now - now % DAY - DAY  # yesterday 00:00: everything below is closed
     start, end = m, m + 6 * HOUR
     outage = (m + 2 * HOUR, m + 2 * HOUR + 20 * MIN)
@@ -173,7 +174,7 @@ def readonly_default(env: Any, mysql_database: str, monkeypatch: pytest.MonkeyPa
 
 
 def test_dag_run_fails_when_a_hole_the_exchange_has_cannot_be_written(env: Any, readonly_default: Any) -> None:
-    now = dt_to_ms(datetime.now(UTC))
+    now = clock.now_ms()
     m = now - now % DAY - DAY
     span = ["--start", iso(ms_to_dt(m)), "--end", iso(ms_to_dt(m + 2 * HOUR)), "--sink", "mysql"]
     cli.execute(["klines", "--interval", "5m", "--symbols", "BTCUSDT", "--source", "rest", *span])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
 
-from binance_extractor import config
+from binance_extractor import clock, config
 from binance_extractor.models import Kline
 from binance_extractor.sinks import open_sinks
 from binance_extractor.timeutil import dt_to_ms
@@ -35,9 +35,11 @@ def config_with(tmp_path: Path, retention: dict) -> Path:
     return path
 
 
-def test_retention_task_deletes_expired_rows_only(airflow_db, dagbag, sqlite_conn_id, tmp_path, monkeypatch):
+def test_retention_task_deletes_expired_rows_only(
+    frozen_clock, airflow_db, dagbag, sqlite_conn_id, tmp_path, monkeypatch
+):
     monkeypatch.setenv("BINANCE_EXTRACTOR_SINKS", "sqlite")
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    now = clock.now().replace(second=0, microsecond=0)  # pinned: the DAG's retention task sees the same instant
     old_start, new_start = now - timedelta(days=5), now - timedelta(hours=10)
     (sink,) = open_sinks(["sqlite"])
     for symbol in ("BTCUSDT", "ETHUSDT"):

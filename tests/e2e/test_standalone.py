@@ -30,6 +30,8 @@ from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, free_port, mysql_ad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
+# Screenshots of UI checks (TEST_ARTIFACTS_DIR, default <repo>/test-artifacts, git-ignored).
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 BACKFILL_FROM = datetime(2024, 2, 1, 0, 0, tzinfo=UTC)
 BACKFILL_TO = datetime(2024, 2, 1, 3, 0, tzinfo=UTC)  # inclusive logical dates: 4 hourly runs
@@ -214,6 +216,61 @@ def test_make_run_prints_where_to_go(airflow):
     assert pools["slots"] == 4
 
 
+def test_setup_airflow_and_the_binance_provider(airflow, emu):
+    """`make run` ran setup-airflow: the Variable and the binance_default connection exist; the provider is listed
+    and the connection's Test (ping + exchangeInfo) succeeds against the exchange."""
+    variable = airflow.api("GET", "/variables/binance_symbols")
+    assert json.loads(variable["value"]) == SYMBOLS
+    conn = airflow.api("GET", "/connections/binance_default")
+    assert (conn["conn_type"], conn["host"]) == ("binance", emu.url)
+    out = airflow.cli("providers", "list", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    assert "binance-extractor" in {p["package_name"] for p in json.loads(out.stdout)}
+    body = {"connection_id": "binance_default", "conn_type": "binance", "host": emu.url}
+    emu.reset_stats()
+    tested = airflow.api("POST", "/connections/test", json=body)
+    assert tested["status"] is True and tested["message"].startswith(f"reached {emu.url}: ")
+    assert emu.count("/fapi/v1/ping") == 1 and emu.count("/fapi/v1/exchangeInfo") == 1
+
+
+def test_ui_connection_form_offers_the_binance_type(airflow, emu):
+    """A real headless Chromium: the Add Connection form lists "Binance USD-M Futures" and relabels its fields."""
+    from playwright.sync_api import sync_playwright
+
+    passwords = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "ui-connection-form-binance.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{airflow.url}/")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", passwords["admin"])
+            page.keyboard.press("Enter")
+            page.wait_for_load_state("networkidle")
+            page.goto(f"{airflow.url}/connections")
+            page.get_by_role("button", name="Add Connection").click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_role("combobox").first.click()
+            page.keyboard.type("Binance")
+            page.get_by_role("option", name="Binance USD-M Futures").click()
+            dialog.get_by_text("Base URL", exact=True).wait_for()
+            text = dialog.inner_text()
+            assert "API key" in text
+            for hidden in ("Login", "Schema", "Port"):
+                assert hidden not in text.splitlines(), f"{hidden} should be hidden for the Binance type"
+            assert dialog.locator("input[name=host]").get_attribute("placeholder") == "https://fapi.binance.com"
+            dialog.locator("input[name=connection_id]").fill("binance_ui_check")
+            dialog.locator("input[name=host]").fill(emu.url)
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+
+
 def test_manual_trigger_and_backfill_reach_success_with_the_right_rows(airflow, emu, database):
     for dag_id in ("binance_klines_manual", "binance_klines_h1"):
         airflow.wait_dag(dag_id)
@@ -251,6 +308,70 @@ def test_manual_trigger_and_backfill_reach_success_with_the_right_rows(airflow, 
         # exactly the backfilled intervals: nothing before or after them in that day
         day = stored_h1(database, sym, lo - timedelta(hours=6), hi + timedelta(hours=6))
         assert day == served_h1(emu, sym, lo, hi) and len(day) == 4
+
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+
+def test_data_health_page_in_a_real_browser(airflow, database):
+    """Headless Chromium: log in, open the page from the UI navigation, see the stored symbols, cut a hole into
+    MySQL and see it on the page; the screenshot is kept under test-artifacts/."""
+    import MySQLdb
+    from playwright.sync_api import sync_playwright
+
+    passwords = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())
+    window = "start=2024-01-01T00:00:00Z&end=2024-01-09T00:00:00Z"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{airflow.url}/", wait_until="networkidle")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", passwords["admin"])
+            page.keyboard.press("Enter")
+            page.wait_for_url(lambda u: "/login" not in u, timeout=30_000)
+
+            page.get_by_role("button", name="Browse").click()  # the nav entry, as a user reaches it
+            page.get_by_role("menuitem", name="Data health").click()
+            page.wait_for_url("**/plugin/data-health", timeout=30_000)
+            frame = page.frame_locator("iframe").first
+            for sym in SYMBOLS:
+                frame.locator(f'tr[data-table="klines_h1"][data-symbol="{sym}"]').wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "data-health-in-airflow-ui.png"), full_page=True)
+
+            page.goto(f"{airflow.url}/data-health/?{window}&chart=klines_h1|BTCUSDT", wait_until="networkidle")
+            row = page.locator('tr[data-table="klines_h1"][data-symbol="BTCUSDT"]')
+            assert row.locator("td").nth(6).inner_text() == "192 / 192"
+            assert row.locator(".hole").count() == 0
+            assert page.locator("svg#chart polyline").count() == 1
+            assert "… 2024-01-08T23:00:00.000Z" in page.locator("#chart-section").inner_text()  # the window's end
+
+            conn = MySQLdb.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", passwd="", db=database)
+            try:
+                cur = conn.cursor()
+                cur.execute(
+                    "DELETE FROM klines_h1 WHERE symbol = 'BTCUSDT'"
+                    " AND open_time >= '2024-01-03 10:00:00' AND open_time < '2024-01-03 13:00:00'"
+                )
+                conn.commit()
+                assert cur.rowcount == 3
+            finally:
+                conn.close()
+            page.reload(wait_until="networkidle")
+            row = page.locator('tr[data-table="klines_h1"][data-symbol="BTCUSDT"]')
+            assert row.locator(".hole").inner_text() == (
+                "2024-01-03T10:00:00.000Z → 2024-01-03T13:00:00.000Z (3 missing)"
+            )
+            assert row.locator("td").nth(6).inner_text() == "189 / 192"
+            eth = page.locator('tr[data-table="klines_h1"][data-symbol="ETHUSDT"]')
+            assert eth.locator(".hole").count() == 0
+            shot = ARTIFACTS / "data-health.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"data-health screenshot: {shot}")
+        finally:
+            browser.close()
 
 
 def test_ctrl_c_stops_every_process(airflow):

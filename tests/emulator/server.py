@@ -5,7 +5,8 @@ defaults and maxima, request weights counted per fixed wall-clock window (one IP
 ``X-MBX-USED-WEIGHT-<n><unit>`` on every answer, 429 + Retry-After over the limit, 418 bans for clients that
 keep sending after a 429, Binance's error codes, an in-progress last candle whose values change every second,
 outages (holes) and injectable faults. Rate-limit windows use the real wall clock even when ``clock`` fakes
-the market's "now", so a test with a frozen clock still sees windows roll over.
+the market's "now", so a test with a frozen clock still sees windows roll over; ``window_clock`` pins them too
+(``tests.fixtures.clock.pin_windows``) for tests that must not see a window roll mid-test.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class Emulator:
     """The exchange. ``Emulator(**config)``; ``start()``/``stop()`` or ``with Emulator() as emu:``.
 
     Config (also mutable attributes): weight_limit, window_seconds, latency, ban_seconds, tolerated_after_429,
-    clock (callable -> epoch ms, the market's "now"), api_keys, trade_id_offset, slow_seconds,
+    clock (callable -> epoch ms, the market's "now"), window_clock (callable -> epoch seconds for rate-limit
+    windows and bans; default the wall clock), api_keys, trade_id_offset, slow_seconds,
     funding_limit / funding_window_seconds (the separate fundingRate limit), host, port (0 = free port).
     """
 
@@ -128,6 +130,7 @@ class Emulator:
         ban_seconds: int = 120,
         tolerated_after_429: int = 2,
         clock: Callable[[], int] | None = None,
+        window_clock: Callable[[], float] | None = None,
         api_keys: set[str] | None = None,
         trade_id_offset: int = 2**32,
         slow_seconds: float = 3.0,
@@ -142,6 +145,7 @@ class Emulator:
         self.ban_seconds = ban_seconds
         self.tolerated_after_429 = tolerated_after_429
         self.clock = clock
+        self.window_clock = window_clock
         self.api_keys: set[str] = set(api_keys) if api_keys is not None else {"test-key"}
         self.trade_id_offset = trade_id_offset
         self.slow_seconds = slow_seconds
@@ -289,7 +293,7 @@ class Emulator:
     def used_weight(self) -> int:
         """The current window's counter (0 if the window has rolled over)."""
         with self._lock:
-            self._roll(time.time())
+            self._roll(self._wall())
             return self._used
 
     def reset_stats(self) -> None:
@@ -313,6 +317,11 @@ class Emulator:
     def weight_header(self) -> str:
         return "X-MBX-USED-WEIGHT-" + _interval_label(self.window_seconds)[2]
 
+    def _wall(self) -> float:
+        """Epoch seconds of the rate-limit windows and bans: ``window_clock()`` if set (tests that read cumulative
+        weights pin it, so a window cannot roll mid-test however slow the machine is), else the wall clock."""
+        return float(self.window_clock()) if self.window_clock is not None else time.time()
+
     def _roll(self, now: float) -> None:
         w = int(now // self.window_seconds)
         if w != self._window:
@@ -320,7 +329,7 @@ class Emulator:
 
     def _admit(self, weight: int, funding: bool) -> tuple[int, ApiError | None]:
         """Count the request; returns (used weight after, error to send instead or None)."""
-        now = time.time()
+        now = self._wall()
         with self._lock:
             self._roll(now)
             if self._banned_until > now:

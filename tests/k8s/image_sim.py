@@ -7,6 +7,7 @@ project's venv interpreter plays ``/opt/venv`` (the image installs the same pinn
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -24,8 +25,32 @@ APP_DIR = "/app"
 Instruction = tuple[str, str]
 
 
-def parser() -> DockerfileParser:
-    return DockerfileParser(path=str(DOCKERFILE))
+EXTRACTOR_TARGET = "extractor"
+
+
+def target_content(target: str | None) -> str:
+    """The Dockerfile as ``docker build --target TARGET`` sees it: every stage up to and including TARGET."""
+    lines = DOCKERFILE.read_text().splitlines(keepends=True)
+    if target is None:
+        return "".join(lines)
+    out: list[str] = []
+    seen = False
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["FROM"]:
+            if seen:
+                break
+            seen = [w.lower() for w in words[-2:]] == ["as", target.lower()]
+        out.append(line)
+    if not seen:
+        raise AssertionError(f"Dockerfile has no stage named {target}")
+    return "".join(out)
+
+
+def parser(target: str | None = EXTRACTOR_TARGET) -> DockerfileParser:
+    """The extractor image's build by default (its last stage is ``stages(...)[-1]``); ``target=None``: the whole
+    file, whose last stage is the default build, the Airflow image."""
+    return DockerfileParser(fileobj=io.BytesIO(target_content(target).encode()))
 
 
 def instructions(df: DockerfileParser) -> list[Instruction]:

@@ -147,6 +147,33 @@ def test_runtime_env_var_selects_kubernetes_pods_at_parse_time(monkeypatch: pyte
         assert kwargs["namespace"] == NAMESPACE
 
 
+def test_namespace_image_and_service_account_come_from_config_and_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No deployment constants in code: a config file sets them, the environment wins over it."""
+    from binance_extractor import dagfactory
+
+    cfg = yaml.safe_load((ROOT / "include" / "config.yaml").read_text())
+    cfg["kubernetes"] = {"namespace": "ns-from-config", "service_account": "sa-config", "image": "reg/x:1"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    monkeypatch.setenv("BINANCE_EXTRACTOR_CONFIG", str(path))
+    dag = dagfactory.funding_dag(runtime="kubernetes")
+    (argv,) = plan_argvs(dag, ["BTCUSDT"])
+    meta, spec = as_manifest(render(dag, argv)[1])["metadata"], as_manifest(render(dag, argv)[1])["spec"]
+    assert (meta["namespace"], spec["serviceAccountName"]) == ("ns-from-config", "sa-config")
+    assert spec["containers"][0]["image"] == "reg/x:1"
+
+    monkeypatch.setenv("BINANCE_EXTRACTOR_NAMESPACE", "ns-from-env")
+    monkeypatch.setenv("BINANCE_EXTRACTOR_SERVICE_ACCOUNT", "sa-env")
+    monkeypatch.setenv("BINANCE_EXTRACTOR_IMAGE", "reg/x:2")
+    dag = dagfactory.funding_dag(runtime="kubernetes")
+    manifest = as_manifest(render(dag, argv)[1])
+    assert (manifest["metadata"]["namespace"], manifest["spec"]["serviceAccountName"]) == ("ns-from-env", "sa-env")
+    assert manifest["spec"]["containers"][0]["image"] == "reg/x:2"
+    assert "--binance-conn-id" in manifest["spec"]["containers"][0]["args"]
+
+
 # --------------------------------------------------------------------------------------------- every pod
 
 
@@ -406,8 +433,11 @@ def test_rendered_pods_run_the_image_cli_into_mysql(
     end = now.replace(minute=0, second=0, microsecond=0)
     symbols = ["BTCUSDT", "ETHUSDT"]
     secret = {
+        # The exchange through binance_default (every argv names it); the env's base URL below is a dead end.
+        "AIRFLOW_CONN_BINANCE_DEFAULT": json.dumps({"conn_type": "binance", "host": emulator.url, "password": "k"}),
         "AIRFLOW_CONN_MYSQL_DEFAULT": f"mysql://root@127.0.0.1:3306/{mysql_database}",
         "AIRFLOW_CONN_MONGO_DEFAULT": SECRET["stringData"]["AIRFLOW_CONN_MONGO_DEFAULT"],  # unused by the mysql sink
+        "AIRFLOW_CONN_POSTGRES_DEFAULT": SECRET["stringData"]["AIRFLOW_CONN_POSTGRES_DEFAULT"],  # unused here too
         "BINANCE_API_KEY": "test-key",
     }
     assert set(secret) == set(SECRET["stringData"]), "the pod needs exactly the example Secret's keys"
@@ -429,7 +459,7 @@ def test_rendered_pods_run_the_image_cli_into_mysql(
         env.update({k: sim.map_path(v, mounts) for k, v in container_env.items()})
         assert env["TRACEPARENT"].split("-")[1] == f"{task_ctx.trace_id:032x}"
         # Test-only differences: the emulator instead of Binance, a loopback collector instead of the cluster's.
-        env["BINANCE_FUTURES_BASE_URL"] = emulator.url
+        env["BINANCE_FUTURES_BASE_URL"] = "http://127.0.0.1:9"  # unused: the Secret's binance_default wins
         env["BINANCE_ARCHIVE_BASE_URL"] = emulator.archive_url
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_receiver.url
 
@@ -498,9 +528,11 @@ def test_secret_keys_are_what_the_pod_reads(kube_dags: dict[str, Any]) -> None:
     """The pod's connection env comes only from the Secret, under the names Airflow and the client read."""
     from binance_extractor.sinks.mongo import DEFAULT_CONN_ID as MONGO_ID
     from binance_extractor.sinks.mysql import DEFAULT_CONN_ID as MYSQL_ID
+    from binance_extractor.sinks.postgres import DEFAULT_CONN_ID as POSTGRES_ID
 
     keys = set(SECRET["stringData"])
     assert f"AIRFLOW_CONN_{MYSQL_ID.upper()}" in keys
+    assert f"AIRFLOW_CONN_{POSTGRES_ID.upper()}" in keys
     assert f"AIRFLOW_CONN_{MONGO_ID.upper()}" in keys
     assert "BINANCE_API_KEY" in keys
     _, pod = render(kube_dags["binance_klines_h1"], plan_argvs(kube_dags["binance_klines_h1"], ["BTCUSDT"])[0])

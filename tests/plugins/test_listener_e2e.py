@@ -62,7 +62,7 @@ with DAG("{DAG_ID}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz=
 """
 DEADLINE_DAG_ID = "binance_obs_deadline"
 DEADLINE_DAG_SOURCE = f"""
-import time
+import os, time
 from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, task
@@ -77,7 +77,11 @@ with DAG(
 
     @task
     def stalled():
-        time.sleep(20)
+        # stalled until the test has seen the alert (a fixed sleep raced a slow scheduler on a loaded machine)
+        release = os.path.join(os.environ["AIRFLOW_HOME"], "release-stalled")
+        started = time.monotonic()
+        while not os.path.exists(release) and time.monotonic() - started < 280:
+            time.sleep(0.5)
 
     stalled()
 """
@@ -272,6 +276,7 @@ def test_a_stalled_run_misses_its_freshness_deadline(airflow: tuple[str, str, _R
         assert time.monotonic() < deadline, f"no freshness alert for {run_id}; see {home / 'standalone.log'}"
         time.sleep(1)
     (point,) = alerted()
+    (home / "release-stalled").touch()  # the task may finish now
     assert point["timeframe"] == "m5" and point["_value"] == 1
     # A missed deadline only alerts: the run goes on and succeeds (the scheduler handles a DAG with a deadline
     # fine; only dag.test() in 3.3.2 trips over one when the run succeeds).

@@ -20,6 +20,7 @@ REAL = FIXTURES  # ../shared/fixtures/binance-real
 SINK_KINDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     pytest.param("mongo", id="mongo", marks=pytest.mark.mongo),
 ]
 
@@ -117,11 +118,12 @@ def assert_utc(value: datetime) -> None:
 def new_sink(kind: str, conn_id: str, **kw: Any) -> Sink:
     from binance_extractor.sinks.mongo import MongoSink
     from binance_extractor.sinks.mysql import MySqlSink
+    from binance_extractor.sinks.postgres import PostgresSink
     from binance_extractor.sinks.sqlite import SqliteSink
 
     if kind == "mongo":
         kw.setdefault("server_timeout_ms", 2000)
-    cls: Any = {"sqlite": SqliteSink, "mysql": MySqlSink, "mongo": MongoSink}[kind]
+    cls: Any = {"sqlite": SqliteSink, "mysql": MySqlSink, "postgres": PostgresSink, "mongo": MongoSink}[kind]
     return cls(conn_id, **kw)
 
 

@@ -56,7 +56,7 @@ def test_open_sinks_defaults_and_selection(
     names = [s.name for s in open_sinks(["jsonl", "sqlite"], output=str(out))]
     assert names == ["jsonl", "sqlite"]
     with pytest.raises(InputError, match="unknown sink"):
-        open_sinks(["postgres"])
+        open_sinks(["oracle"])
 
 
 def test_open_sinks_closes_what_it_opened_on_failure(sqlite_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> None:

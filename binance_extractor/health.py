@@ -1,0 +1,332 @@
+"""Data health per table and symbol: rows, first/last key, freshness, completeness, holes, last runs, chart data.
+
+The data-health page (plugins/data_health.py) and anything else that must know whether the data is complete
+read it from here, through the same sinks that write the data. Every query is bounded by the key index: the
+first/last key (``ORDER BY key LIMIT 1``), counts on the key's symbol prefix or a bounded key range, hole
+detection over the chosen window only, the ledger and the run audit by their indexes. Nothing scans a table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from binance_extractor import clock, config, gaps, timeframes
+from binance_extractor.errors import InputError
+from binance_extractor.reader import resolve_table
+from binance_extractor.sinks.base import RunRecord, Sink
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
+
+DEFAULT_WINDOW_DAYS = 7
+MAX_WINDOW_DAYS = 366
+DEFAULT_RUNS = 3
+EXACT_COUNT_LIMIT = 250_000  # rows per symbol counted exactly; above it klines show the key span (≈)
+HOURLY_MS = 3_600_000
+FUNDING_MS = 8 * HOURLY_MS
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else iso(value)
+
+
+@dataclass
+class SymbolHealth:
+    """What one (table, symbol) looks like right now."""
+
+    table: str
+    symbol: str
+    rows: int | None  # None: not counted (trades above the exact-count bound)
+    first: datetime | None
+    last: datetime | None
+    lag_s: float | None  # seconds behind the schedule (klines: the newest closed candle), None = empty
+    window_start: datetime
+    window_end: datetime
+    expected: int | None  # rows the window should hold (klines: exact; others: stored + detected missing)
+    stored: int  # rows the window holds
+    missing: int  # rows missing in open holes (not confirmed exchange-side)
+    open_holes: list[dict[str, Any]] = field(default_factory=list)
+    confirmed_holes: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    rows_exact: bool = True  # False: ``rows`` is the key span (candles between first and last), not a count
+    stale: bool = False  # behind schedule by more than ``freshness_grace_minutes``
+
+    @property
+    def completeness(self) -> float | None:
+        if not self.expected:
+            return None
+        return min(1.0, self.stored / self.expected)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "symbol": self.symbol,
+            "rows": self.rows,
+            "rows_exact": self.rows_exact,
+            "first": _iso(self.first),
+            "last": _iso(self.last),
+            "lag_s": self.lag_s,
+            "stale": self.stale,
+            "window_start": _iso(self.window_start),
+            "window_end": _iso(self.window_end),
+            "expected": self.expected,
+            "stored": self.stored,
+            "missing": self.missing,
+            "completeness": None if self.completeness is None else round(self.completeness, 6),
+            "open_holes": self.open_holes,
+            "confirmed_holes": self.confirmed_holes,
+            "runs": self.runs,
+        }
+
+
+def lag_seconds(table: str, last: datetime | None, now_ms: int) -> float | None:
+    """How far ``table`` is behind its schedule at ``now_ms`` (0 = up to date); None when nothing is stored.
+
+    Klines: behind the newest closed candle (as ``binance.freshness.lag``). Funding: behind the latest
+    settlement of an 8-hour contract. Trades: behind the last full hour (the trades DAG runs hourly).
+    """
+    if last is None:
+        return None
+    last_ms = dt_to_ms(last)
+    if table.startswith("klines_"):
+        tf = timeframes.parse(table)
+        return max(0, tf.floor_ms(now_ms) - tf.next_open_ms(last_ms)) / 1000
+    step = FUNDING_MS if table == "funding_rates" else HOURLY_MS
+    return max(0, now_ms - step - last_ms) / 1000
+
+
+def is_stale(table: str, last: datetime | None, now_ms: int, grace_ms: int) -> bool:
+    """Late beyond the grace: klines when the first candle missing after ``last`` closed more than ``grace_ms``
+    ago (a run has that long to store it); other tables when their lag exceeds the grace."""
+    if last is None:
+        return False
+    if table.startswith("klines_"):
+        tf = timeframes.parse(table)
+        first_missing_open = tf.next_open_ms(dt_to_ms(last))
+        return now_ms > tf.next_open_ms(first_missing_open) - 1 + grace_ms
+    lag = lag_seconds(table, last, now_ms) or 0
+    return lag * 1000 > grace_ms
+
+
+def window_bounds(
+    table: str, days: float, now_ms: int, start: datetime | None = None, end: datetime | None = None
+) -> tuple[int, int]:
+    """The completeness window: ``[start, end)`` if given, else the last ``days``; never past the last closed
+    candle (klines) or now."""
+    if not 0 < days <= MAX_WINDOW_DAYS:
+        raise InputError(f"window must be between 0 and {MAX_WINDOW_DAYS} days, got {days}")
+    end_ms = dt_to_ms(end) if end is not None else None
+    if table == "trades":  # no gap detection for trades: the window just ends now (or at ``end``)
+        hi = now_ms if end_ms is None else min(end_ms, now_ms)
+    else:
+        hi = gaps.closed_end(table, end_ms, now_ms)
+    lo = dt_to_ms(start) if start is not None else hi - int(days * 86_400_000)
+    if start is not None and end is not None and end <= start:
+        raise InputError("the window's end must be after its start")
+    if table.startswith("klines_"):
+        lo = timeframes.parse(table).ceil_ms(lo)
+    return lo, max(lo, hi)
+
+
+def recent_runs(sink: Sink, table: str, symbol: str, limit: int = DEFAULT_RUNS) -> list[RunRecord]:
+    """The newest audit rows of (table, symbol), through the (table_name, symbol, started_at) index."""
+    limit = max(1, int(limit))
+    if sink.name == "mongo":
+        spec_docs = sink._call(  # type: ignore[attr-defined]
+            lambda db: list(
+                db["extraction_runs"]
+                .find({"table_name": table, "symbol": symbol}, {"_id": 0})
+                .sort("started_at", -1)
+                .limit(limit)
+            )
+        )
+        from binance_extractor.sinks.schema import spec_for
+
+        spec = spec_for("extraction_runs")
+        return [RunRecord.from_row(sink._from_db(spec, d)) for d in spec_docs]  # type: ignore[attr-defined]
+    q = sink._q  # type: ignore[attr-defined]
+    ph = sink.ph  # type: ignore[attr-defined]
+    from binance_extractor.sinks.schema import spec_for
+
+    spec = spec_for("extraction_runs")
+    cols = ", ".join(q(c) for c in spec.column_names)
+    sql = (
+        f"SELECT {cols} FROM {q('extraction_runs')} WHERE {q('table_name')} = {ph} AND {q('symbol')} = {ph} "
+        f"ORDER BY {q('started_at')} DESC LIMIT {limit}"
+    )
+    rows = sink.query(sql, (table, symbol))  # type: ignore[attr-defined]
+    types = [(c.name, c.type) for c in spec.columns]
+    out = []
+    for row in rows:
+        values = {
+            name: (None if v is None else sink._from_db(t, v))  # type: ignore[attr-defined]
+            for (name, t), v in zip(types, row, strict=True)
+        }
+        out.append(RunRecord.from_row(values))
+    return out
+
+
+def stored_symbols(sink: Sink, table: str) -> list[str]:
+    """Symbols stored in ``table`` by index seeks (``symbol > previous ORDER BY symbol LIMIT 1``, one per symbol).
+
+    ``SELECT DISTINCT symbol`` is a full index scan on MariaDB; this stays a handful of seeks at any size.
+    """
+    if sink.name == "mongo":
+        return list(sink.symbols(table))  # type: ignore[attr-defined]
+    q, ph = sink._q, sink.ph  # type: ignore[attr-defined]
+    first = f"SELECT {q('symbol')} FROM {q(table)} ORDER BY {q('symbol')} LIMIT 1"
+    after = f"SELECT {q('symbol')} FROM {q(table)} WHERE {q('symbol')} > {ph} ORDER BY {q('symbol')} LIMIT 1"
+    sink._prepare(table)  # type: ignore[attr-defined]  # creates the schema / a new klines table on first use
+    out: list[str] = []
+    row = sink.query(first)  # type: ignore[attr-defined]
+    while row:
+        out.append(row[0][0])
+        row = sink.query(after, (out[-1],))  # type: ignore[attr-defined]
+    return out
+
+
+def _run_dict(run: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "outcome": run.outcome,
+        "rows_written": run.rows_written,
+        "requested_by": run.requested_by,
+        "error": run.error,
+    }
+
+
+def _row_count(
+    sink: Sink, table: str, symbol: str, first: datetime | None, last: datetime | None, limit: int | None
+) -> tuple[int | None, bool]:
+    """Exact ``COUNT(*)`` on the key's symbol prefix while that range is small (or ``limit`` is None).
+
+    Counting reads every key of the symbol, so above ``limit`` rows a klines table reports its key span (candles
+    between the first and last key: the count if there are no holes) and trades report nothing; funding rates
+    (three rows a day at most) are always counted.
+    """
+    if first is None or last is None:
+        return 0, True
+    if limit is None or table == "funding_rates":
+        return sink.count(table, symbol), True
+    if table.startswith("klines_"):
+        span = timeframes.parse(table).count_between(dt_to_ms(first), dt_to_ms(last) + 1)
+        return (sink.count(table, symbol), True) if span <= limit else (span, False)
+    probe = sink.read(table, symbol, first, first + timedelta(minutes=10))  # trades: estimate from a sample
+    per_ms = len(probe) / 600_000
+    if per_ms * (dt_to_ms(last) - dt_to_ms(first)) <= limit:
+        return sink.count(table, symbol), True
+    return None, False
+
+
+def symbol_health(
+    sink: Sink,
+    table: str,
+    symbol: str,
+    *,
+    window_days: float = DEFAULT_WINDOW_DAYS,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now_ms: int | None = None,
+    runs: int = DEFAULT_RUNS,
+    max_holes: int = 20,
+    exact_limit: int | None = EXACT_COUNT_LIMIT,
+) -> SymbolHealth:
+    now = clock.now_ms() if now_ms is None else now_ms
+    table = resolve_table(table)
+    first, last = sink.first_time(table, symbol), sink.last_time(table, symbol)
+    rows, rows_exact = _row_count(sink, table, symbol, first, last, exact_limit)
+    lo, hi = window_bounds(table, window_days, now, start, end)
+    stored, holes = 0, list[gaps.Hole]()
+    if last is not None and hi > lo:
+        if table == "trades":
+            stored = sink.count(table, symbol, ms_to_dt(lo), ms_to_dt(hi))
+        else:
+            # a symbol listed inside the window starts at its first row, not at the window's start
+            lo = max(lo, dt_to_ms(first)) if first is not None else lo
+            stored, holes = gaps.detect_range(sink, table, symbol, lo, hi, tail=table != "agg_trades")
+    known = sink.known_gaps(table, symbol)
+    open_holes, _ = gaps._minus_known(holes, [(dt_to_ms(s), dt_to_ms(e)) for s, e in known])
+    missing = sum(h.missing for h in open_holes)
+    if table.startswith("klines_"):
+        expected: int | None = timeframes.parse(table).count_between(lo, hi) if last is not None else 0
+    elif table == "trades":
+        expected = None  # trade ids are not contiguous per symbol: nothing to expect
+    else:
+        expected = stored + missing
+    return SymbolHealth(
+        table=table,
+        symbol=symbol,
+        rows=rows,
+        first=first,
+        last=last,
+        lag_s=lag_seconds(table, last, now),
+        window_start=ms_to_dt(lo),
+        window_end=ms_to_dt(hi),
+        expected=expected,
+        stored=stored,
+        missing=missing,
+        open_holes=[h.to_dict() for h in open_holes[:max_holes]],
+        confirmed_holes=[{"start": iso(s), "end": iso(e)} for s, e in known[-max_holes:]],
+        runs=[_run_dict(r) for r in recent_runs(sink, table, symbol, runs)],
+        rows_exact=rows_exact,
+        stale=is_stale(table, last, now, config.settings().freshness_grace_minutes * 60_000),
+    )
+
+
+def table_health(
+    sink: Sink,
+    table: str,
+    symbols: list[str] | None = None,
+    *,
+    window_days: float = DEFAULT_WINDOW_DAYS,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now_ms: int | None = None,
+    runs: int = DEFAULT_RUNS,
+    exact_limit: int | None = EXACT_COUNT_LIMIT,
+) -> list[SymbolHealth]:
+    """Health of every symbol stored in ``table`` (or of ``symbols``)."""
+    table = resolve_table(table)
+    now = clock.now_ms() if now_ms is None else now_ms
+    names = symbols or stored_symbols(sink, table)
+    return [
+        symbol_health(
+            sink,
+            table,
+            s,
+            window_days=window_days,
+            start=start,
+            end=end,
+            now_ms=now,
+            runs=runs,
+            exact_limit=exact_limit,
+        )
+        for s in names
+    ]
+
+
+def chart_points(
+    sink: Sink, table: str, symbol: str, points: int = 200, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``points`` candles of a klines table ending at ``end`` (default: the newest stored): open time, close
+    and volume as exact decimal text. One bounded key-range read."""
+    table = resolve_table(table)
+    if not table.startswith("klines_"):
+        raise InputError(f"charts need a klines table, not {table}")
+    points = max(2, min(int(points), 2000))
+    last = sink.last_time(table, symbol)
+    if last is None:
+        return []
+    tf = timeframes.parse(table)
+    stop = min(dt_to_ms(last) + 1, dt_to_ms(end)) if end is not None else dt_to_ms(last) + 1
+    start = ms_to_dt(stop - points * tf.ms)
+    rows = sink.read(table, symbol, start, ms_to_dt(stop))
+    return [{"t": iso(r["open_time"]), "close": _text(r["close"]), "volume": _text(r["volume"])} for r in rows]
+
+
+def _text(value: Decimal) -> str:
+    """Exact decimal text without the store's padding zeros (MySQL DECIMAL(38,18) returns 18 decimals)."""
+    return format(value.normalize(), "f")

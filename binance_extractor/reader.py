@@ -1,0 +1,219 @@
+"""Reading stored data back: time-windowed batches from any store, Arrow schemas, and ``read()`` -> DataFrame.
+
+Every store answers ``Sink.read(table, symbol, start, end)`` through its key index, so reading a bounded time
+window at a time keeps memory bounded for any range (the window is sized per table from its row rate) and
+works the same on SQLite, MySQL and MongoDB. Decimals stay exact (Arrow ``decimal128(38, 18)``, the MySQL
+column type) and times stay aware UTC (Arrow ``timestamp[ms, tz=UTC]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from binance_extractor import timeframes
+from binance_extractor.errors import InputError
+from binance_extractor.sinks.base import Sink, utc_ms
+from binance_extractor.sinks.schema import spec_for
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+DECIMAL_PRECISION = 38
+DECIMAL_SCALE = 18
+DATA_TABLES = ("funding_rates", "agg_trades", "trades")
+DEFAULT_BATCH_ROWS = 50_000
+_FUNDING_WINDOW = timedelta(days=365)  # at most one row per hour: < 9k rows
+_TRADES_WINDOW = timedelta(minutes=10)  # busy contracts trade thousands of times a minute
+_MS = timedelta(milliseconds=1)
+
+
+def resolve_table(name: str) -> str:
+    """``klines_m5``, ``m5`` or ``5m`` -> ``klines_m5``; ``funding_rates``, ``agg_trades``, ``trades`` as is."""
+    value = name.strip()
+    if value in DATA_TABLES:
+        return value
+    try:
+        table = timeframes.parse(value).table
+    except InputError:
+        raise InputError(f"unknown table {name!r}: use klines_<tf> (or m5, 1h ...), {', '.join(DATA_TABLES)}") from None
+    spec_for(table)
+    return table
+
+
+def window_for(table: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> timedelta:
+    """Time span read at once: ``batch_rows`` candles for klines, fixed spans for funding and trades."""
+    if table.startswith("klines_"):
+        return timedelta(milliseconds=timeframes.parse(table).ms * max(1, batch_rows))
+    if table == "funding_rates":
+        return _FUNDING_WINDOW
+    return _TRADES_WINDOW
+
+
+def arrow_type(col_type: str) -> pa.DataType:
+    import pyarrow as pa
+
+    return {
+        "symbol": pa.string(),
+        "str": pa.string(),
+        "text": pa.string(),
+        "time": pa.timestamp("ms", tz="UTC"),
+        "dec": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+        "int": pa.int64(),
+        "bool": pa.bool_(),
+    }[col_type]
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema of a data table: exact decimals, aware UTC millisecond timestamps."""
+    import pyarrow as pa
+
+    spec = spec_for(table)
+    return pa.schema([pa.field(c.name, arrow_type(c.type), nullable=c.nullable) for c in spec.columns])
+
+
+def to_arrow(table: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Rows as dicts (Decimal, aware datetimes) -> an Arrow table; a value that would be rounded is an error."""
+    import pyarrow as pa
+
+    schema = arrow_schema(table)
+    try:
+        return pa.Table.from_pydict({f.name: [r.get(f.name) for r in rows] for f in schema}, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InputError(f"{table}: a value does not fit decimal({DECIMAL_PRECISION},{DECIMAL_SCALE}): {exc}") from None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows of one symbol in ``[start, end)``, in key order."""
+
+    table: str
+    symbol: str
+    start: datetime
+    end: datetime
+    rows: list[dict[str, Any]]
+
+
+def symbols_of(sink: Any, table: str, symbols: Sequence[str] | None) -> list[str]:
+    """The symbols asked for, else every symbol stored in ``table`` (distinct on the key's first column)."""
+    if symbols:
+        return [s.strip().upper() for s in symbols if s.strip()]
+    return list(sink.symbols(table))
+
+
+def _bounds(sink: Sink, table: str, symbol: str, start: datetime | None, end: datetime | None) -> tuple[Any, Any]:
+    lo = utc_ms(start) if start is not None else sink.first_time(table, symbol)
+    if end is not None:
+        hi = utc_ms(end)
+    else:
+        last = sink.last_time(table, symbol)
+        hi = None if last is None else last + _MS
+    return lo, hi
+
+
+def month_start(dt: datetime) -> datetime:
+    return dt.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month(dt: datetime) -> datetime:
+    first = month_start(dt)
+    return first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+
+
+def iter_batches(
+    sink: Sink,
+    table: str,
+    symbols: Sequence[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    split_months: bool = False,
+) -> Iterator[Batch]:
+    """Stream ``table`` per symbol in key order, one bounded time window at a time (``[start, end)``).
+
+    With ``split_months`` no batch crosses a calendar month (UTC), so callers can cut files per month.
+    """
+    table = resolve_table(table)
+    if start is not None and end is not None and end <= start:
+        raise InputError("end must be after start")
+    step = window_for(table, batch_rows)
+    for symbol in symbols_of(sink, table, symbols):
+        lo, hi = _bounds(sink, table, symbol, start, end)
+        if lo is None or hi is None:
+            continue
+        t = lo
+        while t < hi:
+            stop = min(t + step, hi)
+            if split_months:
+                stop = min(stop, next_month(t))
+            rows = sink.read(table, symbol, t, stop)
+            if rows:
+                yield Batch(table, symbol, t, stop, rows)
+            t = stop
+
+
+def open_store(store: Any = None, conn_id: str | None = None) -> tuple[Sink, bool]:
+    """A Sink instance as given, or a named store (``sqlite``/``mysql``/``mongo``; default: the configured one).
+
+    Returns the sink and whether the caller opened it (and so must close it).
+    """
+    if isinstance(store, Sink):
+        return store, False
+    from binance_extractor import config
+    from binance_extractor.sinks import open_sink
+
+    name = store or next((n for n in config.sink_names() if n != "jsonl"), "sqlite")
+    if name not in ("sqlite", "mysql", "mongo"):
+        raise InputError(f"cannot read from {name!r}: use sqlite, mysql or mongo")
+    return open_sink(name, conn_id), True
+
+
+def _time(value: datetime | str | int | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    from binance_extractor.timeutil import parse_time
+
+    return parse_time(str(value))
+
+
+def read(
+    table: str,
+    symbols: Sequence[str] | str | None = None,
+    start: datetime | str | int | None = None,
+    end: datetime | str | int | None = None,
+    store: Any = None,
+    *,
+    conn_id: str | None = None,
+    engine: str = "pandas",
+) -> Any:
+    """Stored rows of ``table`` for ``symbols`` in ``[start, end)`` as a pandas (default) or polars DataFrame.
+
+    Prices and quantities are exact decimals (Arrow ``decimal128(38, 18)`` columns), times aware UTC; rows are
+    ordered by symbol then key. ``store`` is a Sink or ``sqlite``/``mysql``/``mongo`` (default: the configured
+    store, as the DAGs write it); ``start``/``end`` take datetimes, ISO 8601 text or epoch milliseconds.
+    """
+    import pyarrow as pa
+
+    if engine not in ("pandas", "polars"):
+        raise InputError(f"unknown engine {engine!r}: use pandas or polars")
+    table = resolve_table(table)
+    names = symbols.split(",") if isinstance(symbols, str) else symbols
+    sink, owned = open_store(store, conn_id)
+    try:
+        parts = [to_arrow(table, b.rows) for b in iter_batches(sink, table, names, _time(start), _time(end))]
+    finally:
+        if owned:
+            sink.close()
+    data = pa.concat_tables(parts) if parts else arrow_schema(table).empty_table()
+    if engine == "polars":
+        try:
+            import polars as pl
+        except ImportError:
+            raise InputError("engine='polars' needs the polars package installed") from None
+        return pl.from_arrow(data)
+    import pandas as pd
+
+    return data.to_pandas(types_mapper=pd.ArrowDtype)

@@ -1,0 +1,201 @@
+"""PostgreSQL sink through Airflow's ``PostgresHook`` (psycopg 3): the same tables, keys and migrations as MySQL.
+
+Decimals are unconstrained ``NUMERIC`` (exact at any scale: nothing is ever rounded), times ``TIMESTAMPTZ(3)``
+read in a UTC session. Upserts are ``INSERT ... ON CONFLICT (key) DO UPDATE``; migrations hold a transaction
+advisory lock (DDL is transactional here, so a racing process waits and then finds the tables). TimescaleDB
+is not needed; plain tables with their primary keys serve every query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from binance_extractor.errors import SinkError
+from binance_extractor.sinks.base import check_block, one_line
+from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
+from binance_extractor.sinks.sql import SqlSink
+
+if TYPE_CHECKING:
+    from binance_extractor.archive_columns import KlineBlock
+
+DEFAULT_CONN_ID = "postgres_default"
+SCHEMA_LOCK_KEY = 0x62696E616E6365  # pg_advisory_xact_lock key of schema migrations ("binance")
+
+_TYPES: dict[ColType, str] = {
+    "symbol": "VARCHAR(32)",
+    "time": "TIMESTAMP(3) WITH TIME ZONE",
+    "dec": "NUMERIC",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+    "str": "VARCHAR({n})",
+    "text": "TEXT",
+}
+
+
+def bulk_upsert_sql(spec: TableSpec, stage: str) -> str:
+    """The set-based upsert from the staging table."""
+    cols = ", ".join(f'"{c}"' for c in spec.column_names)
+    key = ", ".join(f'"{k}"' for k in spec.key)
+    sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in spec.column_names if c not in spec.key)
+    return f'INSERT INTO "{spec.name}" ({cols}) SELECT {cols} FROM "{stage}" ON CONFLICT ({key}) DO UPDATE SET {sets}'
+
+
+class PostgresSink(SqlSink):
+    name = "postgres"
+    ph = "%s"
+    insert_ignore = "INSERT"
+    insert_ignore_suffix = " ON CONFLICT DO NOTHING"
+
+    def __init__(
+        self, conn_id: str = DEFAULT_CONN_ID, retry_attempts: int | None = None, batch_size: int = 5000, **kw: Any
+    ) -> None:
+        super().__init__(retry_attempts, **kw)
+        self.conn_id = conn_id
+        self.batch_size = batch_size
+        self._hook_obj: Any = None
+
+    def _hook(self) -> Any:
+        if self._hook_obj is None:
+            from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+            self._hook_obj = PostgresHook(postgres_conn_id=self.conn_id)
+        return self._hook_obj
+
+    def _connect(self) -> Any:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            conn = self._hook().get_conn()
+        except AirflowNotFoundException:
+            raise SinkError(f"postgres sink: connection id {self.conn_id!r} is not defined") from None
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+        conn.commit()
+        return conn
+
+    def _where_text(self) -> str:
+        try:
+            c = self._hook().connection
+            return f"{c.host or 'localhost'}:{c.port or 5432}/{c.schema or ''}"
+        except Exception:
+            return self.conn_id
+
+    def _secrets(self) -> list[str | None]:
+        try:
+            return [self._hook().connection.password]
+        except Exception:
+            return []
+
+    def _transient(self, exc: BaseException) -> bool:
+        import psycopg
+
+        transient = (
+            psycopg.OperationalError,
+            psycopg.errors.DeadlockDetected,
+            psycopg.errors.LockNotAvailable,
+            psycopg.errors.SerializationFailure,
+            psycopg.errors.AdminShutdown,
+        )
+        if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidCatalogName):
+            return False
+        return isinstance(exc, transient)
+
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        import psycopg
+
+        return (psycopg.Error,)
+
+    def _describe(self, exc: BaseException | None) -> str:
+        text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else type(exc).__name__
+        return f"postgres sink ({self._where_text()}, conn id {self.conn_id}): {one_line(text, self._secrets())}"
+
+    def _begin(self, cur: Any, write: bool) -> None:
+        """psycopg opens the transaction with the first statement (autocommit is off)."""
+
+    @contextlib.contextmanager
+    def _schema_lock(self, cur: Any) -> Iterator[None]:
+        """Serialize migrations across processes until this transaction ends (DDL is transactional here)."""
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        yield
+
+    def _prepare(self, table: str) -> TableSpec:
+        """As SqlSink's, but a new ``klines_<tf>`` table is created under the schema lock: two processes racing
+        on ``CREATE TABLE IF NOT EXISTS`` would otherwise collide on the catalog's unique index."""
+        spec = spec_for(table)
+        if not self._schema_ok:
+            self.ensure_schema()
+        if table not in self._tables:
+
+            def run(cur: Any) -> None:
+                with self._schema_lock(cur):
+                    cur.execute(self._create_table_sql(spec))
+
+            self._tx(run)
+            self._tables.add(table)
+        return spec
+
+    def write_block(self, table: str, block: KlineBlock) -> int:
+        """One archive file: ``COPY`` into a session staging table, then ``INSERT ... ON CONFLICT DO UPDATE`` from
+        it, in one transaction (the stage empties itself at commit; a rollback leaves nothing anywhere)."""
+        check_block(table, block)
+        if not len(block):
+            return 0
+        spec = self._prepare(table)
+        data = block.csv_bytes()
+        stage = f"_bx_stage_{table}"
+        cols = ", ".join(f'"{c}"' for c in spec.column_names)
+
+        def run(cur: Any) -> int:
+            cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table}") ON COMMIT DELETE ROWS')
+            with cur.copy(f'COPY "{stage}" ({cols}) FROM STDIN (FORMAT csv)') as copy:
+                copy.write(data)
+            cur.execute(bulk_upsert_sql(spec, stage))
+            return len(block)
+
+        return self._tx(run)
+
+    def _create_table_sql(self, spec: TableSpec) -> str:
+        cols = [
+            f'"{c.name}" {_TYPES[c.type].format(n=c.length or 255)}{"" if c.nullable else " NOT NULL"}'
+            for c in spec.columns
+        ]
+        key = ", ".join(f'"{k}"' for k in spec.key)
+        return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
+
+    def _index_exists(self, cur: Any, index: Index) -> bool:
+        cur.execute(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s LIMIT 1", (index.name,)
+        )
+        return cur.fetchone() is not None
+
+    def _upsert_sql(self, spec: TableSpec) -> str:
+        cols = ", ".join(f'"{c}"' for c in spec.column_names)
+        marks = ", ".join("%s" for _ in spec.columns)
+        key = ", ".join(f'"{k}"' for k in spec.key)
+        sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in spec.column_names if c not in spec.key)
+        return f'INSERT INTO "{spec.name}" ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}'
+
+    def _delete_sql(self, spec: TableSpec, limit: int) -> str:
+        t = f'"{spec.name}"'
+        return (
+            f"DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM {t} WHERE symbol = %s "
+            f'AND "{spec.time_column}" < %s LIMIT {int(limit)})'
+        )
+
+    def _to_db(self, type_: ColType, value: Any) -> Any:
+        if type_ == "time":
+            return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return value
+
+    def _from_db(self, type_: ColType, value: Any) -> Any:
+        if type_ == "time":
+            return value.astimezone(UTC) if isinstance(value, datetime) else value
+        if type_ == "bool":
+            return bool(value)
+        if type_ == "int":
+            return int(value)
+        return value

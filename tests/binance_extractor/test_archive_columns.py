@@ -1,0 +1,147 @@
+"""The columnar archive path: pyarrow parsing and the model's rules as column operations.
+
+Files come from the loopback emulator's archive (all three layouts: no header + ms, header + ms, header + us);
+the row path (csv module + Pydantic model) is the reference every block must equal.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+import requests
+
+from binance_extractor import archive, timeframes
+from binance_extractor.archive_columns import KlineBlock, parse_block
+from binance_extractor.errors import ValidationError
+from binance_extractor.timeutil import dt_to_ms, parse_time
+from tests.emulator import Emulator
+
+NOW = dt_to_ms(parse_time("2025-03-10T12:34:56.789Z"))
+PREFIX = "/data/futures/um"
+HEADER = (
+    "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore"
+)
+ROW1 = "1735689600000,1.5000,1.6,1.4,1.55,10,1735689899999,15.5,3,5,7.75,0"
+ROW2 = "1735689900000,1.55,1.6,1.5,1.5,2,1735690199999,3.1,1,1,1.55,0"
+
+
+def ms(text: str) -> int:
+    return dt_to_ms(parse_time(text))
+
+
+@pytest.fixture
+def emu(make_emulator: Callable[..., Emulator]) -> Emulator:
+    return make_emulator(clock=lambda: NOW)
+
+
+def served(emu: Emulator, path: str) -> bytes:
+    body = requests.get(emu.archive_url + PREFIX + path, timeout=30).content
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        return zf.read(zf.namelist()[0])
+
+
+@pytest.mark.parametrize(
+    ("path", "layout"),
+    [
+        ("/monthly/klines/ETHUSDT/1h/ETHUSDT-1h-2021-11.zip", "no header, ms"),
+        ("/monthly/klines/BTCUSDT/5m/BTCUSDT-5m-2022-01.zip", "header, ms"),
+        ("/monthly/klines/BTCUSDT/5m/BTCUSDT-5m-2025-02.zip", "header, us"),
+        ("/daily/klines/SOLUSDT/15m/SOLUSDT-15m-2025-03-02.zip", "header, us"),
+    ],
+)
+def test_block_equals_the_row_path_for_every_file_layout(emu: Emulator, path: str, layout: str) -> None:
+    data = served(emu, path)
+    symbol, interval = path.split("/")[3], path.split("/")[4]
+    assert data[:1].isdigit() == (layout == "no header, ms")
+    block = parse_block(data, symbol, interval, 0, 2**62)
+    rows, opens = archive.parse_csv(data.decode(), symbol, interval, 0, 2**62)
+    assert len(block) == len(rows) > 0
+    assert block.open_ms() == opens
+    assert block.to_klines() == rows
+    assert block.columns.schema.field("open").type == "string"  # never a float on the way
+    lo, hi = opens[10], opens[20]
+    window = parse_block(data, symbol, interval, lo, hi)
+    assert window.open_ms() == opens[10:20]
+
+
+def test_prices_travel_as_the_exchange_wrote_them() -> None:
+    block = parse_block(f"{HEADER}\n{ROW2}\n{ROW1}\n".encode(), "XUSDT", "5m", 0, 2**62)
+    assert block.open_ms() == [1735689600000, 1735689900000]  # sorted
+    (first, _) = block.sql_rows()
+    assert first[:5] == ("XUSDT", 1735689600000, 1735689899999, "1.5000", "1.6")
+    assert block.csv_bytes().splitlines()[0] == (
+        b"XUSDT,2025-01-01 00:00:00.000,2025-01-01 00:04:59.999,1.5000,1.6,1.4,1.55,10,15.5,3,5,7.75"
+    )
+    k = block.to_klines()[0]
+    assert k.open == Decimal("1.5000") and str(k.open) == "1.5000"
+
+
+def test_microsecond_and_millisecond_files_give_the_same_block() -> None:
+    us = ROW1.replace("600000,", "600000000,").replace("899999,", "899999999,")
+    a = parse_block(f"{ROW1}\n".encode(), "XUSDT", "5m", 0, 2**62)
+    b = parse_block(f"{HEADER}\n{us}\n".encode(), "XUSDT", "5m", 0, 2**62)
+    assert a.columns.equals(b.columns)
+
+
+def _bad(row1: str = ROW1, row2: str = ROW2) -> bytes:
+    return f"{HEADER}\n{row1}\n{row2}\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_bad(row2=ROW2.replace(",1.6,1.5,", ",1.4,1.5,")), r"XUSDT at 2025-01-01T00:05:00.000Z\): high below"),
+        (_bad(row2=ROW2.replace(",1.6,1.5,1.5,", ",1.6,1.58,1.5,")), r"00:05:00.000Z\): low above open/close"),
+        (_bad(row1=ROW1.replace(",10,", ",-10,")), r"00:00:00.000Z\): negative volume"),
+        (_bad(row1=ROW1.replace(",7.75,", ",-7.75,")), r"negative taker_buy_quote_volume"),
+        (_bad(row1=ROW1.replace(",3,5,", ",-3,5,")), r"negative trade_count"),
+        (_bad(row1=ROW1.replace("1735689899999", "1735689899998")), r"close_time != open_time \+ interval - 1 ms"),
+        (_bad(row2=ROW1), r"00:00:00.000Z\): duplicate open time"),
+        (_bad(row1=ROW1.replace("1.5000", "NaN")), r"open is not an exact decimal"),
+        (_bad(row1=ROW1.replace("1.5000", "1.5e400")), r"open is not an exact decimal"),
+        (_bad(row1=ROW1.replace(",10,", ",1.1234567890123456789,")), r"volume is not an exact decimal"),
+        (_bad(row1=ROW1 + ",extra"), r"malformed archive file"),
+        (_bad(row1="17356x9600000" + ROW1[13:]), r"malformed archive file"),
+    ],
+)
+def test_each_rule_rejects_the_file_naming_symbol_and_time(data: bytes, message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as err:
+        parse_block(data, "XUSDT", "5m", 0, 2**62)
+    assert "\n" not in str(err.value) and "XUSDT" in str(err.value)
+
+
+def test_the_model_rejects_the_same_rows() -> None:
+    """Same rules as the model: every row the block refuses, the row path refuses too."""
+    for row in (ROW2.replace(",1.6,1.5,", ",1.4,1.5,"), ROW1.replace(",10,", ",-10,")):
+        with pytest.raises(ValidationError):
+            archive.parse_csv(f"{row}\n", "XUSDT", "5m", 0, 2**62)
+        with pytest.raises(ValidationError):
+            parse_block(f"{row}\n".encode(), "XUSDT", "5m", 0, 2**62)
+
+
+def test_empty_file_and_empty_window() -> None:
+    assert len(parse_block(b"", "XUSDT", "5m", 0, 2**62)) == 0
+    assert len(parse_block(f"{HEADER}\n".encode(), "XUSDT", "5m", 0, 2**62)) == 0
+    assert len(parse_block(_bad(), "XUSDT", "5m", 0, 1)) == 0
+    assert isinstance(parse_block(_bad(), "XUSDT", "5m", 0, 2**62).slice(0, 1), KlineBlock)
+
+
+def test_impossible_row_fails_the_archive_run_before_its_file_is_yielded(emu: Emulator) -> None:
+    bad_open = ms("2025-02-10T12:00:00Z")
+    row = emu.klines_rows("BTCUSDT", "5m", bad_open, bad_open)[0]
+    emu.set_kline_override("BTCUSDT", "5m", bad_open, [*row[:2], "1.00", *row[3:]])  # high below low
+    s, e = ms("2025-01-01"), ms("2025-03-01")
+    got: list[KlineBlock] = []
+    m5 = timeframes.parse("m5")
+    it = archive.iter_klines(
+        None, "BTCUSDT", m5, s, e, source="archive", now_ms=NOW, base_url=emu.archive_url, columnar=True
+    )
+    with pytest.raises(ValidationError, match=r"BTCUSDT at 2025-02-10T12:00:00\.000Z\): high below"):
+        for block in it:
+            assert isinstance(block, KlineBlock)
+            got.append(block)
+    assert [len(b) for b in got] == [31 * 288]  # January only: nothing of February left the iterator
