@@ -335,3 +335,4 @@ from binance_extractor import (  # noqa: E402  (these register their subcommands
     export_cli,  # noqa: F401
     gaps_cli,  # noqa: F401
 )
+from binance_extractor.stream import cli as stream_cli  # noqa: E402,F401  (registers stream)

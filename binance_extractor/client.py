@@ -283,6 +283,13 @@ class BinanceFuturesClient:
             params["endTime"] = end_ms
         return self.request("/fapi/v1/fundingRate", params)
 
+    def funding_intervals(self) -> dict[str, int]:
+        """``GET /fapi/v1/fundingInfo``: symbol -> current funding interval in hours, for the symbols the exchange
+        lists (those whose interval or caps were adjusted); any other symbol settles every 8 hours. Counted in the
+        shared fundingRate window (the exchange shares that limit with fundingInfo)."""
+        rows = self.request("/fapi/v1/fundingInfo", {})
+        return {str(r["symbol"]): int(r["fundingIntervalHours"]) for r in rows if r.get("fundingIntervalHours")}
+
     def agg_trades(
         self,
         symbol: str,

@@ -14,7 +14,7 @@ from typing import Any
 from binance_extractor import cli, config, export, reader
 from binance_extractor.errors import InputError
 
-STORES = ("sqlite", "mysql", "mongo")
+STORES = reader.STORES
 
 
 def add_export_parser(sub: Any) -> None:
@@ -30,7 +30,7 @@ def add_export_parser(sub: Any) -> None:
         "--split", action="store_true", help="one file per symbol and month: OUTPUT/TABLE/SYMBOL/YYYY-MM.EXT"
     )
     p.add_argument(
-        "--sink", help="store to read: sqlite, mysql or mongo (default: the first of BINANCE_EXTRACTOR_SINKS)"
+        "--sink", help="store to read: sqlite, mysql, postgres or mongo (default: the first of BINANCE_EXTRACTOR_SINKS)"
     )
     p.add_argument("--conn-id", help="Airflow connection id of that store")
     p.add_argument("--batch-rows", type=int, default=reader.DEFAULT_BATCH_ROWS, help="klines per read (memory bound)")
@@ -55,7 +55,7 @@ def run_export(args: argparse.Namespace) -> list[dict[str, Any]]:
     if symbols and any(not s.isalnum() for s in symbols):
         raise InputError(f"malformed symbol in --symbols {args.symbols!r}")
     if args.sink is not None and args.sink not in STORES:
-        raise InputError(f"cannot export from {args.sink!r}: use sqlite, mysql or mongo")
+        raise InputError(f"cannot export from {args.sink!r}: use {', '.join(STORES)}")
     if args.batch_rows < 1:
         raise InputError("--batch-rows must be at least 1")
     sink, owned = reader.open_store(args.sink, args.conn_id)

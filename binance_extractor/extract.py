@@ -12,24 +12,35 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from binance_extractor.client import BinanceFuturesClient
-from binance_extractor.errors import ValidationError
+from binance_extractor.errors import ExtractorError, ValidationError
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.timeframes import Timeframe
-from binance_extractor.timeutil import dt_to_ms, now_ms
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, now_ms
 
 log = logging.getLogger(__name__)
 
 KLINE_PAGE = 499  # the most candles per unit of weight (limit 499 costs 2)
 FUNDING_PAGE = 1000
 AGG_PAGE = 1000
-AGG_WINDOW_MS = 3_600_000 - 1  # aggTrades start/end must be less than one hour apart
+AGG_WINDOW_MS = 3_600_000  # half-open [lo, lo + 1 h): the request's endTime is lo + 1 h - 1 ms, less than 1 h away
+STREAM_DEPTH = 2  # pages buffered per window being fetched ahead of the consumer
 T = TypeVar("T")
+
+
+class StuckCursorError(ExtractorError):
+    """The exchange answered a page that does not move past the previous one (same page again, cursor ignored)."""
+
+
+class HistoryUnavailableError(ExtractorError):
+    """The exchange answered "no rows" for a range it holds data for but no longer serves."""
 
 
 def ordered_map(fn: Callable[[Any], T], items: list[Any], workers: int) -> Iterator[T]:
@@ -101,6 +112,7 @@ def _fetch_kline_window(
     while cursor < end:
         limit = min(page, max(1, tf.count_between(cursor, end)))
         rows = client.klines(symbol, tf.interval, cursor, end - 1, limit=limit)
+        check_cursor("klines", symbol, cursor, [int(r[0]) for r in rows[:1]])  # startTime ignored: not a window
         last_open = None
         for row in rows:
             open_ms = int(row[0])
@@ -124,6 +136,7 @@ def iter_funding(
     cursor = start_ms
     while cursor < stop:
         rows = client.funding_rate(symbol, cursor, stop - 1, limit=FUNDING_PAGE)
+        check_cursor("fundingRate", symbol, cursor, [int(r["fundingTime"]) for r in rows[:1]])
         batch: list[FundingRate] = []
         last = cursor - 1
         for row in rows:
@@ -139,54 +152,146 @@ def iter_funding(
         cursor = last + 1
 
 
+def agg_windows(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+    """Half-open windows of at most one hour covering [start_ms, end_ms) (one request each when quiet)."""
+    windows = []
+    cursor = start_ms
+    while cursor < end_ms:
+        windows.append((cursor, min(cursor + AGG_WINDOW_MS, end_ms)))
+        cursor = windows[-1][1]
+    return windows
+
+
 def iter_agg_trades(
     client: BinanceFuturesClient, symbol: str, start_ms: int, end_ms: int, *, now_ms: int | None = None
 ) -> Iterator[list[AggTrade]]:
-    """Aggregate trades with time in [start_ms, end_ms): hour windows fetched concurrently, then by id."""
-    stop = min(end_ms, now_ms if now_ms is not None else _now())
-    windows = []
-    cursor = start_ms
-    while cursor < stop:
-        windows.append((cursor, min(cursor + AGG_WINDOW_MS, stop)))
-        cursor = windows[-1][1]
+    """Aggregate trades with time in [start_ms, end_ms), page by page: hour windows fetched concurrently.
 
-    def fetch(window: tuple[int, int]) -> list[AggTrade]:
+    Pages are yielded as they arrive (a volatile hour holds hundreds of thousands of trades), in order; a window
+    fetched ahead of the consumer holds at most ``STREAM_DEPTH`` pages.
+    """
+    stop = min(end_ms, now_ms if now_ms is not None else _now())
+
+    def fetch(window: tuple[int, int]) -> Iterator[list[AggTrade]]:
         lo, hi = window
-        out: list[AggTrade] = []
+        last_id: int | None = None
         rows = client.agg_trades(symbol, start_ms=lo, end_ms=hi - 1, limit=AGG_PAGE)
         while True:
+            page: list[AggTrade] = []
             for row in rows:
-                if lo <= int(row["T"]) < hi and (not out or int(row["a"]) > out[-1].agg_trade_id):
-                    out.append(AggTrade.from_rest(symbol, row))
+                if lo <= int(row["T"]) < hi and (last_id is None or int(row["a"]) > last_id):
+                    page.append(AggTrade.from_rest(symbol, row))
+                    last_id = page[-1].agg_trade_id
+            if page:
+                yield page
             if len(rows) < AGG_PAGE or not rows or int(rows[-1]["T"]) >= hi:
-                return out
-            rows = client.agg_trades(symbol, from_id=int(rows[-1]["a"]) + 1, limit=AGG_PAGE)
+                return
+            from_id = int(rows[-1]["a"]) + 1
+            rows = client.agg_trades(symbol, from_id=from_id, limit=AGG_PAGE)
+            check_cursor("aggTrades", symbol, from_id, [int(r["a"]) for r in rows[:1]])
 
-    for batch in ordered_map(fetch, windows, client.max_in_flight):
-        if batch:
-            yield batch
+    yield from ordered_stream(fetch, agg_windows(start_ms, stop), client.max_in_flight)
+
+
+def check_cursor(endpoint: str, symbol: str, expected: int, first: list[int]) -> None:
+    """A page asked from ``expected`` on must start there or later; anything else would loop or repeat rows."""
+    if first and first[0] < expected:
+        raise StuckCursorError(
+            f"{endpoint} {symbol}: the exchange ignored the cursor (asked from {expected}, got {first[0]} again); "
+            "stopping instead of looping"
+        )
+
+
+def ordered_stream(
+    fn: Callable[[Any], Iterator[T]], items: list[Any], workers: int, depth: int = STREAM_DEPTH
+) -> Iterator[T]:
+    """Chain ``fn(item)`` for every item in order, running up to ``workers`` items ahead in threads.
+
+    Each running item buffers at most ``depth`` results, so memory is bounded by ``workers * depth`` results
+    whatever an item yields in total.
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield from fn(item)
+        return
+    done = object()
+    cancel = threading.Event()
+
+    def run(item: Any, out: queue.Queue[Any]) -> None:
+        def put(value: Any) -> bool:
+            while not cancel.is_set():
+                try:
+                    out.put(value, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for value in fn(item):
+                if not put((True, value)):
+                    return
+        except BaseException as exc:
+            put((False, exc))
+            return
+        put(done)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-page") as pool:
+        running: deque[queue.Queue[Any]] = deque()
+        todo = iter(items)
+
+        def start_next() -> None:
+            for item in todo:
+                out: queue.Queue[Any] = queue.Queue(maxsize=depth)
+                # each item runs in a copy of the caller's context, so its spans join the caller's trace
+                pool.submit(contextvars.copy_context().run, run, item, out)
+                running.append(out)
+                return
+
+        try:
+            for _ in range(workers):
+                start_next()
+            while running:
+                got = running[0].get()
+                if got is done:
+                    running.popleft()
+                    start_next()
+                    continue
+                ok, value = got
+                if not ok:
+                    raise value
+                yield value
+        finally:
+            cancel.set()
 
 
 def iter_historical_trades(
     client: BinanceFuturesClient, symbol: str, start_ms: int, end_ms: int, *, now_ms: int | None = None
 ) -> Iterator[list[Trade]]:
-    """Individual trades in [start_ms, end_ms): the first id comes from aggTrades, then ``historicalTrades``."""
+    """Individual trades in [start_ms, end_ms): the first id comes from aggTrades, then ``historicalTrades``.
+
+    historicalTrades only serves recent months and answers an older ``fromId`` with an empty page, so an empty
+    page before the range's end while newer trades exist is an error naming the unserved range, never "done".
+    """
     stop = min(end_ms, now_ms if now_ms is not None else _now())
     first_id = None
-    cursor = start_ms
-    while first_id is None and cursor < stop:  # find the first trade id at or after start
-        hi = min(cursor + AGG_WINDOW_MS, stop)
-        rows = client.agg_trades(symbol, start_ms=cursor, end_ms=hi - 1, limit=1)
+    for lo, hi in agg_windows(start_ms, stop):  # find the first trade id at or after start
+        rows = client.agg_trades(symbol, start_ms=lo, end_ms=hi - 1, limit=1)
         if rows:
             first_id = int(rows[0]["f"])
-        cursor = hi
+            break
     if first_id is None:
         return
     from_id = first_id
+    reached = start_ms  # every trade before this time has been yielded
     while True:
         rows = client.historical_trades(symbol, from_id=from_id, limit=500)
+        check_cursor("historicalTrades", symbol, from_id, [int(r["id"]) for r in rows[:1]])
+        if not rows:
+            _check_unserved(client, symbol, from_id, reached, stop)
+            return
         batch: list[Trade] = []
-        done = not rows
+        done = False
         for row in rows:
             t = int(row["time"])
             if t >= stop:
@@ -194,11 +299,26 @@ def iter_historical_trades(
                 break
             if int(row["id"]) >= from_id and t >= start_ms:
                 batch.append(Trade.from_rest(symbol, row))
+                reached = t
         if batch:
             yield batch
         if done or len(rows) < 500:
             return
         from_id = int(rows[-1]["id"]) + 1
+
+
+def _check_unserved(client: BinanceFuturesClient, symbol: str, from_id: int, reached: int, stop: int) -> None:
+    """An empty historicalTrades page: the end of the data only if no trade with id >= ``from_id`` exists."""
+    newest = client.trades(symbol, limit=1)
+    if newest and int(newest[-1]["id"]) >= from_id:
+        raise HistoryUnavailableError(
+            f"historicalTrades {symbol}: the exchange no longer serves trades from id {from_id} "
+            f"({_iso(reached)} to {_iso(stop)}); use --kind agg (aggregate trades) for that range"
+        )
+
+
+def _iso(ms: int) -> str:
+    return iso(ms_to_dt(ms))
 
 
 def _now() -> int:
@@ -212,7 +332,10 @@ def closed_before(client: Any) -> int:
 
 
 __all__ = [
+    "HistoryUnavailableError",
+    "StuckCursorError",
     "ValidationError",
+    "agg_windows",
     "dt_to_ms",
     "iter_agg_trades",
     "iter_funding",
@@ -220,4 +343,5 @@ __all__ = [
     "iter_klines",
     "kline_windows",
     "ordered_map",
+    "ordered_stream",
 ]

@@ -11,7 +11,7 @@ Detection never loads a table into Python: consecutive keys are compared inside 
 - klines (``klines_<tf>``): a hole is a run of missing candle open times between the first stored candle (or
   ``--start`` / the listing date with ``full_history``) and the last closed candle.
 - funding (``funding_rates``): intervals are 1h, 4h or 8h per contract and time, so a hole is a distance between
-  consecutive funding times larger than the previous distance plus a tolerance (8h when unknown).
+  consecutive funding times larger than the interval in force around it plus a tolerance (``FundingPair``).
 - aggregate trades (``agg_trades``): ids are consecutive, so a hole is ``LAG(agg_trade_id) + 1 != agg_trade_id``;
   it is repaired by refetching the time range between its two neighbours.
 
@@ -20,6 +20,7 @@ All ranges are half-open ``[start, end)`` in epoch milliseconds on the key time.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,9 +38,28 @@ DAY_MS = 86_400_000
 MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Mondays 00:00 UTC
 MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
+FUNDING_NEIGHBOURS = 8  # funding pairs on each side of a pair that tell the interval in force around it
+_FAR = 10**15  # "no such neighbour" in the funding queries (larger than any distance in ms)
 DB_SINKS = ("sqlite", "mysql", "postgres", "mongo")
 STATES = ("found", "filled", "confirmed", "remaining")
 GAP_TABLES = "klines_<tf>, funding_rates or agg_trades"
+
+
+@dataclass(frozen=True)
+class FundingPair:
+    """Two consecutive funding times further apart than the interval in force around them.
+
+    That interval is the larger of the shortest distance among the ``FUNDING_NEIGHBOURS`` pairs before and the
+    shortest among those after (one side at the range's edges, 8 h when alone): a hole right after another hole
+    (up to eight in a row) still has regular pairs on both sides, and a change of the contract's interval
+    (8 h -> 4 h -> 1 h, or back) is not a hole on either side of it. ``ctx`` spans those neighbours, so
+    re-detection sees them too.
+    """
+
+    prev: int
+    cur: int
+    interval: int
+    ctx: tuple[int, int]
 
 
 class GapClosureError(ExtractorError):
@@ -375,23 +395,37 @@ class _SqlBackend:
         rows = self._rows(self.kline_sql(table), [symbol, self._t(lo), self._t(hi), step_ms])
         return [(self._ms(a), self._ms(b)) for a, b in rows]
 
-    def funding_pairs(
-        self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int
-    ) -> list[tuple[int, int, int | None]]:
-        """(previous time, time, previous interval) where the distance exceeds the previous interval + tolerance."""
+    def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
+        """Pairs further apart than the interval in force around them (see ``FundingPair``)."""
         t, c, _ = self._names("funding_rates")
         ph = self.sink.ph
         w = f"OVER (PARTITION BY symbol ORDER BY {c})"
-        gap, prev_gap = self._diff("prev_t", "cur_t"), self._diff("prev2", "prev_t")
-        sql = (
-            f"SELECT prev2, prev_t, cur_t FROM (SELECT {c} AS cur_t, LAG({c}, 1) {w} AS prev_t, LAG({c}, 2) {w} "
-            f"AS prev2 FROM {t} WHERE symbol = {ph} AND {c} >= {ph} AND {c} < {ph}) w "
-            f"WHERE prev_t IS NOT NULL AND {gap} > COALESCE({prev_gap}, {ph}) + {ph} ORDER BY cur_t"
+        least, greatest = ("MIN", "MAX") if self.dialect == "sqlite" else ("LEAST", "GREATEST")
+        shifted = ", ".join(f"LAG({c}, {k}) {w} AS b{k}" for k in range(1, FUNDING_NEIGHBOURS + 2))
+        shifted += ", " + ", ".join(f"LEAD({c}, {k}) {w} AS a{k}" for k in range(1, FUNDING_NEIGHBOURS + 1))
+        cols = ["cur_t", *(f"a{k}" for k in range(1, FUNDING_NEIGHBOURS + 1))]
+        after = [self._diff(x, y) for x, y in itertools.pairwise(cols)]
+        cols = [f"b{k}" for k in range(FUNDING_NEIGHBOURS + 1, 0, -1)]
+        before = [self._diff(x, y) for x, y in itertools.pairwise(cols)]
+        eb = f"{least}({', '.join(f'COALESCE({d}, {_FAR})' for d in before)})"
+        ea = f"{least}({', '.join(f'COALESCE({d}, {_FAR})' for d in after)})"
+        expected = (
+            f"CASE WHEN eb >= {_FAR} AND ea >= {_FAR} THEN {int(default_ms)} WHEN eb >= {_FAR} THEN ea "
+            f"WHEN ea >= {_FAR} THEN eb ELSE {greatest}(eb, ea) END"
         )
-        out: list[tuple[int, int, int | None]] = []
-        for p2, a, b in self._rows(sql, [symbol, self._t(lo), self._t(hi), default_ms, tol_ms]):
+        last = f"b{FUNDING_NEIGHBOURS + 1}"
+        sql = (
+            f"SELECT first_t, prev_t, cur_t, last_t, expected FROM (SELECT {last} AS first_t, b1 AS prev_t, cur_t, "
+            f"a{FUNDING_NEIGHBOURS} AS last_t, {expected} AS expected, gap FROM (SELECT *, {eb} AS eb, {ea} AS ea, "
+            f"{self._diff('b1', 'cur_t')} AS gap FROM (SELECT {c} AS cur_t, {shifted} FROM {t} "
+            f"WHERE symbol = {ph} AND {c} >= {ph} AND {c} < {ph}) w) x) y "
+            f"WHERE prev_t IS NOT NULL AND gap > expected + {int(tol_ms)} ORDER BY cur_t"
+        )
+        out: list[FundingPair] = []
+        for first, a, b, last_t, expected_ms in self._rows(sql, [symbol, self._t(lo), self._t(hi)]):
             prev, cur = self._ms(a), self._ms(b)
-            out.append((prev, cur, None if p2 is None else prev - self._ms(p2)))
+            ctx = (prev if first is None else self._ms(first), cur if last_t is None else self._ms(last_t))
+            out.append(FundingPair(prev, cur, int(expected_ms), ctx))
         return out
 
     def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
@@ -459,36 +493,52 @@ class _MongoBackend:
         ]
         return [(self._ms(d["prev"]), self._ms(d["cur"])) for d in self._agg(table, pipeline)]
 
-    def funding_pairs(
-        self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int
-    ) -> list[tuple[int, int, int | None]]:
+    def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
         match, c, _ = self._match("funding_rates", symbol, lo, hi)
+        n = FUNDING_NEIGHBOURS
+        shifts = {f"b{k}": (c, -k) for k in range(1, n + 2)} | {f"a{k}": (c, k) for k in range(1, n + 1)}
+
+        def gap(x: str, y: str) -> dict[str, Any]:
+            both = {
+                "$and": [{"$ne": [{"$ifNull": [f"${x}", None]}, None]}, {"$ne": [{"$ifNull": [f"${y}", None]}, None]}]
+            }
+            return {"$cond": [both, {"$subtract": [f"${y}", f"${x}"]}, _FAR]}
+
+        after = ["cur", *(f"a{k}" for k in range(1, n + 1))]
+        before = [f"b{k}" for k in range(n + 1, 0, -1)]
+        far = {"$gte": ["$eb", _FAR]}
+        expected = {
+            "$switch": {
+                "branches": [
+                    {"case": {"$and": [far, {"$gte": ["$ea", _FAR]}]}, "then": int(default_ms)},
+                    {"case": far, "then": "$ea"},
+                    {"case": {"$gte": ["$ea", _FAR]}, "then": "$eb"},
+                ],
+                "default": {"$max": ["$eb", "$ea"]},
+            }
+        }
         pipeline = [
             match,
-            self._window(c, {"prev": (c, -1), "prev2": (c, -2)}),
-            {"$match": {"prev": {"$ne": None}}},
+            self._window(c, shifts),
+            {"$match": {"b1": {"$ne": None}}},
+            {"$set": {"cur": f"${c}"}},
             {
-                "$project": {
-                    "_id": 0,
-                    "prev": 1,
-                    "cur": f"${c}",
-                    "d": {"$subtract": [f"${c}", "$prev"]},
-                    "pd": {
-                        "$cond": [
-                            {"$eq": [{"$ifNull": ["$prev2", None]}, None]},
-                            None,
-                            {"$subtract": ["$prev", "$prev2"]},
-                        ]
-                    },
+                "$set": {
+                    "eb": {"$min": [gap(x, y) for x, y in itertools.pairwise(before)]},
+                    "ea": {"$min": [gap(x, y) for x, y in itertools.pairwise(after)]},
+                    "d": {"$subtract": ["$cur", "$b1"]},
                 }
             },
-            {"$match": {"$expr": {"$gt": ["$d", {"$add": [{"$ifNull": ["$pd", default_ms]}, tol_ms]}]}}},
+            {"$set": {"expected": expected}},
+            {"$match": {"$expr": {"$gt": ["$d", {"$add": ["$expected", int(tol_ms)]}]}}},
             {"$sort": {"cur": 1}},
         ]
-        out: list[tuple[int, int, int | None]] = []
+        out: list[FundingPair] = []
         for d in self._agg("funding_rates", pipeline):
-            pd = d.get("pd")
-            out.append((self._ms(d["prev"]), self._ms(d["cur"]), None if pd is None else int(pd)))
+            prev, cur = self._ms(d["b1"]), self._ms(d["cur"])
+            first, last = d.get(f"b{n + 1}"), d.get(f"a{n}")
+            ctx = (prev if first is None else self._ms(first), cur if last is None else self._ms(last))
+            out.append(FundingPair(prev, cur, int(d["expected"]), ctx))
         return out
 
     def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
@@ -536,8 +586,12 @@ def detect_range(
     head: bool = True,
     tail: bool = True,
     settings: GapSettings | None = None,
+    funding_ms: int | None = None,
 ) -> tuple[int, list[Hole]]:
     """Stored row count and every hole of ``symbol`` in ``[lo, hi)`` (no ledger, no size filter).
+
+    ``funding_ms``: the contract's current funding interval (``/fapi/v1/fundingInfo``), which bounds the tail
+    after the newest stored event (and pairs with no neighbours); unknown: the longest, 8 h.
 
     ``head``/``tail``: also report missing rows between ``lo`` and the first stored row, and between the last
     stored row and ``hi`` (klines: exact; funding: beyond the longest interval plus tolerance).
@@ -578,13 +632,13 @@ def detect_range(
             return 0, holes
         if head and mn - lo > longest:
             add(lo, mn, max(1, (mn - lo) // FUNDING_DEFAULT_MS), (lo, mn + 1))
-        pairs = be.funding_pairs(symbol, lo, hi, FUNDING_DEFAULT_MS, settings.funding_tolerance_ms)
-        for prev, cur, interval in pairs:
-            step = interval or FUNDING_DEFAULT_MS
-            # the context reaches back to the row before ``prev``, so re-detection knows the previous interval
-            add(prev + 1, cur, max(1, round((cur - prev) / step) - 1), (prev - (interval or 0), cur + 1))
-        if tail and hi - mx > longest:
-            add(mx + 1, hi, max(1, (hi - mx) // FUNDING_DEFAULT_MS), (mx, hi))
+        current = funding_ms or FUNDING_DEFAULT_MS
+        for pair in be.funding_pairs(symbol, lo, hi, current, settings.funding_tolerance_ms):
+            step = max(HOUR_MS, pair.interval)
+            missing = max(1, round((pair.cur - pair.prev) / step) - 1)
+            add(pair.prev + 1, pair.cur, missing, (pair.ctx[0], pair.ctx[1] + 1))
+        if tail and hi - mx > current + settings.funding_tolerance_ms:
+            add(mx + 1, hi, max(1, (hi - mx - 1) // current), (mx, hi))  # events at mx + k * interval < hi
     else:
         if mn is None or mx is None:
             return 0, holes
@@ -693,12 +747,14 @@ def scan(
     starts: Mapping[str, datetime | None] | None = None,
     settings: GapSettings | None = None,
     now: int | None = None,
+    funding_hours: Mapping[str, int] | None = None,
 ) -> list[Scan]:
     """Detect holes per (table, symbol) in every database sink; the ledger's known holes are excluded.
 
     ``symbols`` default: those stored in each table. ``start`` (or ``starts[symbol]``, e.g. listing dates with
     ``full_history``) makes missing rows before the first stored one count too; otherwise detection starts at the
-    first stored row. ``end`` defaults to now (klines: the last closed candle).
+    first stored row. ``end`` defaults to now (klines: the last closed candle). ``funding_hours``: each contract's
+    current funding interval (``funding_intervals``); a missing tail of a 1 h or 4 h contract is found with it.
     """
     settings = settings or GapSettings.load()
     now = now if now is not None else now_ms()
@@ -722,7 +778,15 @@ def scan(
                 lo, top = bounds
                 span = (min(span[0], lo), max(span[1], top)) if span else (lo, top)
                 n, holes = detect_range(
-                    sink, table, symbol, lo, top, head=True, tail=kind != "agg_trades", settings=settings
+                    sink,
+                    table,
+                    symbol,
+                    lo,
+                    top,
+                    head=True,
+                    tail=kind != "agg_trades",
+                    settings=settings,
+                    funding_ms=_funding_ms(funding_hours, symbol) if kind == "funding" else None,
                 )
                 holes, covered = _minus_known(holes, _known(sink, table, symbol))
                 stored.append(n)
@@ -737,6 +801,22 @@ def scan(
     return out
 
 
+def _funding_ms(funding_hours: Mapping[str, int] | None, symbol: str) -> int | None:
+    if funding_hours is None:
+        return None
+    return int(funding_hours.get(symbol, 8)) * HOUR_MS  # fundingInfo lists adjusted contracts; the rest are 8 h
+
+
+def funding_intervals(client: Any) -> dict[str, int] | None:
+    """Current funding interval (hours) per contract from ``/fapi/v1/fundingInfo``; None if it cannot be read
+    (detection then assumes the longest, 8 h, for the tail)."""
+    try:
+        return dict(client.funding_intervals())
+    except ExtractorError as exc:
+        log.warning("fundingInfo unavailable, funding tails judged by 8 h: %s", exc)
+        return None
+
+
 def _size_ok(hole: Hole, settings: GapSettings) -> bool:
     return hole.missing >= settings.min_gap and (settings.max_gap is None or hole.missing <= settings.max_gap)
 
@@ -745,7 +825,9 @@ def holes_of(scans: Iterable[Scan]) -> list[Hole]:
     return [h for s in scans for h in s.holes]
 
 
-def redetect(chunk: Chunk, sinks: Sequence[Any], settings: GapSettings | None = None) -> list[Hole]:
+def redetect(
+    chunk: Chunk, sinks: Sequence[Any], settings: GapSettings | None = None, funding_ms: int | None = None
+) -> list[Hole]:
     """Holes still open inside the chunk (ledger excluded), re-detected over its context in every DB sink."""
     found: list[Hole] = []
     for sink in db_sinks(sinks):
@@ -758,6 +840,7 @@ def redetect(chunk: Chunk, sinks: Sequence[Any], settings: GapSettings | None = 
             head=True,
             tail=kind_of(chunk.table) != "agg_trades",
             settings=settings,
+            funding_ms=funding_ms,
         )
         holes, _ = _minus_known(holes, _known(sink, chunk.table, chunk.symbol))
         for h in holes:
@@ -857,7 +940,10 @@ def fill_chunk(
     from binance_extractor.pipeline import run_job
 
     result = ChunkResult(chunk)
-    before = redetect(chunk, sinks, settings)
+    funding_ms = None
+    if kind_of(chunk.table) == "funding" and hasattr(client, "funding_intervals"):
+        funding_ms = _funding_ms(funding_intervals(client), chunk.symbol)  # the tail is judged by it
+    before = redetect(chunk, sinks, settings, funding_ms)
     result.found = len(before)
     if not before:
         return result
@@ -872,7 +958,7 @@ def fill_chunk(
             log.warning("gap fill failed for %s: %s", hole.describe(), result.error)
             break
     result.requests = getattr(client, "requests_sent", 0) - sent
-    after = redetect(chunk, sinks, settings)
+    after = redetect(chunk, sinks, settings, funding_ms)
     result.filled = sum(1 for h in before if not any(a.start_ms < h.end_ms and h.start_ms < a.end_ms for a in after))
     if result.error is not None:
         result.remaining = after

@@ -95,14 +95,29 @@ def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings
     tables = gaps.parse_tables(args.table)
     symbols = _symbols(args)
     starts = None
-    if start is None and (args.full_history or config.settings().full_history):
+    funding_hours = None
+    full = start is None and (args.full_history or config.settings().full_history)
+    if full or "funding_rates" in tables:
         client = cli.make_client(args)
         try:
-            names = symbols or sorted({s for t in tables for sink in gaps.db_sinks(sinks) for s in sink.symbols(t)})
-            starts = gaps.onboard_starts(client, names)
+            if full:
+                names = symbols or sorted({s for t in tables for sink in gaps.db_sinks(sinks) for s in sink.symbols(t)})
+                starts = gaps.onboard_starts(client, names)
+            if "funding_rates" in tables:
+                funding_hours = gaps.funding_intervals(client)
         finally:
             client.close()
-    return gaps.scan(sinks, tables, symbols, start=start, end=end, starts=starts, settings=settings, now=now)
+    return gaps.scan(
+        sinks,
+        tables,
+        symbols,
+        start=start,
+        end=end,
+        starts=starts,
+        settings=settings,
+        now=now,
+        funding_hours=funding_hours,
+    )
 
 
 def _check(args: argparse.Namespace) -> None:

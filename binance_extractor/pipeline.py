@@ -90,9 +90,25 @@ def table_for(kind: str, interval: str | None) -> str:
     return tables[kind]
 
 
-def step_ms(job: Job) -> int:
-    """The smallest key step after the newest stored row (one candle for klines, 1 ms otherwise)."""
-    return timeframes.parse(job.interval).ms if job.kind == "klines" and job.interval else 1
+def resume_after(job: Job, last: datetime) -> datetime:
+    """Where an incremental run resumes after the newest stored row.
+
+    Klines re-read the newest stored candle (one row, an idempotent upsert), so a candle the exchange corrected
+    after we stored it is seen again. Trades re-read the newest stored millisecond: many trades share one, and a
+    run stopped between them must not skip the rest. Funding resumes 1 ms after (one event per time, never
+    changed).
+    """
+    if job.kind == "funding":
+        return last + timedelta(milliseconds=1)
+    return last
+
+
+def catchup_floor(job: Job, end: datetime, days: float) -> datetime:
+    """``end - days``, floored to a candle open for klines (a 1w/1M window rounded up would skip its candle)."""
+    bound = end - timedelta(days=days)
+    if job.kind == "klines" and job.interval:
+        return ms_to_dt(timeframes.parse(job.interval).floor_ms(dt_to_ms(bound)))
+    return bound
 
 
 def stored_last(job: Job, sinks: Sequence[Any]) -> datetime | None:
@@ -103,6 +119,16 @@ def stored_last(job: Job, sinks: Sequence[Any]) -> datetime | None:
     return min(lasts)
 
 
+def first_load_done(job: Job, sinks: Sequence[Any]) -> bool:
+    """Whether a run of this table and symbol ever succeeded, as recorded in every readable sink's audit table.
+
+    Until then the stored rows are an interrupted first load, which must resume where it stopped rather than
+    at the catch-up bound (that would leave the history in between to the nightly gap filler).
+    """
+    readable = [s for s in sinks if s.name != "jsonl"]
+    return all(s.has_success(job.table, job.symbol) for s in readable)
+
+
 def plan_range(
     job: Job,
     sinks: Sequence[Any],
@@ -111,9 +137,10 @@ def plan_range(
 ) -> tuple[datetime, datetime]:
     """Resolve the run's [start, end): explicit bounds, or incremental from the newest stored row.
 
-    Incremental: from the newest row every sink already holds (+ one step), never after ``start`` if given, and
-    never further back than ``max_catchup_days``; an empty table starts ``history_days`` back (or at the listing
-    date with ``full_history``).
+    Incremental: from the newest row every sink already holds (klines: that candle again, see ``resume_after``),
+    never after ``start`` if given, and never further back than ``max_catchup_days`` (floored to a candle open)
+    once a first load has completed; an interrupted first load resumes where it stopped. An empty table starts
+    ``history_days`` back (or at the listing date with ``full_history``).
     """
     settings = config.settings()
     now = truncate_ms(now or clock.now())
@@ -124,10 +151,11 @@ def plan_range(
         return job.start, end
     last = stored_last(job, sinks)
     if last is not None:
-        start = last + timedelta(milliseconds=step_ms(job))
+        start = resume_after(job, last)
         if job.start is not None:
             start = min(start, job.start)
-        start = max(start, end - timedelta(days=settings.max_catchup_days))
+        if first_load_done(job, sinks):
+            start = max(start, catchup_floor(job, end, settings.max_catchup_days))
     else:
         onboard = client.onboard_time(job.symbol) if settings.full_history else None
         start = onboard or (end - timedelta(days=settings.history_days))

@@ -30,6 +30,9 @@ _TRADES_WINDOW = timedelta(minutes=10)  # busy contracts trade thousands of time
 _MS = timedelta(milliseconds=1)
 
 
+STORES = ("sqlite", "mysql", "postgres", "mongo")  # the stores that read back (JSON lines only writes)
+
+
 def resolve_table(name: str) -> str:
     """``klines_m5``, ``m5`` or ``5m`` -> ``klines_m5``; ``funding_rates``, ``agg_trades``, ``trades`` as is."""
     value = name.strip()
@@ -166,8 +169,8 @@ def open_store(store: Any = None, conn_id: str | None = None) -> tuple[Sink, boo
     from binance_extractor.sinks import open_sink
 
     name = store or next((n for n in config.sink_names() if n != "jsonl"), "sqlite")
-    if name not in ("sqlite", "mysql", "mongo"):
-        raise InputError(f"cannot read from {name!r}: use sqlite, mysql or mongo")
+    if name not in STORES:
+        raise InputError(f"cannot read from {name!r}: use {', '.join(STORES)}")
     return open_sink(name, conn_id), True
 
 

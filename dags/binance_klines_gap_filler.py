@@ -69,17 +69,27 @@ def _symbols() -> list[str]:
 def _scan(symbols: list[str], end: Any, now: int) -> list[gaps.Scan]:
     settings = gaps.GapSettings.load()
     starts = None
-    if config.settings().full_history:
-        from binance_extractor.hooks import BinanceFuturesHook
+    from binance_extractor.hooks import BinanceFuturesHook
 
-        client = BinanceFuturesHook(orchestration.BINANCE_CONN_ID).get_client()  # env fallback without it
-        try:
+    client = BinanceFuturesHook(orchestration.BINANCE_CONN_ID).get_client()  # env fallback without it
+    try:
+        if config.settings().full_history:
             starts = gaps.onboard_starts(client, symbols)
-        finally:
-            client.close()
+        funding_hours = gaps.funding_intervals(client)  # each contract's own interval for funding tails
+    finally:
+        client.close()
     sinks = _sinks()
     try:
-        return gaps.scan(sinks, gaps.default_tables(), symbols, end=end, starts=starts, settings=settings, now=now)
+        return gaps.scan(
+            sinks,
+            gaps.default_tables(),
+            symbols,
+            end=end,
+            starts=starts,
+            settings=settings,
+            now=now,
+            funding_hours=funding_hours,
+        )
     finally:
         _close(sinks)
 

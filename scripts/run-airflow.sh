@@ -16,6 +16,8 @@ cd "$ROOT"
 
 # shellcheck source=scripts/airflow-env.sh
 source "$ROOT/scripts/airflow-env.sh"
+# shellcheck source=scripts/stream-sidecar.sh
+source "$ROOT/scripts/stream-sidecar.sh"  # BINANCE_STREAM=1: the live tail beside Airflow
 
 mkdir -p "$AIRFLOW_HOME" "$BINANCE_EXTRACTOR_DATA_DIR"
 echo "run-airflow: AIRFLOW_HOME=$AIRFLOW_HOME, data in $BINANCE_EXTRACTOR_DATA_DIR ($BINANCE_EXTRACTOR_SINKS)," \
@@ -29,6 +31,7 @@ PGID=$!
 stop() {
   trap - INT TERM
   echo
+  stream_stop
   echo "run-airflow: stopping Airflow (process group $PGID)"
   local sig
   for sig in INT TERM KILL; do
@@ -64,6 +67,8 @@ if ! python -m binance_extractor setup-airflow >"$AIRFLOW_HOME/setup-airflow.log
   echo "run-airflow: setup-airflow failed (see $AIRFLOW_HOME/setup-airflow.log)" >&2
 fi
 
+stream_start
+
 cat <<EOF
 
 ============================================================================
@@ -81,4 +86,5 @@ while kill -0 "$PGID" 2>/dev/null; do
   wait "$PGID" || true
 done
 echo "run-airflow: airflow standalone exited" >&2
+stream_stop
 exit 1

@@ -208,6 +208,10 @@ class Sink(ABC):
     def runs(self, limit: int = 100) -> list[RunRecord]:
         """Most recent audit rows first."""
 
+    def has_success(self, table: str, symbol: str) -> bool:
+        """Whether a run of ``table``/``symbol`` ever succeeded (the audit table outlives the process)."""
+        return any(r.table == table and r.symbol == symbol and r.outcome == "success" for r in self.runs(10**9))
+
     @abstractmethod
     def record_gap(
         self,

@@ -306,6 +306,11 @@ class MongoSink(Sink):
         )
         return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
 
+    def has_success(self, table: str, symbol: str) -> bool:
+        self._prepare("extraction_runs")
+        flt = {"table_name": table, "symbol": symbol, "outcome": "success"}
+        return self._call(lambda db: db["extraction_runs"].find_one(flt, {"_id": 1})) is not None
+
     def record_gap(
         self,
         table: str,

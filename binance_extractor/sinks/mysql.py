@@ -1,16 +1,21 @@
 """MySQL/MariaDB sink through Airflow's ``MySqlHook`` (mysqlclient), the primary store.
 
-Upserts are ``cursor.executemany("INSERT ... ON DUPLICATE KEY UPDATE ...")`` in batches: mysqlclient
-rewrites that into multi-row INSERTs (about 10x faster than the hook's row-by-row ``insert_rows``).
-Every session runs in UTC with strict SQL mode, so a value the column cannot hold is an error, never a
-silent truncation. DECIMAL(38,18) keeps 20 integer and 18 fraction digits: quote volumes above 10^10 and
-8+ decimal prices of low-priced contracts are stored exactly.
+Upserts are multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` statements built here (one per batch, split at
+``max_allowed_packet``; mysqlclient's ``executemany`` only batches statements its regex recognises). MySQL 8.0.20+
+deprecates ``VALUES(col)`` there (warning 1287), so from 8.0.19 on the row-alias form ``VALUES (...) AS new ...
+UPDATE c = new.c`` is used, chosen from the server version; MariaDB has no row alias and keeps ``VALUES()``.
+Every session runs in UTC with strict SQL mode, so a value the column cannot hold is an error, never a silent
+truncation; a warning that means a value was changed (1265 rounded, 1264 out of range, ...) fails the batch,
+other warnings (deprecations) do not. DECIMAL(38,18) keeps 20 integer and 18 fraction digits: quote volumes
+above 10^10 and 8+ decimal prices of low-priced contracts are stored exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -18,28 +23,59 @@ from typing import TYPE_CHECKING, Any
 
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
-from binance_extractor.sinks.schema import ColType, Index, TableSpec
+from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
 from binance_extractor.sinks.sql import SqlSink
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "mysql_default"
 INIT_COMMAND = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION'"
 SCHEMA_LOCK = "binance_extractor_schema"
 # Lost connection, server gone, cannot connect (restart), deadlock, lock wait timeout: retried after reconnecting.
 TRANSIENT_CODES = frozenset({2002, 2003, 2006, 2013, 2055, 1205, 1213})
+# Warnings that mean a stored value differs from the one sent (NULL into NOT NULL, row/column truncated, out of
+# range, rounded, incorrect value, invalid string, too long): the batch fails. Others (1287 deprecations) do not.
+DATA_WARNINGS = frozenset({1048, 1261, 1262, 1263, 1264, 1265, 1292, 1300, 1366, 1406, 1411})
+ROW_ALIAS = "new"
+
+
+def uses_row_alias(version: str) -> bool:
+    """MySQL 8.0.19 and later (not MariaDB, whose version strings say so) support ``VALUES (...) AS alias``."""
+    if "mariadb" in version.lower():
+        return False
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    return m is not None and tuple(int(x) for x in m.groups()) >= (8, 0, 19)
+
+
+def data_warning(warnings: list[tuple[Any, ...]], count: int) -> tuple[Any, ...] | None:
+    """The first warning of ``SHOW WARNINGS`` that changed data; ``count`` above the rows shown fails safe."""
+    for level, code, message in warnings:
+        if str(level) == "Error" or int(code) in DATA_WARNINGS:
+            return level, code, message
+    if count > len(warnings):
+        return "Warning", None, f"{count - len(warnings)} more warnings than the server lists"
+    return None
 
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
 
 
-def bulk_upsert_sql(spec: TableSpec, stage: str) -> str:
-    """The set-based upsert from the staging table (MariaDB / MySQL < 8.0.20 ``VALUES()`` spelling).
+def bulk_upsert_sql(spec: TableSpec, stage: str, row_alias: bool = False) -> str:
+    """The set-based upsert from the staging table, in the server's dialect.
 
-    The one place the bulk path spells the dialect: MySQL 8's row alias would be
-    ``INSERT INTO t (cols) SELECT * FROM (SELECT cols FROM stage) AS new ON DUPLICATE KEY UPDATE c = new.c``.
+    MariaDB and MySQL before 8.0.19 take ``VALUES(c)``; MySQL 8.0.20+ warns (1287) on it, so there the staged rows
+    get a derived-table alias instead: ``INSERT ... SELECT * FROM (SELECT ... FROM stage) AS new ... c = new.c``.
     """
     cols = ", ".join(f"`{c}`" for c in spec.column_names)
-    sets = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in spec.column_names if c not in spec.key)
+    updated = [c for c in spec.column_names if c not in spec.key]
+    if row_alias:
+        sets = ", ".join(f"`{c}` = {ROW_ALIAS}.`{c}`" for c in updated)
+        return (
+            f"INSERT INTO `{spec.name}` ({cols}) SELECT * FROM (SELECT {cols} FROM `{stage}`) AS {ROW_ALIAS} "
+            f"ON DUPLICATE KEY UPDATE {sets}"
+        )
+    sets = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in updated)
     return f"INSERT INTO `{spec.name}` ({cols}) SELECT {cols} FROM `{stage}` ON DUPLICATE KEY UPDATE {sets}"
 
 
@@ -63,7 +99,12 @@ class MySqlSink(SqlSink):
     ph = "%s"
 
     def __init__(
-        self, conn_id: str = DEFAULT_CONN_ID, retry_attempts: int | None = None, batch_size: int = 5000, **kw: Any
+        self,
+        conn_id: str = DEFAULT_CONN_ID,
+        retry_attempts: int | None = None,
+        batch_size: int = 5000,
+        server_version: str | None = None,
+        **kw: Any,
     ) -> None:
         super().__init__(retry_attempts, **kw)
         self.conn_id = conn_id
@@ -71,6 +112,8 @@ class MySqlSink(SqlSink):
         self._hook_obj: Any = None
         self._max_stmt = 1024 * 1024
         self._stages: set[str] = set()  # staging tables this session has created (temporary: gone on reconnect)
+        self._forced_version = server_version  # tests: pretend to be another server (the dialect follows it)
+        self.server_version = server_version or ""
 
     def _hook(self) -> Any:
         if self._hook_obj is None:
@@ -89,10 +132,19 @@ class MySqlSink(SqlSink):
         conn.autocommit(False)
         self._stages = set()
         cur = conn.cursor()
-        cur.execute("SELECT @@max_allowed_packet")
-        self._max_stmt = max(64 * 1024, int(cur.fetchone()[0]) // 2)
+        cur.execute("SELECT @@max_allowed_packet, VERSION()")
+        packet, version = cur.fetchone()
+        self._max_stmt = max(64 * 1024, int(packet) // 2)
+        self.server_version = self._forced_version or str(version)
         cur.close()
         return conn
+
+    @property
+    def row_alias(self) -> bool:
+        """Whether upserts use ``AS new`` (MySQL >= 8.0.19) rather than ``VALUES()`` (MariaDB, older MySQL)."""
+        if not self.server_version:
+            self._connection()
+        return uses_row_alias(self.server_version)
 
     def _where_text(self) -> str:
         try:
@@ -123,15 +175,45 @@ class MySqlSink(SqlSink):
         return f"mysql sink ({self._where_text()}, conn id {self.conn_id}): {one_line(text, self._secrets())}"
 
     def _after_batch(self, cur: Any, table: str) -> None:
-        """Strict mode still only *notes* a DECIMAL rounded to 18 places (1265): refuse it, the batch rolls back."""
-        if not cur.connection.warning_count():
+        """Strict mode still only *notes* a DECIMAL rounded to 18 places (1265): refuse it, the batch rolls back.
+
+        Only warnings that changed a value fail the batch; MySQL 8's deprecation notes (1287) do not."""
+        count = cur.connection.warning_count()
+        if not count:
             return
-        cur.execute("SHOW WARNINGS LIMIT 1")
-        level, code, message = cur.fetchone()
-        raise SinkError(
-            f"mysql sink ({self._where_text()}): {table} cannot store a value exactly ({level} {code}: {message}); "
-            "nothing of the batch was written"
-        )
+        cur.execute("SHOW WARNINGS")
+        warnings = [tuple(w) for w in cur.fetchall()]
+        bad = data_warning(warnings, count)
+        if bad is not None:
+            level, code, message = bad
+            raise SinkError(
+                f"mysql sink ({self._where_text()}): {table} cannot store a value exactly ({level} {code}: "
+                f"{message}); nothing of the batch was written"
+            )
+        log.debug("mysql sink: %s: ignored warnings %s", table, [w[1] for w in warnings])
+
+    def _write_batch(self, cur: Any, table: str, sql: str, params: list[tuple[Any, ...]]) -> None:
+        """One multi-row upsert per ``max_allowed_packet / 2`` bytes, its warnings checked after each."""
+        if self._client() != "mysqlclient":
+            super()._write_batch(cur, table, sql, params)
+            return
+        head, _, tail = self._upsert_parts(spec_for(table))
+        head_b, tail_b = head.encode(), tail.encode()
+        literal = cur.connection.literal  # b"(v1,v2,...)": each value escaped as mysqlclient's executemany does
+        budget = self._max_stmt - len(head_b) - len(tail_b)
+        rows: list[bytes] = []
+        size = 0
+        for row in params:
+            value = literal(row)
+            if rows and size + len(value) + 1 > budget:
+                cur.execute(head_b + b",".join(rows) + tail_b)
+                self._after_batch(cur, table)
+                rows, size = [], 0
+            rows.append(value)
+            size += len(value) + 1
+        if rows:
+            cur.execute(head_b + b",".join(rows) + tail_b)
+            self._after_batch(cur, table)
 
     def _begin(self, cur: Any, write: bool) -> None:
         # Autocommit is off: the first statement opens the transaction. One multi-row INSERT per batch (not
@@ -172,11 +254,22 @@ class MySqlSink(SqlSink):
         )
         return cur.fetchone() is not None
 
-    def _upsert_sql(self, spec: TableSpec) -> str:
+    def _upsert_parts(self, spec: TableSpec) -> tuple[str, str, str]:
+        """(``INSERT ... VALUES ``, one row's placeholders, `` [AS new] ON DUPLICATE KEY UPDATE ...``)."""
         cols = ", ".join(f"`{c}`" for c in spec.column_names)
-        marks = ", ".join("%s" for _ in spec.columns)
-        sets = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in spec.column_names if c not in spec.key)
-        return f"INSERT INTO `{spec.name}` ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {sets}"
+        marks = "(" + ", ".join("%s" for _ in spec.columns) + ")"
+        updated = [c for c in spec.column_names if c not in spec.key]
+        if self.row_alias:
+            sets = ", ".join(f"`{c}` = {ROW_ALIAS}.`{c}`" for c in updated)
+            tail = f" AS {ROW_ALIAS} ON DUPLICATE KEY UPDATE {sets}"
+        else:
+            sets = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in updated)
+            tail = f" ON DUPLICATE KEY UPDATE {sets}"
+        return f"INSERT INTO `{spec.name}` ({cols}) VALUES ", marks, tail
+
+    def _upsert_sql(self, spec: TableSpec) -> str:
+        head, marks, tail = self._upsert_parts(spec)
+        return head + marks + tail
 
     def write_block(self, table: str, block: KlineBlock) -> int:
         """One archive file: ``LOAD DATA LOCAL INFILE`` into a session staging table, then one set-based upsert,
@@ -209,7 +302,7 @@ class MySqlSink(SqlSink):
                 loaded = int(cur.rowcount)
                 if loaded != len(block):
                     raise SinkError(f"mysql sink ({self._where_text()}): loaded {loaded} of {len(block)} rows")
-                cur.execute(bulk_upsert_sql(spec, stage))
+                cur.execute(bulk_upsert_sql(spec, stage, self.row_alias))
                 self._after_batch(cur, table)
                 return len(block)
 

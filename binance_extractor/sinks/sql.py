@@ -76,6 +76,11 @@ class SqlSink(Sink):
     def _after_batch(self, cur: Any, table: str) -> None:
         """Check one executed batch (MySQL: a value the column had to round is an error, not a note)."""
 
+    def _write_batch(self, cur: Any, table: str, sql: str, params: list[tuple[Any, ...]]) -> None:
+        """Upsert one batch of converted rows (MySQL builds its own multi-row statement)."""
+        cur.executemany(sql, params)
+        self._after_batch(cur, table)
+
     def _write_converter(self, type_: ColType) -> Callable[[Any], Any] | None:
         """Fast converter of a model value (aware UTC datetime, Decimal, bool) for writes; None = as is."""
         return None
@@ -220,8 +225,7 @@ class SqlSink(Sink):
 
         def run(cur: Any) -> int:
             for i in range(0, len(params), size):
-                cur.executemany(sql, params[i : i + size])
-                self._after_batch(cur, table)
+                self._write_batch(cur, table, sql, params[i : i + size])
             return len(params)
 
         return self._tx(run)
@@ -344,6 +348,20 @@ class SqlSink(Sink):
         spec = self._prepare("extraction_runs")
         rows = self._select(spec, "", [], f"{self._q('started_at')} DESC LIMIT {int(limit)}")
         return [RunRecord.from_row(r) for r in rows]
+
+    def has_success(self, table: str, symbol: str) -> bool:
+        self._prepare("extraction_runs")
+        ph = self.ph
+        sql = (
+            f"SELECT 1 FROM {self._q('extraction_runs')} WHERE {self._q('table_name')} = {ph} AND symbol = {ph} "
+            f"AND outcome = {ph} LIMIT 1"
+        )
+
+        def run(cur: Any) -> bool:
+            cur.execute(sql, (table, symbol, "success"))
+            return cur.fetchone() is not None
+
+        return self._tx(run, write=False)
 
     def record_gap(
         self,

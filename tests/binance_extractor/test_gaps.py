@@ -379,7 +379,7 @@ def test_closure_failure_when_the_exchange_has_data_but_the_write_fails(
 def test_funding_holes_follow_each_contracts_interval(
     store: str, emulator: Emulator, client: BinanceFuturesClient
 ) -> None:
-    m = midnight()
+    m = dt_to_ms(datetime(2025, 11, 26, tzinfo=UTC))  # a Wednesday: no weekly chunk boundary splits a hole
     start, end = m - 24 * HOUR, m + 12 * HOUR
     symbols = ["BTCUSDT", "1000PEPEUSDT", "ETHUSDT"]  # 1h, 4h and 8h funding in the emulator
     write(store, ["funding"], symbols, start, end)

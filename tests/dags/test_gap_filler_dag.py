@@ -142,7 +142,8 @@ def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: An
     emulator.reset_stats()
     dr2 = dag.test(logical_date=logical + timedelta(seconds=1))
     assert dr2.state == "success"
-    assert emulator.count() == 0  # nothing left to fetch, the outage is remembered
+    # nothing left to fetch, the outage is remembered (only fundingInfo, each contract's funding interval, is read)
+    assert emulator.count() == emulator.count("/fapi/v1/fundingInfo") == 2  # detect and verify
     assert xcom(dr2, "report")["totals"]["found"] == 0
     assert [ti.state for ti in dr2.get_task_instances() if ti.task_id == "fill"] in ([], ["skipped"])
 

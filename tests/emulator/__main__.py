@@ -26,7 +26,10 @@ def main() -> None:
         ban_seconds=args.ban_seconds,
     )
     emu.start()
-    print(f"emulator listening on {emu.url} (archive {emu.archive_url}); Ctrl-C to stop", flush=True)
+    print(
+        f"emulator listening on {emu.url} (archive {emu.archive_url}, streams {emu.ws_url}); Ctrl-C to stop",
+        flush=True,
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -487,32 +487,34 @@ class SyntheticTrades:
     millisecond (with different prices, so aggregate trades map 1:1 and their ids stay contiguous too).
     """
 
-    def __init__(self, gen: Synthetic, offset: int) -> None:
+    def __init__(self, gen: Synthetic, offset: int, bucket_ms: int = TRADE_BUCKET_MS) -> None:
         self.gen = gen
         self.spec = gen.spec
-        self.base = gen.spec.onboard_ms - gen.spec.onboard_ms % TRADE_BUCKET_MS
+        self.bucket_ms = bucket_ms  # smaller buckets: a busier symbol (86 ms is ~2 million trades a day)
+        self.base = gen.spec.onboard_ms - gen.spec.onboard_ms % bucket_ms
         self.id0 = offset
         self.agg0 = offset + AGG_ID_BASE
 
     def _bucket(self, b: int) -> list[tuple[int, int, int, int, bool]]:
         """(slot, time, price_units, qty_units, is_buyer_maker) for bucket ``b``."""
-        start = self.base + b * TRADE_BUCKET_MS
+        size = self.bucket_ms
+        start = self.base + b * size
         h = mix(self.gen.seed ^ (start * 3 + 11))
-        t0 = start + h % TRADE_BUCKET_MS
-        t1 = t0 if (h >> 20) % 4 == 0 else start + (h >> 24) % TRADE_BUCKET_MS
+        t0 = start + h % size
+        t1 = t0 if (h >> 20) % 4 == 0 else start + (h >> 24) % size
         t0, t1 = min(t0, t1), max(t0, t1)
         p0 = self.gen.price_units(start)
-        p1 = p0 + self.gen.tick if t1 == t0 else self.gen.price_units(start + 5000)
+        p1 = p0 + self.gen.tick if t1 == t0 else self.gen.price_units(start + size // 2)
         qscale = max(1, int(self.spec.vol_per_min * 10**self.spec.qty_dp / 6))
         q0 = 1 + (h >> 32) % qscale
         q1 = 1 + (h >> 44) % qscale
         return [(0, t0, p0, q0, bool((h >> 56) & 1)), (1, t1, p1, q1, bool((h >> 57) & 1))]
 
     def first_bucket_at(self, t: int) -> int:
-        return max(0, (t - self.base) // TRADE_BUCKET_MS)
+        return max(0, (t - self.base) // self.bucket_ms)
 
     def last_bucket(self, now: int) -> int:
-        return (now - self.base) // TRADE_BUCKET_MS - 1  # only finished buckets (their trades are all past)
+        return (now - self.base) // self.bucket_ms - 1  # only finished buckets (their trades are all past)
 
     def trades(self, b0: int, b1: int) -> list[dict[str, Any]]:
         """Trades of buckets b0..b1 inclusive as ``/fapi/v1/trades`` objects."""

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.emulator import data as D
 
-FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "reset")
+FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "reset", "repeat_page")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _INT_RE = re.compile(r"^-?[0-9]{1,20}$")
 
@@ -118,7 +118,9 @@ class Emulator:
     Config (also mutable attributes): weight_limit, window_seconds, latency, ban_seconds, tolerated_after_429,
     clock (callable -> epoch ms, the market's "now"), window_clock (callable -> epoch seconds for rate-limit
     windows and bans; default the wall clock), api_keys, trade_id_offset, slow_seconds,
-    funding_limit / funding_window_seconds (the separate fundingRate limit), host, port (0 = free port).
+    funding_limit / funding_window_seconds (the separate fundingRate limit), historical_trades_ms (how far back
+    historicalTrades serves; older ids get an empty page), trade_bucket_ms (two synthetic trades per bucket:
+    86 ms is about 2 million a day), host, port (0 = free port).
     """
 
     def __init__(
@@ -136,6 +138,8 @@ class Emulator:
         slow_seconds: float = 3.0,
         funding_limit: int = 500,
         funding_window_seconds: int = 300,
+        historical_trades_ms: int | None = None,
+        trade_bucket_ms: int = D.TRADE_BUCKET_MS,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -151,12 +155,15 @@ class Emulator:
         self.slow_seconds = slow_seconds
         self.funding_limit = funding_limit
         self.funding_window_seconds = funding_window_seconds
+        self.historical_trades_ms = historical_trades_ms  # like Binance: older trades by id answer "200, []"
         self.host, self.port = host, port
         self.symbols: dict[str, D.SymbolSpec] = D.default_symbols(self.now_ms())
         self.real = D.real_data(trade_id_offset)
         self._gen = {s: D.Synthetic(spec) for s, spec in self.symbols.items()}
         self._trades = {
-            s: D.SyntheticTrades(g, trade_id_offset) for s, g in self._gen.items() if self.symbols[s].synthetic
+            s: D.SyntheticTrades(g, trade_id_offset, trade_bucket_ms)
+            for s, g in self._gen.items()
+            if self.symbols[s].synthetic
         }
         self.outages: dict[str, list[tuple[int, int]]] = {}
         self.overrides: dict[tuple[str, str, int], list[Any]] = {}
@@ -165,8 +172,10 @@ class Emulator:
         self._lock = threading.Lock()
         self._version = 0
         self._body_cache: dict[tuple[Any, ...], bytes] = {}
+        self._last_body: dict[str, bytes] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stream: Any = None
         self.reset_limits()
         self._max_used = 0
 
@@ -185,7 +194,24 @@ class Emulator:
         self._thread.start()
         return self
 
+    @property
+    def stream(self) -> Any:
+        """The WebSocket kline streams (``tests/emulator/stream.py``), started on first use."""
+        if self._stream is None:
+            from tests.emulator.stream import StreamServer
+
+            self._stream = StreamServer(self, host=self.host).start()
+        return self._stream
+
+    @property
+    def ws_url(self) -> str:
+        """Futures WebSocket base URL (``BINANCE_FUTURES_WS_URL``), e.g. ``ws://127.0.0.1:PORT``."""
+        return str(self.stream.url)
+
     def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
         if self._server is None:
             return
         self._server.shutdown()
@@ -246,12 +272,13 @@ class Emulator:
             self._version += 1
             self._body_cache.clear()
 
-    def inject(self, kind: str, times: int = 1, path: str | None = None) -> None:
-        """Queue ``kind`` (see FAULT_KINDS) for the next ``times`` requests whose path starts with ``path``."""
+    def inject(self, kind: str, times: int = 1, path: str | None = None, after: int = 0) -> None:
+        """Queue ``kind`` (see FAULT_KINDS) for the next ``times`` requests whose path starts with ``path``,
+        once ``after`` such requests have been served normally."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         with self._lock:
-            self.faults.append([kind, times, path])
+            self.faults.append([kind, times, path, after])
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -261,6 +288,9 @@ class Emulator:
         with self._lock:
             for f in self.faults:
                 if f[1] > 0 and (f[2] is None or path.startswith(f[2])):
+                    if f[3] > 0:
+                        f[3] -= 1
+                        continue
                     f[1] -= 1
                     kind: str = f[0]
                     self.faults = [x for x in self.faults if x[1] > 0]
@@ -562,6 +592,13 @@ class Emulator:
 
     def historical_trades(self, symbol: str, from_id: int | None, limit: int) -> list[dict[str, Any]]:
         """``/fapi/v1/historicalTrades`` (and, with ``from_id=None``, ``/fapi/v1/trades``): ids >= from_id."""
+        rows = self._historical_trades(symbol, from_id, limit)
+        window = self.historical_trades_ms
+        if from_id is not None and window is not None and rows and rows[0]["time"] < self.now_ms() - window:
+            return []
+        return rows
+
+    def _historical_trades(self, symbol: str, from_id: int | None, limit: int) -> list[dict[str, Any]]:
         synth = self._trades.get(symbol)
         if synth is None:
             trades = self.real.trades.get(symbol, [])
@@ -661,6 +698,25 @@ class Emulator:
             "symbols": symbols,
         }
 
+    def funding_info(self) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/fundingInfo``: like Binance, only symbols whose funding was adjusted (interval or caps)."""
+        now = self.now_ms()
+        out = []
+        for spec in self.symbols.values():
+            current = [hours for start, hours in spec.funding if start <= now]
+            if not spec.synthetic or not current or (len(spec.funding) == 1 and current[-1] == 8):
+                continue
+            out.append(
+                {
+                    "symbol": spec.symbol,
+                    "adjustedFundingRateCap": "0.02000000",
+                    "adjustedFundingRateFloor": "-0.02000000",
+                    "fundingIntervalHours": current[-1],
+                    "disclaimer": False,
+                }
+            )
+        return out
+
     def premium_index(self, symbol: str) -> dict[str, Any]:
         now = self.now_ms()
         spec = self.symbols[symbol]
@@ -744,6 +800,7 @@ _ROUTES: dict[str, tuple[Callable[[dict[str, str]], int], bool]] = {
     "/fapi/v1/exchangeInfo": (lambda p: 1, False),
     "/fapi/v1/klines": (_kline_weight, False),
     "/fapi/v1/fundingRate": (lambda p: 1, True),
+    "/fapi/v1/fundingInfo": (lambda p: 1, True),  # shares fundingRate's 500 / 5 min / IP
     "/fapi/v1/aggTrades": (lambda p: 20, False),
     "/fapi/v1/trades": (lambda p: 5, False),
     "/fapi/v1/historicalTrades": (lambda p: 20, False),
@@ -821,6 +878,10 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     body = self._serve(emu, path, params, key)
                     status = 200
+                    with emu._lock:  # "repeat_page": a cursor the exchange ignored serves the previous page again
+                        if fault == "repeat_page" and path in emu._last_body:
+                            body = emu._last_body[path]
+                        emu._last_body[path] = body
                 except ApiError as e:
                     err = e
                 except Exception as e:  # an emulator bug: answer like Binance's internal error, keep serving
@@ -910,6 +971,8 @@ class _Handler(BaseHTTPRequestHandler):
             limit = _limit(params, 100, 1000)
             rows = emu.funding_rows(symbol or None, start, end, limit)
             return json.dumps(rows, separators=(",", ":")).encode()
+        if path == "/fapi/v1/fundingInfo":
+            return json.dumps(emu.funding_info(), separators=(",", ":")).encode()
         if path == "/fapi/v1/premiumIndex":
             symbol = params.get("symbol")
             if symbol:

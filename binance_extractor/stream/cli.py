@@ -1,0 +1,72 @@
+"""``python -m binance_extractor stream``: the live tail as a subcommand (registered into ``cli.EXTRA_COMMANDS``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from binance_extractor import cli, timeframes
+from binance_extractor.errors import InputError
+from binance_extractor.stream import plan
+
+DEFAULT_INTERVALS = "5m,15m,30m,1h,1d"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "stream",
+        help="Tail the WebSocket kline streams: store each closed candle within seconds (runs until SIGTERM).",
+        description="Tail the USD-M kline streams; REST fills from the newest stored candle at start and after "
+        "every reconnect. BINANCE_FUTURES_WS_URL overrides wss://fstream.binance.com.",
+    )
+    p.add_argument("--symbols", help="comma-separated (default: include/config.yaml)")
+    p.add_argument("--intervals", default=DEFAULT_INTERVALS, help=f"comma-separated (default: {DEFAULT_INTERVALS})")
+    p.add_argument("--sink", action="append", help="as for klines (default: BINANCE_EXTRACTOR_SINKS or sqlite)")
+    p.add_argument("--conn-id", action="append", help="as for klines")
+    p.add_argument("--output", help="jsonl sink: file path, or - for stdout")
+    p.add_argument("--binance-conn-id", help="Airflow connection for the exchange REST fills (default: environment)")
+    p.add_argument(
+        "--streams-per-connection",
+        type=int,
+        default=plan.DEFAULT_STREAMS_PER_CONNECTION,
+        help=f"at most {plan.MAX_STREAMS_PER_CONNECTION} (Binance's limit; default "
+        f"{plan.DEFAULT_STREAMS_PER_CONNECTION})",
+    )
+    p.add_argument("--queue-size", type=int, default=1000, help="closed candles buffered for the writer (bound)")
+    p.add_argument("--no-fill", action="store_true", help="no REST fill at start-up and after reconnects")
+    p.add_argument("--requested-by", default="stream", help="recorded in the audit table for REST fills")
+    p.add_argument("--xcom-file", help="write the final stats as JSON here")
+
+
+def run(args: argparse.Namespace) -> list[Any]:
+    from binance_extractor.stream.tail import Tail, TailConfig
+
+    intervals = [timeframes.parse(i.strip()).interval for i in (args.intervals or "").split(",") if i.strip()]
+    if not intervals:
+        raise InputError("--intervals is empty")
+    if not 1 <= args.streams_per_connection <= plan.MAX_STREAMS_PER_CONNECTION:
+        raise InputError(f"--streams-per-connection must be 1..{plan.MAX_STREAMS_PER_CONNECTION} (Binance's limit)")
+    if args.queue_size < 1:
+        raise InputError("--queue-size must be at least 1")
+    names = cli.parse_sinks(args.sink)
+    cli.parse_conn_ids(args.conn_id, names)  # bad input fails before any network or database access
+    if "jsonl" in names and not args.output:
+        raise InputError("the jsonl sink needs --output PATH (or - for stdout)")
+    client = cli.make_client(args)
+    try:
+        symbols = cli.resolve_symbols(args, client)
+    finally:
+        client.close()
+    config = TailConfig(
+        symbols=symbols,
+        intervals=intervals,
+        streams_per_connection=args.streams_per_connection,
+        queue_size=args.queue_size,
+        fill=not args.no_fill,
+        requested_by=args.requested_by,
+    )
+    tail = Tail(config, open_sinks=lambda: cli.open_sinks_for(args), make_client=lambda: cli.make_client(args))
+    return [tail.run_forever().to_dict()]
+
+
+cli.EXTRA_COMMANDS.append((add_parser, "stream", run))
