@@ -29,7 +29,12 @@ from tests.emulator import Emulator
 from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, free_port, mysql_admin
 
 # One Airflow for the whole module: its tests share it, so xdist keeps them on one worker (make test: --dist loadgroup).
-pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.timeout(240), pytest.mark.xdist_group("airflow-standalone")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.mysql,
+    pytest.mark.timeout(240),
+    pytest.mark.xdist_group("airflow-standalone"),
+]
 ROOT = Path(__file__).resolve().parents[2]
 # Screenshots of UI checks (TEST_ARTIFACTS_DIR, default <repo>/test-artifacts, git-ignored).
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))
