@@ -39,7 +39,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 test: install services lint typecheck
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --dist loadgroup tests
 
 bench: install services
 	$(PY) benchmarks/run_all.py

@@ -1,9 +1,12 @@
 """Strict REST client for Binance USD-M Futures (``https://fapi.binance.com``).
 
-Every request goes through one ``WeightLimiter`` (IP-wide budget), one circuit breaker (stop hammering a host
+Every request goes through the IP's shared weight budget (``binance_extractor.budget``: one state for every
+process and pod on the IP), one circuit breaker (stop hammering a host
 that keeps failing) and tenacity retries with exponential backoff and jitter. Errors are classified once,
 here: transient ones are retried, fatal ones (invalid symbol/interval/limit, bad API key) fail at once with
 the exchange's code and message. The API key travels only in the ``X-MBX-APIKEY`` header and is never logged.
+Each endpoint's weight comes from ``binance_extractor.weights``; the client also owns the exchange clock that
+decides which candles are closed.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from binance_extractor import config, logs, telemetry
+from binance_extractor import config, logs, telemetry, weights
 from binance_extractor.breaker import CircuitBreaker, CircuitOpen
+from binance_extractor.budget import SharedBudget, Ticket, open_budget
 from binance_extractor.errors import (
     BinanceAPIError,
     CircuitOpenError,
@@ -38,8 +42,10 @@ from binance_extractor.errors import (
     RateLimitedError,
     RetryableAPIError,
 )
-from binance_extractor.ratelimit import WeightLimiter, WeightRule
+from binance_extractor.exchange_clock import ExchangeClock
+from binance_extractor.ratelimit import WeightRule
 from binance_extractor.timeutil import ms_to_dt
+from binance_extractor.weights import klines_weight
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +58,6 @@ RETRYABLE_EXC = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-
-
-def klines_weight(limit: int) -> int:
-    """GET /fapi/v1/klines weight by limit (Binance docs): 1 / 2 / 5 / 10."""
-    if limit < 100:
-        return 1
-    if limit < 500:
-        return 2
-    if limit <= 1000:
-        return 5
-    return 10
 
 
 class BinanceFuturesClient:
@@ -82,13 +77,19 @@ class BinanceFuturesClient:
         backoff_max: float = 30.0,
         breaker_fail_max: int = 10,
         breaker_reset_timeout: float = 30.0,
+        budget: SharedBudget | None = None,
+        close_margin_ms: int | None = None,
     ) -> None:
         self.base_url = (base_url or config.base_url()).rstrip("/")
         self._api_key = api_key if api_key is not None else config.api_key()
         logs.register_secret(self._api_key)  # masked in every log line, whatever logs it
         self.max_in_flight = max_in_flight
         margin = weight_margin if weight_margin is not None else _default_margin()
-        self.limiter = WeightLimiter(WeightRule(), margin=margin, max_ban_wait=max_ban_wait)
+        # one budget for the IP: shared with every process using the same store and budget name
+        self._owns_budget = budget is None
+        self.limiter = budget or open_budget(self.base_url, margin=margin, max_ban_wait=max_ban_wait)
+        margin_ms = close_margin_ms if close_margin_ms is not None else _default_close_margin()
+        self.exchange_clock = ExchangeClock(self.server_time, margin_ms=margin_ms)
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
@@ -100,8 +101,6 @@ class BinanceFuturesClient:
         self._session.mount("https://", adapter)
         self._info: dict[str, Any] | None = None
         self._info_lock = threading.Lock()
-        self._funding_calls: list[float] = []
-        self._funding_lock = threading.Lock()
         self.requests_sent = 0
         self.status_counts: Counter[int] = Counter()  # HTTP status -> responses (0: no response)
 
@@ -124,10 +123,15 @@ class BinanceFuturesClient:
 
     def close(self) -> None:
         self._session.close()
+        if self._owns_budget:
+            self.limiter.close()
 
     # -- transport -------------------------------------------------------------------------------------------
-    def request(self, path: str, params: dict[str, Any] | None = None, *, weight: int = 1, key: bool = False) -> Any:
-        """GET ``path`` with retries; returns the decoded JSON body."""
+    def request(
+        self, path: str, params: dict[str, Any] | None = None, *, weight: int | None = None, key: bool = False
+    ) -> Any:
+        """GET ``path`` with retries; returns the decoded JSON body. The weight comes from the one table."""
+        weight = weight if weight is not None else weights.weight(path, params)
         attempts = {"n": 0}
 
         def before_sleep(state: RetryCallState) -> None:
@@ -157,13 +161,14 @@ class BinanceFuturesClient:
             ) from None
 
     def _once(self, path: str, params: dict[str, Any], weight: int, key: bool, retries: int) -> Any:
-        ticket = self.limiter.acquire(weight)
         headers = {}
         if key:
             if not self._api_key:
-                self.limiter.release(ticket, None)
                 raise InputError(f"{path} needs an API key: set BINANCE_API_KEY or the binance_default password")
             headers["X-MBX-APIKEY"] = self._api_key
+        if not self.limiter.rule_known and path != "/fapi/v1/exchangeInfo":
+            self._ensure_rule()
+        ticket: Ticket = self.limiter.acquire(weight, funding=path in weights.FUNDING_PATHS)
         used: int | None = None
         started = time.perf_counter()
         status = 0
@@ -216,9 +221,22 @@ class BinanceFuturesClient:
         """``GET /fapi/v1/exchangeInfo`` (cached): symbols, onboard dates and the REQUEST_WEIGHT rule."""
         with self._info_lock:
             if self._info is None or refresh:
-                self._info = self.request("/fapi/v1/exchangeInfo", weight=1)
+                self._info = self.request("/fapi/v1/exchangeInfo")
                 self.limiter.set_rule(WeightRule.from_exchange_info(self._info))
             return self._info
+
+    def _ensure_rule(self) -> None:
+        """The limit comes from exchangeInfo ``rateLimits``: another process's recent answer, else ask."""
+        if not self.limiter.load_shared_rule():
+            self.exchange_info()
+
+    def server_time(self) -> int:
+        """``GET /fapi/v1/time``: the exchange's clock, epoch ms."""
+        return int(self.request("/fapi/v1/time")["serverTime"])
+
+    def closed_before_ms(self) -> int:
+        """Candles whose close time is before this are closed on the exchange (its clock, with a margin)."""
+        return self.exchange_clock.closed_before_ms()
 
     def symbols(self) -> dict[str, dict[str, Any]]:
         return {s["symbol"]: s for s in self.exchange_info().get("symbols", [])}
@@ -252,37 +270,25 @@ class BinanceFuturesClient:
             params["startTime"] = start_ms
         if end_ms is not None:
             params["endTime"] = end_ms
-        return self.request("/fapi/v1/klines", params, weight=klines_weight(limit))
+        return self.request("/fapi/v1/klines", params)
 
     def funding_rate(
         self, symbol: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        """``GET /fapi/v1/fundingRate``; also respects its own 500 requests / 5 min / IP limit."""
-        self._funding_slot()
+        """``GET /fapi/v1/fundingRate``; also counted in the shared 500 requests / 5 min / IP window."""
         params: dict[str, Any] = {"symbol": symbol, "limit": limit}
         if start_ms is not None:
             params["startTime"] = start_ms
         if end_ms is not None:
             params["endTime"] = end_ms
-        return self.request("/fapi/v1/fundingRate", params, weight=1)
+        return self.request("/fapi/v1/fundingRate", params)
 
     def funding_intervals(self) -> dict[str, int]:
         """``GET /fapi/v1/fundingInfo``: symbol -> current funding interval in hours, for the symbols the exchange
-        lists (those whose interval or caps were adjusted); any other symbol settles every 8 hours."""
-        self._funding_slot()
-        rows = self.request("/fapi/v1/fundingInfo", {}, weight=1)
+        lists (those whose interval or caps were adjusted); any other symbol settles every 8 hours. Counted in the
+        shared fundingRate window (the exchange shares that limit with fundingInfo)."""
+        rows = self.request("/fapi/v1/fundingInfo", {})
         return {str(r["symbol"]): int(r["fundingIntervalHours"]) for r in rows if r.get("fundingIntervalHours")}
-
-    def _funding_slot(self, max_calls: int = 480, window: float = 300.0) -> None:
-        while True:
-            with self._funding_lock:
-                now = time.monotonic()
-                self._funding_calls = [t for t in self._funding_calls if now - t < window]
-                if len(self._funding_calls) < max_calls:
-                    self._funding_calls.append(now)
-                    return
-                wait = window - (now - self._funding_calls[0])
-            time.sleep(max(wait, 0.01))
 
     def agg_trades(
         self,
@@ -299,21 +305,21 @@ class BinanceFuturesClient:
             params["startTime"] = start_ms
         if end_ms is not None:
             params["endTime"] = end_ms
-        return self.request("/fapi/v1/aggTrades", params, weight=20)
+        return self.request("/fapi/v1/aggTrades", params)
 
     def trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
         """Recent trades only (``/fapi/v1/trades``)."""
-        return self.request("/fapi/v1/trades", {"symbol": symbol, "limit": limit}, weight=5)
+        return self.request("/fapi/v1/trades", {"symbol": symbol, "limit": limit})
 
     def historical_trades(self, symbol: str, from_id: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Older trades by id (``/fapi/v1/historicalTrades``): needs the API key."""
         params: dict[str, Any] = {"symbol": symbol, "limit": limit}
         if from_id is not None:
             params["fromId"] = from_id
-        return self.request("/fapi/v1/historicalTrades", params, weight=20, key=True)
+        return self.request("/fapi/v1/historicalTrades", params, key=True)
 
     def premium_index(self, symbol: str) -> dict[str, Any]:
-        return self.request("/fapi/v1/premiumIndex", {"symbol": symbol}, weight=1)
+        return self.request("/fapi/v1/premiumIndex", {"symbol": symbol})
 
 
 def _host_failure(exc: BaseException) -> bool:
@@ -328,6 +334,13 @@ def _default_margin() -> float:
         return config.settings().weight_margin
     except Exception:  # config unreadable: keep the safe default
         return 0.95
+
+
+def _default_close_margin() -> int:
+    from binance_extractor.exchange_clock import DEFAULT_MARGIN_MS
+
+    raw = os.environ.get("BINANCE_EXTRACTOR_CLOSE_MARGIN_MS")
+    return int(raw) if raw else DEFAULT_MARGIN_MS
 
 
 def _int_header(resp: requests.Response, name: str) -> int | None:

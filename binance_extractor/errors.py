@@ -54,6 +54,10 @@ class IPBannedError(ExtractorError):
         super().__init__(message)
 
 
+class BudgetUnavailableError(ExtractorError):
+    """The shared weight budget's store cannot be reached: nothing is sent rather than a blind burst."""
+
+
 class CircuitOpenError(ExtractorError):
     """The host failed too often in a row; calls are refused until the cool-down ends."""
 

@@ -4,7 +4,8 @@ Klines: a range is cut into windows of ``limit`` candles; each window is one req
 ``startTime``/``endTime``, so windows can be fetched concurrently (several requests in flight, which is what lets
 one process approach the weight budget) and still be yielded in order. Should a window come back full but short
 of its end, the next page starts at the last open_time + interval. Only candles with ``close_time < now`` are
-emitted. Funding and aggregate trades are paginated by cursor over any range.
+emitted, judged by the exchange's clock (``client.closed_before_ms()``), not this machine's. Funding and aggregate
+trades are paginated by cursor over any range.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def iter_klines(
     page: int = KLINE_PAGE,
 ) -> Iterator[list[Kline]]:
     """Validated batches of closed candles opening in [start_ms, end_ms), in order, each candle once."""
-    now = now_ms if now_ms is not None else _now()
+    now = now_ms if now_ms is not None else closed_before(client)
     stop = min(end_ms, tf.floor_ms(now))  # the candle opening at floor(now) is still in progress
     windows = kline_windows(tf, start_ms, stop, page)
 
@@ -322,6 +323,12 @@ def _iso(ms: int) -> str:
 
 def _now() -> int:
     return now_ms()
+
+
+def closed_before(client: Any) -> int:
+    """Candles closing before this are closed on the exchange (its clock); this machine's clock for a bare client."""
+    fn = getattr(client, "closed_before_ms", None)
+    return int(fn()) if fn is not None else _now()
 
 
 __all__ = [

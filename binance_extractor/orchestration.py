@@ -28,7 +28,7 @@ from binance_extractor.timeutil import iso, parse_time
 # (weight 20 per 1000 trades, up to ~100 pages/h for the busiest symbol): roughly 10-25% of the budget, spread
 # over the hour. What can burst is catch-up, backfills and manual
 # ranges: one requester paging klines at limit 499 (weight 2) or aggTrades (weight 20) back to back can use most
-# of the budget alone, and the client's limiter (X-MBX-USED-WEIGHT-1M) already paces them. So the pool only needs
+# of the budget alone, and the shared weight budget (binance_extractor.budget) paces them. So the pool only needs
 # to bound how many processes share that budget, keeping each one's waits short: 4 = the LocalExecutor
 # parallelism of a 2-core machine. A cluster may raise it; past ~8 requesters mostly wait on the weight limiter.
 POOL = "binance_api"

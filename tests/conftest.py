@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 _HOME = Path(tempfile.mkdtemp(prefix="binance-tests-"))
@@ -32,3 +35,9 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.airflow",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _own_weight_budget(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Each test gets its own shared weight budget (a ban or 429 pause seen by one test never stops another)."""
+    monkeypatch.setenv("BINANCE_EXTRACTOR_BUDGET_NAME", f"test-{uuid.uuid4().hex[:12]}")

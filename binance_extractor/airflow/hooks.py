@@ -64,7 +64,7 @@ class BinanceFuturesHook(BaseHook):
         client = self.get_client(max_attempts=1)
         try:
             client.request("/fapi/v1/ping")
-            info = client.request("/fapi/v1/exchangeInfo")
+            info = client.exchange_info()  # the one the weight budget already read for its limit, if it did
             symbols = info.get("symbols") if isinstance(info, dict) else None
             if not symbols:
                 return False, f"{client.base_url} answered ping but exchangeInfo lists no symbols"

@@ -84,7 +84,7 @@ def test_418_long_ban_fails_at_once_with_a_clear_message(make_emulator):
     _get_banned(emu)
     client = client_for(emu, max_ban_wait=30)
     sent_before = emu.count()
-    with pytest.raises(IPBannedError, match=r"banned by Binance \(HTTP 418\) for another"):
+    with pytest.raises(IPBannedError, match=r"banned by Binance \(HTTP 418\) until \S+Z \(another"):
         client.klines("BTCUSDT", "5m", START, None, limit=10)
     assert emu.count() - sent_before == 1  # one request learned of the ban; nothing was sent after it
 
@@ -128,7 +128,8 @@ def test_fatal_errors_fail_at_once_with_the_exchange_code(emulator, call, code):
     with pytest.raises(FatalAPIError) as err:
         call(client)
     assert err.value.code == code and f"code {code}" in str(err.value)
-    assert emulator.count() == 1  # no retry
+    assert emulator.count(path="/fapi/v1/exchangeInfo") == 1  # the limit comes from exchangeInfo, asked once
+    assert emulator.count() == 2  # and the failing request was not retried
 
 
 def test_missing_api_key_is_input_error_and_key_is_never_shown(emulator, monkeypatch):
@@ -147,3 +148,14 @@ def test_circuit_breaker_stops_hammering_a_failing_host(emulator):
     with pytest.raises(CircuitOpenError, match="circuit open"):
         client.klines("BTCUSDT", "5m", START, None, limit=10)
     assert emulator.count() == 3
+
+
+def test_the_limit_comes_from_exchange_info_once_for_every_client_of_the_budget(make_emulator):
+    emu = make_emulator(window_seconds=2, weight_limit=40)
+    first, second = client_for(emu), client_for(emu)  # two processes' clients: same store, same budget
+    first.klines("BTCUSDT", "5m", START, None, limit=10)
+    assert first.limiter.rule.limit == 40 and first.limiter.rule.header == "X-MBX-USED-WEIGHT-2S"
+    assert first.limiter.budget == 38  # x weight_margin 0.95
+    second.klines("BTCUSDT", "5m", START, None, limit=10)
+    assert second.limiter.rule == first.limiter.rule
+    assert emu.count(path="/fapi/v1/exchangeInfo") == 1  # the second read it from the shared state

@@ -82,10 +82,15 @@ def test_in_progress_candle_is_never_emitted(frozen_clock, emulator, interval):
     assert emulator.now_ms() == now
     got = flat(iter_klines(client, "ETHUSDT", tf, now - 3 * DAY, now + DAY))
     live_open = tf.floor_ms(now)
+    # closed on the exchange's clock (the same instant here) with the safety margin: a candle that closed less
+    # than the margin ago waits for the next run
+    cutoff = client.closed_before_ms()
+    assert cutoff == now - client.exchange_clock.margin_ms
+    last_open = tf.floor_ms(cutoff) - tf.ms
     assert got[-1].open_time < ms_to_dt(live_open)
-    assert dt_to_ms(got[-1].open_time) == live_open - tf.ms  # up to the last closed one, nothing missing
-    assert [dt_to_ms(k.open_time) for k in got] == list(range(tf.ceil_ms(now - 3 * DAY), live_open, tf.ms))
-    assert all(dt_to_ms(k.close_time) < now for k in got)
+    assert dt_to_ms(got[-1].open_time) == last_open  # up to the last closed one, nothing missing
+    assert [dt_to_ms(k.open_time) for k in got] == list(range(tf.ceil_ms(now - 3 * DAY), last_open + 1, tf.ms))
+    assert all(dt_to_ms(k.close_time) < cutoff for k in got)
     # the exchange does serve the live candle; it changes until it closes
     served = emulator.query_klines("ETHUSDT", interval, live_open, None, 1)
     assert served and served[0][6] >= now

@@ -28,7 +28,13 @@ from binance_extractor.timeutil import dt_to_ms
 from tests.emulator import Emulator
 from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, free_port, mysql_admin
 
-pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.timeout(240)]
+# One Airflow for the whole module: its tests share it, so xdist keeps them on one worker (make test: --dist loadgroup).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.mysql,
+    pytest.mark.timeout(240),
+    pytest.mark.xdist_group("airflow-standalone"),
+]
 ROOT = Path(__file__).resolve().parents[2]
 # Screenshots of UI checks (TEST_ARTIFACTS_DIR, default <repo>/test-artifacts, git-ignored).
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))
@@ -314,11 +320,26 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
 
-def test_data_health_page_in_a_real_browser(airflow, database):
+def test_data_health_page_in_a_real_browser(airflow, emu, database):
     """Headless Chromium: log in, open the page from the UI navigation, see the stored symbols, cut a hole into
     MySQL and see it on the page; the screenshot is kept under test-artifacts/."""
+    import sys
+
     import MySQLdb
     from playwright.sync_api import sync_playwright
+
+    # The window's candles, whatever ran before (the manual DAG stores the same rows: upserts): the test stands alone.
+    env = {
+        **os.environ,
+        "BINANCE_FUTURES_BASE_URL": emu.url,
+        "AIRFLOW_CONN_MYSQL_DEFAULT": f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{database}",
+    }
+    argv = ["klines", "--interval", "1h", "--symbols", ",".join(SYMBOLS), "--source", "rest", "--sink", "mysql"]
+    argv += ["--start", MANUAL_CONF["start"], "--end", MANUAL_CONF["end"]]
+    filled = subprocess.run(
+        [sys.executable, "-m", "binance_extractor", *argv], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert filled.returncode == 0, filled.stderr[-2000:]
 
     passwords = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())
     window = "start=2024-01-01T00:00:00Z&end=2024-01-09T00:00:00Z"

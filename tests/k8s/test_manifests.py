@@ -195,6 +195,7 @@ def test_network_policy_egress_only_dns_binance_databases() -> None:
         ("TCP", 3306),
         ("TCP", 5432),
         ("TCP", 27017),
+        ("TCP", 6379),
     }
     for rule in policy["spec"]["egress"]:
         ports = {p["port"] for p in rule["ports"]}
@@ -209,10 +210,10 @@ def test_network_policy_egress_only_dns_binance_databases() -> None:
             excluded = [ipaddress.ip_network(c) for c in block["except"]]
             for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
                 assert ipaddress.ip_network(private) in excluded
-        elif ports in ({3306}, {5432}, {27017}):
-            # In-cluster database pods only, never an ipBlock.
+        elif ports in ({3306}, {5432}, {27017}, {6379}):
+            # In-cluster database pods only (Redis: the shared weight budget), never an ipBlock.
             assert all("ipBlock" not in peer and "podSelector" in peer for peer in peers)
-            expected = {3306: "mysql", 5432: "postgresql", 27017: "mongodb"}[next(iter(ports))]
+            expected = {3306: "mysql", 5432: "postgresql", 27017: "mongodb", 6379: "redis"}[next(iter(ports))]
             assert all(peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": expected} for peer in peers)
         else:
             pytest.fail(f"unexpected egress rule for ports {ports}")
@@ -242,6 +243,7 @@ def test_secret_example_has_placeholders_only() -> None:
         "AIRFLOW_CONN_POSTGRES_DEFAULT",
         "AIRFLOW_CONN_MONGO_DEFAULT",
         "BINANCE_API_KEY",
+        "BINANCE_EXTRACTOR_BUDGET_URL",
     }
     binance = json.loads(values["AIRFLOW_CONN_BINANCE_DEFAULT"])
     assert binance == {"conn_type": "binance", "host": "https://fapi.binance.com", "password": "CHANGE_ME"}
@@ -256,6 +258,8 @@ def test_secret_example_has_placeholders_only() -> None:
     postgres = urlsplit(values["AIRFLOW_CONN_POSTGRES_DEFAULT"])
     assert postgres.scheme == "postgres" and postgres.password == "CHANGE_ME" and postgres.port == 5432
     assert values["BINANCE_API_KEY"] == "CHANGE_ME"
+    budget = urlsplit(values["BINANCE_EXTRACTOR_BUDGET_URL"])
+    assert budget.scheme == "redis" and budget.password == "CHANGE_ME" and budget.port == 6379
     # The pod template loads exactly this Secret.
     assert _base(_pod())["envFrom"][0]["secretRef"]["name"] == secret["metadata"]["name"]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -446,8 +447,11 @@ def test_rendered_pods_run_the_image_cli_into_mysql(
         "AIRFLOW_CONN_MONGO_DEFAULT": SECRET["stringData"]["AIRFLOW_CONN_MONGO_DEFAULT"],  # unused by the mysql sink
         "AIRFLOW_CONN_POSTGRES_DEFAULT": SECRET["stringData"]["AIRFLOW_CONN_POSTGRES_DEFAULT"],  # unused here too
         "BINANCE_API_KEY": "test-key",
+        # Both pods reserve weight in one shared store, as pods on one egress IP do in production (a real Redis).
+        "BINANCE_EXTRACTOR_BUDGET_URL": "redis://127.0.0.1:6379/0",
     }
     assert set(secret) == set(SECRET["stringData"]), "the pod needs exactly the example Secret's keys"
+    budget_name = os.environ["BINANCE_EXTRACTOR_BUDGET_NAME"]  # this test's own budget (tests/conftest.py)
 
     for symbol, argv in zip(symbols, plan_argvs(dag, symbols, "scheduled", end), strict=True):
         op, _ = render(dag, argv)
@@ -469,6 +473,7 @@ def test_rendered_pods_run_the_image_cli_into_mysql(
         env["BINANCE_FUTURES_BASE_URL"] = "http://127.0.0.1:9"  # unused: the Secret's binance_default wins
         env["BINANCE_ARCHIVE_BASE_URL"] = emulator.archive_url
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_receiver.url
+        env["BINANCE_EXTRACTOR_BUDGET_NAME"] = budget_name
 
         assert base["command"][0] == "python"
         cmd = [sys.executable, *base["command"][1:], *(sim.map_path(a, mounts) for a in base["args"])]

@@ -25,7 +25,7 @@ import pytest
 
 from tests.binance_extractor.test_telemetry import _attrs, _Receiver
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow-listener")]  # one Airflow, one worker
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "binance_obs_e2e"

@@ -1,0 +1,170 @@
+"""Real processes sharing one budget against the loopback exchange: no ban, no burst, no deadlock.
+
+Every worker is a separate Python process (``worker.py``) with its own ``BinanceFuturesClient``; they meet only
+in the shared store (SQLite file or Redis). Small budgets and 2 s windows keep the tests short; nothing here
+asserts a duration (process timeouts only guard against hangs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from binance_extractor.budget import SharedBudget, budget_key, open_store
+from binance_extractor.budget import state as S
+from tests.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parents[3]
+HANG_GUARD = 240  # seconds: only stops a hung test, never a measured duration
+
+
+def _env(store_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["BINANCE_EXTRACTOR_BUDGET_URL"] = store_url
+    env.update(extra)
+    return env
+
+
+def spawn(emu: Emulator, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "tests.binance_extractor.budget.worker", "--url", emu.url, *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
+    out, err = proc.communicate(timeout=HANG_GUARD)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    return proc.returncode, (json.loads(lines[-1]) if lines else {}), err
+
+
+def budget_for(emu: Emulator, store_url: str) -> SharedBudget:
+    return SharedBudget(open_store(store_url), budget_key(emu.url))
+
+
+@pytest.mark.parametrize(("procs", "backend"), [(4, "sqlite"), (8, "sqlite"), (4, "redis"), (4, "mysql")])
+def test_processes_over_ten_times_the_budget_get_no_ban(procs, backend, tmp_path, make_emulator):
+    emu = make_emulator(window_seconds=2, weight_limit=100)
+    store = {"redis": "redis://127.0.0.1:6379/0", "mysql": "mysql://root@127.0.0.1:3306/test"}.get(
+        backend, f"sqlite:///{tmp_path / 'budget.sqlite'}"
+    )
+    margin = 0.9
+    budget = int(100 * margin)
+    pages = 10 * budget // 2 // procs  # weight 2 a page: together ten windows' worth of budget
+    env = _env(store)
+    workers = [spawn(emu, env, "--pages", str(pages), "--margin", str(margin)) for _ in range(procs)]
+    results = [finish(p) for p in workers]
+    for rc, out, err in results:
+        assert rc == 0, err[-500:]
+        assert out["klines"] == pages * 499
+    assert emu.count_418 == 0
+    assert emu.count_429 <= 1
+    assert emu.max_used_weight <= 100
+    assert emu.count(path="/fapi/v1/klines", status=200) == procs * pages
+    state = budget_for(emu, store).snapshot()
+    assert S.in_flight(state) == 0  # every reservation was released
+
+
+def test_sigkilled_process_reservations_expire_and_never_deadlock(tmp_path, make_emulator):
+    emu = make_emulator(window_seconds=2, weight_limit=48, slow_seconds=30)  # budget int(48 * 0.95) = 45
+    store = f"sqlite:///{tmp_path / 'budget.sqlite'}"
+    env = _env(store, BINANCE_EXTRACTOR_BUDGET_TTL="4")
+    emu.inject("slow", times=4, path="/fapi/v1/klines")  # the victim's four requests hang in flight
+    victim = spawn(emu, env, "--pages", "8", "--page", "1500", "--in-flight", "4")  # weight 10 a page
+    shared = budget_for(emu, store)
+    while S.in_flight(shared.snapshot()) < 40:
+        assert victim.poll() is None, victim.communicate()[1][-500:]
+        time.sleep(0.05)
+    held = dict(shared.snapshot()["res"])
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert len(held) == 4 and sum(r[0] for r in held.values()) == 40
+    # 40 held + 10 for any new page is over the 45 budget: only expiry lets the survivor through
+    survivor = spawn(emu, env, "--pages", "3", "--page", "1500", "--in-flight", "2")
+    rc, out, err = finish(survivor)
+    assert rc == 0, err[-500:]
+    assert out["klines"] == 3 * 1500
+    assert not set(held) & set(shared.snapshot()["res"])  # the killed process's reservations are gone
+    assert emu.count_418 == 0 and emu.count_429 == 0
+
+
+def _cli(emu: Emulator, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The CLI as a task or pod runs it."""
+    cmd = [sys.executable, "-m", "binance_extractor", "klines", "--interval", "1m", "--symbols", "BTCUSDT"]
+    cmd += ["--start", "2024-01-01", "--end", "2024-01-02", "--source", "rest", "--sink", "jsonl", "--output", "-"]
+    env = {**env, "BINANCE_FUTURES_BASE_URL": emu.url}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_ban_seen_by_one_process_stops_every_other(tmp_path, make_emulator):
+    emu = make_emulator(window_seconds=2, weight_limit=20, ban_seconds=600)
+    env = _env(f"sqlite:///{tmp_path / 'budget.sqlite'}")
+    while requests.get(f"{emu.url}/fapi/v1/time", timeout=5).status_code != 418:
+        pass  # a careless client elsewhere on the IP gets it banned
+    rc, out, _ = finish(spawn(emu, env, "--pages", "2", "--max-ban-wait", "30"))
+    assert rc == 1 and out["statuses"] == {"418": 1}  # one process sees the ban ...
+    assert "IP banned by Binance (HTTP 418) until 20" in out["error"]
+    sent = emu.count()
+    others = [spawn(emu, env, "--pages", "2", "--max-ban-wait", "30") for _ in range(3)]
+    cli = _cli(emu, env)  # ... a new pod or an Airflow retry learns it from the shared state
+    for rc, out, _ in [finish(p) for p in others]:
+        assert rc == 1 and out["statuses"] == {}
+        assert "until 20" in out["error"] and "nothing was sent" in out["error"]
+    stdout, stderr = cli.communicate(timeout=HANG_GUARD)
+    assert cli.returncode == 1 and stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "banned by Binance (HTTP 418) until 20" in lines[0], stderr
+    assert emu.count() == sent  # nobody sent anything while the ban holds
+
+
+def test_a_short_ban_is_waited_out_by_every_process_without_a_request(tmp_path, make_emulator):
+    emu = make_emulator(window_seconds=2, weight_limit=20, ban_seconds=3)
+    env = _env(f"sqlite:///{tmp_path / 'budget.sqlite'}")
+    while requests.get(f"{emu.url}/fapi/v1/time", timeout=5).status_code != 418:
+        pass
+    careless = emu.count()
+    workers = [spawn(emu, env, "--pages", "3", "--max-ban-wait", "30") for _ in range(3)]
+    results = [finish(p) for p in workers]
+    for rc, out, err in results:
+        assert rc == 0, err[-500:]
+        assert out["klines"] == 3 * 499
+    ours = emu.requests[careless:]
+    assert sum(r.status == 418 for r in ours) <= 1  # at most the one request that discovered the ban
+    assert all(r.status in (200, 418) for r in ours)  # then every process waited it out: no 429, no new ban
+
+
+def test_the_store_going_away_stops_every_process_without_a_burst(redis_server, make_emulator):
+    server, url = redis_server
+    emu = make_emulator(window_seconds=2, weight_limit=40)
+    env = _env(url)
+    workers = [spawn(emu, env, "--pages", "300", "--in-flight", "2") for _ in range(3)]
+    while emu.count(path="/fapi/v1/klines") < 20:
+        assert all(w.poll() is None for w in workers)
+        time.sleep(0.05)
+    server.kill()
+    server.wait()
+    at_kill = emu.count()
+    results = [finish(w) for w in workers]
+    assert emu.count() - at_kill <= 3 * 2  # only requests already reserved (in flight) when it went away
+    for rc, out, _ in results:
+        assert rc == 1
+        assert f"weight budget store {url} unreachable" in out["error"] and "nothing was sent" in out["error"]
+    assert emu.count_429 == 0 and emu.count_418 == 0
+
+
+def test_the_funding_rate_window_is_shared_by_every_process(tmp_path, make_emulator):
+    emu = make_emulator(funding_limit=10, funding_window_seconds=2)
+    env = _env(f"sqlite:///{tmp_path / 'budget.sqlite'}")
+    workers = [spawn(emu, env, "--funding", "6", "--funding-limit", "10/2") for _ in range(4)]
+    for rc, out, err in [finish(w) for w in workers]:
+        assert rc == 0, err[-500:]
+        assert out["funding"] == 6
+    assert emu.count(path="/fapi/v1/fundingRate", status=200) == 24
+    assert emu.count_429 == 0 and emu.count_418 == 0

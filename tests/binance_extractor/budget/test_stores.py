@@ -1,0 +1,80 @@
+"""The stores: atomic read-modify-write of the shared state, and a clear error when unreachable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from binance_extractor.budget import budget_key, open_store
+from binance_extractor.budget.redis_store import RedisStore
+from binance_extractor.budget.sql_store import SqlStore
+from binance_extractor.budget.sqlite_store import SqliteStore
+from binance_extractor.errors import BudgetUnavailableError, InputError
+
+ROOT = Path(__file__).resolve().parents[3]
+INCREMENT = """
+import sys
+from binance_extractor.budget import open_store
+store = open_store(sys.argv[1])
+for _ in range(200):
+    store.transact(sys.argv[2], lambda st: st.__setitem__("n", st.get("n", 0) + 1))
+"""
+
+
+SERVERS = {
+    "redis": "redis://127.0.0.1:6379/0",
+    "mysql": "mysql://root@127.0.0.1:3306/test",
+    "postgresql": "postgresql://postgres@127.0.0.1:5432/postgres",
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "mysql", "postgresql"])
+def test_updates_from_several_processes_are_atomic(backend, tmp_path):
+    url = SERVERS.get(backend) or f"sqlite:///{tmp_path / 'b.sqlite'}"
+    key = f"test-atomic-{uuid.uuid4().hex}"
+    procs = [subprocess.Popen([sys.executable, "-c", INCREMENT, url, key], cwd=ROOT) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    store = open_store(url)
+    assert store.transact(key, lambda st: st["n"]) == 800  # no lost update
+    if isinstance(store, RedisStore):
+        store._client.delete(key)
+    if isinstance(store, SqlStore):
+        with store._engine.begin() as conn:
+            conn.exec_driver_sql(f"DELETE FROM binance_weight_budget WHERE name = '{key}'")
+    store.close()
+
+
+def test_default_store_is_a_sqlite_file_in_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("BINANCE_EXTRACTOR_BUDGET_URL", raising=False)
+    store = open_store()
+    assert isinstance(store, SqliteStore) and store.path == tmp_path / "budget.sqlite"
+    store.transact("k", lambda st: st.update(x=1))
+    assert (tmp_path / "budget.sqlite").exists()
+
+
+def test_budget_key_separates_budget_names_and_exchanges(monkeypatch):
+    monkeypatch.setenv("BINANCE_EXTRACTOR_BUDGET_NAME", "cluster-eu")
+    assert budget_key("https://fapi.binance.com") == "binance-budget:cluster-eu:fapi.binance.com"
+    assert budget_key("https://fapi.binance.com", "cluster-us") == "binance-budget:cluster-us:fapi.binance.com"
+
+
+def test_unreachable_stores_raise_one_clear_line(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(BudgetUnavailableError, match=r"store sqlite:///.* unreachable .*nothing was sent"):
+        SqliteStore(tmp_path / "file" / "budget.sqlite").transact("k", lambda st: None)
+    with pytest.raises(BudgetUnavailableError, match=r"store redis://127.0.0.1:9/0 unreachable") as err:
+        RedisStore("redis://:secret@127.0.0.1:9/0", socket_timeout_s=1).transact("k", lambda st: None)
+    assert "secret" not in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(BudgetUnavailableError, match=r"store mysql://root:\*\*\*@127.0.0.1:9/x unreachable") as err:
+        SqlStore("mysql://root:secret@127.0.0.1:9/x").transact("k", lambda st: None)
+    assert "secret" not in str(err.value)
+
+
+def test_unknown_store_scheme_is_input_error():
+    with pytest.raises(InputError, match="BINANCE_EXTRACTOR_BUDGET_URL"):
+        open_store("memcached://x")
