@@ -84,6 +84,3 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         else:
             out.append({"object": "connection", "name": args.binance_conn_id, "action": "unchanged"})
     return out
-
-
-COMMAND = (add_parser, "setup-airflow", run)

@@ -2,8 +2,10 @@
 
 Why: the stores keep their connections, quoting and retries private; gap detection and the health page ask
 them through public methods (``Sink.gap_queries()``, ``recent_runs``, ``stored_symbols``) instead. And the
-Airflow-bound modules sit in ``binance_extractor/airflow/``, which the plain core never imports: only the CLI,
-the composition root, names the ``setup-airflow`` command and the ``binance`` connection's hook.
+Airflow-bound modules sit in ``binance_extractor/airflow/``, which the plain core never imports: only the CLI's
+command table names the ``setup-airflow`` module (a string), and ``cli_options.make_client`` imports the
+``binance`` connection's hook when ``--binance-conn-id`` is given. The CLI dispatches through one command table;
+no command module imports ``cli`` back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import binance_extractor
 
 PACKAGE = Path(binance_extractor.__file__).parent
 AIRFLOW_PACKAGE = "binance_extractor.airflow"
-MAY_IMPORT_AIRFLOW_PACKAGE = {"cli.py"}  # the entry point: setup-airflow and --binance-conn-id
+MAY_IMPORT_AIRFLOW_PACKAGE = {"cli_options.py"}  # make_client: the hook behind --binance-conn-id, lazily
 STORE_PRIVATES = {"_prepare", "_q", "_call", "_from_db", "_to_db", "_tx", "_conn"}
 
 
@@ -109,3 +111,39 @@ def test_the_airflow_bound_modules_live_in_the_airflow_package() -> None:
     assert moved - {"alerts", "airflow_sqlite", "airflow_setup"} | {"callbacks", "sqlite_connect", "setup"} <= {
         p.stem for p in (PACKAGE / "airflow").glob("*.py")
     }
+
+
+def test_no_module_imports_the_cli_back() -> None:
+    """``cli`` only dispatches (``COMMANDS``); the commands share ``cli_options``, so there is no import cycle.
+
+    (Callers of the entry point, such as the DAG factory's local tasks running ``cli.execute``, may import it.)
+    """
+    from binance_extractor import cli
+
+    command_modules = {m for m, _, _ in cli.COMMANDS.values()} | {"binance_extractor.cli_options"}
+    offenders = []
+    for path in modules():
+        rel = path.relative_to(PACKAGE)
+        if "binance_extractor." + ".".join(rel.with_suffix("").parts) not in command_modules:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (
+                node.module == "binance_extractor.cli"
+                or (node.module == "binance_extractor" and any(a.name == "cli" for a in node.names))
+            ):
+                offenders.append(f"{rel}:{node.lineno}")
+    assert offenders == []
+
+
+def test_every_command_of_the_table_is_built_and_runs_through_it() -> None:
+    import argparse
+
+    from binance_extractor import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == list(cli.COMMANDS)
+    assert all(callable(cli._function(name, 1)) for name in cli.COMMANDS)
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler) and "ImportError" in ast.dump(n)]
+    assert "getattr(telemetry" not in (PACKAGE / "cli.py").read_text()

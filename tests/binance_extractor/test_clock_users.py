@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binance_extractor import cli, clock, freshness, orchestration
+from binance_extractor import cli_options, clock, freshness, orchestration
 from binance_extractor.clock import FixedClock
 from binance_extractor.errors import InputError
 from binance_extractor.timeutil import dt_to_ms
@@ -30,9 +30,9 @@ def test_freshness_lag_is_measured_against_the_library_clock(pinned):
 def test_cli_future_start_follows_the_library_clock(pinned):
     args = argparse.Namespace(start="2021-03-11", end=None)
     with pytest.raises(InputError, match="in the future"):
-        cli._times(args)
+        cli_options.times(args)
     args = argparse.Namespace(start="2021-03-10T12:00", end=None)
-    assert cli._times(args)[0] == datetime(2021, 3, 10, 12, 0, tzinfo=UTC)
+    assert cli_options.times(args)[0] == datetime(2021, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def test_manual_form_is_clamped_to_the_library_clock(pinned):
