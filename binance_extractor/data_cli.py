@@ -19,6 +19,7 @@ from binance_extractor.cli_options import (
     times,
 )
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import command_kind
 from binance_extractor.pipeline import Job, JobResult, run_job
 
 log = logging.getLogger("binance_extractor")
@@ -71,10 +72,7 @@ def add_retention(sub: Any) -> None:
 
 
 def run_data_command(args: argparse.Namespace) -> list[JobResult]:
-    kind = {"klines": "klines", "funding": "funding"}.get(args.command)
-    if args.command == "trades":
-        kind = "agg_trades" if args.kind == "agg" else "trades"
-    assert kind is not None
+    kind = command_kind(args.command, getattr(args, "kind", "agg")).value
     interval = timeframes.parse(args.interval).interval if kind == "klines" else None
     start, end = times(args)
     sink_names = parse_sinks(args.sink)

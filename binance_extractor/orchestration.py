@@ -20,6 +20,7 @@ from typing import Any
 from binance_extractor import clock, config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.jobspecs import KINDS, ExtractionSpec, Output
+from binance_extractor.kinds import command_kind
 from binance_extractor.timeutil import iso, parse_time
 
 # Every task that calls the exchange takes a slot of this pool (created by `make run` / the tests with 4 slots:
@@ -38,8 +39,6 @@ WEEK = timedelta(days=7)
 # Funding settles every 1h, 4h or 8h depending on the contract: a symbol is stale only beyond the longest.
 FUNDING_MAX_INTERVAL = timedelta(hours=8)
 TRADES_INTERVAL = timedelta(hours=1)
-
-KIND_TABLES = {"funding": "funding_rates", "trades": "agg_trades"}
 
 
 class StaleDataError(ExtractorError):
@@ -362,9 +361,8 @@ class Summary:
 
 
 def table_for(kind: str, interval: str | None = None) -> str:
-    if kind == "klines":
-        return timeframes.parse(interval or "").table
-    return KIND_TABLES[kind]
+    """The table a DAG family (a CLI command: ``trades`` stores aggregate trades) fills."""
+    return command_kind(kind).table(interval)
 
 
 def freshness_target(kind: str, interval: str | None = None, grace_minutes: int | None = None) -> timedelta:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def _job(hole: Hole, source: str, requested_by: str) -> Any:
     from binance_extractor.pipeline import Job
 
-    kind = kind_of(hole.table)
+    kind = kind_of(hole.table).value  # a plain str: it is stored in the audit table
     interval = timeframes.parse(hole.table).interval if kind == "klines" else None
     return Job(
         kind=kind,

@@ -8,6 +8,7 @@ from typing import Any
 
 from binance_extractor import config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
+from binance_extractor.kinds import DataKind
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -72,18 +73,18 @@ class GapSettings:
         return max(1, int(self.chunk_days * DAY_MS))
 
 
-def kind_of(table: str) -> str:
-    """``klines``, ``funding`` or ``agg_trades``; other tables have no gap detection (InputError)."""
-    if table.startswith("klines_"):
-        from binance_extractor.sinks.schema import spec_for
+GAP_KINDS = (DataKind.KLINES, DataKind.FUNDING, DataKind.AGG_TRADES)
 
-        spec_for(table)  # validates the name
-        return "klines"
-    if table == "funding_rates":
-        return "funding"
-    if table == "agg_trades":
-        return "agg_trades"
-    raise InputError(f"no gap detection for table {table!r}: use {GAP_TABLES}")
+
+def kind_of(table: str) -> DataKind:
+    """``klines``, ``funding`` or ``agg_trades``; other tables have no gap detection (InputError)."""
+    try:
+        kind = DataKind.of_table(table)
+    except InputError:
+        kind = None
+    if kind not in GAP_KINDS:
+        raise InputError(f"no gap detection for table {table!r}: use {GAP_TABLES}")
+    return kind
 
 
 def default_tables() -> list[str]:
