@@ -26,6 +26,7 @@ run: install
 services:
 	bash scripts/ensure-mariadb.sh
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-redis.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
