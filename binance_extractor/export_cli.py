@@ -3,7 +3,7 @@
     python -m binance_extractor export --table klines_m5 --symbols BTCUSDT --start 2024-01-01 --end 2024-02-01 \
         --format parquet --output out/klines_m5.parquet [--sink mysql] [--split]
 
-Registered into ``cli.EXTRA_COMMANDS`` on import (``cli`` imports this module at its end).
+Listed in ``cli.COMMANDS`` (imported only when the parser is built or the command runs).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binance_extractor import cli, config, export, reader
+from binance_extractor import config, export, reader
 from binance_extractor.errors import InputError
 
 STORES = reader.STORES
@@ -75,6 +75,3 @@ def run_export(args: argparse.Namespace) -> list[dict[str, Any]]:
         if owned:
             sink.close()
     return [r.to_dict() for r in results]
-
-
-cli.EXTRA_COMMANDS.append((add_export_parser, "export", run_export))

@@ -4,7 +4,7 @@
     python -m binance_extractor fill-gaps --table klines_m5,funding_rates [...]          # detect + repair
     python -m binance_extractor fill-gaps --chunk klines_m5/BTCUSDT/START/END [...]      # one planned chunk (pods)
 
-Registered into ``cli.EXTRA_COMMANDS`` on import (``cli`` imports this module at its end).
+Listed in ``cli.COMMANDS`` (imported only when the parser is built or the command runs).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import logging
 from typing import Any
 
-from binance_extractor import cli, config, gaps
+from binance_extractor import cli_options, config, gaps
 from binance_extractor.errors import InputError
 from binance_extractor.timeutil import now_ms
 
@@ -57,7 +57,7 @@ def _scope_options(p: argparse.ArgumentParser) -> None:
 def add_gaps_parser(sub: Any) -> None:
     p = sub.add_parser("gaps", help="List holes in stored data as JSON.", description="List holes as JSON lines.")
     _scope_options(p)
-    cli._sink_options(p)
+    cli_options.sink_options(p)
 
 
 def add_fill_parser(sub: Any) -> None:
@@ -69,9 +69,9 @@ def add_fill_parser(sub: Any) -> None:
         action="append",
         help="TABLE/SYMBOL/START/END[/CTX_START/CTX_END]: repair exactly this planned chunk (repeatable)",
     )
-    p.add_argument("--source", choices=cli.SOURCES, default="auto", help="klines source (default: auto)")
+    p.add_argument("--source", choices=cli_options.SOURCES, default="auto", help="klines source (default: auto)")
     p.add_argument("--chunk-days", type=_positive_float, help="chunk length in days (config: chunk_days)")
-    cli._sink_options(p)
+    cli_options.sink_options(p)
 
 
 def _settings(args: argparse.Namespace) -> gaps.GapSettings:
@@ -91,14 +91,14 @@ def _symbols(args: argparse.Namespace) -> list[str] | None:
 
 
 def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings, now: int) -> list[gaps.Scan]:
-    start, end = cli._times(args)
+    start, end = cli_options.times(args)
     tables = gaps.parse_tables(args.table)
     symbols = _symbols(args)
     starts = None
     funding_hours = None
     full = start is None and (args.full_history or config.settings().full_history)
     if full or "funding_rates" in tables:
-        client = cli.make_client(args)
+        client = cli_options.make_client(args)
         try:
             if full:
                 names = symbols or sorted({s for t in tables for sink in gaps.db_sinks(sinks) for s in sink.symbols(t)})
@@ -123,10 +123,10 @@ def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings
 def _check(args: argparse.Namespace) -> None:
     """Bad input fails before any database or network access."""
     gaps.parse_tables(args.table)
-    cli._times(args)
+    cli_options.times(args)
     _symbols(args)
-    names = cli.parse_sinks(args.sink)
-    cli.parse_conn_ids(args.conn_id, names)
+    names = cli_options.parse_sinks(args.sink)
+    cli_options.parse_conn_ids(args.conn_id, names)
     if not any(n in gaps.DB_SINKS for n in names):
         raise InputError("gap detection needs a database sink: --sink sqlite, mysql, postgres or mongo")
 
@@ -134,7 +134,7 @@ def _check(args: argparse.Namespace) -> None:
 def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = _settings(args)
     _check(args)
-    sinks = cli.open_sinks_for(args)
+    sinks = cli_options.open_sinks_for(args)
     try:
         scans = _scan(args, sinks, settings, now_ms())
     finally:
@@ -154,8 +154,8 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise InputError("--chunk cannot be combined with --table, --symbols, --start or --full-history")
     _check(args)
     now = now_ms()
-    sinks = cli.open_sinks_for(args)
-    client = cli.make_client(args)
+    sinks = cli_options.open_sinks_for(args)
+    client = cli_options.make_client(args)
     try:
         before: list[gaps.Scan] = []
         if not chunks:
@@ -180,7 +180,3 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
         gaps.emit_metrics(report)
     gaps.raise_if_open(open_holes)
     return [report]
-
-
-cli.EXTRA_COMMANDS.append((add_gaps_parser, "gaps", run_gaps))
-cli.EXTRA_COMMANDS.append((add_fill_parser, "fill-gaps", run_fill))

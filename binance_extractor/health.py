@@ -131,59 +131,12 @@ def window_bounds(
 
 def recent_runs(sink: Sink, table: str, symbol: str, limit: int = DEFAULT_RUNS) -> list[RunRecord]:
     """The newest audit rows of (table, symbol), through the (table_name, symbol, started_at) index."""
-    limit = max(1, int(limit))
-    if sink.name == "mongo":
-        spec_docs = sink._call(  # type: ignore[attr-defined]
-            lambda db: list(
-                db["extraction_runs"]
-                .find({"table_name": table, "symbol": symbol}, {"_id": 0})
-                .sort("started_at", -1)
-                .limit(limit)
-            )
-        )
-        from binance_extractor.sinks.schema import spec_for
-
-        spec = spec_for("extraction_runs")
-        return [RunRecord.from_row(sink._from_db(spec, d)) for d in spec_docs]  # type: ignore[attr-defined]
-    q = sink._q  # type: ignore[attr-defined]
-    ph = sink.ph  # type: ignore[attr-defined]
-    from binance_extractor.sinks.schema import spec_for
-
-    spec = spec_for("extraction_runs")
-    cols = ", ".join(q(c) for c in spec.column_names)
-    sql = (
-        f"SELECT {cols} FROM {q('extraction_runs')} WHERE {q('table_name')} = {ph} AND {q('symbol')} = {ph} "
-        f"ORDER BY {q('started_at')} DESC LIMIT {limit}"
-    )
-    rows = sink.query(sql, (table, symbol))  # type: ignore[attr-defined]
-    types = [(c.name, c.type) for c in spec.columns]
-    out = []
-    for row in rows:
-        values = {
-            name: (None if v is None else sink._from_db(t, v))  # type: ignore[attr-defined]
-            for (name, t), v in zip(types, row, strict=True)
-        }
-        out.append(RunRecord.from_row(values))
-    return out
+    return sink.recent_runs(table, symbol, max(1, int(limit)))
 
 
 def stored_symbols(sink: Sink, table: str) -> list[str]:
-    """Symbols stored in ``table`` by index seeks (``symbol > previous ORDER BY symbol LIMIT 1``, one per symbol).
-
-    ``SELECT DISTINCT symbol`` is a full index scan on MariaDB; this stays a handful of seeks at any size.
-    """
-    if sink.name == "mongo":
-        return list(sink.symbols(table))  # type: ignore[attr-defined]
-    q, ph = sink._q, sink.ph  # type: ignore[attr-defined]
-    first = f"SELECT {q('symbol')} FROM {q(table)} ORDER BY {q('symbol')} LIMIT 1"
-    after = f"SELECT {q('symbol')} FROM {q(table)} WHERE {q('symbol')} > {ph} ORDER BY {q('symbol')} LIMIT 1"
-    sink._prepare(table)  # type: ignore[attr-defined]  # creates the schema / a new klines table on first use
-    out: list[str] = []
-    row = sink.query(first)  # type: ignore[attr-defined]
-    while row:
-        out.append(row[0][0])
-        row = sink.query(after, (out[-1],))  # type: ignore[attr-defined]
-    return out
+    """Symbols stored in ``table``, by index seeks where the store can (see ``Sink.stored_symbols``)."""
+    return sink.stored_symbols(table)
 
 
 def _run_dict(run: RunRecord) -> dict[str, Any]:
@@ -248,7 +201,7 @@ def symbol_health(
             lo = max(lo, dt_to_ms(first)) if first is not None else lo
             stored, holes = gaps.detect_range(sink, table, symbol, lo, hi, tail=table != "agg_trades")
     known = sink.known_gaps(table, symbol)
-    open_holes, _ = gaps._minus_known(holes, [(dt_to_ms(s), dt_to_ms(e)) for s, e in known])
+    open_holes, _ = gaps.minus_known(holes, [(dt_to_ms(s), dt_to_ms(e)) for s, e in known])
     missing = sum(h.missing for h in open_holes)
     if table.startswith("klines_"):
         expected: int | None = timeframes.parse(table).count_between(lo, hi) if last is not None else 0

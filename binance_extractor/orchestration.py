@@ -2,8 +2,9 @@
 
 What lives here: where the symbol list comes from and how it is checked against the exchange, which range a
 run extracts (incremental for scheduled runs, exactly the data interval for backfills, weekly chunks for the
-manual DAG), THE argument builder whose argv is run both by KubernetesPodOperator pods and by in-process
-``@task``s (so the two runtimes cannot drift), and the end-of-run summary with its freshness check.
+manual DAG), the typed job specs it plans (``jobspecs.ExtractionSpec``: one argv, run both by
+KubernetesPodOperator pods and by in-process ``@task``s, so the two runtimes cannot drift), and the end-of-run
+summary with its freshness check.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 from binance_extractor import clock, config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
+from binance_extractor.jobspecs import KINDS, ExtractionSpec, Output
+from binance_extractor.kinds import command_kind
 from binance_extractor.timeutil import iso, parse_time
 
 # Every task that calls the exchange takes a slot of this pool (created by `make run` / the tests with 4 slots:
@@ -30,19 +33,12 @@ from binance_extractor.timeutil import iso, parse_time
 # to bound how many processes share that budget, keeping each one's waits short: 4 = the LocalExecutor
 # parallelism of a 2-core machine. A cluster may raise it; past ~8 requesters mostly wait on the weight limiter.
 POOL = "binance_api"
-XCOM_FILE = "/airflow/xcom/return.json"
-# Every argv names the exchange connection: the hook reads it (metadata DB, secrets backend or, in pods,
-# AIRFLOW_CONN_BINANCE_DEFAULT from the Secret) and falls back to the environment when it does not exist.
-BINANCE_CONN_ID = "binance_default"
 SYMBOLS_VARIABLE = "binance_symbols"
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,30}$"
 WEEK = timedelta(days=7)
 # Funding settles every 1h, 4h or 8h depending on the contract: a symbol is stale only beyond the longest.
 FUNDING_MAX_INTERVAL = timedelta(hours=8)
 TRADES_INTERVAL = timedelta(hours=1)
-
-KIND_TABLES = {"funding": "funding_rates", "trades": "agg_trades"}
-KINDS = ("klines", "funding", "trades")
 
 
 class StaleDataError(ExtractorError):
@@ -196,66 +192,9 @@ def build_arguments(
     requested_by: str | None = None,
     xcom: bool = False,
 ) -> list[str]:
-    """THE argv of ``python -m binance_extractor`` for one mapped task.
-
-    Pods get it as ``arguments=``, local tasks pass it to ``cli.execute(argv)``. ``xcom`` (kubernetes only) adds
-    ``--xcom-file /airflow/xcom/return.json`` so the pod's results reach XCom; nothing else differs.
-    """
-    if kind not in KINDS:
-        raise InputError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    argv = [kind]
-    if kind == "klines":
-        if not interval:
-            raise InputError("klines need an interval")
-        argv += ["--interval", timeframes.parse(interval).interval]
-    argv += ["--symbols", symbol]
-    if start is not None:
-        argv += ["--start", iso(_utc(start))]
-    argv += ["--end", iso(_utc(end))]
-    if incremental:
-        argv.append("--incremental")
-    if kind == "trades":
-        argv += ["--kind", "agg"]
-    return argv + output_options(sinks, conn_ids, requested_by, xcom)
-
-
-def output_options(
-    sinks: Sequence[str] | None,
-    conn_ids: Mapping[str, str] | None,
-    requested_by: str | None,
-    xcom: bool,
-    binance_conn_id: str | None = BINANCE_CONN_ID,
-) -> list[str]:
-    """The argv tail every data command shares: sinks, their connections, the exchange connection, the audit
-    label, the pod's XCom file."""
-    argv: list[str] = []
-    if sinks:
-        argv += ["--sink", ",".join(config.sink_names(",".join(sinks)))]
-    for sink, conn_id in sorted((conn_ids or {}).items()):
-        argv += ["--conn-id", f"{sink}={conn_id}"]
-    if binance_conn_id:
-        argv += ["--binance-conn-id", binance_conn_id]
-    if requested_by:
-        argv += ["--requested-by", requested_by]
-    if xcom:
-        argv += ["--xcom-file", XCOM_FILE]
-    return argv
-
-
-def argv_label(argv: Sequence[str]) -> str:
-    """UI label of a mapped task (``map_index_template``): the symbol, plus the range for manual chunks."""
-    args = list(argv)
-    symbol = _option(args, "--symbols") or "?"
-    if "--incremental" in args:
-        return symbol
-    start, end = _option(args, "--start"), _option(args, "--end")
-    if start and end:
-        return f"{symbol} {start[:16]}..{end[:16]}"
-    return symbol
-
-
-def _option(args: list[str], name: str) -> str | None:
-    return args[args.index(name) + 1] if name in args and args.index(name) + 1 < len(args) else None
+    """The argv of one extraction (``ExtractionSpec(...).to_argv()``), for callers outside DAG planning."""
+    output = Output.of(sinks, conn_ids, requested_by, xcom)
+    return ExtractionSpec(kind, symbol, end, start, interval, incremental, output).to_argv()
 
 
 def plan_scheduled(
@@ -269,23 +208,11 @@ def plan_scheduled(
     sinks: Sequence[str] | None = None,
     requested_by: str | None = None,
     xcom: bool = False,
-) -> list[list[str]]:
-    """One argv per symbol for a scheduled DAG run."""
+) -> list[ExtractionSpec]:
+    """One spec per symbol for a scheduled DAG run."""
     rng = plan_range(kind, run_type, data_interval_start, data_interval_end)
-    return [
-        build_arguments(
-            kind,
-            sym,
-            interval=interval,
-            start=rng.start,
-            end=rng.end,
-            incremental=rng.incremental,
-            sinks=sinks,
-            requested_by=requested_by,
-            xcom=xcom,
-        )
-        for sym in symbols
-    ]
+    output = Output.of(sinks, None, requested_by, xcom)
+    return [ExtractionSpec(kind, sym, rng.end, rng.start, interval, rng.incremental, output) for sym in symbols]
 
 
 # --------------------------------------------------------------------------------------------- manual DAG
@@ -361,22 +288,12 @@ def plan_manual(
     max_tasks: int = 1024,
     requested_by: str | None = None,
     xcom: bool = False,
-) -> list[list[str]]:
-    """One argv per (symbol, weekly chunk), never more than ``max_tasks``."""
+) -> list[ExtractionSpec]:
+    """One spec per (symbol, weekly chunk), never more than ``max_tasks``."""
     chunks = weekly_chunks(request.start, request.end, len(symbols), max_tasks)
+    output = Output.of(request.sinks or None, None, requested_by, xcom)
     return [
-        build_arguments(
-            "klines",
-            sym,
-            interval=request.interval,
-            start=lo,
-            end=hi,
-            sinks=request.sinks or None,
-            requested_by=requested_by,
-            xcom=xcom,
-        )
-        for sym in symbols
-        for lo, hi in chunks
+        ExtractionSpec("klines", sym, hi, lo, request.interval, False, output) for sym in symbols for lo, hi in chunks
     ]
 
 
@@ -444,9 +361,8 @@ class Summary:
 
 
 def table_for(kind: str, interval: str | None = None) -> str:
-    if kind == "klines":
-        return timeframes.parse(interval or "").table
-    return KIND_TABLES[kind]
+    """The table a DAG family (a CLI command: ``trades`` stores aggregate trades) fills."""
+    return command_kind(kind).table(interval)
 
 
 def freshness_target(kind: str, interval: str | None = None, grace_minutes: int | None = None) -> timedelta:

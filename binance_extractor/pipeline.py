@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from binance_extractor import clock, config, extract, telemetry, timeframes
+from binance_extractor import clock, config, extract, freshness, telemetry, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
+from binance_extractor.kinds import DataKind
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, truncate_ms
 
 log = logging.getLogger(__name__)
 
-KINDS = ("klines", "funding", "agg_trades", "trades")
+KINDS = tuple(DataKind)
 WRITE_BATCH = 5000
 QUEUE_PAGES = 8
 
@@ -80,14 +81,11 @@ class JobResult:
 
 
 def table_for(kind: str, interval: str | None) -> str:
-    if kind == "klines":
-        if not interval:
-            raise InputError("klines need an interval")
-        return timeframes.parse(interval).table
-    tables = {"funding": "funding_rates", "agg_trades": "agg_trades", "trades": "trades"}
-    if kind not in tables:
+    if kind == "klines" and not interval:
+        raise InputError("klines need an interval")
+    if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    return tables[kind]
+    return DataKind(kind).table(interval)
 
 
 def resume_after(job: Job, last: datetime) -> datetime:
@@ -224,9 +222,7 @@ def run_job(
             telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
             telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)
             if job.kind == "klines" and job.interval and result.last_time is not None:
-                from binance_extractor import alerts
-
-                alerts.record_freshness(job.symbol, job.interval, result.last_time)  # binance.freshness.lag
+                freshness.record_freshness(job.symbol, job.interval, result.last_time)  # binance.freshness.lag
     if error is not None:
         raise error
     return result

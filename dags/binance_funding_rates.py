@@ -6,6 +6,6 @@ Mapped per symbol (pool `binance_api`); the summary fails if a symbol's newest f
 8 h plus `freshness_grace_minutes`. Writes `funding_rates` (asset `x-binance://futures-um/funding_rates`).
 """
 
-from binance_extractor import dagfactory
+from binance_extractor.airflow import dagfactory
 
 dag = dagfactory.funding_dag(doc_md=__doc__)

@@ -14,6 +14,6 @@ is one candle window (`CronDataIntervalTimetable`, UTC):
    plus `freshness_grace_minutes`. Emits the table's asset (`x-binance://futures-um/klines_<tf>`).
 """
 
-from binance_extractor import dagfactory
+from binance_extractor.airflow import dagfactory
 
 globals().update(dagfactory.klines_dags(doc_md=__doc__))

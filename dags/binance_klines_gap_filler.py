@@ -33,15 +33,14 @@ from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from binance_extractor import alerts, config, dagfactory, gaps, orchestration
+from binance_extractor import config, gaps, jobspecs, orchestration
+from binance_extractor.airflow import callbacks, dagfactory
 from binance_extractor.orchestration import POOL
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "binance_klines_gap_filler"
 CRON = "0 2 * * *"
-LOCAL_LABEL = "{{ task.op_kwargs['argv'] | gap_label }}"
-POD_LABEL = "{{ task.arguments | gap_label }}"
 
 
 def _sinks() -> list[Any]:
@@ -69,9 +68,9 @@ def _symbols() -> list[str]:
 def _scan(symbols: list[str], end: Any, now: int) -> list[gaps.Scan]:
     settings = gaps.GapSettings.load()
     starts = None
-    from binance_extractor.hooks import BinanceFuturesHook
+    from binance_extractor.airflow.hooks import BinanceFuturesHook
 
-    client = BinanceFuturesHook(orchestration.BINANCE_CONN_ID).get_client()  # env fallback without it
+    client = BinanceFuturesHook(jobspecs.BINANCE_CONN_ID).get_client()  # env fallback without it
     try:
         if config.settings().full_history:
             starts = gaps.onboard_starts(client, symbols)
@@ -109,12 +108,8 @@ def _fill_results(context: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _chunks(argvs: Any) -> list[gaps.Chunk]:
-    return [c for argv in argvs or [] for c in gaps.chunks_of_argv(argv)]
-
-
-@task(task_id="fill", pool=POOL, map_index_template=LOCAL_LABEL)
-def fill_local(argv: list[str]) -> list[Any]:
+@task(task_id="fill", pool=POOL, map_index_template=dagfactory.LOCAL_LABEL)
+def fill_local(argv: list[str], map_label: str = "", spec: dict[str, Any] | None = None) -> list[Any]:
     """In-process twin of the pod: the same ``fill-gaps`` argv through ``cli.execute``."""
     from binance_extractor import cli
     from binance_extractor.errors import FatalAPIError, InputError
@@ -126,10 +121,10 @@ def fill_local(argv: list[str]) -> list[Any]:
         raise dagfactory._fail(exc) from None
 
 
-def _fill(runtime: str, argvs: Any) -> Any:
+def _fill(runtime: str, specs: Any) -> Any:
     if runtime == "kubernetes":
-        return dagfactory.pod_tasks("fill", "binance-gap-filler", "gaps", argvs, label=POD_LABEL)
-    return fill_local.expand(argv=argvs)
+        return dagfactory.pod_tasks("fill", "binance-gap-filler", "gaps", specs)
+    return fill_local.expand_kwargs(specs)
 
 
 def build_dag(runtime: str | None = None) -> DAG:
@@ -141,11 +136,10 @@ def build_dag(runtime: str | None = None) -> DAG:
         catchup=False,
         max_active_runs=1,
         default_args=dagfactory.DEFAULT_ARGS,
-        on_failure_callback=alerts.on_dag_failure,
+        on_failure_callback=callbacks.on_dag_failure,
         tags=["binance", "futures", "gaps", "maintenance"],
         doc_md=__doc__,
         description=f"Detect, refill and verify holes in every table, daily 02:00 UTC ({runtime} runtime)",
-        user_defined_filters={"gap_label": gaps.argv_label},
     ) as dag:
 
         @task(task_id="detect")
@@ -163,24 +157,22 @@ def build_dag(runtime: str | None = None) -> DAG:
             return {"end": iso(end), "scans": [s.to_dict() for s in scans], "holes": [h.to_dict() for h in holes]}
 
         @task(task_id="chunk")
-        def chunk(found: Any, **context: Any) -> list[list[str]]:
+        def chunk(found: Any, **context: Any) -> list[dict[str, Any]]:
             """Weekly chunks grouped into at most ``max_mapped_tasks`` fill tasks."""
             settings = gaps.GapSettings.load()
             cap = min(settings.max_mapped_tasks, dagfactory._max_map_length())  # a deployment may lower it
             settings = dataclasses.replace(settings, max_mapped_tasks=cap)
             holes = [gaps.Hole.from_dict(h) for h in found["holes"]]
             groups = gaps.plan_groups(holes, settings)
-            argvs = [
-                gaps.fill_arguments(g, requested_by=dagfactory._requested_by(context), xcom=runtime == "kubernetes")
-                for g in groups
-            ]
-            log.info("%d hole(s) -> %d chunk(s) in %d task(s)", len(holes), sum(map(len, groups)), len(argvs))
-            return argvs
+            by = dagfactory._requested_by(context)
+            specs = [gaps.fill_spec(g, requested_by=by, xcom=runtime == "kubernetes") for g in groups]
+            log.info("%d hole(s) -> %d chunk(s) in %d task(s)", len(holes), sum(map(len, groups)), len(specs))
+            return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
         @task(task_id="verify", trigger_rule="all_done")
-        def verify(argvs: Any, **context: Any) -> dict[str, Any]:
+        def verify(specs: Any, **context: Any) -> dict[str, Any]:
             """Re-detect every chunk: a hole still open (and not confirmed exchange-side) fails the run."""
-            chunks = _chunks(argvs)
+            chunks = gaps.chunks_of_specs(specs)
             sinks = _sinks()
             try:
                 open_holes = gaps.verify(chunks, sinks, _fill_results(context))
@@ -192,12 +184,12 @@ def build_dag(runtime: str | None = None) -> DAG:
             return {"chunks": len(chunks), "open": []}
 
         @task(task_id="report", trigger_rule="all_done")
-        def report(found: Any, argvs: Any, **context: Any) -> dict[str, Any]:
+        def report(found: Any, specs: Any, **context: Any) -> dict[str, Any]:
             """Found / filled / confirmed / remaining and completeness per table and symbol; log, XCom, metrics."""
             from binance_extractor.timeutil import now_ms, parse_time
 
             results = _fill_results(context)
-            chunks = _chunks(argvs)
+            chunks = gaps.chunks_of_specs(specs)
             symbols = sorted({s["symbol"] for s in found["scans"]})
             after = _scan(symbols, parse_time(found["end"]), now_ms()) if symbols else []
             sinks = _sinks()
@@ -215,11 +207,11 @@ def build_dag(runtime: str | None = None) -> DAG:
             return out
 
         found = detect()
-        argvs = chunk(found)
-        filled = _fill(runtime, argvs)
-        verified = verify(argvs)
+        specs = chunk(found)
+        filled = _fill(runtime, specs)
+        verified = verify(specs)
         filled >> verified
-        verified >> report(found, argvs)
+        verified >> report(found, specs)
     return dag
 
 

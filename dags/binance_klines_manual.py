@@ -12,6 +12,6 @@ with a one-line message on bad input. The range is split into weekly chunks, one
 (symbol, chunk), widened if needed to stay within `core.max_map_length`. Re-running a range is idempotent.
 """
 
-from binance_extractor import dagfactory
+from binance_extractor.airflow import dagfactory
 
 dag = dagfactory.manual_dag(doc_md=__doc__)

@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from binance_extractor import alerts
+from binance_extractor.airflow import callbacks
 
 
 @dag(
@@ -29,9 +29,9 @@ from binance_extractor import alerts
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
         "retry_exponential_backoff": True,
-        "on_failure_callback": alerts.on_task_failure,
+        "on_failure_callback": callbacks.on_task_failure,
     },
-    on_failure_callback=alerts.on_dag_failure,
+    on_failure_callback=callbacks.on_dag_failure,
 )
 def binance_maintenance() -> None:
     @task
@@ -43,4 +43,4 @@ def binance_maintenance() -> None:
     retention()
 
 
-binance_maintenance()
+dag = binance_maintenance()  # a module-level reference: the DAG must not depend on when gc runs

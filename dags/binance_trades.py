@@ -6,6 +6,6 @@ whole IP weight budget; missed hours are filled with `airflow backfill create --
 Writes `agg_trades` (asset `x-binance://futures-um/agg_trades`).
 """
 
-from binance_extractor import dagfactory
+from binance_extractor.airflow import dagfactory
 
 dag = dagfactory.trades_dag(doc_md=__doc__)

@@ -26,7 +26,7 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CON
 if [[ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" == sqlite* ]]; then
   # Scheduler, api-server, dag-processor, triggerer, tasks and CLI commands share one SQLite file: wait for its
   # write lock (60 s) instead of failing with "database is locked" after sqlite's default 5 s.
-  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS:-binance_extractor.airflow_sqlite.CONNECT_ARGS}"
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS:-binance_extractor.airflow.sqlite_connect.CONNECT_ARGS}"
 fi
 export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://localhost:$PORT}"

@@ -118,4 +118,4 @@ def test_wheel_registers_the_binance_provider(installed: Path, tmp_path: Path) -
     assert ours and ours[0]["version"] == "0.1.0"
     hooks = json.loads(_run([airflow, "providers", "hooks", "-o", "json"], cwd=tmp_path, env=env).stdout)
     binance = [h for h in hooks if h.get("connection_type") == "binance"]
-    assert binance and binance[0]["class"] == "binance_extractor.hooks.BinanceFuturesHook"
+    assert binance and binance[0]["class"] == "binance_extractor.airflow.hooks.BinanceFuturesHook"

@@ -18,50 +18,32 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from binance_extractor import clock, timeframes
 from binance_extractor.errors import InputError, SinkError
+from binance_extractor.kinds import DataKind
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
-from binance_extractor.sinks.schema import spec_for
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
+    from binance_extractor.sinks.gap_dialect import GapQueries
 
 log = logging.getLogger(__name__)
 
 Row = Kline | FundingRate | AggTrade | Trade
 T = TypeVar("T")
 
-_KIND_TABLES = {"funding": "funding_rates", "agg_trades": "agg_trades", "trades": "trades"}
-
 
 def table_for(kind: str, interval: str | None = None) -> str:
-    """Table of a data kind: ``klines`` + interval -> ``klines_<tf>``; funding/agg_trades/trades fixed."""
-    if kind == "klines":
-        if not interval:
-            raise InputError("klines need an interval (e.g. 5m or m5)")
-        return timeframes.parse(interval).table
-    if kind in _KIND_TABLES:
-        return _KIND_TABLES[kind]
-    raise InputError(f"unknown data kind {kind!r}: use klines, funding, agg_trades or trades")
+    """Table of a data kind (``kinds.DataKind``): ``klines`` + interval -> ``klines_<tf>``; the others fixed."""
+    return DataKind.parse(kind).table(interval)
 
 
 def time_column(table: str) -> str:
     """The key-time column of a data table: ``open_time``, ``funding_time`` or ``time``."""
-    col = spec_for(table).time_column
-    if col is None:
-        raise InputError(f"{table} is not a market data table")
-    return col
-
-
-_TABLE_MODELS: dict[str, type[Row]] = {"funding_rates": FundingRate, "agg_trades": AggTrade, "trades": Trade}
+    return DataKind.of_table(table).time_column
 
 
 def model_for(table: str) -> type[Row]:
     """The model class whose rows ``table`` holds."""
-    spec_for(table)
-    if table.startswith("klines_"):
-        return Kline
-    if table not in _TABLE_MODELS:
-        raise InputError(f"{table} is not a market data table")
-    return _TABLE_MODELS[table]
+    return DataKind.of_table(table).model
 
 
 def check_rows(table: str, rows: Sequence[Row]) -> None:
@@ -162,6 +144,11 @@ class Sink(ABC):
     """Where rows go. Subclasses: SqliteSink, MySqlSink, MongoSink, JsonlSink."""
 
     name: str = "sink"
+    queryable: bool = False  # answers gap queries (a database); JSON lines output is write-only
+
+    def gap_queries(self) -> GapQueries:
+        """This store's gap-detection dialect (``sinks.gap_dialect``); write-only sinks have none."""
+        raise InputError(f"gap detection needs a database sink (sqlite, mysql, postgres or mongo), not {self.name}")
 
     @abstractmethod
     def ensure_schema(self) -> None:
@@ -229,6 +216,18 @@ class Sink(ABC):
     @abstractmethod
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
         """Confirmed holes of ``symbol`` in ``table``, ordered by start."""
+
+    def symbols(self, table: str) -> list[str]:
+        """Symbols stored in ``table`` (database sinks; write-only sinks have none to tell)."""
+        raise InputError(f"the {self.name} sink cannot list stored symbols")
+
+    def stored_symbols(self, table: str) -> list[str]:
+        """``symbols`` for a health page: stores that can answer it by index seeks override this."""
+        return self.symbols(table)
+
+    def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
+        """The newest audit rows of (table, symbol); stores override it with an index-served query."""
+        return [r for r in self.runs(10**9) if r.table == table and r.symbol == symbol][:limit]
 
     @abstractmethod
     def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:

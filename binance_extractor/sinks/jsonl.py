@@ -15,17 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from binance_extractor.errors import SinkError
-from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
-from binance_extractor.sinks.base import Row, RunRecord, Sink, check_rows, utc_ms
+from binance_extractor.sinks.base import Row, RunRecord, Sink, check_rows, model_for, utc_ms
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import parse_time
-
-_MODELS: dict[str, type[Any]] = {"funding_rates": FundingRate, "agg_trades": AggTrade, "trades": Trade}
-
-
-def _model_for(table: str) -> type[Any]:
-    spec_for(table)
-    return Kline if table.startswith("klines_") else _MODELS[table]
 
 
 class JsonlSink(Sink):
@@ -61,7 +53,7 @@ class JsonlSink(Sink):
         if self.path == "-" or not Path(self.path).exists():
             return []
         spec = spec_for(table)
-        model = _model_for(table)
+        model = model_for(table)
         tcol = spec.time_column or spec.order_column
         lo, hi = utc_ms(start), utc_ms(end)
         times = [c.name for c in spec.columns if c.type == "time"]

@@ -34,6 +34,7 @@ from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, Ta
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
+    from binance_extractor.sinks.mongo_gaps import MongoGapQueries
 
 DEFAULT_CONN_ID = "mongo_default"
 DEFAULT_DB = "binance"
@@ -42,6 +43,7 @@ T = TypeVar("T")
 
 class MongoSink(Sink):
     name = "mongo"
+    queryable = True
 
     def __init__(
         self,
@@ -343,6 +345,24 @@ class MongoSink(Sink):
             lambda db: list(db["gap_ledger"].find({"table_name": table, "symbol": symbol}).sort("gap_start", 1))
         )
         return [(utc_ms(d["gap_start"]), utc_ms(d["gap_end"])) for d in docs]  # type: ignore[misc]
+
+    def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
+        """Through the (table_name, symbol, started_at) index, newest first."""
+        docs = self._call(
+            lambda db: list(
+                db["extraction_runs"]
+                .find({"table_name": table, "symbol": symbol}, {"_id": 0})
+                .sort("started_at", -1)
+                .limit(limit)
+            )
+        )
+        spec = spec_for("extraction_runs")
+        return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
+
+    def gap_queries(self) -> MongoGapQueries:
+        from binance_extractor.sinks.mongo_gaps import MongoGapQueries
+
+        return MongoGapQueries(self)
 
     # ---- retention ---------------------------------------------------------------------------------
     def symbols(self, table: str) -> list[str]:

@@ -232,6 +232,9 @@ class MySqlSink(SqlSink):
             cur.execute("SELECT RELEASE_LOCK(%s)", (SCHEMA_LOCK,))
             cur.fetchall()
 
+    def ms_between_sql(self, a: str, b: str) -> str:
+        return f"(TIMESTAMPDIFF(MICROSECOND, {a}, {b}) DIV 1000)"  # DATETIME(3)
+
     def _q(self, name: str) -> str:
         return f"`{name}`"
 

@@ -158,6 +158,9 @@ class PostgresSink(SqlSink):
 
         return self._tx(run)
 
+    def ms_between_sql(self, a: str, b: str) -> str:
+        return f"(FLOOR(EXTRACT(EPOCH FROM ({b} - {a})) * 1000)::BIGINT)"  # TIMESTAMPTZ(3)
+
     def _create_table_sql(self, spec: TableSpec) -> str:
         cols = [
             f'"{c.name}" {_TYPES[c.type].format(n=c.length or 255)}{"" if c.nullable else " NOT NULL"}'

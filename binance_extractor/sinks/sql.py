@@ -10,7 +10,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from binance_extractor import clock
 from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, check_rows, retry_attempts, utc_ms
@@ -26,6 +26,9 @@ from binance_extractor.sinks.schema import (
     spec_for,
 )
 
+if TYPE_CHECKING:
+    from binance_extractor.sinks.sql_gaps import SqlGapQueries
+
 T = TypeVar("T")
 
 
@@ -36,6 +39,9 @@ class SqlSink(Sink):
     insert_ignore = "INSERT IGNORE"  # records a migration version once even if a racing writer got there first
     insert_ignore_suffix = ""  # PostgreSQL spells it at the end: ON CONFLICT DO NOTHING
     batch_size = 5000
+    queryable = True
+    least_sql = "LEAST"  # SQLite spells the scalar forms MIN/MAX
+    greatest_sql = "GREATEST"
 
     def __init__(self, retry_attempts_: int | None = None, retry_max_wait: float = 8.0) -> None:
         self._conn: Any = None
@@ -243,6 +249,15 @@ class SqlSink(Sink):
 
         return self._tx(run, write=False)
 
+    def ms_between_sql(self, a: str, b: str) -> str:
+        """SQL for the milliseconds from time expression ``a`` to ``b`` (SQLite keeps epoch ms)."""
+        return f"({b} - {a})"
+
+    def gap_queries(self) -> SqlGapQueries:
+        from binance_extractor.sinks.sql_gaps import SqlGapQueries
+
+        return SqlGapQueries(self)
+
     def db_time(self, value: datetime) -> Any:
         """An aware datetime as this store keeps it (MySQL naive UTC DATETIME, SQLite epoch ms)."""
         return self._to_db("time", utc_ms(value))
@@ -394,6 +409,39 @@ class SqlSink(Sink):
         where = f" WHERE table_name = {self.ph} AND symbol = {self.ph}"
         rows = self._select(spec, where, [table, symbol], self._q("gap_start"))
         return [(r["gap_start"], r["gap_end"]) for r in rows]
+
+    def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
+        """Through the (table_name, symbol, started_at) index, newest first."""
+        q, ph = self._q, self.ph
+        spec = spec_for("extraction_runs")
+        cols = ", ".join(q(c) for c in spec.column_names)
+        sql = (
+            f"SELECT {cols} FROM {q('extraction_runs')} WHERE {q('table_name')} = {ph} AND {q('symbol')} = {ph} "
+            f"ORDER BY {q('started_at')} DESC LIMIT {int(limit)}"
+        )
+        types = [(c.name, c.type) for c in spec.columns]
+        out = []
+        for row in self.query(sql, (table, symbol)):
+            pairs = zip(types, row, strict=True)
+            values = {name: (None if v is None else self._from_db(t, v)) for (name, t), v in pairs}
+            out.append(RunRecord.from_row(values))
+        return out
+
+    def stored_symbols(self, table: str) -> list[str]:
+        """By index seeks (``symbol > previous ORDER BY symbol LIMIT 1``, one per symbol).
+
+        ``SELECT DISTINCT symbol`` is a full index scan on MariaDB; this stays a handful of seeks at any size.
+        """
+        q, ph = self._q, self.ph
+        first = f"SELECT {q('symbol')} FROM {q(table)} ORDER BY {q('symbol')} LIMIT 1"
+        after = f"SELECT {q('symbol')} FROM {q(table)} WHERE {q('symbol')} > {ph} ORDER BY {q('symbol')} LIMIT 1"
+        self._prepare(table)  # creates the schema / a new klines table on first use
+        out: list[str] = []
+        row = self.query(first)
+        while row:
+            out.append(row[0][0])
+            row = self.query(after, (out[-1],))
+        return out
 
     # ---- retention ---------------------------------------------------------------------------------
     def symbols(self, table: str) -> list[str]:

@@ -83,6 +83,8 @@ def _hook(conn_id: str) -> tuple[Any, str]:
 
 class SqliteSink(SqlSink):
     name = "sqlite"
+    least_sql = "MIN"
+    greatest_sql = "MAX"
     ph = "?"
     insert_ignore = "INSERT OR IGNORE"
 

@@ -1,11 +1,11 @@
-"""``python -m binance_extractor stream``: the live tail as a subcommand (registered into ``cli.EXTRA_COMMANDS``)."""
+"""``python -m binance_extractor stream``: the live tail as a subcommand (listed in ``cli.COMMANDS``)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from binance_extractor import cli, timeframes
+from binance_extractor import cli_options, timeframes
 from binance_extractor.errors import InputError
 from binance_extractor.stream import plan
 
@@ -48,13 +48,13 @@ def run(args: argparse.Namespace) -> list[Any]:
         raise InputError(f"--streams-per-connection must be 1..{plan.MAX_STREAMS_PER_CONNECTION} (Binance's limit)")
     if args.queue_size < 1:
         raise InputError("--queue-size must be at least 1")
-    names = cli.parse_sinks(args.sink)
-    cli.parse_conn_ids(args.conn_id, names)  # bad input fails before any network or database access
+    names = cli_options.parse_sinks(args.sink)
+    cli_options.parse_conn_ids(args.conn_id, names)  # bad input fails before any network or database access
     if "jsonl" in names and not args.output:
         raise InputError("the jsonl sink needs --output PATH (or - for stdout)")
-    client = cli.make_client(args)
+    client = cli_options.make_client(args)
     try:
-        symbols = cli.resolve_symbols(args, client)
+        symbols = cli_options.resolve_symbols(args, client)
     finally:
         client.close()
     config = TailConfig(
@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> list[Any]:
         fill=not args.no_fill,
         requested_by=args.requested_by,
     )
-    tail = Tail(config, open_sinks=lambda: cli.open_sinks_for(args), make_client=lambda: cli.make_client(args))
+    tail = Tail(
+        config, open_sinks=lambda: cli_options.open_sinks_for(args), make_client=lambda: cli_options.make_client(args)
+    )
     return [tail.run_forever().to_dict()]
-
-
-cli.EXTRA_COMMANDS.append((add_parser, "stream", run))

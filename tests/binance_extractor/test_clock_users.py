@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binance_extractor import alerts, cli, clock, orchestration
+from binance_extractor import cli_options, clock, freshness, orchestration
 from binance_extractor.clock import FixedClock
 from binance_extractor.errors import InputError
 from binance_extractor.timeutil import dt_to_ms
@@ -23,16 +23,16 @@ def pinned():
 
 def test_freshness_lag_is_measured_against_the_library_clock(pinned):
     # the newest stored 5m candle opened at 11:50: 11:55 is closed and missing, 12:00 is still forming
-    assert alerts.record_freshness("BTCUSDT", "5m", datetime(2021, 3, 10, 11, 50, tzinfo=UTC)) == 300.0
-    assert alerts.record_freshness("BTCUSDT", "5m", datetime(2021, 3, 10, 11, 55, tzinfo=UTC)) == 0.0
+    assert freshness.record_freshness("BTCUSDT", "5m", datetime(2021, 3, 10, 11, 50, tzinfo=UTC)) == 300.0
+    assert freshness.record_freshness("BTCUSDT", "5m", datetime(2021, 3, 10, 11, 55, tzinfo=UTC)) == 0.0
 
 
 def test_cli_future_start_follows_the_library_clock(pinned):
     args = argparse.Namespace(start="2021-03-11", end=None)
     with pytest.raises(InputError, match="in the future"):
-        cli._times(args)
+        cli_options.times(args)
     args = argparse.Namespace(start="2021-03-10T12:00", end=None)
-    assert cli._times(args)[0] == datetime(2021, 3, 10, 12, 0, tzinfo=UTC)
+    assert cli_options.times(args)[0] == datetime(2021, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def test_manual_form_is_clamped_to_the_library_clock(pinned):

@@ -22,6 +22,8 @@ from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.gaps import Chunk, GapClosureError, GapSettings, Hole
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.schema import spec_for
+from binance_extractor.sinks.sql import SqlSink
+from binance_extractor.sinks.sql_gaps import SqlGapQueries
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.emulator import Emulator
 from tests.fixtures.clock import at_instants
@@ -306,12 +308,13 @@ def test_mysql_detection_is_an_index_range_scan_returning_only_holes(mysql_conn_
     (sink,) = open_sinks(["mysql"])
     try:
         delete(sink, "klines_m5", "BTCUSDT", m + HOUR, m + HOUR + 2 * M5)
-        backend = gaps._SqlBackend(sink)
-        args = ["BTCUSDT", backend._t(m), backend._t(m + 4 * HOUR), M5]
-        assert backend._rows(backend.kline_sql("klines_m5"), args) == [
+        queries = sink.gap_queries()
+        assert isinstance(queries, SqlGapQueries) and isinstance(sink, SqlSink)
+        args = ["BTCUSDT", sink.db_time(ms_to_dt(m)), sink.db_time(ms_to_dt(m + 4 * HOUR)), M5]
+        assert sink.query(queries.kline_sql("klines_m5"), args) == [
             (ms_to_dt(m + HOUR - M5).replace(tzinfo=None), ms_to_dt(m + HOUR + 2 * M5).replace(tzinfo=None))
         ]  # one row per hole comes back, never the table
-        plan = backend._rows("EXPLAIN " + backend.kline_sql("klines_m5"), args)
+        plan = sink.query("EXPLAIN " + queries.kline_sql("klines_m5"), args)
         columns = ["id", "select_type", "table", "type", "possible_keys", "key", "key_len", "ref", "rows", "Extra"]
         scans = [dict(zip(columns, row, strict=False)) for row in plan if row[2] == "klines_m5"]
         assert scans and all(s["key"] == "PRIMARY" and s["type"] == "range" for s in scans), plan
@@ -481,8 +484,11 @@ def test_many_holes_stay_under_the_mapped_task_cap(sqlite_store: str, emulator: 
     settings = GapSettings(max_mapped_tasks=5)
     groups = gaps.plan_groups(scan.holes, settings)
     assert len(groups) == 5 and sum(map(len, groups)) == 36
-    argvs = [gaps.fill_arguments(g, source="rest", sinks=["sqlite"], requested_by="test") for g in groups]
-    assert [c for a in argvs for c in gaps.chunks_of_argv(a)] == [c for g in groups for c in g]
+    specs = [gaps.fill_spec(g, source="rest", sinks=["sqlite"], requested_by="test") for g in groups]
+    argvs = [s.to_argv() for s in specs]
+    planned = [s.task_kwargs(pod=False) for s in specs]
+    assert gaps.chunks_of_specs(json.loads(json.dumps(planned))) == [c for g in groups for c in g]
+    assert argvs[0][:3] == ["fill-gaps", "--chunk", groups[0][0].spec()]
     emulator.reset_stats()
     (report,) = cli.execute(argvs[0])
     assert report["totals"]["found"] == len(groups[0]) and report["totals"]["filled"] == len(groups[0])

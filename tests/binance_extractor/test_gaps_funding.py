@@ -128,4 +128,4 @@ def test_unreadable_funding_info_falls_back_to_8_hours(emulator: Emulator) -> No
         assert gaps.funding_intervals(c) is None
     finally:
         c.close()
-    assert gaps._funding_ms(None, "BTCUSDT") is None and gaps._funding_ms({}, "ETHUSDT") == 8 * HOUR
+    assert gaps.funding_ms_of(None, "BTCUSDT") is None and gaps.funding_ms_of({}, "ETHUSDT") == 8 * HOUR

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from binance_extractor import cli, orchestration
 from binance_extractor.errors import InputError
+from binance_extractor.jobspecs import XCOM_FILE, ExtractionSpec
 from binance_extractor.orchestration import (
-    XCOM_FILE,
     build_arguments,
     plan_manual,
     plan_range,
@@ -149,11 +150,18 @@ def test_build_arguments_are_what_the_cli_parses():
 
 def test_runtimes_differ_only_by_the_xcom_flag():
     kw = {"run_type": "scheduled", "data_interval_start": T0, "data_interval_end": T0 + timedelta(hours=1)}
-    local = plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="1h", **kw)
-    pods = plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="1h", xcom=True, **kw)
+    local_specs = plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="1h", **kw)
+    pod_specs = plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="1h", xcom=True, **kw)
+    local, pods = [s.to_argv() for s in local_specs], [s.to_argv() for s in pod_specs]
     assert [p[:-2] for p in pods] == local
     assert all(p[-2:] == ["--xcom-file", XCOM_FILE] for p in pods)
-    assert [orchestration.argv_label(a) for a in local] == ["BTCUSDT", "ETHUSDT"]
+    assert [s.label for s in local_specs] == ["BTCUSDT", "ETHUSDT"]
+    assert [s.symbol for s in pod_specs] == ["BTCUSDT", "ETHUSDT"]
+    # what a mapped task receives: the argv under the runtime's name, the label and the spec's fields
+    kwargs = pod_specs[0].task_kwargs(pod=True)
+    assert kwargs == {"arguments": pods[0], "map_label": "BTCUSDT", "spec": pod_specs[0].to_dict()}
+    assert set(local_specs[0].task_kwargs(pod=False)) == {"argv", "map_label", "spec"}
+    assert ExtractionSpec.from_dict(kwargs["spec"]) == pod_specs[0]  # the spec survives XCom's JSON
 
 
 # --------------------------------------------------------------------------------------------- manual DAG
@@ -164,9 +172,11 @@ GOOD = {"symbols": ["BTCUSDT"], "interval": "1h", "start": "2024-01-01T00:00:00Z
 def test_manual_validation_accepts_the_form_and_plans_weekly_chunks():
     req = validate_manual({**GOOD, "sinks": []}, now=datetime(2025, 1, 1, tzinfo=UTC))
     assert (req.interval, req.start, req.end, req.sinks) == ("1h", T0, datetime(2024, 1, 20, tzinfo=UTC), [])
-    argvs = plan_manual(req, ["BTCUSDT", "ETHUSDT"], max_tasks=1024)
+    specs = plan_manual(req, ["BTCUSDT", "ETHUSDT"], max_tasks=1024)
+    argvs = [s.to_argv() for s in specs]
     assert len(argvs) == 2 * 3
-    assert orchestration.argv_label(argvs[0]) == "BTCUSDT 2024-01-01T00:00..2024-01-08T00:00"
+    assert specs[0].label == "BTCUSDT 2024-01-01T00:00..2024-01-08T00:00"
+    assert ExtractionSpec.from_dict(json.loads(json.dumps(specs[0].to_dict()))) == specs[0]
     assert all("--incremental" not in a and "--sink" not in a for a in argvs)
     future = validate_manual({**GOOD, "sinks": ["mysql"]}, now=datetime(2024, 1, 2, tzinfo=UTC))
     assert future.end == datetime(2024, 1, 2, tzinfo=UTC)  # clamped to now: only closed candles exist

@@ -158,12 +158,12 @@ def test_assets_name_the_tables(dagbag):
 
 def test_failure_callbacks_and_freshness_deadlines(dagbag):
     """Every DAG alerts on failure (DAG and task); a klines run stalled for one candle interval fails (and alerts)."""
-    from binance_extractor import alerts
+    from binance_extractor.airflow import callbacks
 
     for dag_id, dag in dagbag.dags.items():
-        assert alerts.on_dag_failure in _callbacks(dag.on_failure_callback), dag_id
+        assert callbacks.on_dag_failure in _callbacks(dag.on_failure_callback), dag_id
         for task in dag.tasks:
-            assert alerts.on_task_failure in _callbacks(task.on_failure_callback), f"{dag_id}.{task.task_id}"
+            assert callbacks.on_task_failure in _callbacks(task.on_failure_callback), f"{dag_id}.{task.task_id}"
     for dag_id, interval in KLINES.items():
         assert dagbag.dags[dag_id].dagrun_timeout == interval
 

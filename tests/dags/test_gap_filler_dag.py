@@ -58,8 +58,10 @@ def test_kubernetes_runtime_runs_fill_gaps_in_pods() -> None:
     assert mapped.operator_class.__name__ == "TracedKubernetesPodOperator"
     assert mapped.partial_kwargs["pool"] == "binance_api"
     chunk = gaps.Chunk("klines_m5", "BTCUSDT", 0, 5 * MIN * 12, 0, 5 * MIN * 12)
-    argv = gaps.fill_arguments([chunk], requested_by="airflow:test", xcom=True)
-    op = mapped.unmap({"arguments": argv})
+    spec = gaps.fill_spec([chunk], requested_by="airflow:test", xcom=True)
+    argv = spec.to_argv()
+    op = mapped.unmap(spec.task_kwargs(pod=True))
+    assert op.spec == spec.to_dict() and op.map_label == f"klines_m5 BTCUSDT {chunk.spec().split('/')[2][:16]}"
     op.render_template_fields({"dag": dag, "task": op, "ds": "2024-03-01"})
     pod = op.build_pod_request_obj(dry_run=True)
     container = pod.spec.containers[0]

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import dagfactory, orchestration
+from binance_extractor import jobspecs, orchestration
+from binance_extractor.airflow import dagfactory
+from binance_extractor.jobspecs import ExtractionSpec
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -28,10 +30,11 @@ def test_pod_and_local_task_get_identical_argv_but_the_xcom_flag(pod_dag, monkey
     kw = {"run_type": "scheduled", "data_interval_start": T0, "data_interval_end": T0 + timedelta(minutes=5)}
     local = orchestration.plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="5m", **kw)
     pods = orchestration.plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="5m", xcom=True, **kw)
-    for argv_local, argv_pod in zip(local, pods, strict=True):
-        op, pod = _pod(pod_dag, argv_pod)
+    for spec_local, spec_pod in zip(local, pods, strict=True):
+        argv_local = spec_local.to_argv()
+        op, pod = _pod(pod_dag, spec_pod.to_argv())
         container = next(c for c in pod.spec.containers if c.name == "base")
-        assert container.args == [*argv_local, "--xcom-file", orchestration.XCOM_FILE]
+        assert container.args == [*argv_local, "--xcom-file", jobspecs.XCOM_FILE]
         assert container.command == ["python", "-m", "binance_extractor"]  # from the pod template
         assert container.image == "binance-extractor:0.1.0"
         assert pod.metadata.namespace == "petrosa-apps"
@@ -63,11 +66,15 @@ def test_traceparent_from_the_current_span(pod_dag):
     assert any(e.name == "OTEL_SERVICE_NAME" for e in pod.spec.containers[0].env)
 
 
-def test_map_index_label_renders_symbol(pod_dag):
+def test_map_index_label_renders_the_specs_label(pod_dag):
     env = pod_dag.get_template_env()
-    argv = orchestration.build_arguments("klines", "SOLUSDT", interval="5m", end=T0, incremental=True)
-    assert env.from_string(dagfactory.POD_LABEL).render(task=type("T", (), {"arguments": argv})) == "SOLUSDT"
-    local = env.from_string(dagfactory.LOCAL_LABEL).render(task=type("T", (), {"op_kwargs": {"argv": argv}}))
+    spec = ExtractionSpec("klines", "SOLUSDT", T0, interval="5m", incremental=True)
+    pod_op = pod_dag.get_task("extract").unmap(spec.task_kwargs(pod=True))
+    assert pod_op.arguments == spec.to_argv() and pod_op.spec == spec.to_dict()
+    assert env.from_string(dagfactory.POD_LABEL).render(task=pod_op) == "SOLUSDT"
+    local = env.from_string(dagfactory.LOCAL_LABEL).render(
+        task=type("T", (), {"op_kwargs": spec.task_kwargs(pod=False)})
+    )
     assert local == "SOLUSDT"
 
 

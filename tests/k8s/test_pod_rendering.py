@@ -47,7 +47,7 @@ INTERVAL_END = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def _build_dags(runtime: str) -> dict[str, Any]:
-    from binance_extractor import dagfactory
+    from binance_extractor.airflow import dagfactory
 
     dags = dict(dagfactory.klines_dags(runtime=runtime))
     for dag in (dagfactory.funding_dag(runtime=runtime), dagfactory.trades_dag(runtime=runtime)):
@@ -86,7 +86,14 @@ def _data_interval(dag: Any, end: datetime) -> tuple[datetime, datetime]:
 def plan_argvs(
     dag: Any, symbols: list[str], run_type: str = "scheduled", end: datetime = INTERVAL_END
 ) -> list[list[str]]:
-    """The argv list the DAG's own ``plan`` task returns for a run (its XCom is what ``extract`` maps over)."""
+    """The argv of each spec the DAG's own ``plan`` task returns for a run (``extract`` maps over its kwargs)."""
+    return [kw["arguments"] if "arguments" in kw else kw["argv"] for kw in plan_kwargs(dag, symbols, run_type, end)]
+
+
+def plan_kwargs(
+    dag: Any, symbols: list[str], run_type: str = "scheduled", end: datetime = INTERVAL_END
+) -> list[dict[str, Any]]:
+    """What the DAG's own ``plan`` task returns for a run: one ``jobspecs.task_kwargs`` per mapped pod."""
     plan = dag.get_task("plan")
     if dag.dag_id == "binance_klines_manual":
         req = {
@@ -113,7 +120,7 @@ def plan_argvs(
 def render(dag: Any, argv: list[str]) -> tuple[Any, Any]:
     """The unmapped operator of one map index and the V1Pod it would create."""
     mapped = dag.get_task("extract")
-    op = mapped.unmap({"arguments": argv})
+    op = mapped.unmap({"arguments": argv, "map_label": "test", "spec": {}})
     op.render_template_fields({"dag": dag, "task": op, "ds": INTERVAL_END.date().isoformat()})
     return op, op.build_pod_request_obj(dry_run=True)
 
@@ -152,7 +159,7 @@ def test_namespace_image_and_service_account_come_from_config_and_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """No deployment constants in code: a config file sets them, the environment wins over it."""
-    from binance_extractor import dagfactory
+    from binance_extractor.airflow import dagfactory
 
     cfg = yaml.safe_load((ROOT / "include" / "config.yaml").read_text())
     cfg["kubernetes"] = {"namespace": "ns-from-config", "service_account": "sa-config", "image": "reg/x:1"}

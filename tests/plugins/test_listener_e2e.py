@@ -66,13 +66,13 @@ import os, time
 from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, task
-from binance_extractor import alerts
+from binance_extractor.airflow import callbacks
 
 with DAG(
     "{DEADLINE_DAG_ID}",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    deadline=alerts.freshness_deadline(timedelta(seconds=3), timeframe="m5"),
+    deadline=callbacks.freshness_deadline(timedelta(seconds=3), timeframe="m5"),
 ) as dag:
 
     @task
@@ -260,7 +260,7 @@ def _trigger(base: str, token: str, dag_id: str, deadline: float) -> str:
 
 
 def test_a_stalled_run_misses_its_freshness_deadline(airflow: tuple[str, str, _Receiver, Path]) -> None:
-    """Airflow's deadline machinery (scheduler -> triggerer) runs ``alerts.on_freshness_deadline``."""
+    """Airflow's deadline machinery (scheduler -> triggerer) runs ``callbacks.on_freshness_deadline``."""
     base, token, receiver, home = airflow
     deadline = time.monotonic() + 300
     run_id = _trigger(base, token, DEADLINE_DAG_ID, deadline)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from binance_extractor import config, gaps
+from binance_extractor import config
 from binance_extractor.errors import SinkError
 from binance_extractor.models import Kline
 from binance_extractor.sinks import open_sinks
@@ -54,7 +54,7 @@ def test_gap_detection_runs_in_the_database(pg: PostgresSink) -> None:
     rows = klines(n=100)
     pg.write("klines_m5", rows[:40] + rows[43:90] + rows[91:])
     lo, hi = dt_to_ms(rows[0].open_time), dt_to_ms(rows[-1].open_time) + 300_000
-    pairs = gaps._backend(pg).kline_pairs("klines_m5", "XRPUSDT", lo, hi, 300_000)
+    pairs = pg.gap_queries().kline_pairs("klines_m5", "XRPUSDT", lo, hi, 300_000)
     assert pairs == [
         (dt_to_ms(rows[39].open_time), dt_to_ms(rows[43].open_time)),
         (dt_to_ms(rows[89].open_time), dt_to_ms(rows[91].open_time)),

@@ -15,7 +15,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, Param, task
 
-from binance_extractor import alerts, config, orchestration, timeframes
+from binance_extractor import config, jobspecs, orchestration, timeframes
+from binance_extractor.airflow import callbacks
 from binance_extractor.orchestration import POOL
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,10 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(hours=1),
-    "on_failure_callback": alerts.on_task_failure,  # one metric + one structured event per failed task
+    "on_failure_callback": callbacks.on_task_failure,  # one metric + one structured event per failed task
 }
 MANUAL_ALIAS = "binance_klines_manual_tables"
-LOCAL_LABEL = "{{ task.op_kwargs['argv'] | argv_label }}"
+LOCAL_LABEL = "{{ task.op_kwargs['map_label'] }}"  # the spec's label (jobspecs.task_kwargs), never argv parsed back
 # The xcom sidecar gets the same hardening as the extractor container (a "restricted" namespace refuses less).
 XCOM_SIDECAR_SECURITY: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -45,7 +46,7 @@ XCOM_SIDECAR_SECURITY: dict[str, Any] = {
     "readOnlyRootFilesystem": True,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-POD_LABEL = "{{ task.arguments | argv_label }}"
+POD_LABEL = "{{ task.map_label }}"
 
 
 def table_asset(table: str) -> Asset:
@@ -69,9 +70,9 @@ def _fail(exc: Exception) -> Exception:
 
 def _validator() -> orchestration.Validator:
     """exchangeInfo through the ``binance_default`` connection (base URL, key), or the environment without one."""
-    from binance_extractor.hooks import BinanceFuturesHook
+    from binance_extractor.airflow.hooks import BinanceFuturesHook
 
-    return BinanceFuturesHook(orchestration.BINANCE_CONN_ID).get_client().validate_symbols
+    return BinanceFuturesHook(jobspecs.BINANCE_CONN_ID).get_client().validate_symbols
 
 
 def _resolve(requested: list[str], source: str) -> dict[str, Any]:
@@ -100,9 +101,9 @@ def _requested_by(context: Any) -> str:
     return f"airflow:{context['dag'].dag_id}/{context['run_id']}"
 
 
-def pod_tasks(task_id: str, name: str, kind: str, arguments: Any, label: str = POD_LABEL) -> Any:
-    """One KubernetesPodOperator pod per argv in ``arguments`` (an XComArg of argv lists): the production runtime."""
-    from binance_extractor.operators import TracedKubernetesPodOperator
+def pod_tasks(task_id: str, name: str, kind: str, specs: Any) -> Any:
+    """One KubernetesPodOperator pod per planned spec (an XComArg of ``task_kwargs(pod=True)``): production."""
+    from binance_extractor.airflow.operators import TracedKubernetesPodOperator
 
     return TracedKubernetesPodOperator.partial(
         task_id=task_id,
@@ -116,21 +117,21 @@ def pod_tasks(task_id: str, name: str, kind: str, arguments: Any, label: str = P
         do_xcom_push=True,
         xcom_sidecar_container_security_context=XCOM_SIDECAR_SECURITY,
         on_finish_action="delete_pod",
-        map_index_template=label,
+        map_index_template=POD_LABEL,
         labels={"binance-extractor/kind": kind},
-    ).expand(arguments=arguments)
+    ).expand_kwargs(specs)
 
 
-def _extraction(kind: str, dag_id: str, runtime: str, argv: Any) -> Any:
-    """The mapped extraction for ``argv`` (an XComArg of argv lists) in the chosen runtime; returns its XComArg."""
+def _extraction(kind: str, dag_id: str, runtime: str, specs: Any) -> Any:
+    """The mapped extraction of ``specs`` (an XComArg of ``task_kwargs``) in the chosen runtime; its XComArg."""
     if runtime == "kubernetes":
-        return pod_tasks("extract", dag_id.replace("_", "-"), kind, argv).output
-    return extract_local.expand(argv=argv)
+        return pod_tasks("extract", dag_id.replace("_", "-"), kind, specs).output
+    return extract_local.expand_kwargs(specs)
 
 
 @task(task_id="extract", pool=POOL, map_index_template=LOCAL_LABEL)
-def extract_local(argv: list[str]) -> list[dict[str, Any]]:
-    """In-process twin of the pod: the same argv through ``cli.execute``."""
+def extract_local(argv: list[str], map_label: str = "", spec: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """In-process twin of the pod: the same argv through ``cli.execute`` (``map_label``, ``spec``: UI, alerts)."""
     from binance_extractor import cli
     from binance_extractor.errors import FatalAPIError, InputError
 
@@ -227,7 +228,7 @@ def _scheduled_dag(
     asset = table_asset(table)
     # Freshness: a klines run still unfinished one candle interval after it started has stalled its timeframe;
     # the timeout fails it, so on_dag_failure reports it within one interval. (An Airflow 3 DeadlineAlert,
-    # alerts.freshness_deadline, does the same from the triggerer, but in Airflow 3.3.2 a DAG carrying one
+    # callbacks.freshness_deadline, does the same from the triggerer, but in Airflow 3.3.2 a DAG carrying one
     # breaks dag.test() when the run succeeds: DagRun.update_state reads the SDK alert as a database id.)
     timeout = timeframes.parse(interval).delta if interval else None
     with DAG(
@@ -237,19 +238,18 @@ def _scheduled_dag(
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
-        on_failure_callback=alerts.on_dag_failure,
+        on_failure_callback=callbacks.on_dag_failure,
         dagrun_timeout=timeout,
         tags=["binance", "futures", *tags],
         doc_md=doc_md,
         description=f"Binance USD-M {table} per symbol ({cron} UTC, {runtime} runtime)",
-        user_defined_filters={"argv_label": orchestration.argv_label},
     ) as dag:
 
         @task(task_id="plan")
-        def plan(resolved: Any, **context: Any) -> list[list[str]]:
-            """One argv per symbol: incremental up to the interval end, or exactly the interval for backfills."""
+        def plan(resolved: Any, **context: Any) -> list[dict[str, Any]]:
+            """One spec per symbol: incremental up to the interval end, or exactly the interval for backfills."""
             run_type = str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type))
-            argvs = orchestration.plan_scheduled(
+            specs = orchestration.plan_scheduled(
                 kind,
                 resolved["valid"],
                 run_type=run_type,
@@ -259,8 +259,9 @@ def _scheduled_dag(
                 requested_by=_requested_by(context),
                 xcom=runtime == "kubernetes",
             )
-            log.info("%s run: %d task(s), e.g. %s", run_type, len(argvs), " ".join(argvs[0]) if argvs else "-")
-            return argvs
+            example = " ".join(specs[0].to_argv()) if specs else "-"
+            log.info("%s run: %d task(s), e.g. %s", run_type, len(specs), example)
+            return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
         resolved = resolve_symbols()
         extracted = _extraction(kind, dag_id, runtime, plan(resolved))
@@ -330,12 +331,11 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
         catchup=False,
         max_active_runs=4,
         default_args=DEFAULT_ARGS,
-        on_failure_callback=alerts.on_dag_failure,
+        on_failure_callback=callbacks.on_dag_failure,
         tags=["binance", "futures", "klines", "manual"],
         doc_md=doc_md,
         description="Binance USD-M klines for any symbols, interval and range (weekly chunks)",
         params=params,
-        user_defined_filters={"argv_label": orchestration.argv_label},
     ) as dag:
 
         @task(task_id="validate_request", pool=POOL)
@@ -358,8 +358,8 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
             }
 
         @task(task_id="plan")
-        def plan(req: Any, **context: Any) -> list[list[str]]:
-            """One argv per (symbol, weekly chunk), bounded by core.max_map_length."""
+        def plan(req: Any, **context: Any) -> list[dict[str, Any]]:
+            """One spec per (symbol, weekly chunk), bounded by core.max_map_length."""
             from binance_extractor.errors import InputError
             from binance_extractor.timeutil import parse_time
 
@@ -367,7 +367,7 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
                 req["valid"], req["interval"], parse_time(req["start"]), parse_time(req["end"]), req["sinks"]
             )
             try:
-                argvs = orchestration.plan_manual(
+                specs = orchestration.plan_manual(
                     request,
                     req["valid"],
                     max_tasks=_max_map_length(),
@@ -376,8 +376,8 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
                 )
             except InputError as exc:
                 raise _fail(exc) from None
-            log.info("%d chunk task(s), e.g. %s", len(argvs), " ".join(argvs[0]))
-            return argvs
+            log.info("%d chunk task(s), e.g. %s", len(specs), " ".join(specs[0].to_argv()))
+            return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
         @task(task_id="summary", outlets=[alias])
         def summary(req: Any, results: Any, **context: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -22,7 +23,14 @@ class TracedKubernetesPodOperator(KubernetesPodOperator):
     """KubernetesPodOperator whose pod joins the task's trace: TRACEPARENT is set from the current context.
 
     Injected at execute time, because the span only exists while the task runs (never at parse time).
+    ``map_label`` (the UI's map index) and ``spec`` (the typed job spec's fields, read by the failure callbacks) come
+    with ``arguments`` from the planned ``jobspecs.task_kwargs``, so nothing parses the arguments back.
     """
+
+    def __init__(self, *, map_label: str = "", spec: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.map_label = map_label
+        self.spec = dict(spec or {})
 
     def add_trace_env(self) -> dict[str, str]:
         """Replace any previous TRACEPARENT/TRACESTATE in ``env_vars`` with the current context's."""

@@ -1,4 +1,4 @@
-"""Alerting hooks for the DAGs: failure callbacks and a freshness deadline per klines DAG.
+"""Alerting hooks for the DAGs: failure callbacks and a freshness deadline per klines DAG (Airflow-bound).
 
 Each callback emits one metric and exactly one structured log event, then flushes telemetry: Airflow runs
 callbacks in short-lived processes (task runner, DAG-processor callback runner, triggerer), and a metric that is
@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from binance_extractor import clock, telemetry
+from binance_extractor import telemetry
 
 log = logging.getLogger("binance_extractor.alerts")
 FLUSH_TIMEOUT_MS = 2000
@@ -38,23 +38,14 @@ def _error_class(error: Any) -> str | None:
     return match.group(1).rsplit(".", 1)[-1] if match else "str"
 
 
-def _symbol_from_args(args: Any) -> str | None:
-    """``--symbols BTCUSDT`` / ``--symbols=BTCUSDT,ETHUSDT`` in a pod's argument list."""
-    if not isinstance(args, list | tuple):
-        return None
-    for i, arg in enumerate(args):
-        if not isinstance(arg, str):
-            continue
-        if arg in ("--symbols", "--symbol") and i + 1 < len(args):
-            return str(args[i + 1])
-        for flag in ("--symbols=", "--symbol="):
-            if arg.startswith(flag):
-                return arg[len(flag) :]
-    return None
+def _spec_symbol(spec: Any) -> str | None:
+    """The ``symbol`` field of a planned job spec (``jobspecs``); fill specs have none."""
+    found = spec.get("symbol") if isinstance(spec, Mapping) else None
+    return str(found) if found else None
 
 
 def symbol_of(context: Mapping[str, Any]) -> str | None:
-    """The symbol(s) a task worked on: params, the rendered map index, python kwargs or pod arguments."""
+    """The symbol(s) a task worked on: params, the rendered map index, python kwargs or the task's job spec."""
     params = context.get("params") or {}
     for key in ("symbol", "symbols"):
         if isinstance(params, Mapping) and params.get(key) and isinstance(params.get(key), str):
@@ -64,21 +55,15 @@ def symbol_of(context: Mapping[str, Any]) -> str | None:
     if isinstance(rendered, str) and _SYMBOL_RE.match(rendered):
         return rendered
     task = context.get("task")
-    for attr in ("op_kwargs", "op_args"):
-        value = _get(task, attr)
-        if isinstance(value, Mapping):
-            for key in ("symbol", "symbols"):
-                if value.get(key):
-                    found = value[key]
-                    return ",".join(found) if isinstance(found, list | tuple) else str(found)
-            found = _symbol_from_args(value.get("argv") or value.get("arguments"))
-            if found:
-                return found
-        if isinstance(value, list | tuple):
-            found = _symbol_from_args(value)
-            if found:
-                return found
-    return _symbol_from_args(_get(task, "arguments"))
+    kwargs = _get(task, "op_kwargs")
+    if isinstance(kwargs, Mapping):
+        for key in ("symbol", "symbols"):
+            if kwargs.get(key):
+                found = kwargs[key]
+                return ",".join(found) if isinstance(found, list | tuple) else str(found)
+        if kwargs.get("spec"):
+            return _spec_symbol(kwargs["spec"])
+    return _spec_symbol(_get(task, "spec"))
 
 
 def _emit(kind: str, outcome: str, message: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -151,26 +136,6 @@ def _short(error: Any) -> str | None:
 
 
 # --------------------------------------------------------------------------- freshness
-
-
-def record_freshness(symbol: str, timeframe: str, last_open: datetime | None, *, now: datetime | None = None) -> float:
-    """How far (seconds) the store is behind the newest closed candle; sets the ``binance.freshness.lag`` gauge.
-
-    0 when the newest closed candle is stored. Returns -1 (and sets nothing) when nothing is stored yet.
-    """
-    from binance_extractor import timeframes
-    from binance_extractor.timeutil import dt_to_ms
-
-    if last_open is None:
-        return -1.0
-    tf = timeframes.parse(timeframe)
-    now_ms = dt_to_ms(now or clock.now())
-    forming_open_ms = tf.floor_ms(now_ms)  # the candle still open now; the one before it is the newest closed
-    expected_next_ms = tf.next_open_ms(dt_to_ms(last_open))
-    lag = max(0, forming_open_ms - expected_next_ms) / 1000
-    labels = {"symbol": symbol, "timeframe": tf.interval}  # the exchange's "5m", like the pipeline's row metrics
-    telemetry.instruments.gauge("binance.freshness.lag", unit="s").set(lag, labels)
-    return lag
 
 
 def freshness_deadline(interval: timedelta, *, timeframe: str | None = None) -> Any:

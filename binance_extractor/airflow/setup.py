@@ -15,7 +15,7 @@ import json
 import os
 from typing import Any
 
-from binance_extractor import config, orchestration
+from binance_extractor import config, jobspecs, orchestration
 
 POOL_DESCRIPTION = "Binance API requesters: bounds concurrent exchange calls"
 
@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
         description="Idempotent: run it after every install or upgrade. Prints one JSON line per object.",
     )
     p.add_argument("--pool-slots", type=int, help="binance_api slots (default: BINANCE_API_POOL_SLOTS or config)")
-    p.add_argument("--binance-conn-id", default=orchestration.BINANCE_CONN_ID, help="connection to create if absent")
+    p.add_argument("--binance-conn-id", default=jobspecs.BINANCE_CONN_ID, help="connection to create if absent")
     p.add_argument("--xcom-file", help=argparse.SUPPRESS)
 
 
@@ -84,6 +84,3 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         else:
             out.append({"object": "connection", "name": args.binance_conn_id, "action": "unchanged"})
     return out
-
-
-COMMAND = (add_parser, "setup-airflow", run)

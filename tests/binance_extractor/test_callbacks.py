@@ -8,24 +8,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import alerts, telemetry
+from binance_extractor import freshness, telemetry
+from binance_extractor.airflow import callbacks
 from tests.plugins.airflow_run import DagRunResult, run_dag
 
 DAG_ID = "binance_alerts_probe"
 DAG_SOURCE = f"""
 import pendulum
 from airflow.sdk import DAG, task
-from binance_extractor import alerts
+from binance_extractor.airflow import callbacks
 from binance_extractor.errors import InputError
 
 with DAG(
     "{DAG_ID}",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    on_failure_callback=alerts.on_dag_failure,
+    on_failure_callback=callbacks.on_dag_failure,
 ) as dag:
 
-    @task(on_failure_callback=alerts.on_task_failure, map_index_template="{{{{ task.op_kwargs['symbol'] }}}}")
+    @task(on_failure_callback=callbacks.on_task_failure, map_index_template="{{{{ task.op_kwargs['symbol'] }}}}")
     def extract(symbol):
         if symbol == "DOGEUSDT":
             raise InputError("unknown symbol DOGEUSDT")
@@ -65,19 +66,20 @@ def test_dag_failure_callback_emits_one_event_and_one_metric(probe: DagRunResult
     assert probe.value("binance.alerts", kind="dag_failure", dag_id=DAG_ID) == 1
 
 
-def test_symbol_from_pod_arguments() -> None:
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+def test_symbol_from_the_pods_job_spec_not_its_arguments() -> None:
+    from binance_extractor.airflow.operators import TracedKubernetesPodOperator
+    from binance_extractor.jobspecs import ExtractionSpec
 
-    pod = KubernetesPodOperator(
-        task_id="extract",
-        namespace="binance",
-        image="binance-extractor:test",
-        arguments=["klines", "--interval", "5m", "--symbols", "SOLUSDT", "--incremental"],
+    spec = ExtractionSpec("klines", "SOLUSDT", datetime(2024, 1, 1, tzinfo=UTC), interval="5m", incremental=True)
+    pod = TracedKubernetesPodOperator(
+        task_id="extract", namespace="binance", image="binance-extractor:test", **spec.task_kwargs(pod=True)
     )
-    assert alerts.symbol_of({"task": pod}) == "SOLUSDT"
-    pod.arguments = ["funding", "--symbols=BTCUSDT,ETHUSDT"]
-    assert alerts.symbol_of({"task": pod}) == "BTCUSDT,ETHUSDT"
-    assert alerts.symbol_of({}) is None
+    assert callbacks.symbol_of({"task": pod}) == "SOLUSDT"
+    pod.arguments = ["funding", "--symbols=BTCUSDT,ETHUSDT"]  # arguments are never parsed back
+    assert callbacks.symbol_of({"task": pod}) == "SOLUSDT"
+    local = type("T", (), {"op_kwargs": spec.task_kwargs(pod=False)})()
+    assert callbacks.symbol_of({"task": local}) == "SOLUSDT"
+    assert callbacks.symbol_of({}) is None
 
 
 def test_a_callback_that_breaks_does_not_raise(caplog: pytest.LogCaptureFixture) -> None:
@@ -86,8 +88,8 @@ def test_a_callback_that_breaks_does_not_raise(caplog: pytest.LogCaptureFixture)
             raise RuntimeError("context unreadable")
 
     with caplog.at_level(logging.ERROR, logger="binance_extractor.alerts"):
-        alerts.on_task_failure(Exploding())
-        alerts.on_dag_failure(Exploding())
+        callbacks.on_task_failure(Exploding())
+        callbacks.on_dag_failure(Exploding())
     assert [r.getMessage() for r in caplog.records if r.name == "binance_extractor.alerts"] == [
         "binance on_task_failure callback failed",
         "binance on_dag_failure callback failed",
@@ -103,12 +105,12 @@ def test_freshness_deadline_is_an_airflow_deadline_alert() -> None:
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
     from airflow.serialization.serialized_objects import DagSerialization
 
-    alert = alerts.freshness_deadline(timedelta(minutes=5), timeframe="m5")
+    alert = callbacks.freshness_deadline(timedelta(minutes=5), timeframe="m5")
     assert isinstance(alert, DeadlineAlert)
     assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
     assert alert.interval == timedelta(minutes=5)
     assert isinstance(alert.callback, AsyncCallback)
-    assert alert.callback.path == "binance_extractor.alerts.on_freshness_deadline"
+    assert alert.callback.path == "binance_extractor.airflow.callbacks.on_freshness_deadline"
     assert alert.callback.kwargs == {"timeframe": "m5", "interval_s": 300}
 
     dag = DAG("binance_klines_m5_probe", schedule=None, deadline=alert)
@@ -121,7 +123,7 @@ def test_freshness_callback_runs_in_airflows_callback_trigger() -> None:
     from airflow.models.callback import CallbackState
     from airflow.triggers.callback import PAYLOAD_STATUS_KEY, CallbackTrigger
 
-    alert = alerts.freshness_deadline(timedelta(minutes=15), timeframe="m15")
+    alert = callbacks.freshness_deadline(timedelta(minutes=15), timeframe="m15")
     context = {
         "dag_run": {"dag_id": "binance_klines_m15", "dag_run_id": "scheduled__2026-11-26T09:00:00+00:00"},
         "deadline": {"id": "1", "deadline_time": "2026-11-26T09:30:00+00:00"},
@@ -156,12 +158,12 @@ def test_freshness_callback_runs_in_airflows_callback_trigger() -> None:
 def test_record_freshness_lag() -> None:
     now = datetime(2026, 11, 26, 10, 7, 30, tzinfo=UTC)  # m5 candle 10:05 still forming, 10:00 is the newest closed
     with telemetry.capture() as cap:
-        assert alerts.record_freshness("BTCUSDT", "m5", datetime(2026, 11, 26, 10, 0, tzinfo=UTC), now=now) == 0
+        assert freshness.record_freshness("BTCUSDT", "m5", datetime(2026, 11, 26, 10, 0, tzinfo=UTC), now=now) == 0
         assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="5m") == 0
-        lag = alerts.record_freshness("BTCUSDT", "m5", datetime(2026, 11, 26, 9, 40, tzinfo=UTC), now=now)
+        lag = freshness.record_freshness("BTCUSDT", "m5", datetime(2026, 11, 26, 9, 40, tzinfo=UTC), now=now)
         assert lag == 20 * 60  # 09:45, 09:50, 09:55, 10:00 missing
         assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="5m") == 1200
-        assert alerts.record_freshness("ETHUSDT", "1h", None, now=now) == -1
+        assert freshness.record_freshness("ETHUSDT", "1h", None, now=now) == -1
         assert cap.points("binance.freshness.lag")[0].attributes["timeframe"] == "5m"
         assert len(cap.points("binance.freshness.lag")) == 1
 
@@ -169,6 +171,6 @@ def test_record_freshness_lag() -> None:
 def test_backfill_runs_do_not_raise_freshness_alerts() -> None:
     context = {"dag_run": {"dag_id": "binance_klines_m5", "dag_run_id": "backfill__x", "run_type": "backfill"}}
     with telemetry.capture() as cap:
-        result = asyncio.run(alerts.on_freshness_deadline(timeframe="m5", interval_s=300, context=context))
+        result = asyncio.run(callbacks.on_freshness_deadline(timeframe="m5", interval_s=300, context=context))
         assert result["skipped"] is True
         assert cap.points("binance.alerts") == []

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import jsonschema
 
-from binance_extractor import provider
-from binance_extractor.hooks import BinanceFuturesHook
+from binance_extractor.airflow import provider
+from binance_extractor.airflow.hooks import BinanceFuturesHook
 
 
 def test_entry_point_returns_schema_valid_provider_info():
@@ -22,7 +22,7 @@ def test_entry_point_returns_schema_valid_provider_info():
     (conn,) = info["connection-types"]
     assert (conn["connection-type"], conn["hook-class-name"]) == (
         "binance",
-        "binance_extractor.hooks.BinanceFuturesHook",
+        "binance_extractor.airflow.hooks.BinanceFuturesHook",
     )
     assert conn["hook-name"] == BinanceFuturesHook.hook_name and BinanceFuturesHook.conn_type == provider.CONN_TYPE
 

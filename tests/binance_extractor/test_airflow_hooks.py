@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from binance_extractor import cli, dagfactory, orchestration
-from binance_extractor.hooks import BinanceFuturesHook
+from binance_extractor import cli
+from binance_extractor.airflow import dagfactory
+from binance_extractor.airflow.hooks import BinanceFuturesHook
+from binance_extractor.jobspecs import Output
 
 FIXTURES = Path("/work/shared/fixtures/binance-real")
 
@@ -56,7 +58,7 @@ def test_key_on_the_connection_reaches_historical_trades_through_the_dag_argv(ma
     conn = {"conn_type": "binance", "host": emulator.url, "password": "conn-only-key"}
     monkeypatch.setenv("AIRFLOW_CONN_BINANCE_DEFAULT", json.dumps(conn))
     first = json.loads((FIXTURES / "XRPETH-trades.json").read_text())[0][0]
-    tail = orchestration.output_options(["jsonl"], None, "test", xcom=False)
+    tail = Output.of(["jsonl"], None, "test").to_argv()
     assert tail[-4:-2] == ["--binance-conn-id", "binance_default"]
     out = tmp_path / "trades.jsonl"
     argv = ["trades", "--kind", "historical", "--symbols", "XRPETH", "--start", str(first), "--end"]

@@ -16,7 +16,7 @@ from binance_extractor.config import DEFAULT_BASE_URL
 
 CONN_TYPE = "binance"
 HOOK_NAME = "Binance USD-M Futures"
-HOOK_CLASS = "binance_extractor.hooks.BinanceFuturesHook"
+HOOK_CLASS = "binance_extractor.airflow.hooks.BinanceFuturesHook"
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden_fields": ["login", "schema", "port", "extra"],
     "relabeling": {"host": "Base URL", "password": "API key"},

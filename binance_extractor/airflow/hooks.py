@@ -31,7 +31,7 @@ class BinanceFuturesHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form (also declared in the provider info, which Airflow's UI reads without this class)."""
-        from binance_extractor import provider
+        from binance_extractor.airflow import provider
 
         return provider.ui_field_behaviour()
 

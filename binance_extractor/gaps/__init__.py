@@ -1,0 +1,117 @@
+"""Holes in stored market data: detection in the database, weekly chunks, repair, closure check and ledger.
+
+Why it exists: failed runs, our own outages and late listings leave holes that incremental runs never revisit,
+while the exchange's own outages leave holes nobody can fill. The gap filler finds both, repairs the first kind
+and remembers the second (``gap_ledger``) so they are not fetched again every night.
+
+Detection never loads a table into Python: consecutive keys are compared inside the database with
+``LAG(...) OVER (PARTITION BY symbol ORDER BY key)`` (MySQL/MariaDB, SQLite 3.25+) or ``$setWindowFields`` with
+``$shift`` (MongoDB); only the pairs around a hole come back.
+
+- klines (``klines_<tf>``): a hole is a run of missing candle open times between the first stored candle (or
+  ``--start`` / the listing date with ``full_history``) and the last closed candle.
+- funding (``funding_rates``): intervals are 1h, 4h or 8h per contract and time, so a hole is a distance between
+  consecutive funding times larger than the interval in force around it plus a tolerance (``FundingPair``).
+- aggregate trades (``agg_trades``): ids are consecutive, so a hole is ``LAG(agg_trade_id) + 1 != agg_trade_id``;
+  it is repaired by refetching the time range between its two neighbours.
+
+All ranges are half-open ``[start, end)`` in epoch milliseconds on the key time.
+
+The package, one layer per module: ``settings`` (constants, ``GapSettings``, which tables), ``models`` (``Hole``,
+``Chunk``, ``Scan``, ``ChunkResult``), ``chunking`` (weekly chunks, task groups, ledger arithmetic), ``detection``
+(``scan``; the queries themselves are each store's ``gap_queries()`` dialect in ``sinks/``), ``repair``
+(``fill_chunk``), ``report`` (closure check, report, metrics) and ``tasks`` (a fill task's argv and label).
+The public names are re-exported here: ``from binance_extractor import gaps; gaps.scan(...)``.
+"""
+
+from __future__ import annotations
+
+from binance_extractor.errors import InputError
+from binance_extractor.gaps.chunking import chunk_holes, group_chunks, merge, minus_known, plan_groups
+from binance_extractor.gaps.detection import (
+    closed_end,
+    db_sinks,
+    detect_range,
+    funding_intervals,
+    funding_ms_of,
+    holes_of,
+    onboard_starts,
+    redetect,
+    scan,
+)
+from binance_extractor.gaps.models import Chunk, ChunkResult, Hole, Scan
+from binance_extractor.gaps.repair import fill_chunk, fill_chunks
+from binance_extractor.gaps.report import (
+    build_report,
+    closure_message,
+    emit_metrics,
+    raise_if_open,
+    report_lines,
+    verify,
+)
+from binance_extractor.gaps.settings import (
+    DAY_MS,
+    DB_SINKS,
+    FUNDING_DEFAULT_MS,
+    GAP_TABLES,
+    HOUR_MS,
+    MAX_MAP_LENGTH,
+    MONDAY_MS,
+    STATES,
+    GapClosureError,
+    GapSettings,
+    default_tables,
+    kind_of,
+    parse_tables,
+)
+from binance_extractor.gaps.tasks import FillSpec, chunks_of_specs, fill_arguments, fill_spec
+from binance_extractor.sinks.gap_dialect import FUNDING_NEIGHBOURS, FundingPair
+
+__all__ = [
+    "DAY_MS",
+    "DB_SINKS",
+    "FUNDING_DEFAULT_MS",
+    "FUNDING_NEIGHBOURS",
+    "GAP_TABLES",
+    "HOUR_MS",
+    "MAX_MAP_LENGTH",
+    "MONDAY_MS",
+    "STATES",
+    "Chunk",
+    "ChunkResult",
+    "FillSpec",
+    "FundingPair",
+    "GapClosureError",
+    "GapSettings",
+    "Hole",
+    "InputError",
+    "Scan",
+    "build_report",
+    "chunk_holes",
+    "chunks_of_specs",
+    "closed_end",
+    "closure_message",
+    "db_sinks",
+    "default_tables",
+    "detect_range",
+    "emit_metrics",
+    "fill_arguments",
+    "fill_chunk",
+    "fill_chunks",
+    "fill_spec",
+    "funding_intervals",
+    "funding_ms_of",
+    "group_chunks",
+    "holes_of",
+    "kind_of",
+    "merge",
+    "minus_known",
+    "onboard_starts",
+    "parse_tables",
+    "plan_groups",
+    "raise_if_open",
+    "redetect",
+    "report_lines",
+    "scan",
+    "verify",
+]

@@ -1,0 +1,144 @@
+"""Repair: refetch each hole of a chunk through the pipeline, re-detect, confirm exchange-side holes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from binance_extractor import clock, timeframes
+from binance_extractor.errors import ExtractorError
+from binance_extractor.gaps.detection import db_sinks, funding_intervals, funding_ms_of, redetect
+from binance_extractor.gaps.models import Chunk, ChunkResult, Hole
+from binance_extractor.gaps.settings import FUNDING_DEFAULT_MS, GapSettings, kind_of
+from binance_extractor.sinks.base import Sink
+from binance_extractor.timeutil import ms_to_dt
+
+log = logging.getLogger(__name__)
+
+
+def _job(hole: Hole, source: str, requested_by: str) -> Any:
+    from binance_extractor.pipeline import Job
+
+    kind = kind_of(hole.table).value  # a plain str: it is stored in the audit table
+    interval = timeframes.parse(hole.table).interval if kind == "klines" else None
+    return Job(
+        kind=kind,
+        symbol=hole.symbol,
+        interval=interval,
+        start=ms_to_dt(hole.start_ms),
+        end=ms_to_dt(hole.end_ms),
+        source=source if kind == "klines" else "rest",
+        requested_by=requested_by,
+    )
+
+
+def _fetch_range(hole: Hole, chunk: Chunk, settings: GapSettings | None) -> Hole:
+    """What to refetch for ``hole`` (already clipped to ``chunk``).
+
+    Klines and agg trades: the hole itself. Funding: a hole is a too-long distance between two stored rows, and a
+    chunk boundary (weekly, Monday 00:00 UTC) can cut it so that this chunk's piece holds no funding time at all
+    while the missing row sits just past the boundary in the next chunk. Refetching only the piece returns
+    nothing, so the piece would be "confirmed" exchange-side although the next chunk fills it. Refetching up to
+    one longest interval (plus tolerance) beyond the piece, inside the hole's context, brings in the neighbouring
+    rows, so re-detection judges the piece exactly as a whole-hole refetch would (writes are idempotent upserts).
+    """
+    if kind_of(hole.table) != "funding":
+        return hole
+    margin = FUNDING_DEFAULT_MS + (settings or GapSettings()).funding_tolerance_ms
+    start = max(chunk.ctx_start_ms, hole.start_ms - margin)
+    end = min(chunk.ctx_end_ms, hole.end_ms + margin)
+    return replace(hole, start_ms=start, end_ms=end)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return (text if isinstance(exc, ExtractorError) else f"{type(exc).__name__}: {text}")[:500]
+
+
+def fill_chunk(
+    chunk: Chunk,
+    sinks: Sequence[Sink],
+    client: Any,
+    *,
+    source: str = "auto",
+    requested_by: str = "gap-filler",
+    settings: GapSettings | None = None,
+) -> ChunkResult:
+    """Re-detect, refetch each hole (``pipeline.run_job``: the client's retries), re-detect, confirm the rest.
+
+    A hole still open after a fill that succeeded had no rows at the exchange (every row returned was written):
+    it is recorded in every sink's ledger as exchange-side, with when, by whom and how many requests it took.
+    If the fill failed, nothing is confirmed: the holes stay open for the closure check to report.
+    """
+    from binance_extractor.pipeline import run_job
+
+    result = ChunkResult(chunk)
+    funding_ms = None
+    if kind_of(chunk.table) == "funding" and hasattr(client, "funding_intervals"):
+        funding_ms = funding_ms_of(funding_intervals(client), chunk.symbol)  # the tail is judged by it
+    before = redetect(chunk, sinks, settings, funding_ms)
+    result.found = len(before)
+    if not before:
+        return result
+    sent = getattr(client, "requests_sent", 0)
+    for hole in before:
+        try:
+            res = run_job(_job(_fetch_range(hole, chunk, settings), source, requested_by), sinks, client)
+            result.rows_extracted += res.rows_extracted
+            result.rows_written += res.rows_written
+        except Exception as exc:
+            result.error = _one_line(exc)
+            log.warning("gap fill failed for %s: %s", hole.describe(), result.error)
+            break
+    result.requests = getattr(client, "requests_sent", 0) - sent
+    after = redetect(chunk, sinks, settings, funding_ms)
+    result.filled = sum(1 for h in before if not any(a.start_ms < h.end_ms and h.start_ms < a.end_ms for a in after))
+    if result.error is not None:
+        result.remaining = after
+        return result
+    method = f"refetch:{source}" if kind_of(chunk.table) == "klines" else "refetch:rest"
+    confirmed_at = clock.now()
+    for hole in after:
+        for sink in db_sinks(sinks):
+            sink.record_gap(
+                hole.table,
+                hole.symbol,
+                ms_to_dt(hole.start_ms),
+                ms_to_dt(hole.end_ms),
+                checked_by=requested_by,
+                method=method,
+                requests=result.requests,
+                confirmed_at=confirmed_at,
+            )
+        log.info("confirmed exchange-side hole %s (%d requests)", hole.describe(), result.requests)
+    result.confirmed = len(after)
+    return result
+
+
+def fill_chunks(
+    chunks: Sequence[Chunk],
+    sinks: Sequence[Sink],
+    client: Any,
+    *,
+    source: str = "auto",
+    requested_by: str = "gap-filler",
+    settings: GapSettings | None = None,
+) -> list[ChunkResult]:
+    results = []
+    for chunk in chunks:
+        res = fill_chunk(chunk, sinks, client, source=source, requested_by=requested_by, settings=settings)
+        if res.found:
+            log.info(
+                "%s: %d hole(s), %d filled, %d confirmed exchange-side, %d open, %d rows, %d requests",
+                chunk.describe(),
+                res.found,
+                res.filled,
+                res.confirmed,
+                len(res.remaining),
+                res.rows_written,
+                res.requests,
+            )
+        results.append(res)
+    return results

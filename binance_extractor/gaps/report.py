@@ -1,0 +1,137 @@
+"""Closure check, the per-symbol report, its log lines and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from binance_extractor import telemetry
+from binance_extractor.gaps.detection import redetect
+from binance_extractor.gaps.models import Chunk, Scan
+from binance_extractor.gaps.settings import STATES, GapClosureError, GapSettings
+from binance_extractor.sinks.base import Sink
+
+
+def verify(
+    chunks: Sequence[Chunk],
+    sinks: Sequence[Sink],
+    results: Iterable[Mapping[str, Any]] = (),
+    settings: GapSettings | None = None,
+) -> list[dict[str, Any]]:
+    """Re-detect every chunk; the holes still open (not in the ledger), each with why, if the fill said."""
+    errors = {r["chunk"]: r.get("error") for r in results if r}
+    open_holes: list[dict[str, Any]] = []
+    for chunk in chunks:
+        spec = chunk.spec()
+        if spec not in errors:
+            reason = "no fill result (its task failed or did not run)"
+        elif errors[spec]:
+            reason = f"fill failed: {errors[spec]}"
+        else:
+            reason = "still open after a successful fill"
+        for hole in redetect(chunk, sinks, settings):
+            open_holes.append({**hole.to_dict(), "reason": reason})
+    return open_holes
+
+
+def closure_message(open_holes: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
+    parts = [f"{h['table']} {h['symbol']} [{h['start']}, {h['end']}): {h.get('reason')}" for h in open_holes[:limit]]
+    more = f"; and {len(open_holes) - limit} more" if len(open_holes) > limit else ""
+    return (
+        f"gap closure failed: {len(open_holes)} hole(s) the exchange may have data for are still open: "
+        + "; ".join(parts)
+        + more
+    )
+
+
+def raise_if_open(open_holes: Sequence[Mapping[str, Any]]) -> None:
+    if open_holes:
+        raise GapClosureError(closure_message(open_holes))
+
+
+def build_report(
+    before: Sequence[Scan | Mapping[str, Any]],
+    results: Iterable[Mapping[str, Any]],
+    after: Sequence[Scan],
+    open_holes: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """Per table and symbol: holes found, filled, confirmed exchange-side, remaining, and completeness."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(table: str, symbol: str) -> dict[str, Any]:
+        key = (table, symbol)
+        if key not in rows:
+            rows[key] = {
+                "table": table,
+                "symbol": symbol,
+                "found": 0,
+                "filled": 0,
+                "confirmed": 0,
+                "remaining": 0,
+                "skipped": 0,
+                "known_exchange_side": 0,
+                "missing_before": 0,
+                "missing_after": 0,
+                "rows_written": 0,
+                "requests": 0,
+                "completeness": None,
+            }
+        return rows[key]
+
+    for s in before:
+        d = s.to_dict() if isinstance(s, Scan) else s  # detect's XCom carries Scan.to_dict()
+        e = entry(str(d["table"]), str(d["symbol"]))
+        e["found"] += int(d["holes"])
+        e["skipped"] += int(d["skipped"])
+        e["missing_before"] += int(d["missing"])
+    for r in results:
+        if not r:
+            continue
+        e = entry(str(r["table"]), str(r["symbol"]))
+        for k in ("filled", "confirmed", "rows_written", "requests"):
+            e[k] += int(r.get(k) or 0)
+        if not before:  # chunk mode: what the chunks re-detected is what was found
+            e["found"] += int(r.get("found") or 0)
+            e["remaining"] += len(r.get("remaining") or [])
+    for s in after:
+        e = entry(s.table, s.symbol)
+        e["remaining"] += len(s.holes)
+        e["known_exchange_side"] = s.known
+        e["missing_after"] += s.missing
+        e["completeness"] = round(s.completeness, 6)
+    per = sorted(rows.values(), key=lambda e: (e["table"], e["symbol"]))
+    totals = {k: sum(e[k] for e in per) for k in ("found", "filled", "confirmed", "remaining", "rows_written")}
+    totals["requests"] = sum(e["requests"] for e in per)
+    worst = min((e["completeness"] for e in per if e["completeness"] is not None), default=1.0)
+    return {"totals": {**totals, "min_completeness": worst}, "symbols": per, "open": list(open_holes)}
+
+
+def report_lines(report: Mapping[str, Any]) -> list[str]:
+    """The report as a small table for the task log."""
+    t = report["totals"]
+    out = [
+        f"gap filler: {t['found']} hole(s) found, {t['filled']} filled, {t['confirmed']} confirmed exchange-side, "
+        f"{t['remaining']} remaining; {t['rows_written']} rows written, {t['requests']} requests; "
+        f"lowest completeness {t['min_completeness']:.4%}"
+    ]
+    for e in report["symbols"]:
+        comp = "n/a" if e["completeness"] is None else f"{e['completeness']:.4%}"
+        out.append(
+            f"  {e['table']:<14} {e['symbol']:<14} found={e['found']:<4} filled={e['filled']:<4} "
+            f"confirmed={e['confirmed']:<4} remaining={e['remaining']:<4} skipped={e['skipped']:<4} "
+            f"missing={e['missing_after']:<6} completeness={comp}"
+        )
+    out.extend(f"  OPEN {h['table']} {h['symbol']} [{h['start']}, {h['end']})" for h in report.get("open", []))
+    return out
+
+
+def emit_metrics(report: Mapping[str, Any]) -> None:
+    """``binance.gaps`` (state, table) and ``binance.completeness`` (table, symbol)."""
+    counter = telemetry.instruments.counter("binance.gaps", description="holes by state")
+    gauge = telemetry.instruments.gauge("binance.completeness", description="stored / expected rows")
+    for e in report["symbols"]:
+        for state in STATES:
+            if e[state]:
+                counter.add(e[state], {"state": state, "table": e["table"]})
+        if e["completeness"] is not None:
+            gauge.set(e["completeness"], {"table": e["table"], "symbol": e["symbol"]})

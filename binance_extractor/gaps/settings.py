@@ -1,0 +1,116 @@
+"""Gap-filler settings, constants and which tables have gap detection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from binance_extractor import config, timeframes
+from binance_extractor.errors import ExtractorError, InputError
+from binance_extractor.kinds import DataKind
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Mondays 00:00 UTC
+MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
+FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
+DB_SINKS = ("sqlite", "mysql", "postgres", "mongo")  # the --sink names that answer gap queries
+STATES = ("found", "filled", "confirmed", "remaining")
+GAP_TABLES = "klines_<tf>, funding_rates or agg_trades"
+
+
+class GapClosureError(ExtractorError):
+    """A hole the exchange has (or may have) data for is still open after the fill."""
+
+
+@dataclass(frozen=True)
+class GapSettings:
+    """``gap_filler:`` of include/config.yaml (any field can be overridden by the CLI or the DAG)."""
+
+    min_gap: int = 1
+    max_gap: int | None = None
+    chunk_days: float = 7.0
+    max_mapped_tasks: int = 512
+    funding_tolerance_ms: int = 5 * 60_000
+    lookback_days: float | None = None
+
+    @classmethod
+    def load(cls, **overrides: Any) -> GapSettings:
+        raw = dict(config.settings().gap_filler)
+        values: dict[str, Any] = {
+            "min_gap": raw.get("min_gap_candles", 1),
+            "max_gap": raw.get("max_gap_candles"),
+            "chunk_days": raw.get("chunk_days", 7),
+            "max_mapped_tasks": raw.get("max_mapped_tasks", 512),
+            "funding_tolerance_ms": int(float(raw.get("funding_tolerance_minutes", 5)) * 60_000),
+            "lookback_days": raw.get("lookback_days"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            out = cls(
+                min_gap=int(values["min_gap"]),
+                max_gap=None if values["max_gap"] is None else int(values["max_gap"]),
+                chunk_days=float(values["chunk_days"]),
+                max_mapped_tasks=int(values["max_mapped_tasks"]),
+                funding_tolerance_ms=int(values["funding_tolerance_ms"]),
+                lookback_days=None if values["lookback_days"] is None else float(values["lookback_days"]),
+            )
+        except (TypeError, ValueError):
+            raise InputError(f"gap_filler settings must be numbers: {values}") from None
+        if out.min_gap < 1:
+            raise InputError(f"gap_filler.min_gap_candles must be at least 1, not {out.min_gap}")
+        if out.max_gap is not None and out.max_gap < out.min_gap:
+            raise InputError(f"gap_filler.max_gap_candles ({out.max_gap}) is below min_gap_candles ({out.min_gap})")
+        if out.chunk_days <= 0:
+            raise InputError(f"gap_filler.chunk_days must be positive, not {out.chunk_days}")
+        if not 1 <= out.max_mapped_tasks <= MAX_MAP_LENGTH:
+            raise InputError(f"gap_filler.max_mapped_tasks must be in 1..{MAX_MAP_LENGTH}, not {out.max_mapped_tasks}")
+        return out
+
+    @property
+    def chunk_ms(self) -> int:
+        return max(1, int(self.chunk_days * DAY_MS))
+
+
+GAP_KINDS = (DataKind.KLINES, DataKind.FUNDING, DataKind.AGG_TRADES)
+
+
+def kind_of(table: str) -> DataKind:
+    """``klines``, ``funding`` or ``agg_trades``; other tables have no gap detection (InputError)."""
+    try:
+        kind = DataKind.of_table(table)
+    except InputError:
+        kind = None
+    if kind not in GAP_KINDS:
+        raise InputError(f"no gap detection for table {table!r}: use {GAP_TABLES}")
+    return kind
+
+
+def default_tables() -> list[str]:
+    """Every scheduled kline table, funding rates and aggregate trades."""
+    names = list(config.settings().timeframes) or list(timeframes.SCHEDULED)
+    return [timeframes.parse(n).table for n in names] + ["funding_rates", "agg_trades"]
+
+
+def parse_tables(values: Sequence[str] | None) -> list[str]:
+    """``--table klines_m5,funding_rates`` (repeatable); ``m5``/``5m`` mean ``klines_m5``; default: all."""
+    if not values:
+        return default_tables()
+    out: list[str] = []
+    for value in values:
+        for item in value.replace(" ", ",").split(","):
+            name = item.strip()
+            if not name:
+                continue
+            if name not in ("funding_rates", "agg_trades"):
+                try:
+                    name = timeframes.parse(name).table
+                except InputError:
+                    raise InputError(f"unknown table {name!r}: use {GAP_TABLES}") from None
+            kind_of(name)
+            if name not in out:
+                out.append(name)
+    if not out:
+        raise InputError(f"no table given: use {GAP_TABLES}")
+    return out
