@@ -14,35 +14,36 @@ most ``workers + 1`` files downloaded or buffered at any time, consumed in order
 from __future__ import annotations
 
 import contextvars
-import csv
-import hashlib
-import io
 import logging
-import zipfile
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from itertools import pairwise
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-
-from binance_extractor import config, telemetry, timeutil
-from binance_extractor.archive_columns import KlineBlock, parse_block
-from binance_extractor.errors import ExtractorError, InputError, ValidationError
+from binance_extractor import config, timeutil
+from binance_extractor.archive_columns import KlineBlock
+from binance_extractor.archive_fetch import ATTEMPTS, ArchiveFetcher, ArchiveStats, FilePart, _session
+from binance_extractor.archive_files import (
+    MICROS_THRESHOLD,
+    ArchiveError,
+    missing_ranges,
+    parse_csv,
+    parse_rows,
+    parse_zip,
+    read_zip,
+    read_zip_bytes,
+    to_klines,
+)
+from binance_extractor.archive_periods import DAY_MS, PREFIX, Period, archivable, plan_periods
+from binance_extractor.errors import InputError
 from binance_extractor.models import Kline
 from binance_extractor.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "rest", "archive")
-PREFIX = "data/futures/um"
-DAY_MS = 86_400_000
-MICROS_THRESHOLD = 10**14  # epoch ms stay below this until year 5138; epoch us are above it since 1973
 BATCH_SIZE = 5000  # rows per yielded batch: the sinks' preferred write size
 # In ``auto`` mode, fewer archivable candles than this go to REST: a couple of REST pages (limit 499, weight 2)
 # cost less than downloading files (e.g. a 5-minute incremental run crossing midnight, or a year of d1).
@@ -50,303 +51,6 @@ AUTO_MIN_CANDLES = 1000
 # Download threads of a pipeline job: files are small and the path is latency-bound (two requests a file), so more
 # in flight than cores pays; at most BULK_WORKERS + 1 files are held at once.
 BULK_WORKERS = 8
-ATTEMPTS = 3  # downloads per file before a corrupt/truncated/unreachable file is reported
-RETRY_WAIT_S = (0.2, 2.0)  # initial and maximum backoff between attempts
-TIMEOUT_S = (10.0, 120.0)  # connect, read
-
-
-class ArchiveError(ExtractorError):
-    """An archive file that stayed corrupt, truncated or unreachable after retries (never written)."""
-
-    def __init__(self, filename: str, reason: str) -> None:
-        self.filename = filename
-        self.reason = reason
-        super().__init__(f"archive file {filename}: {reason}")
-
-
-class _BadFile(Exception):
-    """One failed attempt at a file; retried, then turned into ``ArchiveError``."""
-
-
-class _Unreachable(_BadFile):
-    """The host did not answer (connection refused/reset, timeout, egress blocked)."""
-
-
-@dataclass(frozen=True)
-class Period:
-    """One archive file's period: a calendar month (``monthly``) or a UTC day (``daily``)."""
-
-    kind: str
-    label: str  # YYYY-MM or YYYY-MM-DD
-    lo_ms: int
-    hi_ms: int
-
-    def filename(self, symbol: str, interval: str) -> str:
-        return f"{symbol}-{interval}-{self.label}.zip"
-
-    def path(self, symbol: str, interval: str) -> str:
-        return f"{PREFIX}/{self.kind}/klines/{symbol}/{interval}/{self.filename(symbol, interval)}"
-
-    def days(self) -> list[Period]:
-        """The daily periods of a month (used while its monthly file is not yet published)."""
-        return [_day(t) for t in range(self.lo_ms, self.hi_ms, DAY_MS)]
-
-
-def _day(t_ms: int) -> Period:
-    d = datetime.fromtimestamp(t_ms // 1000, UTC)
-    return Period("daily", d.strftime("%Y-%m-%d"), t_ms, t_ms + DAY_MS)
-
-
-def _month_end(t_ms: int) -> int:
-    d = datetime.fromtimestamp(t_ms // 1000, UTC)
-    y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
-    return timeutil.dt_to_ms(datetime(y, m, 1, tzinfo=UTC))
-
-
-def plan_periods(start_ms: int, end_ms: int) -> list[Period]:
-    """Files covering ``[start_ms, end_ms)``: monthly for months wholly inside, daily for the days around."""
-    out: list[Period] = []
-    t = start_ms - start_ms % DAY_MS
-    while t < end_ms:
-        d = datetime.fromtimestamp(t // 1000, UTC)
-        if d.day == 1 and t >= start_ms:
-            m_end = _month_end(t)
-            if m_end <= end_ms:
-                out.append(Period("monthly", d.strftime("%Y-%m"), t, m_end))
-                t = m_end
-                continue
-        out.append(_day(t))
-        t += DAY_MS
-    return out
-
-
-def archivable(tf: Timeframe) -> bool:
-    """Intervals whose candles never straddle a UTC day (so every file holds whole candles)."""
-    return not tf.is_monthly and tf.ms <= DAY_MS and DAY_MS % tf.ms == 0
-
-
-@dataclass
-class FilePart:
-    """What one file gave: its verified CSV rows in the window (raw: validated by the consumer, in order, so
-    the first batch reaches the sink early and validation overlaps writing), or why it gave none."""
-
-    period: Period
-    filename: str
-    rows: list[list[str]] = field(default_factory=list)
-    open_ms: list[int] = field(default_factory=list)
-    missing: bool = False
-    error: ArchiveError | None = None
-    block: KlineBlock | None = None  # columnar mode: the whole file parsed and validated in the fetch thread
-
-
-@dataclass
-class ArchiveStats:
-    """Counters of one ``iter_klines`` call (for logs, tests and the benchmark)."""
-
-    files: int = 0
-    files_missing: list[str] = field(default_factory=list)
-    files_failed: list[str] = field(default_factory=list)
-    archive_rows: int = 0
-    rest_rows: int = 0
-    rest_ranges: list[tuple[int, int]] = field(default_factory=list)
-    unfilled_ranges: list[tuple[int, int]] = field(default_factory=list)
-    max_outstanding: int = 0
-
-
-class ArchiveFetcher:
-    """Downloads, verifies and parses archive files for one (symbol, interval); thread-safe for GETs."""
-
-    def __init__(
-        self, symbol: str, tf: Timeframe, session: requests.Session, base_url: str, columnar: bool = False
-    ) -> None:
-        self.symbol = symbol
-        self.tf = tf
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self.columnar = columnar
-        self.down = False  # set once a file failed for want of a host: later files fail fast
-
-    def fetch(self, period: Period, lo_ms: int, hi_ms: int) -> list[FilePart]:
-        """The period's file (a monthly one not yet published falls back to its daily files)."""
-        part = self.fetch_file(period, lo_ms, hi_ms)
-        if period.kind == "monthly" and part.missing:
-            log.info("monthly archive file %s not published: using daily files", part.filename)
-            return [self.fetch_file(day, lo_ms, hi_ms) for day in period.days() if day.hi_ms > lo_ms]
-        return [part]
-
-    def fetch_file(self, period: Period, lo_ms: int, hi_ms: int) -> FilePart:
-        name = period.filename(self.symbol, self.tf.interval)
-        url = f"{self.base_url}/{period.path(self.symbol, self.tf.interval)}"
-        if self.down:
-            return FilePart(period, name, error=ArchiveError(name, "archive host unreachable (skipped)"))
-        retrying = Retrying(
-            retry=retry_if_exception_type(_BadFile),
-            stop=stop_after_attempt(ATTEMPTS),
-            wait=wait_exponential_jitter(initial=RETRY_WAIT_S[0], max=RETRY_WAIT_S[1], jitter=RETRY_WAIT_S[0]),
-            reraise=True,
-        )
-        with telemetry.span("archive.file", file=name, symbol=self.symbol, interval=self.tf.interval):
-            try:
-                for attempt in retrying:
-                    with attempt:
-                        body = self._download(url, name)
-                        if body is None:
-                            return FilePart(period, name, missing=True)
-                        if self.columnar:  # pyarrow releases the GIL: files parse in parallel with writing
-                            block = parse_block(read_zip_bytes(body), self.symbol, self.tf.interval, lo_ms, hi_ms)
-                            return FilePart(period, name, open_ms=block.open_ms(), block=block)
-                        rows, opens = parse_rows(read_zip(body), lo_ms, hi_ms, f"{self.symbol} {self.tf.interval}")
-                        return FilePart(period, name, rows, opens)
-            except _BadFile as exc:
-                if isinstance(exc, _Unreachable):
-                    self.down = True
-                return FilePart(period, name, error=ArchiveError(name, f"{exc} (after {ATTEMPTS} attempts)"))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _get(self, url: str) -> requests.Response | None:
-        try:
-            resp = self.session.get(url, timeout=TIMEOUT_S)
-        except requests.ConnectionError as exc:  # refused, reset, DNS, connect timeout: the host is not there
-            raise _Unreachable(f"download failed: {type(exc).__name__}") from None
-        except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:  # slow or cut off: retry
-            raise _BadFile(f"download failed: {type(exc).__name__}") from None
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200:
-            raise _BadFile(f"HTTP {resp.status_code}")
-        return resp
-
-    def _download(self, url: str, name: str) -> bytes | None:
-        """The verified zip bytes, or None when the file (or its checksum) is not published."""
-        check = self._get(url + ".CHECKSUM")
-        if check is None:
-            return None
-        expected = _parse_checksum(check.text, name)
-        resp = self._get(url)
-        if resp is None:
-            return None
-        body = resp.content
-        digest = hashlib.sha256(body).hexdigest()
-        if digest != expected:
-            raise _BadFile(_diagnose(body, expected, digest))
-        return body
-
-
-def _parse_checksum(text: str, name: str) -> str:
-    parts = text.split()
-    if len(parts) != 2 or len(parts[0]) != 64 or parts[1].lstrip("*") != name:
-        raise _BadFile(f"malformed CHECKSUM file {text[:100]!r}")
-    return parts[0].lower()
-
-
-def _diagnose(body: bytes, expected: str, got: str) -> str:
-    """Name the failure precisely: a cut-off download and silently wrong bytes call for different fixes."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(body)) as zf:
-            bad = zf.testzip()
-    except zipfile.BadZipFile:
-        return f"truncated or not a zip ({len(body)} bytes; sha256 {got[:12]}... != {expected[:12]}...)"
-    detail = f"; CRC error in {bad}" if bad else ""
-    return f"checksum mismatch (sha256 {got[:12]}... != {expected[:12]}...){detail}"
-
-
-def read_zip_bytes(body: bytes) -> bytes:
-    """The bytes of the zip's one CSV member (a bad zip is a failed attempt: retried, then reported)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(body)) as zf:
-            members = [n for n in zf.namelist() if n.endswith(".csv")]
-            if len(members) != 1:
-                raise _BadFile(f"expected one CSV in the zip, found {len(members)}")
-            return zf.read(members[0])
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise _BadFile(f"unreadable zip: {exc}") from None
-
-
-def read_zip(body: bytes) -> str:
-    """The text of the zip's one CSV member (a bad zip is a failed attempt: retried, then reported)."""
-    try:
-        return read_zip_bytes(body).decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise _BadFile(f"unreadable zip: {exc}") from None
-
-
-def parse_rows(text: str, lo_ms: int, hi_ms: int, what: str = "") -> tuple[list[list[str]], list[int]]:
-    """Archive CSV (with or without header; ms or us timestamps) -> rows in ``[lo_ms, hi_ms)`` with ms times.
-
-    Rows come back sorted by open time, each open time once, with their open times; nothing validated yet.
-    """
-    rows: list[list[str]] = []
-    opens: list[int] = []
-    seen: set[int] = set()
-    for i, row in enumerate(csv.reader(io.StringIO(text))):
-        if not row:
-            continue
-        first = row[0]
-        if not first.isdigit():
-            if i == 0:
-                continue  # header row: open_time,open,high,...
-            raise ValidationError(f"Kline rejected ({what}): malformed archive row {row!r:.120}")
-        open_ms = int(first)
-        if open_ms > MICROS_THRESHOLD:  # microseconds: exact integer conversion, no float
-            open_ms //= 1000
-            row[0] = str(open_ms)
-            row[6] = str(int(row[6]) // 1000)
-        if open_ms < lo_ms or open_ms >= hi_ms or open_ms in seen:
-            continue
-        seen.add(open_ms)
-        opens.append(open_ms)
-        rows.append(row)
-    if any(b <= a for a, b in pairwise(opens)):
-        order = sorted(range(len(opens)), key=opens.__getitem__)
-        rows = [rows[j] for j in order]
-        opens = [opens[j] for j in order]
-    return rows, opens
-
-
-def to_klines(symbol: str, interval: str, rows: list[list[str]]) -> list[Kline]:
-    """Validate raw archive rows through the same model as REST rows."""
-    build = Kline.from_rest
-    return [build(symbol, interval, row) for row in rows]
-
-
-def parse_csv(text: str, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> tuple[list[Kline], list[int]]:
-    """Validated candles of an archive CSV in ``[lo_ms, hi_ms)`` and their open times (ms)."""
-    rows, opens = parse_rows(text, lo_ms, hi_ms, f"{symbol} {interval}")
-    return to_klines(symbol, interval, rows), opens
-
-
-def parse_zip(body: bytes, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> tuple[list[Kline], list[int]]:
-    """Validated candles of an archive zip in ``[lo_ms, hi_ms)`` and their open times (ms)."""
-    return parse_csv(read_zip(body), symbol, interval, lo_ms, hi_ms)
-
-
-def missing_ranges(tf: Timeframe, lo_ms: int, hi_ms: int, have: list[int]) -> list[tuple[int, int]]:
-    """Half-open sub-ranges of ``[lo_ms, hi_ms)`` whose expected candle open times are absent from ``have``."""
-    first, step = tf.ceil_ms(lo_ms), tf.ms
-    complete = len(have) == tf.count_between(lo_ms, hi_ms) and (not have or have[0] == first)
-    if complete and all(b - a == step for a, b in pairwise(have)):
-        return []  # the common case: a complete file
-    got = set(have)
-    out: list[tuple[int, int]] = []
-    run_start: int | None = None
-    for t in range(first, hi_ms, step):
-        if t in got:
-            if run_start is not None:
-                out.append((run_start, t))
-                run_start = None
-        elif run_start is None:
-            run_start = t
-    if run_start is not None:
-        out.append((run_start, hi_ms))
-    return out
-
-
-def _session(workers: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(2, workers + 1))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def iter_klines(
@@ -585,6 +289,10 @@ def _iso(ms: int) -> str:
 
 
 __all__ = [
+    "ATTEMPTS",
+    "DAY_MS",
+    "MICROS_THRESHOLD",
+    "PREFIX",
     "SOURCES",
     "ArchiveError",
     "ArchiveFetcher",

@@ -12,42 +12,61 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 import threading
-import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from binance_extractor import __version__
+from binance_extractor.telemetry_capture import Capture
+from binance_extractor.telemetry_exporters import (
+    BATCH_BUCKETS,
+    BUCKETS,
+    DEFAULT_SERVICE_NAME,
+    HTTP_BUCKETS,
+    JOB_BUCKETS,
+    K8S_ENV,
+    NAME,
+    _bounded,
+    _DropMetrics,
+    _metric_readers,
+    _sampler,
+    _span_processors,
+    _views,
+    resource,
+)
+from binance_extractor.telemetry_propagation import current_ids, extract_context_from_env, inject_traceparent
 
-NAME = "binance_extractor"
-DEFAULT_SERVICE_NAME = "binance-extractor"
-# Pod template (downward API) -> resource attribute.
-K8S_ENV = {
-    "K8S_POD_NAME": "k8s.pod.name",
-    "K8S_NAMESPACE_NAME": "k8s.namespace.name",
-    "K8S_NODE_NAME": "k8s.node.name",
-}
-# Histogram bucket boundaries in seconds (the SDK default buckets are made for milliseconds).
-HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-BATCH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-JOB_BUCKETS = (0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
-BUCKETS = {
-    "binance.http.duration": HTTP_BUCKETS,
-    "binance.db.batch.duration": BATCH_BUCKETS,
-    "binance.job.duration": JOB_BUCKETS,
-}
+__all__ = [
+    "BATCH_BUCKETS",
+    "BUCKETS",
+    "DEFAULT_SERVICE_NAME",
+    "FLUSH_TIMEOUT_MS",
+    "HTTP_BUCKETS",
+    "JOB_BUCKETS",
+    "K8S_ENV",
+    "NAME",
+    "Capture",
+    "capture",
+    "current_ids",
+    "extract_context_from_env",
+    "force_flush",
+    "inject_traceparent",
+    "instruments",
+    "meter",
+    "resource",
+    "setup",
+    "shutdown",
+    "span",
+    "tracer",
+]
+
 FLUSH_TIMEOUT_MS = 5000
 
 log = logging.getLogger(__name__)
-_propagator = TraceContextTextMapPropagator()
 
 
 @dataclass
@@ -158,89 +177,6 @@ instruments = _Instruments()
 # --------------------------------------------------------------------------- SDK setup
 
 
-def resource(service_name: str = DEFAULT_SERVICE_NAME) -> Any:
-    """service.name/version + Kubernetes pod/namespace/node from the downward-API env + OTEL_RESOURCE_ATTRIBUTES.
-
-    ``OTEL_SERVICE_NAME`` (or ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``) overrides ``service_name``.
-    """
-    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-
-    detected = OTELResourceDetector().detect().attributes
-    attrs: dict[str, Any] = {
-        "service.name": detected.get("service.name") or service_name,
-        "service.version": detected.get("service.version") or __version__,
-        # one per process: Airflow forks (scheduler -> executor workers -> task processes), and cumulative
-        # series from different processes must not share an identity
-        "service.instance.id": detected.get("service.instance.id") or uuid.uuid4().hex,
-    }
-    for env, key in K8S_ENV.items():
-        value = os.environ.get(env)
-        if value and key not in detected:
-            attrs[key] = value
-    return Resource.create(attrs)
-
-
-def _views() -> list[Any]:
-    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-
-    return [
-        View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(boundaries=bounds))
-        for name, bounds in BUCKETS.items()
-    ]
-
-
-def _sampler() -> Any:
-    """Honour ``OTEL_TRACES_SAMPLER``; by default also record under an unsampled remote parent.
-
-    Airflow's DAG-run trace carrier is marked unsampled when Airflow's own tracing is off; strict parent-based
-    sampling would then drop every span of the pods it starts, although they share its trace id.
-    """
-    if os.environ.get("OTEL_TRACES_SAMPLER"):
-        return None  # TracerProvider reads the env itself
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-
-    return ParentBased(root=ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
-
-
-def _exporter_names(signal: str) -> list[str]:
-    raw = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER", "otlp")
-    return [n.strip().lower() for n in raw.split(",") if n.strip()]
-
-
-def _endpoint_set(signal: str) -> bool:
-    return bool(
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
-    )
-
-
-def _span_processors() -> list[Any]:
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-    processors: list[Any] = []
-    names = _exporter_names("traces")
-    if "otlp" in names and _endpoint_set("TRACES"):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        processors.append(BatchSpanProcessor(OTLPSpanExporter()))
-    if "console" in names:
-        processors.append(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
-    return processors
-
-
-def _metric_readers() -> list[Any]:
-    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
-
-    readers: list[Any] = []
-    names = _exporter_names("metrics")
-    if "otlp" in names and _endpoint_set("METRICS"):
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    if "console" in names:
-        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
-    return readers
-
-
 def _activate(tracer_provider: Any, meter_provider: Any) -> None:
     with _lock:
         _state.tracer_provider = tracer_provider
@@ -305,21 +241,6 @@ def _own(provider: Any) -> None:
     _created.add(id(provider))
 
 
-class _DropMetrics:
-    """Exporter stand-in for the metric readers a forked child inherits: the parent exports those series."""
-
-    def export(self, *args: Any, **kwargs: Any) -> Any:
-        from opentelemetry.sdk.metrics.export import MetricExportResult
-
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, *args: Any, **kwargs: Any) -> bool:
-        return True
-
-    def shutdown(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def _after_fork_in_child() -> None:
     """A forked child (Airflow executor worker, task process) must not re-export the parent's cumulative metrics.
 
@@ -368,48 +289,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _bounded(action: str, timeout_millis: int, providers: list[Any]) -> bool:
-    """Run ``provider.<action>()`` for each provider in parallel daemon threads, waiting at most the budget.
-
-    The OTLP exporter retries a refused connection until its own timeout (10 s by default); a process that is
-    done must not wait that long for a collector that is down, so whatever is still pending is abandoned.
-    """
-    results: dict[int, bool] = {}
-
-    def run(index: int, provider: Any) -> None:
-        try:
-            method = getattr(provider, action)
-            if action == "force_flush":
-                results[index] = bool(method(timeout_millis=timeout_millis))
-            elif isinstance(provider, _meter_provider_class()):
-                method(timeout_millis=timeout_millis)
-                results[index] = True
-            else:
-                method()
-                results[index] = True
-        except Exception as exc:  # exporting must never fail a task
-            log.debug("telemetry %s failed: %s", action, exc)
-            results[index] = False
-
-    threads = [
-        threading.Thread(target=run, args=(i, p), name=f"otel-{action}", daemon=True)
-        for i, p in enumerate(providers)
-        if hasattr(p, action)
-    ]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout_millis / 1000
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    return len(results) == len(threads) and all(results.values())
-
-
-def _meter_provider_class() -> type:
-    from opentelemetry.sdk.metrics import MeterProvider
-
-    return MeterProvider
-
-
 def force_flush(timeout_millis: int = FLUSH_TIMEOUT_MS) -> bool:
     """Push buffered spans and metrics now (short-lived processes, callbacks). Never raises, never waits longer
     than ``timeout_millis``; False if something could not be delivered in time."""
@@ -435,84 +314,7 @@ def shutdown(timeout_millis: int = FLUSH_TIMEOUT_MS) -> None:
 
 # --------------------------------------------------------------------------- trace context propagation
 
-
-def extract_context_from_env(environ: Mapping[str, str] | None = None) -> object | None:
-    """Make ``TRACEPARENT``/``TRACESTATE`` from the environment the current parent context.
-
-    A pod started by an Airflow task gets them in its env, so its spans join the task's trace. Returns the
-    token for ``opentelemetry.context.detach`` or None when there is no valid parent.
-    """
-    env = os.environ if environ is None else environ
-    traceparent = env.get("TRACEPARENT") or env.get("traceparent")
-    if not traceparent:
-        return None
-    carrier = {"traceparent": traceparent.strip()}
-    tracestate = env.get("TRACESTATE") or env.get("tracestate")
-    if tracestate:
-        carrier["tracestate"] = tracestate.strip()
-    ctx = _propagator.extract(carrier)
-    if not trace.get_current_span(ctx).get_span_context().is_valid:
-        log.warning("ignoring invalid TRACEPARENT")
-        return None
-    return otel_context.attach(ctx)
-
-
-def inject_traceparent() -> dict[str, str]:
-    """``{"TRACEPARENT": ..., ["TRACESTATE": ...]}`` for the current span, to put into a child's environment.
-
-    Empty when there is no valid current span. Call it at run time (inside the task), not at DAG parse time.
-    """
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
-    return {key.upper(): value for key, value in carrier.items()}
-
-
-def current_ids() -> tuple[str, str] | None:
-    """(trace_id, span_id) of the current span as hex, or None: used by the JSON log formatter."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    return trace.format_trace_id(ctx.trace_id), trace.format_span_id(ctx.span_id)
-
-
 # --------------------------------------------------------------------------- in-memory capture (tests)
-
-
-class Capture:
-    """Spans and metric points recorded inside ``capture()``."""
-
-    def __init__(self, span_exporter: Any, metric_reader: Any) -> None:
-        self.span_exporter = span_exporter
-        self.metric_reader = metric_reader
-
-    def spans(self, name: str | None = None) -> list[Any]:
-        finished = list(self.span_exporter.get_finished_spans())
-        return [s for s in finished if name is None or s.name == name]
-
-    def points(self, metric: str) -> list[Any]:
-        """All data points of one metric (cumulative since ``capture()`` began)."""
-        data = self.metric_reader.get_metrics_data()
-        found: list[Any] = []
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if m.name == metric:
-                        found.extend(m.data.data_points)
-        return found
-
-    def value(self, metric: str, **attrs: Any) -> float:
-        """Sum (counters, gauges) or sum of recorded values (histograms) over points matching ``attrs``."""
-        total = 0.0
-        for point in self.points(metric):
-            if all(point.attributes.get(k) == v for k, v in attrs.items()):
-                total += point.sum if hasattr(point, "bucket_counts") else point.value
-        return total
-
-    def count(self, metric: str, **attrs: Any) -> int:
-        """Number of recorded values of a histogram over points matching ``attrs``."""
-        return sum(
-            point.count for point in self.points(metric) if all(point.attributes.get(k) == v for k, v in attrs.items())
-        )
 
 
 @contextmanager

@@ -8,12 +8,13 @@ or database access: the only file read is ``include/config.yaml``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, Param, task
+from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, CronTriggerTimetable, Param, task
 
 from binance_extractor import config, jobspecs, orchestration, timeframes
 from binance_extractor.airflow import callbacks
@@ -61,7 +62,7 @@ def image() -> str:
 # --------------------------------------------------------------------------------------------- tasks
 
 
-def _fail(exc: Exception) -> Exception:
+def fail(exc: Exception) -> Exception:
     """Bad input / stale data: fail at once, retrying cannot help."""
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -81,7 +82,7 @@ def _resolve(requested: list[str], source: str) -> dict[str, Any]:
     try:
         resolution = orchestration.resolve_symbols(requested, _validator(), source)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     for sym, why in resolution.invalid.items():
         log.warning("skipping symbol %s: %s", sym, why)
     log.info("extracting %d symbol(s) from %s: %s", len(resolution.valid), source, ",".join(resolution.valid))
@@ -97,7 +98,7 @@ def resolve_symbols() -> dict[str, Any]:
     return _resolve(requested, source)
 
 
-def _requested_by(context: Any) -> str:
+def requested_by(context: Any) -> str:
     return f"airflow:{context['dag'].dag_id}/{context['run_id']}"
 
 
@@ -122,11 +123,13 @@ def pod_tasks(task_id: str, name: str, kind: str, specs: Any) -> Any:
     ).expand_kwargs(specs)
 
 
-def _extraction(kind: str, dag_id: str, runtime: str, specs: Any) -> Any:
+def _extraction(
+    kind: str, dag_id: str, runtime: str, specs: Any, task_id: str = "extract", name: str | None = None
+) -> Any:
     """The mapped extraction of ``specs`` (an XComArg of ``task_kwargs``) in the chosen runtime; its XComArg."""
     if runtime == "kubernetes":
-        return pod_tasks("extract", dag_id.replace("_", "-"), kind, specs).output
-    return extract_local.expand_kwargs(specs)
+        return pod_tasks(task_id, name or dag_id.replace("_", "-"), kind, specs).output
+    return extract_local.override(task_id=task_id).expand_kwargs(specs)
 
 
 @task(task_id="extract", pool=POOL, map_index_template=LOCAL_LABEL)
@@ -139,8 +142,8 @@ def extract_local(argv: list[str], map_label: str = "", spec: dict[str, Any] | N
     try:
         results = cli.execute(list(argv))
     except (InputError, FatalAPIError) as exc:
-        raise _fail(exc) from None
-    return [r.to_dict() for r in results]
+        raise fail(exc) from None
+    return [r.to_dict() if hasattr(r, "to_dict") else r for r in results]  # fill-gaps returns plain dicts
 
 
 def _last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None] | None:
@@ -204,7 +207,7 @@ def _summary_task(kind: str, interval: str | None, runtime: str, asset: Asset) -
         try:
             report.raise_if_stale()
         except orchestration.StaleDataError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         return report.to_dict()
 
     return summary
@@ -256,7 +259,7 @@ def _scheduled_dag(
                 data_interval_start=context["data_interval_start"],
                 data_interval_end=context["data_interval_end"],
                 interval=interval,
-                requested_by=_requested_by(context),
+                requested_by=requested_by(context),
                 xcom=runtime == "kubernetes",
             )
             example = " ".join(specs[0].to_argv()) if specs else "-"
@@ -308,7 +311,7 @@ def trades_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
 # --------------------------------------------------------------------------------------------- manual DAG
 
 
-def _max_map_length() -> int:
+def max_map_length() -> int:
     try:
         from airflow.configuration import conf
 
@@ -347,7 +350,7 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
             try:
                 request = orchestration.validate_manual(context["params"])
             except InputError as exc:
-                raise _fail(exc) from None
+                raise fail(exc) from None
             resolved = _resolve(request.symbols, "params")
             return {
                 **resolved,
@@ -370,12 +373,12 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
                 specs = orchestration.plan_manual(
                     request,
                     req["valid"],
-                    max_tasks=_max_map_length(),
-                    requested_by=_requested_by(context),
+                    max_tasks=max_map_length(),
+                    requested_by=requested_by(context),
                     xcom=runtime == "kubernetes",
                 )
             except InputError as exc:
-                raise _fail(exc) from None
+                raise fail(exc) from None
             log.info("%d chunk task(s), e.g. %s", len(specs), " ".join(specs[0].to_argv()))
             return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
@@ -394,4 +397,94 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
         req = validate_request()
         extracted = _extraction("klines", "binance_klines_manual", runtime, plan(req))
         summary(req, extracted)
+    return dag
+
+
+# --------------------------------------------------------------------------------------------- gap filler DAG
+
+GAP_FILLER_ID = "binance_klines_gap_filler"
+GAP_FILLER_CRON = "0 2 * * *"
+
+
+def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
+    """``binance_klines_gap_filler``: detect -> chunk -> fill (mapped) -> verify -> report, daily 02:00 UTC."""
+    from binance_extractor import gaps
+    from binance_extractor.airflow import gapfill
+
+    runtime = runtime or config.runtime()
+    with DAG(
+        dag_id=GAP_FILLER_ID,
+        schedule=CronTriggerTimetable(GAP_FILLER_CRON, timezone="UTC"),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        on_failure_callback=callbacks.on_dag_failure,
+        tags=["binance", "futures", "gaps", "maintenance"],
+        doc_md=doc_md,
+        description=f"Detect, refill and verify holes in every table, daily 02:00 UTC ({runtime} runtime)",
+    ) as dag:
+
+        @task(task_id="detect")
+        def detect(**context: Any) -> dict[str, Any]:
+            """Holes per (table, symbol), found in the database; ledger-known exchange holes left out."""
+            from binance_extractor.timeutil import iso, now_ms
+
+            end = context["data_interval_end"]
+            scans = gapfill.scan(gapfill.symbols(), end, now_ms())
+            holes = gaps.holes_of(scans)
+            for s in scans:
+                if s.holes or s.skipped:
+                    log.info("%s %s: %d hole(s), %d missing row(s)", s.table, s.symbol, len(s.holes), s.missing)
+            log.info("%d hole(s) to fill in %d (table, symbol) pair(s)", len(holes), len(scans))
+            return {"end": iso(end), "scans": [s.to_dict() for s in scans], "holes": [h.to_dict() for h in holes]}
+
+        @task(task_id="chunk")
+        def chunk(found: Any, **context: Any) -> list[dict[str, Any]]:
+            """Weekly chunks grouped into at most ``max_mapped_tasks`` fill tasks."""
+            settings = gaps.GapSettings.load()
+            cap = min(settings.max_mapped_tasks, max_map_length())  # a deployment may lower it
+            settings = dataclasses.replace(settings, max_mapped_tasks=cap)
+            holes = [gaps.Hole.from_dict(h) for h in found["holes"]]
+            groups = gaps.plan_groups(holes, settings)
+            by = requested_by(context)
+            specs = [gaps.fill_spec(g, requested_by=by, xcom=runtime == "kubernetes") for g in groups]
+            log.info("%d hole(s) -> %d chunk(s) in %d task(s)", len(holes), sum(map(len, groups)), len(specs))
+            return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
+
+        @task(task_id="verify", trigger_rule="all_done")
+        def verify(specs: Any, **context: Any) -> dict[str, Any]:
+            """Re-detect every chunk: a hole still open (and not confirmed exchange-side) fails the run."""
+            chunks = gaps.chunks_of_specs(specs)
+            open_holes = gapfill.verify(chunks, gapfill.fill_results(context))
+            if open_holes:
+                raise fail(gaps.GapClosureError(gaps.closure_message(open_holes)))
+            log.info("all %d chunk(s) closed", len(chunks))
+            return {"chunks": len(chunks), "open": []}
+
+        @task(task_id="report", trigger_rule="all_done")
+        def report(found: Any, specs: Any, **context: Any) -> dict[str, Any]:
+            """Found / filled / confirmed / remaining and completeness per table and symbol; log, XCom, metrics."""
+            from binance_extractor.timeutil import now_ms, parse_time
+
+            results = gapfill.fill_results(context)
+            chunks = gaps.chunks_of_specs(specs)
+            symbols = sorted({s["symbol"] for s in found["scans"]})
+            after = gapfill.scan(symbols, parse_time(found["end"]), now_ms()) if symbols else []
+            open_holes = gapfill.verify(chunks, results)
+            out = gaps.build_report(found["scans"], results, after, open_holes)
+            for line in gaps.report_lines(out):
+                log.info("%s", line)
+            gaps.emit_metrics(out)
+            if open_holes:
+                context["ti"].xcom_push(key="report", value=out)
+                raise fail(gaps.GapClosureError(gaps.closure_message(open_holes)))
+            return out
+
+        found = detect()
+        specs = chunk(found)
+        filled = _extraction("gaps", GAP_FILLER_ID, runtime, specs, task_id="fill", name="binance-gap-filler")
+        verified = verify(specs)
+        filled >> verified
+        verified >> report(found, specs)
     return dag
