@@ -14,6 +14,7 @@ from typing import Any
 from binance_extractor import clock, config
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import InputError
+from binance_extractor.symbols import split_syntax
 from binance_extractor.timeutil import parse_time
 
 SOURCES = ("auto", "rest", "archive")
@@ -72,7 +73,9 @@ def resolve_symbols(args: argparse.Namespace, client: BinanceFuturesClient) -> l
     symbols = config.parse_symbols(args.symbols) if args.symbols else list(config.settings().symbols)
     if not symbols:
         raise InputError("no symbols given")
-    valid, invalid = client.validate_symbols(symbols)
+    valid, invalid = split_syntax(symbols)
+    if not invalid:
+        valid, invalid = client.validate_symbols(valid)
     if invalid:
         sym, reason = next(iter(invalid.items()))
         raise InputError(f"symbol {sym}: {reason}")
