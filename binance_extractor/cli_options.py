@@ -44,6 +44,8 @@ def parse_sinks(values: Sequence[str] | None) -> list[str]:
 
 def parse_conn_ids(values: Sequence[str] | None, sinks: list[str]) -> dict[str, str]:
     """``--conn-id X`` (one database sink) or ``--conn-id mysql=X --conn-id mongo=Y``."""
+    from binance_extractor.sinks import store_names
+
     out: dict[str, str] = {}
     for value in values or []:
         if "=" in value:
@@ -53,7 +55,7 @@ def parse_conn_ids(values: Sequence[str] | None, sinks: list[str]) -> dict[str, 
                 raise InputError(f"--conn-id {value!r} names sink {sink!r}, which is not selected")
             out[sink] = conn.strip()
         else:
-            dbs = [s for s in sinks if s != "jsonl"]
+            dbs = store_names(sinks)
             if len(dbs) != 1:
                 raise InputError("--conn-id without SINK= needs exactly one database sink; use --conn-id SINK=CONN")
             out[dbs[0]] = value.strip()
