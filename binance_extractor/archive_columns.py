@@ -20,7 +20,8 @@ import pyarrow.csv as pcsv
 
 from binance_extractor import timeframes
 from binance_extractor.errors import ValidationError
-from binance_extractor.models import SYMBOL_RE, Kline
+from binance_extractor.models import Kline
+from binance_extractor.symbols import is_symbol
 from binance_extractor.timeutil import iso, ms_to_dt
 
 MICROS_THRESHOLD = 10**14  # epoch ms stay below this until year 5138; epoch us are above it since 1973
@@ -129,7 +130,7 @@ def parse_block(data: bytes, symbol: str, interval: str, lo_ms: int, hi_ms: int)
     """Validated candles of an archive CSV (header or not; ms or us times) with open time in ``[lo_ms, hi_ms)``."""
     tf = timeframes.parse(interval)
     what = f"{symbol} {tf.interval}"
-    if not SYMBOL_RE.match(symbol):
+    if not is_symbol(symbol):
         raise ValidationError(f"Kline rejected ({what}): malformed symbol {symbol!r}")
     table = _read(data, what)
     opens = table["open_time"]

@@ -14,6 +14,7 @@ from typing import Any
 from binance_extractor import clock, config
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import InputError
+from binance_extractor.symbols import split_syntax
 from binance_extractor.timeutil import parse_time
 
 SOURCES = ("auto", "rest", "archive")
@@ -43,6 +44,8 @@ def parse_sinks(values: Sequence[str] | None) -> list[str]:
 
 def parse_conn_ids(values: Sequence[str] | None, sinks: list[str]) -> dict[str, str]:
     """``--conn-id X`` (one database sink) or ``--conn-id mysql=X --conn-id mongo=Y``."""
+    from binance_extractor.sinks import store_names
+
     out: dict[str, str] = {}
     for value in values or []:
         if "=" in value:
@@ -52,7 +55,7 @@ def parse_conn_ids(values: Sequence[str] | None, sinks: list[str]) -> dict[str, 
                 raise InputError(f"--conn-id {value!r} names sink {sink!r}, which is not selected")
             out[sink] = conn.strip()
         else:
-            dbs = [s for s in sinks if s != "jsonl"]
+            dbs = store_names(sinks)
             if len(dbs) != 1:
                 raise InputError("--conn-id without SINK= needs exactly one database sink; use --conn-id SINK=CONN")
             out[dbs[0]] = value.strip()
@@ -72,7 +75,9 @@ def resolve_symbols(args: argparse.Namespace, client: BinanceFuturesClient) -> l
     symbols = config.parse_symbols(args.symbols) if args.symbols else list(config.settings().symbols)
     if not symbols:
         raise InputError("no symbols given")
-    valid, invalid = client.validate_symbols(symbols)
+    valid, invalid = split_syntax(symbols)
+    if not invalid:
+        valid, invalid = client.validate_symbols(valid)
     if invalid:
         sym, reason = next(iter(invalid.items()))
         raise InputError(f"symbol {sym}: {reason}")

@@ -126,14 +126,14 @@ def run_symbols_command(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run_retention_command(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The maintenance task: per sink, rows deleted per table (an empty dict when retention is off)."""
-    from binance_extractor.sinks import open_sinks
+    from binance_extractor.sinks import open_stores, store_names
     from binance_extractor.sinks.retention import apply_retention, cutoffs
 
     if args.batch <= 0:
         raise InputError("--batch must be a positive number of rows")
     cutoffs()  # a bad retention setting is bad input before any database is touched
-    names = [n for n in parse_sinks(args.sink) if n != "jsonl"]
-    sinks = open_sinks(names, parse_conn_ids(args.conn_id, names))
+    names = store_names(parse_sinks(args.sink))
+    sinks = open_stores(names, parse_conn_ids(args.conn_id, names))
     try:
         return [{"sink": s.name, "deleted": apply_retention(s, batch=args.batch)} for s in sinks]
     finally:

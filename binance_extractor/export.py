@@ -19,7 +19,7 @@ from typing import Any
 
 from binance_extractor import reader
 from binance_extractor.errors import InputError
-from binance_extractor.sinks.base import Sink
+from binance_extractor.sinks.base import Store
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import iso
 
@@ -111,7 +111,7 @@ def split_path(root: Path, table: str, symbol: str, month: datetime, fmt: str) -
 
 
 def export(
-    sink: Sink,
+    sink: Store,
     table: str,
     output: str | Path,
     *,

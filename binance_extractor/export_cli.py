@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from binance_extractor import config, export, reader
+from binance_extractor import symbols as symbols_rule
 from binance_extractor.errors import InputError
 
 STORES = reader.STORES
@@ -52,7 +53,7 @@ def run_export(args: argparse.Namespace) -> list[dict[str, Any]]:
     table = reader.resolve_table(args.table)
     start, end = _times(args)
     symbols = config.parse_symbols(args.symbols) if args.symbols else None
-    if symbols and any(not s.isalnum() for s in symbols):
+    if symbols and symbols_rule.malformed(symbols):
         raise InputError(f"malformed symbol in --symbols {args.symbols!r}")
     if args.sink is not None and args.sink not in STORES:
         raise InputError(f"cannot export from {args.sink!r}: use {', '.join(STORES)}")

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from binance_extractor import cli_options, config, gaps
+from binance_extractor import symbols as symbols_rule
 from binance_extractor.errors import InputError
 from binance_extractor.timeutil import now_ms
 
@@ -84,10 +85,7 @@ def _symbols(args: argparse.Namespace) -> list[str] | None:
     if not args.symbols:
         return None
     symbols = config.parse_symbols(args.symbols)
-    bad = [s for s in symbols if not s.isalnum()]
-    if bad:
-        raise InputError(f"malformed symbol {bad[0]!r}")
-    return symbols
+    return symbols_rule.require(symbols)
 
 
 def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings, now: int) -> list[gaps.Scan]:

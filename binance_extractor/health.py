@@ -16,7 +16,7 @@ from typing import Any
 from binance_extractor import clock, config, gaps, timeframes
 from binance_extractor.errors import InputError
 from binance_extractor.reader import resolve_table
-from binance_extractor.sinks.base import RunRecord, Sink
+from binance_extractor.sinks.base import RunRecord, Store
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 
 DEFAULT_WINDOW_DAYS = 7
@@ -129,12 +129,12 @@ def window_bounds(
     return lo, max(lo, hi)
 
 
-def recent_runs(sink: Sink, table: str, symbol: str, limit: int = DEFAULT_RUNS) -> list[RunRecord]:
+def recent_runs(sink: Store, table: str, symbol: str, limit: int = DEFAULT_RUNS) -> list[RunRecord]:
     """The newest audit rows of (table, symbol), through the (table_name, symbol, started_at) index."""
     return sink.recent_runs(table, symbol, max(1, int(limit)))
 
 
-def stored_symbols(sink: Sink, table: str) -> list[str]:
+def stored_symbols(sink: Store, table: str) -> list[str]:
     """Symbols stored in ``table``, by index seeks where the store can (see ``Sink.stored_symbols``)."""
     return sink.stored_symbols(table)
 
@@ -152,7 +152,7 @@ def _run_dict(run: RunRecord) -> dict[str, Any]:
 
 
 def _row_count(
-    sink: Sink, table: str, symbol: str, first: datetime | None, last: datetime | None, limit: int | None
+    sink: Store, table: str, symbol: str, first: datetime | None, last: datetime | None, limit: int | None
 ) -> tuple[int | None, bool]:
     """Exact ``COUNT(*)`` on the key's symbol prefix while that range is small (or ``limit`` is None).
 
@@ -175,7 +175,7 @@ def _row_count(
 
 
 def symbol_health(
-    sink: Sink,
+    sink: Store,
     table: str,
     symbol: str,
     *,
@@ -230,7 +230,7 @@ def symbol_health(
 
 
 def table_health(
-    sink: Sink,
+    sink: Store,
     table: str,
     symbols: list[str] | None = None,
     *,
@@ -262,7 +262,7 @@ def table_health(
 
 
 def chart_points(
-    sink: Sink, table: str, symbol: str, points: int = 200, end: datetime | None = None
+    sink: Store, table: str, symbol: str, points: int = 200, end: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Up to ``points`` candles of a klines table ending at ``end`` (default: the newest stored): open time, close
     and volume as exact decimal text. One bounded key-range read."""

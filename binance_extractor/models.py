@@ -7,7 +7,6 @@ callers drop nothing silently and write nothing from a rejected batch.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar
@@ -17,9 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from binance_extractor import timeframes
 from binance_extractor.errors import ValidationError
+from binance_extractor.symbols import is_symbol
 from binance_extractor.timeutil import iso, ms_to_dt
-
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,24}(_[0-9]{6})?$")
 
 
 def _decimal(value: Any) -> Decimal:
@@ -65,7 +63,7 @@ def _utc(value: Any) -> datetime:
 
 
 def _symbol(value: Any) -> str:
-    if not isinstance(value, str) or not SYMBOL_RE.match(value):
+    if not is_symbol(value):
         raise ValueError(f"malformed symbol {value!r}")
     return value
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from binance_extractor import clock, config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.jobspecs import KINDS, ExtractionSpec, Output
 from binance_extractor.kinds import command_kind
+from binance_extractor.symbols import SYMBOL_PATTERN, split_syntax
 from binance_extractor.timeutil import iso, parse_time
 
 # Every task that calls the exchange takes a slot of this pool (created by `make run` / the tests with 4 slots:
@@ -34,7 +34,6 @@ from binance_extractor.timeutil import iso, parse_time
 # parallelism of a 2-core machine. A cluster may raise it; past ~8 requesters mostly wait on the weight limiter.
 POOL = "binance_api"
 SYMBOLS_VARIABLE = "binance_symbols"
-SYMBOL_PATTERN = r"^[A-Z0-9]{2,30}$"
 WEEK = timedelta(days=7)
 # Funding settles every 1h, 4h or 8h depending on the contract: a symbol is stale only beyond the longest.
 FUNDING_MAX_INTERVAL = timedelta(hours=8)
@@ -92,14 +91,7 @@ def requested_symbols(variable_value: str | None) -> tuple[list[str], str]:
 
 def check_symbol_syntax(symbols: Iterable[str]) -> tuple[list[str], dict[str, str]]:
     """Split off symbols that cannot exist (wrong characters) before asking the exchange."""
-    ok: list[str] = []
-    bad: dict[str, str] = {}
-    for sym in symbols:
-        if re.match(SYMBOL_PATTERN, sym):
-            ok.append(sym)
-        else:
-            bad[sym] = f"malformed symbol (must match {SYMBOL_PATTERN})"
-    return ok, bad
+    return split_syntax(symbols)
 
 
 Validator = Callable[[list[str]], tuple[list[str], dict[str, str]]]

@@ -21,6 +21,7 @@ from binance_extractor import clock, config, extract, freshness, telemetry, time
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
 from binance_extractor.kinds import DataKind
+from binance_extractor.sinks.base import Sink, stores
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, truncate_ms
 
 log = logging.getLogger(__name__)
@@ -109,22 +110,22 @@ def catchup_floor(job: Job, end: datetime, days: float) -> datetime:
     return bound
 
 
-def stored_last(job: Job, sinks: Sequence[Any]) -> datetime | None:
+def stored_last(job: Job, sinks: Sequence[Sink]) -> datetime | None:
     """The newest key every readable sink holds (the oldest of their newest), or None if any is empty."""
-    lasts = [s.last_time(job.table, job.symbol) for s in sinks if s.name != "jsonl"]
-    if not lasts or any(t is None for t in lasts):
+    lasts = [s.last_time(job.table, job.symbol) for s in stores(sinks)]
+    known = [t for t in lasts if t is not None]
+    if not lasts or len(known) < len(lasts):
         return None
-    return min(lasts)
+    return min(known)
 
 
-def first_load_done(job: Job, sinks: Sequence[Any]) -> bool:
+def first_load_done(job: Job, sinks: Sequence[Sink]) -> bool:
     """Whether a run of this table and symbol ever succeeded, as recorded in every readable sink's audit table.
 
     Until then the stored rows are an interrupted first load, which must resume where it stopped rather than
     at the catch-up bound (that would leave the history in between to the nightly gap filler).
     """
-    readable = [s for s in sinks if s.name != "jsonl"]
-    return all(s.has_success(job.table, job.symbol) for s in readable)
+    return all(s.has_success(job.table, job.symbol) for s in stores(sinks))
 
 
 def plan_range(
@@ -334,7 +335,7 @@ def _audit(
         outcome=result.outcome,
         error=_one_line(error) if error else None,
     )
-    for sink in sinks:
+    for sink in stores(sinks):
         try:
             sink.record_run(record)
         except Exception as exc:  # auditing must never hide the run's own outcome

@@ -1,6 +1,6 @@
 """Reading stored data back: time-windowed batches from any store, Arrow schemas, and ``read()`` -> DataFrame.
 
-Every store answers ``Sink.read(table, symbol, start, end)`` through its key index, so reading a bounded time
+Every store answers ``Store.read(table, symbol, start, end)`` through its key index, so reading a bounded time
 window at a time keeps memory bounded for any range (the window is sized per table from its row rate) and
 works the same on SQLite, MySQL and MongoDB. Decimals stay exact (Arrow ``decimal128(38, 18)``, the MySQL
 column type) and times stay aware UTC (Arrow ``timestamp[ms, tz=UTC]``).
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from binance_extractor import timeframes
 from binance_extractor.errors import InputError
-from binance_extractor.sinks.base import Sink, utc_ms
+from binance_extractor.sinks.base import Sink, Store, utc_ms
 from binance_extractor.sinks.schema import spec_for
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def symbols_of(sink: Any, table: str, symbols: Sequence[str] | None) -> list[str
     return list(sink.symbols(table))
 
 
-def _bounds(sink: Sink, table: str, symbol: str, start: datetime | None, end: datetime | None) -> tuple[Any, Any]:
+def _bounds(sink: Store, table: str, symbol: str, start: datetime | None, end: datetime | None) -> tuple[Any, Any]:
     lo = utc_ms(start) if start is not None else sink.first_time(table, symbol)
     if end is not None:
         hi = utc_ms(end)
@@ -126,7 +126,7 @@ def next_month(dt: datetime) -> datetime:
 
 
 def iter_batches(
-    sink: Sink,
+    sink: Store,
     table: str,
     symbols: Sequence[str] | None = None,
     start: datetime | None = None,
@@ -158,20 +158,24 @@ def iter_batches(
             t = stop
 
 
-def open_store(store: Any = None, conn_id: str | None = None) -> tuple[Sink, bool]:
+def open_store(store: Any = None, conn_id: str | None = None) -> tuple[Store, bool]:
     """A Sink instance as given, or a named store (``sqlite``/``mysql``/``mongo``; default: the configured one).
 
     Returns the sink and whether the caller opened it (and so must close it).
     """
-    if isinstance(store, Sink):
+    if isinstance(store, Store):
         return store, False
+    if isinstance(store, Sink):
+        raise InputError(f"cannot read from {store.name!r}: use {', '.join(STORES)}")
     from binance_extractor import config
-    from binance_extractor.sinks import open_sink
+    from binance_extractor.sinks import open_sink, store_names
 
-    name = store or next((n for n in config.sink_names() if n != "jsonl"), "sqlite")
+    name = store or next(iter(store_names(config.sink_names())), "sqlite")
     if name not in STORES:
         raise InputError(f"cannot read from {name!r}: use {', '.join(STORES)}")
-    return open_sink(name, conn_id), True
+    opened = open_sink(name, conn_id)
+    assert isinstance(opened, Store)  # every name in STORES opens a Store
+    return opened, True
 
 
 def _time(value: datetime | str | int | None) -> datetime | None:

@@ -14,10 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 from binance_extractor import telemetry
+from binance_extractor.symbols import is_symbol
 
 log = logging.getLogger("binance_extractor.alerts")
 FLUSH_TIMEOUT_MS = 2000
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -52,7 +52,7 @@ def symbol_of(context: Mapping[str, Any]) -> str | None:
             return str(params[key])
     ti = context.get("ti") or context.get("task_instance")
     rendered = _get(ti, "rendered_map_index")
-    if isinstance(rendered, str) and _SYMBOL_RE.match(rendered):
+    if is_symbol(rendered):
         return rendered
     task = context.get("task")
     kwargs = _get(task, "op_kwargs")

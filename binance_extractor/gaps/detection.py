@@ -1,4 +1,4 @@
-"""Detection: holes per (table, symbol) found inside each store (``Sink.gap_queries()``), ledger excluded."""
+"""Detection: holes per (table, symbol) found inside each store (``Store.gap_queries()``), ledger excluded."""
 
 from __future__ import annotations
 
@@ -13,22 +13,22 @@ from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.gaps.chunking import merge, minus_known
 from binance_extractor.gaps.models import Chunk, Hole, Scan
 from binance_extractor.gaps.settings import DAY_MS, FUNDING_DEFAULT_MS, HOUR_MS, GapSettings, kind_of
-from binance_extractor.sinks.base import Sink
+from binance_extractor.sinks.base import Sink, Store, stores
 from binance_extractor.timeutil import dt_to_ms, now_ms
 
 log = logging.getLogger(__name__)
 
 
-def db_sinks(sinks: Sequence[Sink]) -> list[Sink]:
-    """The sinks detection can query (JSON lines output is write-only)."""
-    out = [s for s in sinks if s.queryable]
+def db_sinks(sinks: Sequence[Sink]) -> list[Store]:
+    """The stores detection can query (JSON lines output is a write-only sink)."""
+    out = stores(sinks)
     if not out:
         raise InputError("gap detection needs a database sink: --sink sqlite, mysql, postgres or mongo")
     return out
 
 
 def detect_range(
-    sink: Sink,
+    sink: Store,
     table: str,
     symbol: str,
     lo: int,
@@ -98,12 +98,12 @@ def detect_range(
     return n, holes
 
 
-def _known(sink: Sink, table: str, symbol: str) -> list[tuple[int, int]]:
+def _known(sink: Store, table: str, symbol: str) -> list[tuple[int, int]]:
     return [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps(table, symbol)]
 
 
 def _bounds(
-    sink: Sink, table: str, symbol: str, start_ms: int | None, end_ms: int, settings: GapSettings
+    sink: Store, table: str, symbol: str, start_ms: int | None, end_ms: int, settings: GapSettings
 ) -> tuple[int, int] | None:
     """Detection range of one symbol: [start or first stored row, end), bounded by ``lookback_days``."""
     lo = start_ms

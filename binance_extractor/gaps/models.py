@@ -8,6 +8,7 @@ from typing import Any
 
 from binance_extractor.errors import InputError
 from binance_extractor.gaps.settings import kind_of
+from binance_extractor.symbols import is_symbol
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, parse_time
 
 
@@ -79,7 +80,7 @@ class Chunk:
             raise InputError(f"malformed chunk {spec!r}: use TABLE/SYMBOL/START/END[/CTX_START/CTX_END]")
         table, symbol = parts[0], parts[1].upper()
         kind_of(table)
-        if not symbol.isalnum():
+        if not is_symbol(symbol):
             raise InputError(f"malformed symbol in chunk {spec!r}")
         times = [dt_to_ms(parse_time(p)) for p in parts[2:]]
         start, end = times[0], times[1]

@@ -8,11 +8,31 @@ Each sink's schema is ensured on open.
 
 from __future__ import annotations
 
+from typing import Any
+
 from binance_extractor import config
 from binance_extractor.errors import InputError
-from binance_extractor.sinks.base import RunRecord, Sink, table_for, time_column
+from binance_extractor.sinks.base import RunRecord, Sink, Store, stores, table_for, time_column
 
-__all__ = ["RunRecord", "Sink", "open_sink", "open_sinks", "table_for", "time_column"]
+__all__ = [
+    "RunRecord",
+    "Sink",
+    "Store",
+    "open_sink",
+    "open_sinks",
+    "open_stores",
+    "store_names",
+    "stores",
+    "table_for",
+    "time_column",
+]
+
+STORE_NAMES = ("sqlite", "mysql", "postgres", "mongo")  # the names that open a Store; "jsonl" is a write-only Sink
+
+
+def store_names(names: list[str]) -> list[str]:
+    """The names among ``names`` that open a ``Store`` (they read back), order kept."""
+    return [n for n in names if n in STORE_NAMES]
 
 
 def open_sink(name: str, conn_id: str | None = None) -> Sink:
@@ -46,7 +66,7 @@ def open_sink(name: str, conn_id: str | None = None) -> Sink:
 
 def open_sinks(
     names: list[str] | None = None, conn_ids: dict[str, str] | None = None, output: str | None = None
-) -> list[Sink]:
+) -> list[Any]:  # list[Sink]: Any until airflow/dagfactory.py reads through open_stores (another branch owns it)
     """Open every named sink and ensure its schema; on failure, close the ones already opened.
 
     ``output`` is the jsonl sink's path (``-`` = stdout), same as ``conn_ids["jsonl"]``.
@@ -66,3 +86,12 @@ def open_sinks(
             sink.close()
         raise
     return opened
+
+
+def open_stores(names: list[str], conn_ids: dict[str, str] | None = None) -> list[Store]:
+    """``open_sinks`` for callers that read, audit or apply retention: write-only sinks are left out (and closed)."""
+    opened = open_sinks(store_names(names), conn_ids)
+    for sink in opened:
+        if not isinstance(sink, Store):
+            sink.close()
+    return stores(opened)

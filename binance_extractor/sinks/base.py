@@ -1,4 +1,7 @@
-"""The Sink interface every store implements, the audit record, and the shared retry policy.
+"""The write-only ``Sink`` interface, the ``Store`` that also reads, the audit record, and the retry policy.
+
+JSON lines output is a plain ``Sink``; every database is a ``Store``. Callers that read, audit, keep the gap
+ledger or apply retention take a ``Store`` (or pick stores out of a sink list with ``stores``), never a name.
 
 A sink instance owns one database connection and is not thread-safe: open one per thread or process.
 Every ``write`` is an idempotent upsert on the table's key, so re-running any range is always safe.
@@ -141,14 +144,9 @@ def utc_ms(dt: datetime | None) -> datetime | None:
 
 
 class Sink(ABC):
-    """Where rows go. Subclasses: SqliteSink, MySqlSink, MongoSink, JsonlSink."""
+    """Where rows go, write-only (JsonlSink). Stores (``Store``) add reads, audit, gap ledger and retention."""
 
     name: str = "sink"
-    queryable: bool = False  # answers gap queries (a database); JSON lines output is write-only
-
-    def gap_queries(self) -> GapQueries:
-        """This store's gap-detection dialect (``sinks.gap_dialect``); write-only sinks have none."""
-        raise InputError(f"gap detection needs a database sink (sqlite, mysql, postgres or mongo), not {self.name}")
 
     @abstractmethod
     def ensure_schema(self) -> None:
@@ -166,6 +164,27 @@ class Sink(ABC):
         """
         check_block(table, block)
         return self.write(table, block.to_klines()) if len(block) else 0
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection or file (idempotent)."""
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store(Sink):
+    """A database sink: also reads, keeps the audit runs and the gap ledger, applies retention, answers gap queries.
+
+    Subclasses: SqliteSink, MySqlSink, PostgresSink (via SqlSink), MongoSink.
+    """
+
+    @abstractmethod
+    def gap_queries(self) -> GapQueries:
+        """This store's gap-detection dialect (``sinks.gap_dialect``)."""
 
     @abstractmethod
     def last_time(self, table: str, symbol: str) -> datetime | None:
@@ -195,9 +214,9 @@ class Sink(ABC):
     def runs(self, limit: int = 100) -> list[RunRecord]:
         """Most recent audit rows first."""
 
+    @abstractmethod
     def has_success(self, table: str, symbol: str) -> bool:
         """Whether a run of ``table``/``symbol`` ever succeeded (the audit table outlives the process)."""
-        return any(r.table == table and r.symbol == symbol and r.outcome == "success" for r in self.runs(10**9))
 
     @abstractmethod
     def record_gap(
@@ -217,31 +236,29 @@ class Sink(ABC):
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
         """Confirmed holes of ``symbol`` in ``table``, ordered by start."""
 
+    @abstractmethod
     def symbols(self, table: str) -> list[str]:
-        """Symbols stored in ``table`` (database sinks; write-only sinks have none to tell)."""
-        raise InputError(f"the {self.name} sink cannot list stored symbols")
+        """Symbols stored in ``table``."""
 
     def stored_symbols(self, table: str) -> list[str]:
         """``symbols`` for a health page: stores that can answer it by index seeks override this."""
         return self.symbols(table)
 
+    @abstractmethod
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
-        """The newest audit rows of (table, symbol); stores override it with an index-served query."""
-        return [r for r in self.runs(10**9) if r.table == table and r.symbol == symbol][:limit]
+        """The newest audit rows of (table, symbol), served by an index."""
 
     @abstractmethod
     def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
         """Delete at most ``limit`` rows with key time < ``cutoff`` (one bounded statement); returns rows deleted."""
 
-    @abstractmethod
-    def close(self) -> None:
-        """Release the connection (idempotent)."""
-
-    def __enter__(self) -> Sink:
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+
+def stores(sinks: Sequence[Sink]) -> list[Store]:
+    """The sinks of a list that are stores (they read); write-only output is left out."""
+    return [s for s in sinks if isinstance(s, Store)]
 
 
 def retry_attempts(value: int | None = None) -> int:

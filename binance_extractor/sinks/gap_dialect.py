@@ -2,7 +2,7 @@
 
 Why it exists: detection must never load a table into Python, and each store spells window functions its own
 way. Like ``airflow.providers.common.sql``'s dialects, each store hands out its own ``GapQueries``
-(``Sink.gap_queries()``), so nothing outside ``sinks/`` touches a store's internals or branches on its name.
+(``Store.gap_queries()``), so nothing outside ``sinks/`` touches a store's internals or branches on its name.
 """
 
 from __future__ import annotations

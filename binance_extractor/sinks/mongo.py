@@ -23,7 +23,7 @@ from binance_extractor.sinks import base as _base
 from binance_extractor.sinks.base import (
     Row,
     RunRecord,
-    Sink,
+    Store,
     call_with_retry,
     check_block,
     check_rows,
@@ -41,9 +41,8 @@ DEFAULT_DB = "binance"
 T = TypeVar("T")
 
 
-class MongoSink(Sink):
+class MongoSink(Store):
     name = "mongo"
-    queryable = True
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from binance_extractor import clock, config
 from binance_extractor.errors import InputError
-from binance_extractor.sinks.base import Sink
+from binance_extractor.sinks.base import Store
 from binance_extractor.sinks.schema import spec_for
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def cutoffs(settings: config.Settings | None = None, now: datetime | None = None
 
 
 def apply_retention(
-    sink: Sink, settings: config.Settings | None = None, batch: int = 10_000, now: datetime | None = None
+    sink: Store, settings: config.Settings | None = None, batch: int = 10_000, now: datetime | None = None
 ) -> dict[str, int]:
     """Delete expired rows table by table, ``batch`` rows per statement, until none are left."""
     deleted: dict[str, int] = {}

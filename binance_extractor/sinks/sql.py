@@ -13,7 +13,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from binance_extractor import clock
-from binance_extractor.sinks.base import Row, RunRecord, Sink, call_with_retry, check_rows, retry_attempts, utc_ms
+from binance_extractor.sinks.base import Row, RunRecord, Store, call_with_retry, check_rows, retry_attempts, utc_ms
 from binance_extractor.sinks.schema import (
     MIGRATIONS,
     SCHEMA_TABLE,
@@ -32,14 +32,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class SqlSink(Sink):
+class SqlSink(Store):
     """A DB-API sink: one connection, one transaction per call, retried on transient errors."""
 
     ph = "%s"
     insert_ignore = "INSERT IGNORE"  # records a migration version once even if a racing writer got there first
     insert_ignore_suffix = ""  # PostgreSQL spells it at the end: ON CONFLICT DO NOTHING
     batch_size = 5000
-    queryable = True
     least_sql = "LEAST"  # SQLite spells the scalar forms MIN/MAX
     greatest_sql = "GREATEST"
 

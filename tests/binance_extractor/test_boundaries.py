@@ -1,7 +1,7 @@
 """Module boundaries the code relies on, checked over the package's syntax trees (no imports executed).
 
 Why: the stores keep their connections, quoting and retries private; gap detection and the health page ask
-them through public methods (``Sink.gap_queries()``, ``recent_runs``, ``stored_symbols``) instead. And the
+them through public methods (``Store.gap_queries()``, ``recent_runs``, ``stored_symbols``) instead. And the
 Airflow-bound modules sit in ``binance_extractor/airflow/``, which the plain core never imports: only the CLI's
 command table names the ``setup-airflow`` module (a string), and ``cli_options.make_client`` imports the
 ``binance`` connection's hook when ``--binance-conn-id`` is given. The CLI dispatches through one command table;

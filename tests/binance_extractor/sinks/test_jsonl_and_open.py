@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from binance_extractor.errors import InputError
-from binance_extractor.models import FundingRate, Kline
-from binance_extractor.sinks import open_sinks, table_for, time_column
+from binance_extractor.sinks import Sink, Store, open_sinks, open_stores, store_names, stores, table_for, time_column
 from binance_extractor.sinks.jsonl import JsonlSink
 from tests.binance_extractor.sinks.conftest import funding, klines
 
@@ -24,11 +23,33 @@ def test_jsonl_file_roundtrip(tmp_path: Path) -> None:
     first = json.loads(path.read_text().splitlines()[0])
     assert first["table"] == "klines_m5" and first["close"] == str(rows[0].close)  # decimals as strings
     assert first["open_time"].startswith(rows[0].open_time.strftime("%Y-%m-%dT%H:%M"))
-    assert [Kline(**r) for r in sink.read("klines_m5", "XRPUSDT")] == rows
-    assert [FundingRate(**r) for r in sink.read("funding_rates", "XRPUSDT")] == funding()
-    sink.write("klines_m5", rows[:5])  # appended again: reads keep one row per key
-    assert sink.count("klines_m5") == 20
-    assert sink.last_time("klines_m5", "XRPUSDT") is None  # no index: every run uses its own range
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    tables = ("klines_m5", "funding_rates")
+    by_table = {t: [{k: v for k, v in o.items() if k != "table"} for o in lines if o["table"] == t] for t in tables}
+    assert by_table["klines_m5"] == [json.loads(r.model_dump_json()) for r in rows]
+    assert by_table["funding_rates"] == [json.loads(r.model_dump_json()) for r in funding()]
+    sink.write("klines_m5", rows[:5])  # appended again: a write-only output, not an upserting store
+    assert len(path.read_text().splitlines()) == 25 + len(funding())
+
+
+def test_jsonl_is_a_write_only_sink_not_a_store(tmp_path: Path, sqlite_conn_id: str) -> None:
+    """JSON lines stop faking reads: no store methods, and callers pick stores by type, never by name."""
+    sink = JsonlSink(tmp_path / "rows.jsonl")
+    assert isinstance(sink, Sink) and not isinstance(sink, Store)
+    for method in ("read", "count", "last_time", "record_run", "known_gaps", "delete_before", "gap_queries"):
+        assert not hasattr(sink, method), method
+    assert store_names(["jsonl", "mongo", "sqlite"]) == ["mongo", "sqlite"]
+    opened = open_sinks(["jsonl", "sqlite"], output=str(tmp_path / "x.jsonl"))
+    try:
+        assert [s.name for s in stores(opened)] == ["sqlite"]
+    finally:
+        for s in opened:
+            s.close()
+    (only,) = open_stores(["jsonl", "sqlite"])
+    try:
+        assert isinstance(only, Store) and only.name == "sqlite" and only.count("klines_m5") == 0
+    finally:
+        only.close()
 
 
 def test_jsonl_stdout(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from binance_extractor.sinks.base import RunRecord
-from binance_extractor.sinks.jsonl import JsonlSink
 
 
 def run(table: str, symbol: str, outcome: str, n: int) -> RunRecord:
@@ -32,11 +31,3 @@ def test_has_success_per_table_and_symbol(sink: Any) -> None:
     sink.record_run(run("klines_h1", "BTCUSDT", "success", 4))
     assert sink.has_success("klines_h1", "BTCUSDT") and sink.has_success("klines_h1", "ETHUSDT")
     assert not sink.has_success("klines_m15", "BTCUSDT")
-
-
-def test_the_default_implementation_reads_the_runs(tmp_path: Any) -> None:
-    sink = JsonlSink(str(tmp_path / "out.jsonl"))
-    sink.record_run(run("klines_h1", "BTCUSDT", "failed", 1))
-    assert not sink.has_success("klines_h1", "BTCUSDT")
-    sink.record_run(run("klines_h1", "BTCUSDT", "success", 2))
-    assert sink.has_success("klines_h1", "BTCUSDT")
