@@ -151,13 +151,13 @@ def _last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime
 
     None when no configured sink can be read back (JSON lines only).
     """
-    from binance_extractor.sinks import open_sinks
+    from binance_extractor.sinks import open_stores, store_names
 
     out: dict[str, datetime | None] = {}
-    readable = [n for n in config.sink_names() if n != "jsonl"]  # JSON lines are write-only
+    readable = store_names(config.sink_names())  # write-only sinks (JSON lines) cannot tell
     if not readable:
         return None
-    sinks = open_sinks(readable)
+    sinks = open_stores(readable)
     try:
         for sym in symbols:
             times = [s.last_time(table, sym) for s in sinks]

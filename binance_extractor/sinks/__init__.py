@@ -8,8 +8,6 @@ Each sink's schema is ensured on open.
 
 from __future__ import annotations
 
-from typing import Any
-
 from binance_extractor import config
 from binance_extractor.errors import InputError
 from binance_extractor.sinks.base import RunRecord, Sink, Store, stores, table_for, time_column
@@ -66,7 +64,7 @@ def open_sink(name: str, conn_id: str | None = None) -> Sink:
 
 def open_sinks(
     names: list[str] | None = None, conn_ids: dict[str, str] | None = None, output: str | None = None
-) -> list[Any]:  # list[Sink]: Any until airflow/dagfactory.py reads through open_stores (another branch owns it)
+) -> list[Sink]:
     """Open every named sink and ensure its schema; on failure, close the ones already opened.
 
     ``output`` is the jsonl sink's path (``-`` = stdout), same as ``conn_ids["jsonl"]``.
