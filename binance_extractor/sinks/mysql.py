@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
-from binance_extractor.sinks.sql import SqlSink
+from binance_extractor.sinks.sql import ServerSqlSink
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ _TYPES: dict[ColType, str] = {
 }
 
 
-class MySqlSink(SqlSink):
+class MySqlSink(ServerSqlSink):
+    default_port = 3306
     name = "mysql"
     ph = "%s"
 
@@ -145,19 +146,6 @@ class MySqlSink(SqlSink):
         if not self.server_version:
             self._connection()
         return uses_row_alias(self.server_version)
-
-    def _where_text(self) -> str:
-        try:
-            c = self._hook().connection
-            return f"{c.host or 'localhost'}:{c.port or 3306}/{c.schema or ''}"
-        except Exception:
-            return self.conn_id
-
-    def _secrets(self) -> list[str | None]:
-        try:
-            return [self._hook().connection.password]
-        except Exception:
-            return []
 
     def _transient(self, exc: BaseException) -> bool:
         import MySQLdb

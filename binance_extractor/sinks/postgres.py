@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
-from binance_extractor.sinks.sql import SqlSink
+from binance_extractor.sinks.sql import ServerSqlSink
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
@@ -43,7 +43,8 @@ def bulk_upsert_sql(spec: TableSpec, stage: str) -> str:
     return f'INSERT INTO "{spec.name}" ({cols}) SELECT {cols} FROM "{stage}" ON CONFLICT ({key}) DO UPDATE SET {sets}'
 
 
-class PostgresSink(SqlSink):
+class PostgresSink(ServerSqlSink):
+    default_port = 5432
     name = "postgres"
     ph = "%s"
     insert_ignore = "INSERT"
@@ -76,19 +77,6 @@ class PostgresSink(SqlSink):
             cur.execute("SET TIME ZONE 'UTC'")
         conn.commit()
         return conn
-
-    def _where_text(self) -> str:
-        try:
-            c = self._hook().connection
-            return f"{c.host or 'localhost'}:{c.port or 5432}/{c.schema or ''}"
-        except Exception:
-            return self.conn_id
-
-    def _secrets(self) -> list[str | None]:
-        try:
-            return [self._hook().connection.password]
-        except Exception:
-            return []
 
     def _transient(self, exc: BaseException) -> bool:
         import psycopg

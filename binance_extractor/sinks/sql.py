@@ -480,3 +480,29 @@ _MIGRATIONS_SPEC = TableSpec(
     None,
     "version",
 )
+
+
+class ServerSqlSink(SqlSink):
+    """A SQL store behind an Airflow hook on a database server (MySQL, PostgreSQL): where it is, and what to mask.
+
+    Error texts name the server and never the password, whatever the dialect.
+    """
+
+    conn_id: str
+    default_port = 0
+
+    def _hook(self) -> Any:
+        raise NotImplementedError
+
+    def _where_text(self) -> str:
+        try:
+            c = self._hook().connection
+            return f"{c.host or 'localhost'}:{c.port or self.default_port}/{c.schema or ''}"
+        except Exception:
+            return self.conn_id
+
+    def _secrets(self) -> list[str | None]:
+        try:
+            return [self._hook().connection.password]
+        except Exception:
+            return []
