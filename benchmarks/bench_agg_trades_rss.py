@@ -32,6 +32,7 @@ def rss_mib() -> float:
 
 def child(url: str, start_ms: int, end_ms: int, in_flight: int) -> None:
     from binance_extractor.client import BinanceFuturesClient
+    from binance_extractor.kinds import DataKind
     from binance_extractor.pipeline import Job, run_job
     from binance_extractor.sinks.jsonl import JsonlSink
 
@@ -39,7 +40,7 @@ def child(url: str, start_ms: int, end_ms: int, in_flight: int) -> None:
     client.exchange_info()
     baseline = rss_mib()
     job = Job(
-        "agg_trades",
+        DataKind.AGG_TRADES,
         "BTCUSDT",
         start=datetime.fromtimestamp(start_ms / 1000, UTC),
         end=datetime.fromtimestamp(end_ms / 1000, UTC),

@@ -277,7 +277,8 @@ def raw_mysql(db: str, table: str, symbols: list[str]) -> tuple[int, float]:
 
 def run_rest(symbols: list[str], end: datetime, interval: str, seconds: float, client: object) -> tuple[int, float]:
     """Whole weight windows of REST extraction into MySQL through the pipeline, jobs of 30 days per symbol."""
-    from binance_extractor import pipeline
+    from binance_extractor import pipeline, timeframes
+    from binance_extractor.kinds import DataKind
     from binance_extractor.sinks import open_sinks
 
     sinks = open_sinks(["mysql"])
@@ -291,7 +292,7 @@ def run_rest(symbols: list[str], end: datetime, interval: str, seconds: float, c
         for symbol, s, e in jobs:
             if time.perf_counter() >= deadline or stop.is_set():
                 break
-            job = pipeline.Job(kind="klines", symbol=symbol, interval=interval, start=s, end=e, source="rest")
+            job = pipeline.Job(DataKind.KLINES, symbol, timeframes.parse(interval), start=s, end=e, source="rest")
 
             def progress(n: int) -> None:
                 if time.perf_counter() >= deadline:

@@ -114,6 +114,7 @@ def sample_csv(archive_url: str, symbols: list[str], labels: list[str]) -> tuple
 
     import requests
 
+    from binance_extractor import timeframes
     from binance_extractor.archive_columns import parse_block
 
     fd, name = tempfile.mkstemp(prefix="bench-bulk-", suffix=".csv")
@@ -123,7 +124,7 @@ def sample_csv(archive_url: str, symbols: list[str], labels: list[str]) -> tuple
             for label in labels:
                 url = f"{archive_url}/data/futures/um/monthly/klines/{sym}/5m/{sym}-5m-{label}.zip"
                 with zipfile.ZipFile(io.BytesIO(requests.get(url, timeout=120).content)) as zf:
-                    block = parse_block(zf.read(zf.namelist()[0]), sym, "5m", 0, 2**62)
+                    block = parse_block(zf.read(zf.namelist()[0]), sym, timeframes.parse("5m"), 0, 2**62)
                 block.write_csv(fh)
                 rows += len(block)
     return Path(name), rows

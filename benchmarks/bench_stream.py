@@ -155,8 +155,10 @@ def baseline(emu: Emulator, clock: ShiftedClock, sink: str, env: dict[str, str],
     """Seconds for the REST path to fetch just the 120 candles that closed at ``midnight`` (best case)."""
     from binance_extractor import clock as lib_clock
     from binance_extractor.client import BinanceFuturesClient
+    from binance_extractor.kinds import DataKind
     from binance_extractor.pipeline import Job, run_job
     from binance_extractor.sinks import open_sinks
+    from binance_extractor.timeframes import parse as parse_tf
     from binance_extractor.timeutil import ms_to_dt
 
     os.environ.update(env)
@@ -169,7 +171,7 @@ def baseline(emu: Emulator, clock: ShiftedClock, sink: str, env: dict[str, str],
             for sym in SYMBOLS:
                 for iv in INTERVALS:
                     start = ms_to_dt(midnight - D.INTERVAL_MS[iv])
-                    job = Job("klines", sym, iv, start=start, end=ms_to_dt(midnight), source="rest")
+                    job = Job(DataKind.KLINES, sym, parse_tf(iv), start=start, end=ms_to_dt(midnight), source="rest")
                     run_job(job, [s], client, now=lib_clock.now())
             return time.perf_counter() - t0
     finally:

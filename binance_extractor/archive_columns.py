@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from binance_extractor import timeframes
 from binance_extractor.errors import ValidationError
 from binance_extractor.models import Kline
 from binance_extractor.symbols import is_symbol
+from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, ms_to_dt
 
 MICROS_THRESHOLD = 10**14  # epoch ms stay below this until year 5138; epoch us are above it since 1973
@@ -61,21 +61,25 @@ class KlineBlock:
     """
 
     symbol: str
-    interval: str
+    timeframe: Timeframe
     columns: pa.Table
 
     def __len__(self) -> int:
         return int(self.columns.num_rows)
 
     @property
+    def interval(self) -> str:
+        return self.timeframe.interval
+
+    @property
     def table(self) -> str:
-        return timeframes.parse(self.interval).table
+        return self.timeframe.table
 
     def open_ms(self) -> list[int]:
         return [int(v) for v in self.columns["open_time"].to_pylist()]
 
     def slice(self, start: int, length: int) -> KlineBlock:
-        return KlineBlock(self.symbol, self.interval, self.columns.slice(start, length))
+        return KlineBlock(self.symbol, self.timeframe, self.columns.slice(start, length))
 
     def text_table(self) -> pa.Table:
         """Every column of the table (symbol first) as text a bulk loader reads: times ``YYYY-MM-DD HH:MM:SS.fff``
@@ -126,9 +130,8 @@ class KlineBlock:
         return out
 
 
-def parse_block(data: bytes, symbol: str, interval: str, lo_ms: int, hi_ms: int) -> KlineBlock:
+def parse_block(data: bytes, symbol: str, tf: Timeframe, lo_ms: int, hi_ms: int) -> KlineBlock:
     """Validated candles of an archive CSV (header or not; ms or us times) with open time in ``[lo_ms, hi_ms)``."""
-    tf = timeframes.parse(interval)
     what = f"{symbol} {tf.interval}"
     if not is_symbol(symbol):
         raise ValidationError(f"Kline rejected ({what}): malformed symbol {symbol!r}")
@@ -146,7 +149,7 @@ def parse_block(data: bytes, symbol: str, interval: str, lo_ms: int, hi_ms: int)
     table = table.take(pc.sort_indices(table["open_time"]))
     _validate(table, tf, what)
     cols = {DB_NAMES[name]: table[name] for name in FILE_COLUMNS if name in DB_NAMES}
-    return KlineBlock(symbol, tf.interval, pa.table({name: cols[name] for name in KLINE_ORDER}))
+    return KlineBlock(symbol, tf, pa.table({name: cols[name] for name in KLINE_ORDER}))
 
 
 def _read(data: bytes, what: str) -> pa.Table:
@@ -189,7 +192,7 @@ def _when(ms: int) -> str:
         return str(ms)
 
 
-def _validate(table: pa.Table, tf: timeframes.Timeframe, what: str) -> None:
+def _validate(table: pa.Table, tf: Timeframe, what: str) -> None:
     """The model's rules (models.Kline), as column operations over the whole file."""
     if table.num_rows == 0:
         return

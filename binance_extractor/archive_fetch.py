@@ -102,7 +102,7 @@ class ArchiveFetcher:
                         if body is None:
                             return FilePart(period, name, missing=True)
                         if self.columnar:  # pyarrow releases the GIL: files parse in parallel with writing
-                            block = parse_block(read_zip_bytes(body), self.symbol, self.tf.interval, lo_ms, hi_ms)
+                            block = parse_block(read_zip_bytes(body), self.symbol, self.tf, lo_ms, hi_ms)
                             return FilePart(period, name, open_ms=block.open_ms(), block=block)
                         rows, opens = parse_rows(read_zip(body), lo_ms, hi_ms, f"{self.symbol} {self.tf.interval}")
                         return FilePart(period, name, rows, opens)

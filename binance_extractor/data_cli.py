@@ -19,7 +19,7 @@ from binance_extractor.cli_options import (
     times,
 )
 from binance_extractor.errors import InputError
-from binance_extractor.kinds import command_kind
+from binance_extractor.kinds import DataKind, command_kind
 from binance_extractor.pipeline import Job, JobResult, run_job
 
 log = logging.getLogger("binance_extractor")
@@ -72,8 +72,8 @@ def add_retention(sub: Any) -> None:
 
 
 def run_data_command(args: argparse.Namespace) -> list[JobResult]:
-    kind = command_kind(args.command, getattr(args, "kind", "agg")).value
-    interval = timeframes.parse(args.interval).interval if kind == "klines" else None
+    kind = command_kind(args.command, getattr(args, "kind", "agg"))
+    timeframe = timeframes.parse(args.interval) if kind is DataKind.KLINES else None  # the CLI boundary
     start, end = times(args)
     sink_names = parse_sinks(args.sink)
     parse_conn_ids(args.conn_id, sink_names)  # bad input fails before any network or database access
@@ -88,7 +88,7 @@ def run_data_command(args: argparse.Namespace) -> list[JobResult]:
                 job = Job(
                     kind=kind,
                     symbol=symbol,
-                    interval=interval,
+                    timeframe=timeframe,
                     start=start,
                     end=end,
                     incremental=args.incremental,
@@ -96,7 +96,7 @@ def run_data_command(args: argparse.Namespace) -> list[JobResult]:
                     requested_by=args.requested_by,
                 )
                 if bar is not None:
-                    bar.set_description(f"{symbol} {interval or kind}")
+                    bar.set_description(f"{symbol} {job.interval or kind}")
                 result = run_job(job, sinks, client, progress=bar.update if bar is not None else None)
                 log.info(
                     "extracted %s",

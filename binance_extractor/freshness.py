@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from binance_extractor import clock, telemetry, timeframes
+from binance_extractor import clock, telemetry
+from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import dt_to_ms
 
 
-def record_freshness(symbol: str, timeframe: str, last_open: datetime | None, *, now: datetime | None = None) -> float:
+def record_freshness(symbol: str, tf: Timeframe, last_open: datetime | None, *, now: datetime | None = None) -> float:
     """How far (seconds) the store is behind the newest closed candle; sets the ``binance.freshness.lag`` gauge.
 
     0 when the newest closed candle is stored. Returns -1 (and sets nothing) when nothing is stored yet.
     """
     if last_open is None:
         return -1.0
-    tf = timeframes.parse(timeframe)
     now_ms = dt_to_ms(now or clock.now())
     forming_open_ms = tf.floor_ms(now_ms)  # the candle still open now; the one before it is the newest closed
     expected_next_ms = tf.next_open_ms(dt_to_ms(last_open))

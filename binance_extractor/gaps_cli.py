@@ -16,6 +16,7 @@ from typing import Any
 from binance_extractor import cli_options, config, gaps
 from binance_extractor import symbols as symbols_rule
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import DataKind
 from binance_extractor.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -90,24 +91,26 @@ def _symbols(args: argparse.Namespace) -> list[str] | None:
 
 def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings, now: int) -> list[gaps.Scan]:
     start, end = cli_options.times(args)
-    tables = gaps.parse_tables(args.table)
+    datasets = gaps.parse_tables(args.table)
     symbols = _symbols(args)
     starts = None
     funding_hours = None
     full = start is None and (args.full_history or config.settings().full_history)
-    if full or "funding_rates" in tables:
+    funding = any(d.kind is DataKind.FUNDING for d in datasets)
+    if full or funding:
         client = cli_options.make_client(args)
         try:
             if full:
-                names = symbols or sorted({s for t in tables for sink in gaps.db_sinks(sinks) for s in sink.symbols(t)})
+                stores = gaps.db_sinks(sinks)
+                names = symbols or sorted({s for d in datasets for sink in stores for s in sink.symbols(d.table)})
                 starts = gaps.onboard_starts(client, names)
-            if "funding_rates" in tables:
+            if funding:
                 funding_hours = gaps.funding_intervals(client)
         finally:
             client.close()
     return gaps.scan(
         sinks,
-        tables,
+        datasets,
         symbols,
         start=start,
         end=end,

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from binance_extractor import clock, config, gaps, timeframes
+from binance_extractor import clock, config, gaps
 from binance_extractor.errors import InputError
-from binance_extractor.reader import resolve_table
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import RunRecord, Store
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 
@@ -80,8 +80,8 @@ class SymbolHealth:
         }
 
 
-def lag_seconds(table: str, last: datetime | None, now_ms: int) -> float | None:
-    """How far ``table`` is behind its schedule at ``now_ms`` (0 = up to date); None when nothing is stored.
+def lag_seconds(dataset: Dataset, last: datetime | None, now_ms: int) -> float | None:
+    """How far ``dataset`` is behind its schedule at ``now_ms`` (0 = up to date); None when nothing is stored.
 
     Klines: behind the newest closed candle (as ``binance.freshness.lag``). Funding: behind the latest
     settlement of an 8-hour contract. Trades: behind the last full hour (the trades DAG runs hourly).
@@ -89,43 +89,43 @@ def lag_seconds(table: str, last: datetime | None, now_ms: int) -> float | None:
     if last is None:
         return None
     last_ms = dt_to_ms(last)
-    if table.startswith("klines_"):
-        tf = timeframes.parse(table)
+    tf = dataset.timeframe
+    if tf is not None:
         return max(0, tf.floor_ms(now_ms) - tf.next_open_ms(last_ms)) / 1000
-    step = FUNDING_MS if table == "funding_rates" else HOURLY_MS
+    step = FUNDING_MS if dataset.kind is DataKind.FUNDING else HOURLY_MS
     return max(0, now_ms - step - last_ms) / 1000
 
 
-def is_stale(table: str, last: datetime | None, now_ms: int, grace_ms: int) -> bool:
+def is_stale(dataset: Dataset, last: datetime | None, now_ms: int, grace_ms: int) -> bool:
     """Late beyond the grace: klines when the first candle missing after ``last`` closed more than ``grace_ms``
     ago (a run has that long to store it); other tables when their lag exceeds the grace."""
     if last is None:
         return False
-    if table.startswith("klines_"):
-        tf = timeframes.parse(table)
+    tf = dataset.timeframe
+    if tf is not None:
         first_missing_open = tf.next_open_ms(dt_to_ms(last))
         return now_ms > tf.next_open_ms(first_missing_open) - 1 + grace_ms
-    lag = lag_seconds(table, last, now_ms) or 0
+    lag = lag_seconds(dataset, last, now_ms) or 0
     return lag * 1000 > grace_ms
 
 
 def window_bounds(
-    table: str, days: float, now_ms: int, start: datetime | None = None, end: datetime | None = None
+    dataset: Dataset, days: float, now_ms: int, start: datetime | None = None, end: datetime | None = None
 ) -> tuple[int, int]:
     """The completeness window: ``[start, end)`` if given, else the last ``days``; never past the last closed
     candle (klines) or now."""
     if not 0 < days <= MAX_WINDOW_DAYS:
         raise InputError(f"window must be between 0 and {MAX_WINDOW_DAYS} days, got {days}")
     end_ms = dt_to_ms(end) if end is not None else None
-    if table == "trades":  # no gap detection for trades: the window just ends now (or at ``end``)
+    if dataset.kind is DataKind.TRADES:  # no gap detection for trades: the window just ends now (or at ``end``)
         hi = now_ms if end_ms is None else min(end_ms, now_ms)
     else:
-        hi = gaps.closed_end(table, end_ms, now_ms)
+        hi = gaps.closed_end(dataset, end_ms, now_ms)
     lo = dt_to_ms(start) if start is not None else hi - int(days * 86_400_000)
     if start is not None and end is not None and end <= start:
         raise InputError("the window's end must be after its start")
-    if table.startswith("klines_"):
-        lo = timeframes.parse(table).ceil_ms(lo)
+    if dataset.timeframe is not None:
+        lo = dataset.timeframe.ceil_ms(lo)
     return lo, max(lo, hi)
 
 
@@ -152,7 +152,7 @@ def _run_dict(run: RunRecord) -> dict[str, Any]:
 
 
 def _row_count(
-    sink: Store, table: str, symbol: str, first: datetime | None, last: datetime | None, limit: int | None
+    sink: Store, dataset: Dataset, symbol: str, first: datetime | None, last: datetime | None, limit: int | None
 ) -> tuple[int | None, bool]:
     """Exact ``COUNT(*)`` on the key's symbol prefix while that range is small (or ``limit`` is None).
 
@@ -162,10 +162,11 @@ def _row_count(
     """
     if first is None or last is None:
         return 0, True
-    if limit is None or table == "funding_rates":
+    table = dataset.table
+    if limit is None or dataset.kind is DataKind.FUNDING:
         return sink.count(table, symbol), True
-    if table.startswith("klines_"):
-        span = timeframes.parse(table).count_between(dt_to_ms(first), dt_to_ms(last) + 1)
+    if dataset.timeframe is not None:
+        span = dataset.timeframe.count_between(dt_to_ms(first), dt_to_ms(last) + 1)
         return (sink.count(table, symbol), True) if span <= limit else (span, False)
     probe = sink.read(table, symbol, first, first + timedelta(minutes=10))  # trades: estimate from a sample
     per_ms = len(probe) / 600_000
@@ -176,7 +177,7 @@ def _row_count(
 
 def symbol_health(
     sink: Store,
-    table: str,
+    table: str | Dataset,
     symbol: str,
     *,
     window_days: float = DEFAULT_WINDOW_DAYS,
@@ -188,24 +189,26 @@ def symbol_health(
     exact_limit: int | None = EXACT_COUNT_LIMIT,
 ) -> SymbolHealth:
     now = clock.now_ms() if now_ms is None else now_ms
-    table = resolve_table(table)
+    dataset = Dataset.parse(table)
+    table = dataset.table
     first, last = sink.first_time(table, symbol), sink.last_time(table, symbol)
-    rows, rows_exact = _row_count(sink, table, symbol, first, last, exact_limit)
-    lo, hi = window_bounds(table, window_days, now, start, end)
+    rows, rows_exact = _row_count(sink, dataset, symbol, first, last, exact_limit)
+    lo, hi = window_bounds(dataset, window_days, now, start, end)
     stored, holes = 0, list[gaps.Hole]()
     if last is not None and hi > lo:
-        if table == "trades":
+        if dataset.kind is DataKind.TRADES:
             stored = sink.count(table, symbol, ms_to_dt(lo), ms_to_dt(hi))
         else:
             # a symbol listed inside the window starts at its first row, not at the window's start
             lo = max(lo, dt_to_ms(first)) if first is not None else lo
-            stored, holes = gaps.detect_range(sink, table, symbol, lo, hi, tail=table != "agg_trades")
+            tail = dataset.kind is not DataKind.AGG_TRADES
+            stored, holes = gaps.detect_range(sink, dataset, symbol, lo, hi, tail=tail)
     known = sink.known_gaps(table, symbol)
     open_holes, _ = gaps.minus_known(holes, [(dt_to_ms(s), dt_to_ms(e)) for s, e in known])
     missing = sum(h.missing for h in open_holes)
-    if table.startswith("klines_"):
-        expected: int | None = timeframes.parse(table).count_between(lo, hi) if last is not None else 0
-    elif table == "trades":
+    if dataset.timeframe is not None:
+        expected: int | None = dataset.timeframe.count_between(lo, hi) if last is not None else 0
+    elif dataset.kind is DataKind.TRADES:
         expected = None  # trade ids are not contiguous per symbol: nothing to expect
     else:
         expected = stored + missing
@@ -215,7 +218,7 @@ def symbol_health(
         rows=rows,
         first=first,
         last=last,
-        lag_s=lag_seconds(table, last, now),
+        lag_s=lag_seconds(dataset, last, now),
         window_start=ms_to_dt(lo),
         window_end=ms_to_dt(hi),
         expected=expected,
@@ -225,13 +228,13 @@ def symbol_health(
         confirmed_holes=[{"start": iso(s), "end": iso(e)} for s, e in known[-max_holes:]],
         runs=[_run_dict(r) for r in recent_runs(sink, table, symbol, runs)],
         rows_exact=rows_exact,
-        stale=is_stale(table, last, now, config.settings().freshness_grace_minutes * 60_000),
+        stale=is_stale(dataset, last, now, config.settings().freshness_grace_minutes * 60_000),
     )
 
 
 def table_health(
     sink: Store,
-    table: str,
+    table: str | Dataset,
     symbols: list[str] | None = None,
     *,
     window_days: float = DEFAULT_WINDOW_DAYS,
@@ -242,13 +245,13 @@ def table_health(
     exact_limit: int | None = EXACT_COUNT_LIMIT,
 ) -> list[SymbolHealth]:
     """Health of every symbol stored in ``table`` (or of ``symbols``)."""
-    table = resolve_table(table)
+    dataset = Dataset.parse(table)
     now = clock.now_ms() if now_ms is None else now_ms
-    names = symbols or stored_symbols(sink, table)
+    names = symbols or stored_symbols(sink, dataset.table)
     return [
         symbol_health(
             sink,
-            table,
+            dataset,
             s,
             window_days=window_days,
             start=start,
@@ -262,18 +265,18 @@ def table_health(
 
 
 def chart_points(
-    sink: Store, table: str, symbol: str, points: int = 200, end: datetime | None = None
+    sink: Store, table: str | Dataset, symbol: str, points: int = 200, end: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Up to ``points`` candles of a klines table ending at ``end`` (default: the newest stored): open time, close
     and volume as exact decimal text. One bounded key-range read."""
-    table = resolve_table(table)
-    if not table.startswith("klines_"):
+    dataset = Dataset.parse(table)
+    table, tf = dataset.table, dataset.timeframe
+    if tf is None:
         raise InputError(f"charts need a klines table, not {table}")
     points = max(2, min(int(points), 2000))
     last = sink.last_time(table, symbol)
     if last is None:
         return []
-    tf = timeframes.parse(table)
     stop = min(dt_to_ms(last) + 1, dt_to_ms(end)) if end is not None else dt_to_ms(last) + 1
     start = ms_to_dt(stop - points * tf.ms)
     rows = sink.read(table, symbol, start, ms_to_dt(stop))

@@ -15,13 +15,14 @@ from typing import Any
 
 from binance_extractor import config, timeframes
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import SCHEDULED_KINDS, DataKind, command_kind
+from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, parse_time
 
 XCOM_FILE = "/airflow/xcom/return.json"
 # Every argv names the exchange connection: the hook reads it (metadata DB, secrets backend or, in pods,
 # AIRFLOW_CONN_BINANCE_DEFAULT) and falls back to the environment when it does not exist.
 BINANCE_CONN_ID = "binance_default"
-KINDS = ("klines", "funding", "trades")
 
 
 def _utc(dt: datetime) -> datetime:
@@ -86,35 +87,39 @@ def task_kwargs(argv: list[str], label: str, spec: Mapping[str, Any], *, pod: bo
 
 @dataclass(frozen=True)
 class ExtractionSpec:
-    """One symbol's ``klines``/``funding``/``trades`` run over ``[start, end)`` (or incremental up to ``end``)."""
+    """One symbol's klines, funding or aggregate-trades run over ``[start, end)`` (or incremental up to ``end``)."""
 
-    kind: str
+    kind: DataKind
     symbol: str
     end: datetime
     start: datetime | None = None
-    interval: str | None = None
+    timeframe: Timeframe | None = None
     incremental: bool = False
     output: Output = field(default_factory=Output)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise InputError(f"unknown kind {self.kind!r}: use one of {', '.join(KINDS)}")
-        if self.kind == "klines" and not self.interval:
+        object.__setattr__(self, "kind", DataKind.parse(self.kind))
+        if self.kind not in SCHEDULED_KINDS:
+            names = ", ".join(k.value for k in SCHEDULED_KINDS)
+            raise InputError(f"no extraction spec for {self.kind.value}: use one of {names}")
+        if self.kind is DataKind.KLINES and self.timeframe is None:
             raise InputError("klines need an interval")
+        if self.kind is not DataKind.KLINES:
+            object.__setattr__(self, "timeframe", None)
         self.output.to_argv()  # unknown sinks are bad input at planning time
 
     def to_argv(self) -> list[str]:
         """THE argv of ``python -m binance_extractor`` for this task: pods and local tasks run the same."""
-        argv = [self.kind]
-        if self.kind == "klines":
-            argv += ["--interval", timeframes.parse(str(self.interval)).interval]
+        argv = [self.kind.command]
+        if self.timeframe is not None:
+            argv += ["--interval", self.timeframe.interval]
         argv += ["--symbols", self.symbol]
         if self.start is not None:
             argv += ["--start", iso(_utc(self.start))]
         argv += ["--end", iso(_utc(self.end))]
         if self.incremental:
             argv.append("--incremental")
-        if self.kind == "trades":
+        if self.kind is DataKind.AGG_TRADES:
             argv += ["--kind", "agg"]
         return argv + self.output.to_argv()
 
@@ -127,23 +132,24 @@ class ExtractionSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
+            "kind": self.kind.command,  # the DAG family, as in argv
             "symbol": self.symbol,
             "start": None if self.start is None else iso(_utc(self.start)),
             "end": iso(_utc(self.end)),
-            "interval": self.interval,
+            "interval": self.timeframe.interval if self.timeframe else None,
             "incremental": self.incremental,
             "output": self.output.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExtractionSpec:
+        interval = data.get("interval")
         return cls(
-            kind=str(data["kind"]),
+            kind=command_kind(str(data["kind"])),
             symbol=str(data["symbol"]),
             end=parse_time(str(data["end"])),
             start=None if data.get("start") is None else parse_time(str(data["start"])),
-            interval=data.get("interval"),
+            timeframe=timeframes.parse(str(interval)) if interval else None,  # XCom: a boundary
             incremental=bool(data.get("incremental")),
             output=Output.from_dict(data.get("output") or {}),
         )

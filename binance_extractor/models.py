@@ -136,7 +136,7 @@ class Kline(_Row):
                 raise ValueError(f"negative {name}")
         if self.trade_count < 0:
             raise ValueError("negative trade_count")
-        tf = timeframes.parse(self.interval)
+        tf = self.timeframe
         offset = tf.close_offset
         if offset is not None:
             consistent = self.close_time - self.open_time == offset
@@ -145,6 +145,11 @@ class Kline(_Row):
         if not consistent:
             raise ValueError(f"close_time {iso(self.close_time)} is not open_time + {self.interval} - 1 ms")
         return self
+
+    @property
+    def timeframe(self) -> timeframes.Timeframe:
+        """The candle's timeframe (``interval`` is Binance's spelling of it, as the exchange sent it)."""
+        return timeframes.parse(self.interval)
 
     @classmethod
     def from_rest(cls, symbol: str, interval: str, row: list[Any]) -> Kline:

@@ -18,9 +18,10 @@ from typing import Any
 
 from binance_extractor import clock, config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
-from binance_extractor.jobspecs import KINDS, ExtractionSpec, Output
-from binance_extractor.kinds import command_kind
+from binance_extractor.jobspecs import ExtractionSpec, Output
+from binance_extractor.kinds import SCHEDULED_KINDS, DataKind
 from binance_extractor.symbols import SYMBOL_PATTERN, split_syntax
+from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, parse_time
 
 # Every task that calls the exchange takes a slot of this pool (created by `make run` / the tests with 4 slots:
@@ -129,7 +130,7 @@ class RunRange:
     incremental: bool
 
 
-def plan_range(kind: str, run_type: str, data_interval_start: datetime, data_interval_end: datetime) -> RunRange:
+def plan_range(kind: DataKind, run_type: str, data_interval_start: datetime, data_interval_end: datetime) -> RunRange:
     """Range per run type.
 
     - backfill runs (``run_type == "backfill"``): exactly their data interval, so re-running is idempotent.
@@ -138,12 +139,12 @@ def plan_range(kind: str, run_type: str, data_interval_start: datetime, data_int
     - trades: exactly the data interval too; an incremental catch-up of agg trades (weight 20 per 1000 trades)
       would eat the whole IP weight budget for hours.
     """
-    if kind not in KINDS:
-        raise InputError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    if kind not in SCHEDULED_KINDS:
+        raise InputError(f"no scheduled runs of {kind}: use one of {', '.join(SCHEDULED_KINDS)}")
     start, end = _utc(data_interval_start), _utc(data_interval_end)
     if end <= start:
         raise InputError(f"empty data interval [{iso(start)}, {iso(end)})")
-    incremental = run_type != "backfill" and kind != "trades"
+    incremental = run_type != "backfill" and kind is not DataKind.AGG_TRADES
     return RunRange(start, end, incremental)
 
 
@@ -172,12 +173,12 @@ def weekly_chunks(
 
 
 def build_arguments(
-    kind: str,
+    kind: DataKind,
     symbol: str,
     *,
     end: datetime,
     start: datetime | None = None,
-    interval: str | None = None,
+    timeframe: Timeframe | None = None,
     incremental: bool = False,
     sinks: Sequence[str] | None = None,
     conn_ids: Mapping[str, str] | None = None,
@@ -186,17 +187,17 @@ def build_arguments(
 ) -> list[str]:
     """The argv of one extraction (``ExtractionSpec(...).to_argv()``), for callers outside DAG planning."""
     output = Output.of(sinks, conn_ids, requested_by, xcom)
-    return ExtractionSpec(kind, symbol, end, start, interval, incremental, output).to_argv()
+    return ExtractionSpec(kind, symbol, end, start, timeframe, incremental, output).to_argv()
 
 
 def plan_scheduled(
-    kind: str,
+    kind: DataKind,
     symbols: Sequence[str],
     *,
     run_type: str,
     data_interval_start: datetime,
     data_interval_end: datetime,
-    interval: str | None = None,
+    timeframe: Timeframe | None = None,
     sinks: Sequence[str] | None = None,
     requested_by: str | None = None,
     xcom: bool = False,
@@ -204,7 +205,7 @@ def plan_scheduled(
     """One spec per symbol for a scheduled DAG run."""
     rng = plan_range(kind, run_type, data_interval_start, data_interval_end)
     output = Output.of(sinks, None, requested_by, xcom)
-    return [ExtractionSpec(kind, sym, rng.end, rng.start, interval, rng.incremental, output) for sym in symbols]
+    return [ExtractionSpec(kind, sym, rng.end, rng.start, timeframe, rng.incremental, output) for sym in symbols]
 
 
 # --------------------------------------------------------------------------------------------- manual DAG
@@ -241,7 +242,7 @@ MANUAL_DEFAULTS: dict[str, Any] = {
 @dataclass(frozen=True)
 class ManualRequest:
     symbols: list[str]
-    interval: str
+    timeframe: Timeframe
     start: datetime
     end: datetime
     sinks: list[str]
@@ -266,7 +267,7 @@ def validate_manual(params: Mapping[str, Any], now: datetime | None = None) -> M
     end = min(end, now)
     return ManualRequest(
         symbols=[str(s) for s in params["symbols"]],
-        interval=timeframes.parse(str(params["interval"])).interval,
+        timeframe=timeframes.parse(str(params["interval"])),  # the form: a boundary
         start=start,
         end=end,
         sinks=[str(s) for s in params.get("sinks") or []],
@@ -285,7 +286,9 @@ def plan_manual(
     chunks = weekly_chunks(request.start, request.end, len(symbols), max_tasks)
     output = Output.of(request.sinks or None, None, requested_by, xcom)
     return [
-        ExtractionSpec("klines", sym, hi, lo, request.interval, False, output) for sym in symbols for lo, hi in chunks
+        ExtractionSpec(DataKind.KLINES, sym, hi, lo, request.timeframe, False, output)
+        for sym in symbols
+        for lo, hi in chunks
     ]
 
 
@@ -352,17 +355,12 @@ class Summary:
             )
 
 
-def table_for(kind: str, interval: str | None = None) -> str:
-    """The table a DAG family (a CLI command: ``trades`` stores aggregate trades) fills."""
-    return command_kind(kind).table(interval)
-
-
-def freshness_target(kind: str, interval: str | None = None, grace_minutes: int | None = None) -> timedelta:
+def freshness_target(kind: DataKind, timeframe: Timeframe | None = None, grace_minutes: int | None = None) -> timedelta:
     """How old the newest row may be at the end of the run: one period plus ``freshness_grace_minutes``."""
     grace = timedelta(minutes=config.settings().freshness_grace_minutes if grace_minutes is None else grace_minutes)
-    if kind == "klines":
-        return timeframes.parse(interval or "").delta + grace
-    if kind == "funding":
+    if timeframe is not None:
+        return timeframe.delta + grace
+    if kind is DataKind.FUNDING:
         return FUNDING_MAX_INTERVAL + grace
     return TRADES_INTERVAL + grace
 

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from binance_extractor import clock, config, extract, freshness, telemetry, timeframes
+from binance_extractor import clock, config, extract, freshness, telemetry
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import Sink, stores
+from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, truncate_ms
 
 log = logging.getLogger(__name__)
 
-KINDS = tuple(DataKind)
 WRITE_BATCH = 5000
 QUEUE_PAGES = 8
 
@@ -35,18 +35,28 @@ QUEUE_PAGES = 8
 class Job:
     """What to extract; ``start``/``end`` are a half-open range on the key time (None: planned)."""
 
-    kind: str
+    kind: DataKind
     symbol: str
-    interval: str | None = None
+    timeframe: Timeframe | None = None
     start: datetime | None = None
     end: datetime | None = None
     incremental: bool = False
     source: str = "auto"
     requested_by: str = "cli"
+    dataset: Dataset = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.dataset = Dataset(DataKind.parse(self.kind), self.timeframe)  # bad kind / klines without a timeframe
+        self.kind, self.timeframe = self.dataset.kind, self.dataset.timeframe
 
     @property
     def table(self) -> str:
-        return table_for(self.kind, self.interval)
+        return self.dataset.table
+
+    @property
+    def interval(self) -> str | None:
+        """Binance's spelling of the timeframe (what the audit table and telemetry record)."""
+        return self.timeframe.interval if self.timeframe else None
 
 
 @dataclass
@@ -81,14 +91,6 @@ class JobResult:
         }
 
 
-def table_for(kind: str, interval: str | None) -> str:
-    if kind == "klines" and not interval:
-        raise InputError("klines need an interval")
-    if kind not in KINDS:
-        raise InputError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    return DataKind(kind).table(interval)
-
-
 def resume_after(job: Job, last: datetime) -> datetime:
     """Where an incremental run resumes after the newest stored row.
 
@@ -97,7 +99,7 @@ def resume_after(job: Job, last: datetime) -> datetime:
     run stopped between them must not skip the rest. Funding resumes 1 ms after (one event per time, never
     changed).
     """
-    if job.kind == "funding":
+    if job.kind is DataKind.FUNDING:
         return last + timedelta(milliseconds=1)
     return last
 
@@ -105,8 +107,8 @@ def resume_after(job: Job, last: datetime) -> datetime:
 def catchup_floor(job: Job, end: datetime, days: float) -> datetime:
     """``end - days``, floored to a candle open for klines (a 1w/1M window rounded up would skip its candle)."""
     bound = end - timedelta(days=days)
-    if job.kind == "klines" and job.interval:
-        return ms_to_dt(timeframes.parse(job.interval).floor_ms(dt_to_ms(bound)))
+    if job.timeframe is not None:
+        return ms_to_dt(job.timeframe.floor_ms(dt_to_ms(bound)))
     return bound
 
 
@@ -166,8 +168,8 @@ def plan_range(
 def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: datetime) -> Iterator[Any]:
     """The source iterator for the job's kind: lists of models, or archive files as columnar ``KlineBlock``s."""
     s, e = dt_to_ms(start), dt_to_ms(end)
-    if job.kind == "klines":
-        tf = timeframes.parse(job.interval or "")
+    if job.timeframe is not None:
+        tf = job.timeframe
         if job.source in ("auto", "archive"):
             try:
                 from binance_extractor import archive
@@ -178,11 +180,11 @@ def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: dateti
                     client, job.symbol, tf, s, e, source=job.source, columnar=True, workers=archive.BULK_WORKERS
                 )
         return extract.iter_klines(client, job.symbol, tf, s, e)
-    if job.kind == "funding":
+    if job.kind is DataKind.FUNDING:
         return extract.iter_funding(client, job.symbol, s, e)
-    if job.kind == "agg_trades":
+    if job.kind is DataKind.AGG_TRADES:
         return extract.iter_agg_trades(client, job.symbol, s, e)
-    if job.kind == "trades":
+    if job.kind is DataKind.TRADES:
         return extract.iter_historical_trades(client, job.symbol, s, e)
     raise InputError(f"unknown kind {job.kind!r}")
 
@@ -199,11 +201,11 @@ def run_job(
     started = time.perf_counter()
     started_at = clock.now()
     start, end = plan_range(job, sinks, client, now)
-    result = JobResult(job.kind, job.symbol, job.interval, job.table, start, end, sinks=[s.name for s in sinks])
-    attrs = {"kind": job.kind, "symbol": job.symbol, "timeframe": job.interval or ""}
+    result = JobResult(job.kind.value, job.symbol, job.interval, job.table, start, end, sinks=[s.name for s in sinks])
+    attrs = {"kind": job.kind.value, "symbol": job.symbol, "timeframe": job.interval or ""}
     error: BaseException | None = None
     with telemetry.span(
-        "extract.symbol", symbol=job.symbol, kind=job.kind, timeframe=job.interval, start=iso(start), end=iso(end)
+        "extract.symbol", symbol=job.symbol, kind=job.kind.value, timeframe=job.interval, start=iso(start), end=iso(end)
     ):
         try:
             if start < end:
@@ -218,12 +220,12 @@ def run_job(
             except Exception:  # the database may be the thing that failed
                 result.last_time = None
             _audit(job, sinks, result, started_at, error)
-            outcome = {"job": f"{job.kind}:{job.interval or ''}", "outcome": result.outcome}
+            outcome = {"job": f"{job.kind.value}:{job.interval or ''}", "outcome": result.outcome}
             telemetry.instruments.counter("binance.jobs").add(1, outcome)
             telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
             telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)
-            if job.kind == "klines" and job.interval and result.last_time is not None:
-                freshness.record_freshness(job.symbol, job.interval, result.last_time)  # binance.freshness.lag
+            if job.timeframe is not None and result.last_time is not None:
+                freshness.record_freshness(job.symbol, job.timeframe, result.last_time)  # binance.freshness.lag
     if error is not None:
         raise error
     return result
@@ -261,7 +263,7 @@ def _stream(
                 telemetry.instruments.histogram("binance.db.batch.duration").record(
                     time.perf_counter() - t0, {"sink": sink.name, "table": job.table}
                 )
-            written = {"kind": job.kind, "symbol": job.symbol, "timeframe": job.interval or "", "sink": sink.name}
+            written = {"kind": job.kind.value, "symbol": job.symbol, "timeframe": job.interval or "", "sink": sink.name}
             telemetry.instruments.counter("binance.rows.written").add(len(pending), written)
         result.rows_written += len(pending)
         if progress:
@@ -322,7 +324,7 @@ def _audit(
         return
     record = RunRecord(
         run_id=str(uuid.uuid4()),
-        kind=job.kind,
+        kind=job.kind.value,
         table=job.table,
         symbol=job.symbol,
         interval=job.interval,
@@ -349,4 +351,4 @@ def _one_line(exc: BaseException) -> str:
     return text[:500]
 
 
-__all__ = ["Job", "JobResult", "ms_to_dt", "plan_range", "run_job", "table_for"]
+__all__ = ["Job", "JobResult", "ms_to_dt", "plan_range", "run_job"]

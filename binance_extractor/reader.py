@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from binance_extractor import timeframes
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import Sink, Store, utc_ms
 from binance_extractor.sinks.schema import spec_for
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 DECIMAL_PRECISION = 38
 DECIMAL_SCALE = 18
-DATA_TABLES = ("funding_rates", "agg_trades", "trades")
 DEFAULT_BATCH_ROWS = 50_000
 _FUNDING_WINDOW = timedelta(days=365)  # at most one row per hour: < 9k rows
 _TRADES_WINDOW = timedelta(minutes=10)  # busy contracts trade thousands of times a minute
@@ -35,22 +34,14 @@ STORES = ("sqlite", "mysql", "postgres", "mongo")  # the stores that read back (
 
 def resolve_table(name: str) -> str:
     """``klines_m5``, ``m5`` or ``5m`` -> ``klines_m5``; ``funding_rates``, ``agg_trades``, ``trades`` as is."""
-    value = name.strip()
-    if value in DATA_TABLES:
-        return value
-    try:
-        table = timeframes.parse(value).table
-    except InputError:
-        raise InputError(f"unknown table {name!r}: use klines_<tf> (or m5, 1h ...), {', '.join(DATA_TABLES)}") from None
-    spec_for(table)
-    return table
+    return Dataset.parse(name).table
 
 
-def window_for(table: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> timedelta:
+def window_for(dataset: Dataset, batch_rows: int = DEFAULT_BATCH_ROWS) -> timedelta:
     """Time span read at once: ``batch_rows`` candles for klines, fixed spans for funding and trades."""
-    if table.startswith("klines_"):
-        return timedelta(milliseconds=timeframes.parse(table).ms * max(1, batch_rows))
-    if table == "funding_rates":
+    if dataset.timeframe is not None:
+        return dataset.timeframe.delta * max(1, batch_rows)
+    if dataset.kind is DataKind.FUNDING:
         return _FUNDING_WINDOW
     return _TRADES_WINDOW
 
@@ -139,10 +130,11 @@ def iter_batches(
 
     With ``split_months`` no batch crosses a calendar month (UTC), so callers can cut files per month.
     """
-    table = resolve_table(table)
+    dataset = Dataset.parse(table)
+    table = dataset.table
     if start is not None and end is not None and end <= start:
         raise InputError("end must be after start")
-    step = window_for(table, batch_rows)
+    step = window_for(dataset, batch_rows)
     for symbol in symbols_of(sink, table, symbols):
         lo, hi = _bounds(sink, table, symbol, start, end)
         if lo is None or hi is None:

@@ -18,9 +18,13 @@ BINANCE_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h
 SCHEDULED = ("m5", "m15", "m30", "h1", "d1")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Timeframe:
-    """One kline interval; ``name`` is the project's spelling, ``interval`` Binance's."""
+    """One kline interval; ``name`` is the project's spelling, ``interval`` Binance's.
+
+    Parsed once where a string enters (CLI, DAG params, config, exchange messages, table names) and passed along
+    as this object from there on: ``parse`` is for boundaries, not for re-reading what a caller already knew.
+    """
 
     name: str
     interval: str

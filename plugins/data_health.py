@@ -49,7 +49,7 @@ async def airflow_user(request: Request) -> Any:
 def default_tables() -> list[str]:
     from binance_extractor import gaps
 
-    return [*gaps.default_tables(), "trades"]
+    return [*(d.table for d in gaps.default_datasets()), "trades"]
 
 
 def _open_store() -> Any:

@@ -18,7 +18,9 @@ from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, CronT
 
 from binance_extractor import config, jobspecs, orchestration, timeframes
 from binance_extractor.airflow import callbacks
+from binance_extractor.kinds import DataKind
 from binance_extractor.orchestration import POOL
+from binance_extractor.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +184,8 @@ def _last_times_from_results(results: list[Any]) -> dict[str, datetime | None]:
     return out
 
 
-def _summary_task(kind: str, interval: str | None, runtime: str, asset: Asset) -> Any:
-    table = orchestration.table_for(kind, interval)
+def _summary_task(kind: DataKind, timeframe: Timeframe | None, runtime: str, asset: Asset) -> Any:
+    table = kind.table(timeframe)
 
     @task(task_id="summary", outlets=[asset])
     def summary(resolved: dict[str, Any], results: Any, **context: Any) -> dict[str, Any]:
@@ -199,7 +201,7 @@ def _summary_task(kind: str, interval: str | None, runtime: str, asset: Asset) -
             orchestration.rows_per_symbol(results),
             last,
             reference=context["data_interval_end"],
-            target=orchestration.freshness_target(kind, interval),
+            target=orchestration.freshness_target(kind, timeframe),
             skipped=resolution.invalid,
         )
         for line in report.lines():
@@ -218,22 +220,22 @@ def _summary_task(kind: str, interval: str | None, runtime: str, asset: Asset) -
 
 def _scheduled_dag(
     dag_id: str,
-    kind: str,
+    kind: DataKind,
     cron: str,
     *,
-    interval: str | None,
+    timeframe: Timeframe | None,
     doc_md: str | None,
     tags: list[str],
     runtime: str | None,
 ) -> DAG:
     runtime = runtime or config.runtime()
-    table = orchestration.table_for(kind, interval)
+    table = kind.table(timeframe)
     asset = table_asset(table)
     # Freshness: a klines run still unfinished one candle interval after it started has stalled its timeframe;
     # the timeout fails it, so on_dag_failure reports it within one interval. (An Airflow 3 DeadlineAlert,
     # callbacks.freshness_deadline, does the same from the triggerer, but in Airflow 3.3.2 a DAG carrying one
     # breaks dag.test() when the run succeeds: DagRun.update_state reads the SDK alert as a database id.)
-    timeout = timeframes.parse(interval).delta if interval else None
+    timeout = timeframe.delta if timeframe else None
     with DAG(
         dag_id=dag_id,
         schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
@@ -258,7 +260,7 @@ def _scheduled_dag(
                 run_type=run_type,
                 data_interval_start=context["data_interval_start"],
                 data_interval_end=context["data_interval_end"],
-                interval=interval,
+                timeframe=timeframe,
                 requested_by=requested_by(context),
                 xcom=runtime == "kubernetes",
             )
@@ -267,20 +269,20 @@ def _scheduled_dag(
             return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
         resolved = resolve_symbols()
-        extracted = _extraction(kind, dag_id, runtime, plan(resolved))
-        _summary_task(kind, interval, runtime, asset)(resolved, extracted)
+        extracted = _extraction(kind.command, dag_id, runtime, plan(resolved))
+        _summary_task(kind, timeframe, runtime, asset)(resolved, extracted)
     return dag
 
 
 def klines_dag(name: str, cron: str | None = None, *, doc_md: str | None = None, runtime: str | None = None) -> DAG:
     """``binance_klines_<name>``: one candle window per run (``CronDataIntervalTimetable``)."""
-    tf = timeframes.parse(name)
+    tf = timeframes.parse(name)  # a DAG file or config.yaml names it: a boundary
     cron = cron or str(config.settings().timeframes[tf.name]["cron"])
     return _scheduled_dag(
         f"binance_klines_{tf.name}",
-        "klines",
+        DataKind.KLINES,
         cron,
-        interval=tf.interval,
+        timeframe=tf,
         doc_md=doc_md,
         tags=["klines", tf.name],
         runtime=runtime,
@@ -298,13 +300,25 @@ def klines_dags(doc_md: str | None = None, runtime: str | None = None) -> dict[s
 
 def funding_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
     return _scheduled_dag(
-        "binance_funding_rates", "funding", HOURLY, interval=None, doc_md=doc_md, tags=["funding"], runtime=runtime
+        "binance_funding_rates",
+        DataKind.FUNDING,
+        HOURLY,
+        timeframe=None,
+        doc_md=doc_md,
+        tags=["funding"],
+        runtime=runtime,
     )
 
 
 def trades_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
     return _scheduled_dag(
-        "binance_trades", "trades", HOURLY, interval=None, doc_md=doc_md, tags=["trades"], runtime=runtime
+        "binance_trades",
+        DataKind.AGG_TRADES,
+        HOURLY,
+        timeframe=None,
+        doc_md=doc_md,
+        tags=["trades"],
+        runtime=runtime,
     )
 
 
@@ -354,7 +368,8 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
             resolved = _resolve(request.symbols, "params")
             return {
                 **resolved,
-                "interval": request.interval,
+                "interval": request.timeframe.interval,
+                "table": request.timeframe.table,
                 "start": iso(request.start),
                 "end": iso(request.end),
                 "sinks": request.sinks,
@@ -366,8 +381,9 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
             from binance_extractor.errors import InputError
             from binance_extractor.timeutil import parse_time
 
+            tf = timeframes.parse(req["interval"])  # read back from XCom
             request = orchestration.ManualRequest(
-                req["valid"], req["interval"], parse_time(req["start"]), parse_time(req["end"]), req["sinks"]
+                req["valid"], tf, parse_time(req["start"]), parse_time(req["end"]), req["sinks"]
             )
             try:
                 specs = orchestration.plan_manual(
@@ -385,7 +401,7 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
         @task(task_id="summary", outlets=[alias])
         def summary(req: Any, results: Any, **context: Any) -> dict[str, Any]:
             """Rows per symbol; tells the table's asset that it changed."""
-            table = timeframes.parse(req["interval"]).table
+            table = str(req["table"])
             rows = orchestration.rows_per_symbol(list(results))
             for sym in req["valid"]:
                 log.info("%s %s: %d rows in [%s, %s)", table, sym, rows.get(sym, 0), req["start"], req["end"])

@@ -53,7 +53,7 @@ def scan(symbols: list[str], end: Any, now: int) -> list[gaps.Scan]:
     try:
         return gaps.scan(
             sinks,
-            gaps.default_tables(),
+            gaps.default_datasets(),
             symbols,
             end=end,
             starts=starts,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from binance_extractor import timeframes
 from binance_extractor.gaps.models import Chunk, Hole
-from binance_extractor.gaps.settings import MAX_MAP_LENGTH, MONDAY_MS, GapSettings, kind_of
+from binance_extractor.gaps.settings import MAX_MAP_LENGTH, MONDAY_MS, GapSettings
+from binance_extractor.kinds import DataKind
 
 
 def _next_boundary(t: int, step: int) -> int:
@@ -23,10 +23,10 @@ def chunk_holes(holes: Iterable[Hole], chunk_ms: int) -> list[Chunk]:
     """
     chunks: list[Chunk] = []
     for hole in sorted(holes):
-        tf = timeframes.parse(hole.table) if kind_of(hole.table) == "klines" else None
-        if kind_of(hole.table) == "agg_trades" and hole.end_ms - hole.start_ms <= chunk_ms:
+        tf = hole.dataset.timeframe
+        if hole.dataset.kind is DataKind.AGG_TRADES and hole.end_ms - hole.start_ms <= chunk_ms:
             chunks.append(
-                Chunk(hole.table, hole.symbol, hole.start_ms, hole.end_ms, hole.ctx_start_ms, hole.ctx_end_ms)
+                Chunk(hole.dataset, hole.symbol, hole.start_ms, hole.end_ms, hole.ctx_start_ms, hole.ctx_end_ms)
             )
             continue
         cursor = hole.start_ms
@@ -37,9 +37,9 @@ def chunk_holes(holes: Iterable[Hole], chunk_ms: int) -> list[Chunk]:
             if nxt <= cursor:
                 nxt = hole.end_ms
             if tf is not None:
-                chunks.append(Chunk(hole.table, hole.symbol, cursor, nxt, cursor, nxt))
+                chunks.append(Chunk(hole.dataset, hole.symbol, cursor, nxt, cursor, nxt))
             else:
-                chunks.append(Chunk(hole.table, hole.symbol, cursor, nxt, hole.ctx_start_ms, hole.ctx_end_ms))
+                chunks.append(Chunk(hole.dataset, hole.symbol, cursor, nxt, hole.ctx_start_ms, hole.ctx_end_ms))
             cursor = nxt
     return chunks
 
@@ -78,13 +78,13 @@ def _subtract(lo: int, hi: int, known: Sequence[tuple[int, int]]) -> list[tuple[
 
 
 def merge(holes: Iterable[Hole]) -> list[Hole]:
-    """Union of overlapping holes of the same (table, symbol) (several sinks may miss the same rows)."""
+    """Union of overlapping holes of the same (dataset, symbol) (several sinks may miss the same rows)."""
     out: list[Hole] = []
     for h in sorted(holes):
         last = out[-1] if out else None
-        if last and (last.table, last.symbol) == (h.table, h.symbol) and h.start_ms <= last.end_ms:
+        if last and (last.dataset, last.symbol) == (h.dataset, h.symbol) and h.start_ms <= last.end_ms:
             out[-1] = Hole(
-                h.table,
+                h.dataset,
                 h.symbol,
                 last.start_ms,
                 max(last.end_ms, h.end_ms),
@@ -111,12 +111,12 @@ def minus_known(holes: Sequence[Hole], known: Sequence[tuple[int, int]]) -> tupl
         if parts == [(h.start_ms, h.end_ms)]:
             out.append(h)
             continue
-        tf = timeframes.parse(h.table) if kind_of(h.table) == "klines" else None
+        tf = h.dataset.timeframe
         for s, e in parts:
             missing = tf.count_between(s, e) if tf is not None else h.missing
             if missing > 0:
                 ctx = (s, e) if tf is not None else (h.ctx_start_ms, h.ctx_end_ms)
-                out.append(Hole(h.table, h.symbol, s, e, missing, *ctx))
+                out.append(Hole(h.dataset, h.symbol, s, e, missing, *ctx))
     return out, covered
 
 

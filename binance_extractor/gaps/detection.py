@@ -8,11 +8,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from binance_extractor import timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.gaps.chunking import merge, minus_known
 from binance_extractor.gaps.models import Chunk, Hole, Scan
-from binance_extractor.gaps.settings import DAY_MS, FUNDING_DEFAULT_MS, HOUR_MS, GapSettings, kind_of
+from binance_extractor.gaps.settings import DAY_MS, FUNDING_DEFAULT_MS, HOUR_MS, GapSettings
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import Sink, Store, stores
 from binance_extractor.timeutil import dt_to_ms, now_ms
 
@@ -29,7 +29,7 @@ def db_sinks(sinks: Sequence[Sink]) -> list[Store]:
 
 def detect_range(
     sink: Store,
-    table: str,
+    dataset: Dataset,
     symbol: str,
     lo: int,
     hi: int,
@@ -49,7 +49,7 @@ def detect_range(
     """
     settings = settings or GapSettings()
     be = sink.gap_queries()
-    kind = kind_of(table)
+    table = dataset.table
     if hi <= lo:
         return 0, []
     n, mn, mx = be.stats(table, symbol, lo, hi)
@@ -58,10 +58,10 @@ def detect_range(
     def add(start: int, end: int, missing: int, ctx: tuple[int, int] | None = None) -> None:
         if end > start and missing > 0:
             cs, ce = ctx or (start, end)
-            holes.append(Hole(table, symbol, start, end, missing, cs, ce))
+            holes.append(Hole(dataset, symbol, start, end, missing, cs, ce))
 
-    if kind == "klines":
-        tf = timeframes.parse(table)
+    tf = dataset.timeframe
+    if tf is not None:
         lo, hi = tf.ceil_ms(lo), hi
         if mn is None or mx is None:
             if head and tail:
@@ -75,7 +75,7 @@ def detect_range(
         after = tf.next_open_ms(mx)
         if tail and after < hi:
             add(after, hi, tf.count_between(after, hi))
-    elif kind == "funding":
+    elif dataset.kind is DataKind.FUNDING:
         longest = FUNDING_DEFAULT_MS + settings.funding_tolerance_ms
         if mn is None or mx is None:
             if head and tail and hi - lo > longest:
@@ -103,9 +103,10 @@ def _known(sink: Store, table: str, symbol: str) -> list[tuple[int, int]]:
 
 
 def _bounds(
-    sink: Store, table: str, symbol: str, start_ms: int | None, end_ms: int, settings: GapSettings
+    sink: Store, dataset: Dataset, symbol: str, start_ms: int | None, end_ms: int, settings: GapSettings
 ) -> tuple[int, int] | None:
     """Detection range of one symbol: [start or first stored row, end), bounded by ``lookback_days``."""
+    table = dataset.table
     lo = start_ms
     if lo is None:
         first = sink.first_time(table, symbol)
@@ -114,23 +115,22 @@ def _bounds(
         lo = dt_to_ms(first)
     if settings.lookback_days is not None:
         lo = max(lo, end_ms - int(settings.lookback_days * DAY_MS))
-    if kind_of(table) == "agg_trades":
+    if dataset.kind is DataKind.AGG_TRADES:
         last = sink.last_time(table, symbol)
         end_ms = min(end_ms, dt_to_ms(last) + 1) if last is not None else end_ms
     return (lo, end_ms) if lo < end_ms else None
 
 
-def closed_end(table: str, end_ms: int | None, now: int) -> int:
+def closed_end(dataset: Dataset, end_ms: int | None, now: int) -> int:
     """Exclusive end of detection: klines up to the last candle closed by ``end`` (and now), the rest up to it."""
     end = now if end_ms is None else min(end_ms, now)
-    if kind_of(table) == "klines":
-        return timeframes.parse(table).floor_ms(end)
-    return end
+    tf = dataset.timeframe
+    return tf.floor_ms(end) if tf is not None else end
 
 
 def scan(
     sinks: Sequence[Sink],
-    tables: Sequence[str],
+    datasets: Sequence[Dataset],
     symbols: Sequence[str] | None = None,
     *,
     start: datetime | None = None,
@@ -151,10 +151,10 @@ def scan(
     now = now if now is not None else now_ms()
     stores = db_sinks(sinks)
     out: list[Scan] = []
-    for table in tables:
-        kind = kind_of(table)
-        hi = closed_end(table, dt_to_ms(end) if end is not None else None, now)
-        names = list(symbols) if symbols else sorted({s for sink in stores for s in sink.symbols(table)})
+    for dataset in datasets:
+        kind = dataset.kind
+        hi = closed_end(dataset, dt_to_ms(end) if end is not None else None, now)
+        names = list(symbols) if symbols else sorted({s for sink in stores for s in sink.symbols(dataset.table)})
         for symbol in names:
             begin = (starts or {}).get(symbol) or start
             found: list[Hole] = []
@@ -162,7 +162,7 @@ def scan(
             known = 0
             span: tuple[int, int] | None = None
             for sink in stores:
-                bounds = _bounds(sink, table, symbol, dt_to_ms(begin) if begin else None, hi, settings)
+                bounds = _bounds(sink, dataset, symbol, dt_to_ms(begin) if begin else None, hi, settings)
                 if bounds is None:
                     stored.append(0)
                     continue
@@ -170,16 +170,16 @@ def scan(
                 span = (min(span[0], lo), max(span[1], top)) if span else (lo, top)
                 n, holes = detect_range(
                     sink,
-                    table,
+                    dataset,
                     symbol,
                     lo,
                     top,
                     head=True,
-                    tail=kind != "agg_trades",
+                    tail=kind is not DataKind.AGG_TRADES,
                     settings=settings,
-                    funding_ms=funding_ms_of(funding_hours, symbol) if kind == "funding" else None,
+                    funding_ms=funding_ms_of(funding_hours, symbol) if kind is DataKind.FUNDING else None,
                 )
-                holes, covered = minus_known(holes, _known(sink, table, symbol))
+                holes, covered = minus_known(holes, _known(sink, dataset.table, symbol))
                 stored.append(n)
                 known = max(known, covered)
                 found.extend(holes)
@@ -188,7 +188,7 @@ def scan(
             merged = merge(found)
             keep = [h for h in merged if _size_ok(h, settings)]
             skipped = [h for h in merged if not _size_ok(h, settings)]
-            out.append(Scan(table, symbol, span[0], span[1], min(stored), keep, skipped, known))
+            out.append(Scan(dataset, symbol, span[0], span[1], min(stored), keep, skipped, known))
     return out
 
 
@@ -224,12 +224,12 @@ def redetect(
     for sink in db_sinks(sinks):
         _, holes = detect_range(
             sink,
-            chunk.table,
+            chunk.dataset,
             chunk.symbol,
             chunk.ctx_start_ms,
             chunk.ctx_end_ms,
             head=True,
-            tail=kind_of(chunk.table) != "agg_trades",
+            tail=chunk.dataset.kind is not DataKind.AGG_TRADES,
             settings=settings,
             funding_ms=funding_ms,
         )

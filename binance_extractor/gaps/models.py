@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from binance_extractor.errors import InputError
-from binance_extractor.gaps.settings import kind_of
+from binance_extractor.gaps.settings import gap_dataset
+from binance_extractor.kinds import Dataset
 from binance_extractor.symbols import is_symbol
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, parse_time
 
@@ -16,20 +17,33 @@ def iso_ms(ms: int) -> str:
     return iso(ms_to_dt(ms))
 
 
+class _SymbolRange:
+    """What holes and chunks share: one dataset's symbol over ``[start_ms, end_ms)``."""
+
+    dataset: Dataset
+    symbol: str
+    start_ms: int
+    end_ms: int
+
+    @property
+    def table(self) -> str:
+        return self.dataset.table
+
+    def describe(self) -> str:
+        return f"{self.table} {self.symbol} [{iso_ms(self.start_ms)}, {iso_ms(self.end_ms)})"
+
+
 @dataclass(frozen=True, order=True)
-class Hole:
+class Hole(_SymbolRange):
     """Missing rows of one symbol: refetch ``[start_ms, end_ms)``; ``ctx`` is the range that re-detects it."""
 
-    table: str
+    dataset: Dataset
     symbol: str
     start_ms: int
     end_ms: int
     missing: int
     ctx_start_ms: int
     ctx_end_ms: int
-
-    def describe(self) -> str:
-        return f"{self.table} {self.symbol} [{iso_ms(self.start_ms)}, {iso_ms(self.end_ms)})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,7 +59,7 @@ class Hole:
     def from_dict(cls, data: Mapping[str, Any]) -> Hole:
         ctx = data.get("context") or [data["start"], data["end"]]
         return cls(
-            str(data["table"]),
+            gap_dataset(str(data["table"])),
             str(data["symbol"]),
             dt_to_ms(parse_time(str(data["start"]))),
             dt_to_ms(parse_time(str(data["end"]))),
@@ -56,10 +70,10 @@ class Hole:
 
 
 @dataclass(frozen=True, order=True)
-class Chunk:
+class Chunk(_SymbolRange):
     """One unit of repair: refetch the holes found in ``[start_ms, end_ms)`` (re-detected over ``ctx``)."""
 
-    table: str
+    dataset: Dataset
     symbol: str
     start_ms: int
     end_ms: int
@@ -78,8 +92,7 @@ class Chunk:
         parts = spec.strip().split("/")
         if len(parts) not in (4, 6):
             raise InputError(f"malformed chunk {spec!r}: use TABLE/SYMBOL/START/END[/CTX_START/CTX_END]")
-        table, symbol = parts[0], parts[1].upper()
-        kind_of(table)
+        dataset, symbol = gap_dataset(parts[0]), parts[1].upper()
         if not is_symbol(symbol):
             raise InputError(f"malformed symbol in chunk {spec!r}")
         times = [dt_to_ms(parse_time(p)) for p in parts[2:]]
@@ -87,17 +100,14 @@ class Chunk:
         ctx_start, ctx_end = (times[2], times[3]) if len(times) == 4 else (start, end)
         if end <= start or ctx_end <= ctx_start or ctx_start > start or ctx_end < end:
             raise InputError(f"chunk {spec!r}: need START < END inside CTX_START < CTX_END")
-        return cls(table, symbol, start, end, ctx_start, ctx_end)
-
-    def describe(self) -> str:
-        return f"{self.table} {self.symbol} [{iso_ms(self.start_ms)}, {iso_ms(self.end_ms)})"
+        return cls(dataset, symbol, start, end, ctx_start, ctx_end)
 
 
 @dataclass
 class Scan:
-    """What detection found for one (table, symbol), merged over the database sinks."""
+    """What detection found for one (dataset, symbol), merged over the database sinks."""
 
-    table: str
+    dataset: Dataset
     symbol: str
     start_ms: int
     end_ms: int
@@ -105,6 +115,10 @@ class Scan:
     holes: list[Hole] = field(default_factory=list)
     skipped: list[Hole] = field(default_factory=list)  # outside the min/max size filter: reported, not filled
     known: int = 0  # holes the ledger already lists as exchange-side
+
+    @property
+    def table(self) -> str:
+        return self.dataset.table
 
     @property
     def missing(self) -> int:

@@ -5,31 +5,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from binance_extractor import clock, timeframes
+from binance_extractor import clock
 from binance_extractor.errors import ExtractorError
 from binance_extractor.gaps.detection import db_sinks, funding_intervals, funding_ms_of, redetect
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole
-from binance_extractor.gaps.settings import FUNDING_DEFAULT_MS, GapSettings, kind_of
+from binance_extractor.gaps.settings import FUNDING_DEFAULT_MS, GapSettings
+from binance_extractor.kinds import DataKind
 from binance_extractor.sinks.base import Sink
 from binance_extractor.timeutil import ms_to_dt
+
+if TYPE_CHECKING:
+    from binance_extractor.pipeline import Job
 
 log = logging.getLogger(__name__)
 
 
-def _job(hole: Hole, source: str, requested_by: str) -> Any:
+def _job(hole: Hole, source: str, requested_by: str) -> Job:
     from binance_extractor.pipeline import Job
 
-    kind = kind_of(hole.table).value  # a plain str: it is stored in the audit table
-    interval = timeframes.parse(hole.table).interval if kind == "klines" else None
+    kind = hole.dataset.kind
     return Job(
         kind=kind,
         symbol=hole.symbol,
-        interval=interval,
+        timeframe=hole.dataset.timeframe,
         start=ms_to_dt(hole.start_ms),
         end=ms_to_dt(hole.end_ms),
-        source=source if kind == "klines" else "rest",
+        source=source if kind is DataKind.KLINES else "rest",
         requested_by=requested_by,
     )
 
@@ -44,7 +47,7 @@ def _fetch_range(hole: Hole, chunk: Chunk, settings: GapSettings | None) -> Hole
     one longest interval (plus tolerance) beyond the piece, inside the hole's context, brings in the neighbouring
     rows, so re-detection judges the piece exactly as a whole-hole refetch would (writes are idempotent upserts).
     """
-    if kind_of(hole.table) != "funding":
+    if hole.dataset.kind is not DataKind.FUNDING:
         return hole
     margin = FUNDING_DEFAULT_MS + (settings or GapSettings()).funding_tolerance_ms
     start = max(chunk.ctx_start_ms, hole.start_ms - margin)
@@ -76,7 +79,7 @@ def fill_chunk(
 
     result = ChunkResult(chunk)
     funding_ms = None
-    if kind_of(chunk.table) == "funding" and hasattr(client, "funding_intervals"):
+    if chunk.dataset.kind is DataKind.FUNDING and hasattr(client, "funding_intervals"):
         funding_ms = funding_ms_of(funding_intervals(client), chunk.symbol)  # the tail is judged by it
     before = redetect(chunk, sinks, settings, funding_ms)
     result.found = len(before)
@@ -98,7 +101,7 @@ def fill_chunk(
     if result.error is not None:
         result.remaining = after
         return result
-    method = f"refetch:{source}" if kind_of(chunk.table) == "klines" else "refetch:rest"
+    method = f"refetch:{source}" if chunk.dataset.kind is DataKind.KLINES else "refetch:rest"
     confirmed_at = clock.now()
     for hole in after:
         for sink in db_sinks(sinks):

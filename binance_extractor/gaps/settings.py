@@ -8,7 +8,7 @@ from typing import Any
 
 from binance_extractor import config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -76,28 +76,29 @@ class GapSettings:
 GAP_KINDS = (DataKind.KLINES, DataKind.FUNDING, DataKind.AGG_TRADES)
 
 
-def kind_of(table: str) -> DataKind:
-    """``klines``, ``funding`` or ``agg_trades``; other tables have no gap detection (InputError)."""
+def gap_dataset(table: str) -> Dataset:
+    """The dataset of a table with gap detection (klines, funding, agg trades); others are an InputError."""
     try:
-        kind = DataKind.of_table(table)
+        dataset = Dataset.of_table(table)
     except InputError:
-        kind = None
-    if kind not in GAP_KINDS:
+        dataset = None
+    if dataset is None or dataset.kind not in GAP_KINDS:
         raise InputError(f"no gap detection for table {table!r}: use {GAP_TABLES}")
-    return kind
+    return dataset
 
 
-def default_tables() -> list[str]:
-    """Every scheduled kline table, funding rates and aggregate trades."""
+def default_datasets() -> list[Dataset]:
+    """Every scheduled kline timeframe (``timeframes:`` of the config), funding rates and aggregate trades."""
     names = list(config.settings().timeframes) or list(timeframes.SCHEDULED)
-    return [timeframes.parse(n).table for n in names] + ["funding_rates", "agg_trades"]
+    klines = [Dataset(DataKind.KLINES, timeframes.parse(n)) for n in names]  # the config boundary
+    return [*klines, Dataset(DataKind.FUNDING), Dataset(DataKind.AGG_TRADES)]
 
 
-def parse_tables(values: Sequence[str] | None) -> list[str]:
+def parse_tables(values: Sequence[str] | None) -> list[Dataset]:
     """``--table klines_m5,funding_rates`` (repeatable); ``m5``/``5m`` mean ``klines_m5``; default: all."""
     if not values:
-        return default_tables()
-    out: list[str] = []
+        return default_datasets()
+    out: list[Dataset] = []
     for value in values:
         for item in value.replace(" ", ",").split(","):
             name = item.strip()
@@ -105,12 +106,12 @@ def parse_tables(values: Sequence[str] | None) -> list[str]:
                 continue
             if name not in ("funding_rates", "agg_trades"):
                 try:
-                    name = timeframes.parse(name).table
+                    name = timeframes.parse(name).table  # the CLI boundary: m5/5m/klines_m5
                 except InputError:
                     raise InputError(f"unknown table {name!r}: use {GAP_TABLES}") from None
-            kind_of(name)
-            if name not in out:
-                out.append(name)
+            dataset = gap_dataset(name)
+            if dataset not in out:
+                out.append(dataset)
     if not out:
         raise InputError(f"no table given: use {GAP_TABLES}")
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from binance_extractor import config
 from binance_extractor.errors import InputError
-from binance_extractor.sinks.base import RunRecord, Sink, Store, stores, table_for, time_column
+from binance_extractor.sinks.base import RunRecord, Sink, Store, stores, time_column
 
 __all__ = [
     "RunRecord",
@@ -21,7 +21,6 @@ __all__ = [
     "open_stores",
     "store_names",
     "stores",
-    "table_for",
     "time_column",
 ]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from binance_extractor import clock, timeframes
+from binance_extractor import clock
 from binance_extractor.errors import InputError, SinkError
 from binance_extractor.kinds import DataKind
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 
 Row = Kline | FundingRate | AggTrade | Trade
 T = TypeVar("T")
-
-
-def table_for(kind: str, interval: str | None = None) -> str:
-    """Table of a data kind (``kinds.DataKind``): ``klines`` + interval -> ``klines_<tf>``; the others fixed."""
-    return DataKind.parse(kind).table(interval)
 
 
 def time_column(table: str) -> str:
@@ -55,8 +50,8 @@ def check_rows(table: str, rows: Sequence[Row]) -> None:
     for r in rows:
         if type(r) is not model:
             raise InputError(f"{table} holds {model.__name__} rows, got a {type(r).__name__}")
-        if model is Kline and table != timeframes.parse(r.interval).table:  # type: ignore[union-attr]
-            raise InputError(f"{table} cannot hold {r.interval} klines")  # type: ignore[union-attr]
+        if isinstance(r, Kline) and table != r.timeframe.table:
+            raise InputError(f"{table} cannot hold {r.interval} klines")
 
 
 def check_block(table: str, block: KlineBlock) -> None:

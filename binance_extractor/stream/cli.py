@@ -41,8 +41,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> list[Any]:
     from binance_extractor.stream.tail import Tail, TailConfig
 
-    intervals = [timeframes.parse(i.strip()).interval for i in (args.intervals or "").split(",") if i.strip()]
-    if not intervals:
+    tfs = list(dict.fromkeys(timeframes.parse(i.strip()) for i in (args.intervals or "").split(",") if i.strip()))
+    if not tfs:
         raise InputError("--intervals is empty")
     if not 1 <= args.streams_per_connection <= plan.MAX_STREAMS_PER_CONNECTION:
         raise InputError(f"--streams-per-connection must be 1..{plan.MAX_STREAMS_PER_CONNECTION} (Binance's limit)")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> list[Any]:
         client.close()
     config = TailConfig(
         symbols=symbols,
-        intervals=intervals,
+        timeframes=tfs,
         streams_per_connection=args.streams_per_connection,
         queue_size=args.queue_size,
         fill=not args.no_fill,

@@ -32,14 +32,16 @@ from websockets.exceptions import WebSocketException
 
 from binance_extractor import clock, telemetry, timeframes
 from binance_extractor.errors import ExtractorError
+from binance_extractor.kinds import DataKind
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
 from binance_extractor.stream.messages import closed_kline
+from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
 log = logging.getLogger(__name__)
 
-Pair = tuple[str, str]  # (symbol, Binance interval)
+Pair = plan.Pair
 
 
 @dataclass
@@ -47,7 +49,7 @@ class TailConfig:
     """What to tail and how; the defaults follow Binance's limits (see ``plan``)."""
 
     symbols: list[str]
-    intervals: list[str]
+    timeframes: list[Timeframe]
     base_url: str | None = None  # default: BINANCE_FUTURES_WS_URL or wss://fstream.binance.com
     streams_per_connection: int = plan.DEFAULT_STREAMS_PER_CONNECTION
     queue_size: int = 1000  # closed candles waiting for the writer
@@ -62,7 +64,7 @@ class TailConfig:
     requested_by: str = "stream"
 
     def pairs(self) -> list[Pair]:
-        return [(s, timeframes.parse(i).interval) for s in self.symbols for i in self.intervals]
+        return [(s, tf) for s in self.symbols for tf in self.timeframes]
 
 
 @dataclass
@@ -290,7 +292,7 @@ class Tail:
             log.error("stream: %s", exc)
             try:
                 k = json.loads(raw)["data"]["k"]
-                pair = (str(k["s"]), timeframes.parse(str(k["i"])).interval)
+                pair = (str(k["s"]), timeframes.parse(str(k["i"])))  # the exchange's message: a boundary
                 return _Fill([pair], {pair: ms_to_dt(int(k["t"]))})
             except Exception:
                 return _Fill([])  # unreadable: fill every stream of the connection
@@ -342,7 +344,7 @@ class Tail:
             return
         by_table: dict[str, dict[tuple[Any, ...], Kline]] = {}
         for k in candles:
-            by_table.setdefault(timeframes.parse(k.interval).table, {})[k.key()] = k
+            by_table.setdefault(k.timeframe.table, {})[k.key()] = k
         attempt = 0
         while True:
             try:
@@ -410,9 +412,9 @@ class Tail:
         from binance_extractor.pipeline import Job, plan_range, run_job
 
         job = Job(
-            kind="klines",
+            kind=DataKind.KLINES,
             symbol=pair[0],
-            interval=pair[1],
+            timeframe=pair[1],
             start=since,
             incremental=True,
             source="rest",
@@ -426,7 +428,7 @@ class Tail:
         except Exception as exc:
             raise _FillFailed(start) from exc
         if result.rows_written:
-            log.info("stream: REST fill stored %d %s %s candles", result.rows_written, pair[0], pair[1])
+            log.info("stream: REST fill stored %d %s %s candles", result.rows_written, pair[0], pair[1].interval)
         return result.rows_written
 
     async def _report(self) -> None:

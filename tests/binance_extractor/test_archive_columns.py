@@ -28,6 +28,8 @@ HEADER = (
 ROW1 = "1735689600000,1.5000,1.6,1.4,1.55,10,1735689899999,15.5,3,5,7.75,0"
 ROW2 = "1735689900000,1.55,1.6,1.5,1.5,2,1735690199999,3.1,1,1,1.55,0"
 
+M5 = timeframes.parse("5m")
+
 
 def ms(text: str) -> int:
     return dt_to_ms(parse_time(text))
@@ -57,19 +59,19 @@ def test_block_equals_the_row_path_for_every_file_layout(emu: Emulator, path: st
     data = served(emu, path)
     symbol, interval = path.split("/")[3], path.split("/")[4]
     assert data[:1].isdigit() == (layout == "no header, ms")
-    block = parse_block(data, symbol, interval, 0, 2**62)
+    block = parse_block(data, symbol, timeframes.parse(interval), 0, 2**62)
     rows, opens = archive.parse_csv(data.decode(), symbol, interval, 0, 2**62)
     assert len(block) == len(rows) > 0
     assert block.open_ms() == opens
     assert block.to_klines() == rows
     assert block.columns.schema.field("open").type == "string"  # never a float on the way
     lo, hi = opens[10], opens[20]
-    window = parse_block(data, symbol, interval, lo, hi)
+    window = parse_block(data, symbol, timeframes.parse(interval), lo, hi)
     assert window.open_ms() == opens[10:20]
 
 
 def test_prices_travel_as_the_exchange_wrote_them() -> None:
-    block = parse_block(f"{HEADER}\n{ROW2}\n{ROW1}\n".encode(), "XUSDT", "5m", 0, 2**62)
+    block = parse_block(f"{HEADER}\n{ROW2}\n{ROW1}\n".encode(), "XUSDT", M5, 0, 2**62)
     assert block.open_ms() == [1735689600000, 1735689900000]  # sorted
     (first, _) = block.sql_rows()
     assert first[:5] == ("XUSDT", 1735689600000, 1735689899999, "1.5000", "1.6")
@@ -82,8 +84,8 @@ def test_prices_travel_as_the_exchange_wrote_them() -> None:
 
 def test_microsecond_and_millisecond_files_give_the_same_block() -> None:
     us = ROW1.replace("600000,", "600000000,").replace("899999,", "899999999,")
-    a = parse_block(f"{ROW1}\n".encode(), "XUSDT", "5m", 0, 2**62)
-    b = parse_block(f"{HEADER}\n{us}\n".encode(), "XUSDT", "5m", 0, 2**62)
+    a = parse_block(f"{ROW1}\n".encode(), "XUSDT", M5, 0, 2**62)
+    b = parse_block(f"{HEADER}\n{us}\n".encode(), "XUSDT", M5, 0, 2**62)
     assert a.columns.equals(b.columns)
 
 
@@ -110,7 +112,7 @@ def _bad(row1: str = ROW1, row2: str = ROW2) -> bytes:
 )
 def test_each_rule_rejects_the_file_naming_symbol_and_time(data: bytes, message: str) -> None:
     with pytest.raises(ValidationError, match=message) as err:
-        parse_block(data, "XUSDT", "5m", 0, 2**62)
+        parse_block(data, "XUSDT", M5, 0, 2**62)
     assert "\n" not in str(err.value) and "XUSDT" in str(err.value)
 
 
@@ -120,14 +122,14 @@ def test_the_model_rejects_the_same_rows() -> None:
         with pytest.raises(ValidationError):
             archive.parse_csv(f"{row}\n", "XUSDT", "5m", 0, 2**62)
         with pytest.raises(ValidationError):
-            parse_block(f"{row}\n".encode(), "XUSDT", "5m", 0, 2**62)
+            parse_block(f"{row}\n".encode(), "XUSDT", M5, 0, 2**62)
 
 
 def test_empty_file_and_empty_window() -> None:
-    assert len(parse_block(b"", "XUSDT", "5m", 0, 2**62)) == 0
-    assert len(parse_block(f"{HEADER}\n".encode(), "XUSDT", "5m", 0, 2**62)) == 0
-    assert len(parse_block(_bad(), "XUSDT", "5m", 0, 1)) == 0
-    assert isinstance(parse_block(_bad(), "XUSDT", "5m", 0, 2**62).slice(0, 1), KlineBlock)
+    assert len(parse_block(b"", "XUSDT", M5, 0, 2**62)) == 0
+    assert len(parse_block(f"{HEADER}\n".encode(), "XUSDT", M5, 0, 2**62)) == 0
+    assert len(parse_block(_bad(), "XUSDT", M5, 0, 1)) == 0
+    assert isinstance(parse_block(_bad(), "XUSDT", M5, 0, 2**62).slice(0, 1), KlineBlock)
 
 
 def test_impossible_row_fails_the_archive_run_before_its_file_is_yielded(emu: Emulator) -> None:

@@ -147,3 +147,55 @@ def test_every_command_of_the_table_is_built_and_runs_through_it() -> None:
     tree = ast.parse((PACKAGE / "cli.py").read_text())
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler) and "ImportError" in ast.dump(n)]
     assert "getattr(telemetry" not in (PACKAGE / "cli.py").read_text()
+
+
+# Where a timeframe may be read from text: the places a string enters the library. Everything past them passes
+# ``Timeframe`` / ``Dataset`` objects along (issue #14: interval strings used to be re-parsed in 38 places).
+TIMEFRAME_BOUNDARIES = {
+    "kinds.py": "Dataset.of_table / Dataset.parse: table names and user input",
+    "sinks/schema.py": "spec_for / interval_of: table names the stores are asked about",
+    "models.py": "Kline.timeframe: the exchange's interval field of a validated row",
+    "data_cli.py": "--interval",
+    "stream/cli.py": "--intervals",
+    "stream/messages.py": "the WebSocket kline event's interval",
+    "stream/tail.py": "a rejected WebSocket event's interval (to ask REST for that candle)",
+    "gaps/settings.py": "--table and the config's timeframes",
+    "orchestration.py": "the manual DAG's form",
+    "jobspecs.py": "ExtractionSpec.from_dict: a spec read back from XCom",
+    "airflow/dagfactory.py": "DAG files / config.yaml naming a timeframe; the manual request read back from XCom",
+}
+
+
+def timeframe_parses(tree: ast.AST) -> list[int]:
+    """Lines calling ``timeframes.parse(...)`` (or ``parse`` imported from ``binance_extractor.timeframes``)."""
+    aliases = {
+        a.asname or a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module == "binance_extractor.timeframes"
+        for a in n.names
+        if a.name == "parse"
+    }
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if (isinstance(f, ast.Attribute) and f.attr == "parse" and isinstance(f.value, ast.Name)) and (
+            f.value.id == "timeframes"
+        ):
+            lines.append(node.lineno)
+        elif isinstance(f, ast.Name) and f.id in aliases:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_timeframes_are_parsed_only_where_text_enters() -> None:
+    offenders = []
+    for path in modules():
+        rel = str(path.relative_to(PACKAGE))
+        if rel == "timeframes.py" or rel in TIMEFRAME_BOUNDARIES:
+            continue
+        offenders += [f"{rel}:{line}" for line in timeframe_parses(ast.parse(path.read_text()))]
+    assert offenders == []
+    source = "from binance_extractor.timeframes import parse as p\np('5m')\ntimeframes.parse('1h')\nx.parse('y')\n"
+    assert timeframe_parses(ast.parse(source)) == [2, 3]  # the check sees both spellings, not other parsers

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import freshness, telemetry
+from binance_extractor import freshness, telemetry, timeframes
 from binance_extractor.airflow import callbacks
+from binance_extractor.kinds import DataKind
 from tests.plugins.airflow_run import DagRunResult, run_dag
 
 DAG_ID = "binance_alerts_probe"
@@ -34,6 +35,8 @@ with DAG(
 
     extract.expand(symbol=["BTCUSDT", "DOGEUSDT"])
 """
+
+M5 = timeframes.parse("5m")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def test_symbol_from_the_pods_job_spec_not_its_arguments() -> None:
     from binance_extractor.airflow.operators import TracedKubernetesPodOperator
     from binance_extractor.jobspecs import ExtractionSpec
 
-    spec = ExtractionSpec("klines", "SOLUSDT", datetime(2024, 1, 1, tzinfo=UTC), interval="5m", incremental=True)
+    spec = ExtractionSpec(DataKind.KLINES, "SOLUSDT", datetime(2024, 1, 1, tzinfo=UTC), timeframe=M5, incremental=True)
     pod = TracedKubernetesPodOperator(
         task_id="extract", namespace="binance", image="binance-extractor:test", **spec.task_kwargs(pod=True)
     )
@@ -158,12 +161,12 @@ def test_freshness_callback_runs_in_airflows_callback_trigger() -> None:
 def test_record_freshness_lag() -> None:
     now = datetime(2026, 11, 26, 10, 7, 30, tzinfo=UTC)  # m5 candle 10:05 still forming, 10:00 is the newest closed
     with telemetry.capture() as cap:
-        assert freshness.record_freshness("BTCUSDT", "m5", datetime(2026, 11, 26, 10, 0, tzinfo=UTC), now=now) == 0
+        assert freshness.record_freshness("BTCUSDT", M5, datetime(2026, 11, 26, 10, 0, tzinfo=UTC), now=now) == 0
         assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="5m") == 0
-        lag = freshness.record_freshness("BTCUSDT", "m5", datetime(2026, 11, 26, 9, 40, tzinfo=UTC), now=now)
+        lag = freshness.record_freshness("BTCUSDT", M5, datetime(2026, 11, 26, 9, 40, tzinfo=UTC), now=now)
         assert lag == 20 * 60  # 09:45, 09:50, 09:55, 10:00 missing
         assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="5m") == 1200
-        assert freshness.record_freshness("ETHUSDT", "1h", None, now=now) == -1
+        assert freshness.record_freshness("ETHUSDT", timeframes.parse("1h"), None, now=now) == -1
         assert cap.points("binance.freshness.lag")[0].attributes["timeframe"] == "5m"
         assert len(cap.points("binance.freshness.lag")) == 1
 

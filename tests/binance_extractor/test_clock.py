@@ -17,6 +17,7 @@ import pytest
 
 from binance_extractor import clock, pipeline, timeframes
 from binance_extractor.clock import FixedClock
+from binance_extractor.kinds import DataKind
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, now_ms, parse_time
 from tests.fixtures.clock import INSTANTS, at_instants, faketime_argv, faketime_env, instant_ms, whole_seconds
 
@@ -47,7 +48,12 @@ def test_frozen_clock_pins_library_and_emulator_together(frozen_clock: FixedCloc
 
 @at_instants
 def test_default_end_is_the_pinned_now(frozen_clock: FixedClock) -> None:
-    job = pipeline.Job(kind="klines", symbol="BTCUSDT", interval="1h", start=ms_to_dt(frozen_clock.now_ms() - DAY))
+    job = pipeline.Job(
+        kind=DataKind.KLINES,
+        symbol="BTCUSDT",
+        timeframe=timeframes.parse("1h"),
+        start=ms_to_dt(frozen_clock.now_ms() - DAY),
+    )
     start, end = pipeline.plan_range(job, [], None)
     assert dt_to_ms(end) == frozen_clock.now_ms() and dt_to_ms(start) == frozen_clock.now_ms() - DAY
 

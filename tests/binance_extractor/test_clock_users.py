@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binance_extractor import cli_options, clock, freshness, orchestration
+from binance_extractor import cli_options, clock, freshness, orchestration, timeframes
 from binance_extractor.clock import FixedClock
 from binance_extractor.errors import InputError
 from binance_extractor.timeutil import dt_to_ms
@@ -23,8 +23,13 @@ def pinned():
 
 def test_freshness_lag_is_measured_against_the_library_clock(pinned):
     # the newest stored 5m candle opened at 11:50: 11:55 is closed and missing, 12:00 is still forming
-    assert freshness.record_freshness("BTCUSDT", "5m", datetime(2021, 3, 10, 11, 50, tzinfo=UTC)) == 300.0
-    assert freshness.record_freshness("BTCUSDT", "5m", datetime(2021, 3, 10, 11, 55, tzinfo=UTC)) == 0.0
+    assert (
+        freshness.record_freshness("BTCUSDT", timeframes.parse("5m"), datetime(2021, 3, 10, 11, 50, tzinfo=UTC))
+        == 300.0
+    )
+    assert (
+        freshness.record_freshness("BTCUSDT", timeframes.parse("5m"), datetime(2021, 3, 10, 11, 55, tzinfo=UTC)) == 0.0
+    )
 
 
 def test_cli_future_start_follows_the_library_clock(pinned):

@@ -110,18 +110,20 @@ def spans(scans: list[gaps.Scan]) -> dict[tuple[str, str], list[tuple[int, int, 
 
 def test_chunks_split_at_weekly_boundaries_and_stay_aligned() -> None:
     monday = dt_to_ms(datetime(2024, 1, 1, tzinfo=UTC))  # a Monday
-    hole = Hole("klines_h1", "BTCUSDT", monday - 5 * HOUR, monday + 8 * DAY + 3 * HOUR, 0, 0, 0)
+    hole = Hole(gaps.gap_dataset("klines_h1"), "BTCUSDT", monday - 5 * HOUR, monday + 8 * DAY + 3 * HOUR, 0, 0, 0)
     chunks = gaps.chunk_holes([hole], 7 * DAY)
     assert [(c.start_ms, c.end_ms) for c in chunks] == [
         (monday - 5 * HOUR, monday),
         (monday, monday + 7 * DAY),
         (monday + 7 * DAY, monday + 8 * DAY + 3 * HOUR),
     ]
-    funding = Hole("funding_rates", "BTCUSDT", monday - DAY + 1, monday + DAY, 5, monday - DAY, monday + DAY + 1)
+    funding = Hole(
+        gaps.gap_dataset("funding_rates"), "BTCUSDT", monday - DAY + 1, monday + DAY, 5, monday - DAY, monday + DAY + 1
+    )
     parts = gaps.chunk_holes([funding], 7 * DAY)
     assert [(c.start_ms, c.end_ms) for c in parts] == [(monday - DAY + 1, monday), (monday, monday + DAY)]
     assert all((c.ctx_start_ms, c.ctx_end_ms) == (monday - DAY, monday + DAY + 1) for c in parts)
-    agg = Hole("agg_trades", "BTCUSDT", monday - HOUR, monday + HOUR, 9, monday - HOUR, monday + HOUR)
+    agg = Hole(gaps.gap_dataset("agg_trades"), "BTCUSDT", monday - HOUR, monday + HOUR, 9, monday - HOUR, monday + HOUR)
     assert [(c.start_ms, c.end_ms) for c in gaps.chunk_holes([agg], 7 * DAY)] == [(monday - HOUR, monday + HOUR)]
     long_agg = replace(agg, end_ms=monday + 8 * DAY, ctx_end_ms=monday + 8 * DAY)
     assert len(gaps.chunk_holes([long_agg], 7 * DAY)) == 3  # longer than a chunk: split as before
@@ -130,7 +132,9 @@ def test_chunks_split_at_weekly_boundaries_and_stay_aligned() -> None:
 
 
 def test_groups_never_exceed_the_mapped_task_cap() -> None:
-    chunks = [Chunk("klines_m5", "BTCUSDT", i * M5, (i + 1) * M5, i * M5, (i + 1) * M5) for i in range(5000)]
+    chunks = [
+        Chunk(gaps.gap_dataset("klines_m5"), "BTCUSDT", i * M5, (i + 1) * M5, i * M5, (i + 1) * M5) for i in range(5000)
+    ]
     groups = gaps.group_chunks(chunks, 512)
     assert len(groups) == 512
     assert [c for g in groups for c in g] == chunks
@@ -153,7 +157,11 @@ def test_bad_chunk_and_table_are_input_errors() -> None:
             Chunk.parse(spec)
     with pytest.raises(gaps.InputError, match="unknown table"):
         gaps.parse_tables(["nope"])
-    assert gaps.parse_tables(["m5,funding_rates", "1h"]) == ["klines_m5", "funding_rates", "klines_h1"]
+    assert [d.table for d in gaps.parse_tables(["m5,funding_rates", "1h"])] == [
+        "klines_m5",
+        "funding_rates",
+        "klines_h1",
+    ]
 
 
 # --------------------------------------------------------------------------------------------- klines on every sink
@@ -169,7 +177,9 @@ def test_kline_holes_at_start_middle_end_across_chunks_on_each_sink(
     write(store, ["klines", "--interval", "1h", "--source", "rest"], ["BTCUSDT"], start, end)
     sinks = open_sinks([store])
     try:
-        clean = gaps.scan(sinks, ["klines_m5", "klines_h1"], start=ms_to_dt(start), end=ms_to_dt(end))
+        clean = gaps.scan(
+            sinks, gaps.parse_tables(["klines_m5", "klines_h1"]), start=ms_to_dt(start), end=ms_to_dt(end)
+        )
         assert all(not s.holes and s.completeness == 1.0 for s in clean) and len(clean) == 3
         (sink,) = sinks
         assert delete(sink, "klines_m5", "BTCUSDT", start, start + 15 * MIN) == 3  # head
@@ -179,7 +189,11 @@ def test_kline_holes_at_start_middle_end_across_chunks_on_each_sink(
         assert delete(sink, "klines_h1", "BTCUSDT", m - 2 * HOUR, m) == 2
         settings = GapSettings(chunk_days=1)
         scans = gaps.scan(
-            sinks, ["klines_m5", "klines_h1"], start=ms_to_dt(start), end=ms_to_dt(end), settings=settings
+            sinks,
+            gaps.parse_tables(["klines_m5", "klines_h1"]),
+            start=ms_to_dt(start),
+            end=ms_to_dt(end),
+            settings=settings,
         )
         assert spans(scans) == {
             ("klines_m5", "BTCUSDT"): [
@@ -208,7 +222,11 @@ def test_kline_holes_at_start_middle_end_across_chunks_on_each_sink(
         assert emulator.count(KLINES) >= 6
         assert gaps.verify(chunks, sinks, [r.to_dict() for r in results], settings) == []
         after = gaps.scan(
-            sinks, ["klines_m5", "klines_h1"], start=ms_to_dt(start), end=ms_to_dt(end), settings=settings
+            sinks,
+            gaps.parse_tables(["klines_m5", "klines_h1"]),
+            start=ms_to_dt(start),
+            end=ms_to_dt(end),
+            settings=settings,
         )
         assert all(not s.holes and s.completeness == 1.0 for s in after)
         stored = sink.read("klines_m5", "BTCUSDT", ms_to_dt(start), ms_to_dt(end))
@@ -234,7 +252,10 @@ def test_size_filters_skip_small_and_large_holes(sqlite_store: str, emulator: Em
         delete(sink, "klines_m5", "BTCUSDT", m + 2 * HOUR, m + 2 * HOUR + 3 * M5)  # 3 candles
         delete(sink, "klines_m5", "BTCUSDT", m + 3 * HOUR, m + 4 * HOUR)  # 12 candles
         (scan,) = gaps.scan(
-            [sink], ["klines_m5"], end=ms_to_dt(m + 6 * HOUR), settings=GapSettings(min_gap=2, max_gap=10)
+            [sink],
+            gaps.parse_tables(["klines_m5"]),
+            end=ms_to_dt(m + 6 * HOUR),
+            settings=GapSettings(min_gap=2, max_gap=10),
         )
         assert [h.missing for h in scan.holes] == [3]
         assert sorted(h.missing for h in scan.skipped) == [1, 12]
@@ -390,12 +411,12 @@ def test_funding_holes_follow_each_contracts_interval(
     try:
         (sink,) = sinks
         before = {s: sink.count("funding_rates", s) for s in symbols}
-        clean = gaps.scan(sinks, ["funding_rates"], end=ms_to_dt(end))
+        clean = gaps.scan(sinks, gaps.parse_tables(["funding_rates"]), end=ms_to_dt(end))
         assert [s.holes for s in clean] == [[], [], []]  # 1h, 4h and 8h spacing are not holes
         assert delete(sink, "funding_rates", "BTCUSDT", m + 2 * HOUR, m + 5 * HOUR) == 3
         assert delete(sink, "funding_rates", "1000PEPEUSDT", m, m + HOUR) == 1
         assert delete(sink, "funding_rates", "ETHUSDT", m, m + HOUR) == 1
-        scans = {s.symbol: s for s in gaps.scan(sinks, ["funding_rates"], end=ms_to_dt(end))}
+        scans = {s.symbol: s for s in gaps.scan(sinks, gaps.parse_tables(["funding_rates"]), end=ms_to_dt(end))}
         assert {s: [h.missing for h in scans[s].holes] for s in symbols} == {
             "BTCUSDT": [3],
             "1000PEPEUSDT": [1],
@@ -407,7 +428,7 @@ def test_funding_holes_follow_each_contracts_interval(
         results = gaps.fill_chunks(chunks, sinks, client)
         assert [r.error for r in results] == [None] * len(chunks) and sum(r.confirmed for r in results) == 0
         assert {s: sink.count("funding_rates", s) for s in symbols} == before
-        assert gaps.holes_of(gaps.scan(sinks, ["funding_rates"], end=ms_to_dt(end))) == []
+        assert gaps.holes_of(gaps.scan(sinks, gaps.parse_tables(["funding_rates"]), end=ms_to_dt(end))) == []
     finally:
         for s in sinks:
             s.close()
@@ -427,7 +448,7 @@ def test_agg_trade_id_holes_are_refetched_between_neighbours(
         assert n > 60
         assert delete(sink, "agg_trades", "XRPETH", first_id + 20, first_id + 30, column="agg_trade_id") == 10
         assert delete(sink, "agg_trades", "XRPETH", first_id + 40, first_id + 41, column="agg_trade_id") == 1
-        (scan,) = gaps.scan(sinks, ["agg_trades"])
+        (scan,) = gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))
         assert [h.missing for h in scan.holes] == [10, 1]
         by_id = {a["a"]: a["T"] for a in aggs}
         assert (scan.holes[0].start_ms, scan.holes[0].end_ms) == (by_id[first_id + 19], by_id[first_id + 30] + 1)
@@ -435,7 +456,7 @@ def test_agg_trade_id_holes_are_refetched_between_neighbours(
         results = gaps.fill_chunks(gaps.chunk_holes(scan.holes, 7 * DAY), sinks, client)
         assert [r.error for r in results] == [None, None] and sum(r.filled for r in results) == 2
         assert sink.count("agg_trades", "XRPETH") == n
-        assert gaps.holes_of(gaps.scan(sinks, ["agg_trades"])) == []
+        assert gaps.holes_of(gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))) == []
     finally:
         for s in sinks:
             s.close()
@@ -453,14 +474,14 @@ def test_agg_trade_hole_across_a_weekly_boundary_is_filled_not_confirmed(
         (sink,) = sinks
         n = sink.count("agg_trades", "SYNTHUSDT")
         assert delete(sink, "agg_trades", "SYNTHUSDT", monday - 5 * MIN, monday + 5 * MIN) > 0
-        (scan,) = gaps.scan(sinks, ["agg_trades"])
+        (scan,) = gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))
         chunks = gaps.chunk_holes(scan.holes, 7 * DAY)
         assert len(scan.holes) == 1 and len(chunks) == 1 and chunks[0].start_ms < monday < chunks[0].end_ms
         results = gaps.fill_chunks(chunks, sinks, client)
         assert [r.error for r in results] == [None] * len(chunks) and sum(r.confirmed for r in results) == 0
         assert sink.count("agg_trades", "SYNTHUSDT") == n
         assert sink.known_gaps("agg_trades", "SYNTHUSDT") == []
-        assert gaps.holes_of(gaps.scan(sinks, ["agg_trades"])) == []
+        assert gaps.holes_of(gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))) == []
     finally:
         for s in sinks:
             s.close()
@@ -477,7 +498,7 @@ def test_many_holes_stay_under_the_mapped_task_cap(sqlite_store: str, emulator: 
     (sink,) = open_sinks([sqlite_store])
     try:
         sink._tx(lambda cur: cur.execute("DELETE FROM klines_m5 WHERE (open_time / 300000) % 2 = 1"))
-        (scan,) = gaps.scan([sink], ["klines_m5"], start=ms_to_dt(start), end=ms_to_dt(end))
+        (scan,) = gaps.scan([sink], gaps.parse_tables(["klines_m5"]), start=ms_to_dt(start), end=ms_to_dt(end))
     finally:
         sink.close()
     assert len(scan.holes) == 36
@@ -495,7 +516,7 @@ def test_many_holes_stay_under_the_mapped_task_cap(sqlite_store: str, emulator: 
     assert report["totals"]["remaining"] == 0 and emulator.count(KLINES) == len(groups[0])
     (sink,) = open_sinks([sqlite_store])
     try:
-        (left,) = gaps.scan([sink], ["klines_m5"], start=ms_to_dt(start), end=ms_to_dt(end))
+        (left,) = gaps.scan([sink], gaps.parse_tables(["klines_m5"]), start=ms_to_dt(start), end=ms_to_dt(end))
         assert len(left.holes) == 36 - len(groups[0])
     finally:
         sink.close()

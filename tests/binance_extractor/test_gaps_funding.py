@@ -16,6 +16,8 @@ from tests.binance_extractor.test_gaps import delete, write
 from tests.emulator import Emulator
 from tests.emulator.data import FIXTURES, ms
 
+FUNDING = [gaps.gap_dataset("funding_rates")]
+
 HOUR = 3_600_000
 DAY = 24 * HOUR
 
@@ -36,7 +38,7 @@ def client(emulator: Emulator) -> Iterator[BinanceFuturesClient]:
 
 
 def funding_scan(sinks: list[Any], symbol: str, end: int) -> list[gaps.Hole]:
-    (scan,) = gaps.scan(sinks, ["funding_rates"], [symbol], end=ms_to_dt(end), now=end)
+    (scan,) = gaps.scan(sinks, FUNDING, [symbol], end=ms_to_dt(end), now=end)
     return scan.holes
 
 
@@ -109,10 +111,10 @@ def test_a_missing_tail_of_a_1h_contract_is_found_with_its_funding_interval(
     try:
         (sink,) = sinks
         assert delete(sink, "funding_rates", "BTCUSDT", end - 3 * HOUR, end) == 3
-        (blind,) = gaps.scan(sinks, ["funding_rates"], ["BTCUSDT"], end=ms_to_dt(end), now=end)
+        (blind,) = gaps.scan(sinks, FUNDING, ["BTCUSDT"], end=ms_to_dt(end), now=end)
         assert blind.holes == []  # 3 h is within the 8 h assumed without fundingInfo
         hours = gaps.funding_intervals(client)
-        (scan,) = gaps.scan(sinks, ["funding_rates"], ["BTCUSDT"], end=ms_to_dt(end), now=end, funding_hours=hours)
+        (scan,) = gaps.scan(sinks, FUNDING, ["BTCUSDT"], end=ms_to_dt(end), now=end, funding_hours=hours)
         assert [(h.missing, h.end_ms) for h in scan.holes] == [(3, end)]
         results = gaps.fill_chunks(gaps.chunk_holes(scan.holes, 7 * DAY), sinks, client)
         assert [r.error for r in results] == [None] and sink.count("funding_rates", "BTCUSDT") == 48

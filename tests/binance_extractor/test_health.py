@@ -11,12 +11,15 @@ import pytest
 
 from binance_extractor import clock, health, timeframes
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import RunRecord, Sink
 from binance_extractor.timeutil import dt_to_ms, iso
 from tests.binance_extractor.sinks.conftest import dt, funding, klines, trades
 from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
 
 M5 = timeframes.parse("5m").ms
+KLINES_M5 = Dataset.of_table("klines_m5")
+KLINES_H1 = Dataset.of_table("klines_h1")
 
 
 def fill(sink: Sink, n: int = 200, cut: tuple[int, int] = (50, 55)) -> list:
@@ -40,9 +43,9 @@ def test_counts_edges_lag_completeness_and_holes(store: Sink) -> None:  # noqa: 
     assert xrp.first == rows[0].open_time and xrp.last == rows[-1].open_time
     assert xrp.lag_s == 2 * 300
     assert xrp.stale  # the first missing candle closed 5 min 1 s ago: beyond the 5-minute grace
-    assert not health.is_stale("klines_m5", rows[-1].open_time, last_open + 2 * M5 + 1000, 300_000)
-    assert health.is_stale("klines_m5", rows[-1].open_time, last_open + 3 * M5 + 1000, 300_000)
-    assert not health.is_stale("klines_m5", rows[-1].open_time, last_open + 3 * M5 + 1000, 400_000)
+    assert not health.is_stale(KLINES_M5, rows[-1].open_time, last_open + 2 * M5 + 1000, 300_000)
+    assert health.is_stale(KLINES_M5, rows[-1].open_time, last_open + 3 * M5 + 1000, 300_000)
+    assert not health.is_stale(KLINES_M5, rows[-1].open_time, last_open + 3 * M5 + 1000, 400_000)
     assert (xrp.expected, xrp.stored, xrp.missing) == (200, 195, 5)
     assert xrp.completeness == pytest.approx(0.975)
     [hole] = xrp.open_holes
@@ -125,15 +128,15 @@ def test_chart_points_are_the_newest_candles_with_exact_text(store: Sink) -> Non
 def test_window_and_lag_rules() -> None:
     tf = timeframes.parse("1h")
     now = 1_706_745_600_000 + 30 * 60_000  # 2024-02-01T00:30Z
-    assert health.lag_seconds("klines_h1", dt(now - 30 * 60_000 - tf.ms), now) == 0  # newest closed stored
-    assert health.lag_seconds("klines_h1", dt(now - 30 * 60_000 - 3 * tf.ms), now) == 2 * 3600
-    assert health.lag_seconds("klines_h1", None, now) is None
-    lo, hi = health.window_bounds("klines_h1", 1, now)
+    assert health.lag_seconds(KLINES_H1, dt(now - 30 * 60_000 - tf.ms), now) == 0  # newest closed stored
+    assert health.lag_seconds(KLINES_H1, dt(now - 30 * 60_000 - 3 * tf.ms), now) == 2 * 3600
+    assert health.lag_seconds(KLINES_H1, None, now) is None
+    lo, hi = health.window_bounds(KLINES_H1, 1, now)
     assert (lo, hi) == (1_706_745_600_000 - 86_400_000, 1_706_745_600_000)
     with pytest.raises(InputError):
-        health.window_bounds("klines_h1", 0, now)
+        health.window_bounds(KLINES_H1, 0, now)
     with pytest.raises(InputError):
-        health.window_bounds("klines_h1", 1, now, dt(now), dt(now - 1))
+        health.window_bounds(KLINES_H1, 1, now, dt(now), dt(now - 1))
 
 
 @pytest.mark.mysql

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import cli, orchestration
+from binance_extractor import cli, orchestration, timeframes
 from binance_extractor.errors import InputError
 from binance_extractor.jobspecs import XCOM_FILE, ExtractionSpec
+from binance_extractor.kinds import DataKind
 from binance_extractor.orchestration import (
     build_arguments,
     plan_manual,
@@ -73,19 +74,21 @@ def test_resolve_fails_clearly_when_nothing_is_left(exchange):
 
 def test_range_per_run_type():
     s, e = T0, T0 + timedelta(minutes=5)
-    assert plan_range("klines", "scheduled", s, e) == orchestration.RunRange(s, e, True)
-    assert plan_range("klines", "manual", s, e).incremental
-    assert plan_range("funding", "scheduled", s, e).incremental
-    assert plan_range("klines", "backfill", s, e) == orchestration.RunRange(s, e, False)
-    assert not plan_range("trades", "scheduled", s, e).incremental
+    assert plan_range(DataKind.KLINES, "scheduled", s, e) == orchestration.RunRange(s, e, True)
+    assert plan_range(DataKind.KLINES, "manual", s, e).incremental
+    assert plan_range(DataKind.FUNDING, "scheduled", s, e).incremental
+    assert plan_range(DataKind.KLINES, "backfill", s, e) == orchestration.RunRange(s, e, False)
+    assert not plan_range(DataKind.AGG_TRADES, "scheduled", s, e).incremental
     with pytest.raises(InputError, match="empty data interval"):
-        plan_range("klines", "scheduled", e, e)
+        plan_range(DataKind.KLINES, "scheduled", e, e)
 
 
 def test_pendulum_and_naive_times_become_utc():
     import pendulum
 
-    rng = plan_range("klines", "backfill", pendulum.datetime(2024, 1, 1, 1, tz="Europe/Paris"), T0 + timedelta(1))
+    rng = plan_range(
+        DataKind.KLINES, "backfill", pendulum.datetime(2024, 1, 1, 1, tz="Europe/Paris"), T0 + timedelta(1)
+    )
     assert rng.start == T0 and rng.start.tzinfo is UTC and type(rng.start) is datetime
 
 
@@ -107,9 +110,9 @@ def test_weekly_chunks_cover_range_without_overlap_and_respect_max_map_length():
 
 def test_build_arguments_are_what_the_cli_parses():
     argv = build_arguments(
-        "klines",
+        DataKind.KLINES,
         "BTCUSDT",
-        interval="m5",
+        timeframe=timeframes.parse("m5"),
         start=T0,
         end=T0 + timedelta(minutes=5),
         incremental=True,
@@ -138,20 +141,22 @@ def test_build_arguments_are_what_the_cli_parses():
     assert (args.command, args.interval, args.symbols, args.incremental) == ("klines", "5m", "BTCUSDT", True)
     # Pods and local tasks both reach the exchange through the binance_default connection (env fallback).
     assert args.binance_conn_id == "binance_default"
-    trades = build_arguments("trades", "ETHUSDT", end=T0, xcom=True)
+    trades = build_arguments(DataKind.AGG_TRADES, "ETHUSDT", end=T0, xcom=True)
     assert trades[-2:] == ["--xcom-file", XCOM_FILE] and "--kind" in trades
     cli.build_parser().parse_args(trades)
-    cli.build_parser().parse_args(build_arguments("funding", "ETHUSDT", end=T0, start=T0 - timedelta(1)))
+    cli.build_parser().parse_args(build_arguments(DataKind.FUNDING, "ETHUSDT", end=T0, start=T0 - timedelta(1)))
     with pytest.raises(InputError, match="unknown sink"):
-        build_arguments("funding", "ETHUSDT", end=T0, sinks=["oracle"])
+        build_arguments(DataKind.FUNDING, "ETHUSDT", end=T0, sinks=["oracle"])
     with pytest.raises(InputError, match="interval"):
-        build_arguments("klines", "ETHUSDT", end=T0)
+        build_arguments(DataKind.KLINES, "ETHUSDT", end=T0)
 
 
 def test_runtimes_differ_only_by_the_xcom_flag():
     kw = {"run_type": "scheduled", "data_interval_start": T0, "data_interval_end": T0 + timedelta(hours=1)}
-    local_specs = plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="1h", **kw)
-    pod_specs = plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="1h", xcom=True, **kw)
+    local_specs = plan_scheduled(DataKind.KLINES, ["BTCUSDT", "ETHUSDT"], timeframe=timeframes.parse("1h"), **kw)
+    pod_specs = plan_scheduled(
+        DataKind.KLINES, ["BTCUSDT", "ETHUSDT"], timeframe=timeframes.parse("1h"), xcom=True, **kw
+    )
     local, pods = [s.to_argv() for s in local_specs], [s.to_argv() for s in pod_specs]
     assert [p[:-2] for p in pods] == local
     assert all(p[-2:] == ["--xcom-file", XCOM_FILE] for p in pods)
@@ -171,7 +176,7 @@ GOOD = {"symbols": ["BTCUSDT"], "interval": "1h", "start": "2024-01-01T00:00:00Z
 
 def test_manual_validation_accepts_the_form_and_plans_weekly_chunks():
     req = validate_manual({**GOOD, "sinks": []}, now=datetime(2025, 1, 1, tzinfo=UTC))
-    assert (req.interval, req.start, req.end, req.sinks) == ("1h", T0, datetime(2024, 1, 20, tzinfo=UTC), [])
+    assert (req.timeframe.interval, req.start, req.end, req.sinks) == ("1h", T0, datetime(2024, 1, 20, tzinfo=UTC), [])
     specs = plan_manual(req, ["BTCUSDT", "ETHUSDT"], max_tasks=1024)
     argvs = [s.to_argv() for s in specs]
     assert len(argvs) == 2 * 3
@@ -205,7 +210,7 @@ def test_manual_validation_rejects_bad_input_with_one_line(change, message):
 
 def test_summary_lag_and_staleness():
     end = T0 + timedelta(hours=1)
-    target = orchestration.freshness_target("klines", "5m", grace_minutes=5)
+    target = orchestration.freshness_target(DataKind.KLINES, timeframes.parse("5m"), grace_minutes=5)
     assert target == timedelta(minutes=10)
     rows = orchestration.rows_per_symbol(
         [[{"symbol": "BTCUSDT", "rows_written": 12}], [{"symbol": "ETHUSDT", "rows_written": 3}], []]
@@ -226,6 +231,4 @@ def test_summary_lag_and_staleness():
         report.raise_if_stale()
     fresh = summarize("klines_m5", ["BTCUSDT"], rows, last, reference=end, target=target)
     fresh.raise_if_stale()
-    assert orchestration.freshness_target("funding", grace_minutes=5) == timedelta(hours=8, minutes=5)
-    assert orchestration.table_for("klines", "1d") == "klines_d1"
-    assert orchestration.table_for("trades") == "agg_trades"
+    assert orchestration.freshness_target(DataKind.FUNDING, grace_minutes=5) == timedelta(hours=8, minutes=5)

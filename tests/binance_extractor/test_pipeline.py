@@ -10,6 +10,7 @@ import pytest
 from binance_extractor import clock, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.clock import FixedClock
+from binance_extractor.kinds import DataKind
 from binance_extractor.pipeline import Job, run_job
 from binance_extractor.sinks.sqlite import SqliteSink
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
@@ -37,7 +38,7 @@ def client_for(emu, **kw) -> BinanceFuturesClient:
 
 
 def incremental(interval: str, symbol: str = "BTCUSDT") -> Job:
-    return Job("klines", symbol, interval, incremental=True, source="rest")
+    return Job(DataKind.KLINES, symbol, timeframes.parse(interval), incremental=True, source="rest")
 
 
 def opens(sink: SqliteSink, interval: str, symbol: str = "BTCUSDT") -> list[datetime]:
@@ -113,9 +114,9 @@ def test_a_corrected_last_candle_is_read_again(pinned):
 def test_funding_still_resumes_after_the_newest_row(pinned):
     _fixed, emu, sink = pinned
     client = client_for(emu)
-    run_job(Job("funding", "BTCUSDT", incremental=True), [sink], client)
+    run_job(Job(DataKind.FUNDING, "BTCUSDT", incremental=True), [sink], client)
     last = sink.last_time("funding_rates", "BTCUSDT")
-    result = run_job(Job("funding", "BTCUSDT", incremental=True), [sink], client)
+    result = run_job(Job(DataKind.FUNDING, "BTCUSDT", incremental=True), [sink], client)
     assert last is not None and result.start == last + timedelta(milliseconds=1) and result.rows_written == 0
 
 
@@ -123,13 +124,13 @@ def test_agg_trades_resume_at_the_newest_stored_millisecond(pinned):
     fixed, emu, sink = pinned
     client = client_for(emu)
     start = fixed.now_ms() - 2 * HOUR
-    run_job(Job("agg_trades", "BTCUSDT", start=ms_to_dt(start), end=ms_to_dt(start + HOUR)), [sink], client)
+    run_job(Job(DataKind.AGG_TRADES, "BTCUSDT", start=ms_to_dt(start), end=ms_to_dt(start + HOUR)), [sink], client)
     rows = sink.read("agg_trades", "BTCUSDT")
     i = next(i for i in range(len(rows) - 1) if rows[i]["time"] == rows[i + 1]["time"])  # two trades in one ms
     cut = rows[i]["agg_trade_id"]  # a run stopped between them: the second one is not stored
     sink._tx(lambda cur: cur.execute("DELETE FROM agg_trades WHERE agg_trade_id > ?", (cut,)))
     assert sink.last_time("agg_trades", "BTCUSDT") == rows[i]["time"]
-    job = Job("agg_trades", "BTCUSDT", end=ms_to_dt(start + HOUR), incremental=True)
+    job = Job(DataKind.AGG_TRADES, "BTCUSDT", end=ms_to_dt(start + HOUR), incremental=True)
     result = run_job(job, [sink], client)
     assert result.start == rows[i]["time"]
     assert [r["agg_trade_id"] for r in sink.read("agg_trades", "BTCUSDT")] == [r["agg_trade_id"] for r in rows]

@@ -57,7 +57,7 @@ def test_kubernetes_runtime_runs_fill_gaps_in_pods() -> None:
     mapped = dag.get_task("fill")
     assert mapped.operator_class.__name__ == "TracedKubernetesPodOperator"
     assert mapped.partial_kwargs["pool"] == "binance_api"
-    chunk = gaps.Chunk("klines_m5", "BTCUSDT", 0, 5 * MIN * 12, 0, 5 * MIN * 12)
+    chunk = gaps.Chunk(gaps.gap_dataset("klines_m5"), "BTCUSDT", 0, 5 * MIN * 12, 0, 5 * MIN * 12)
     spec = gaps.fill_spec([chunk], requested_by="airflow:test", xcom=True)
     argv = spec.to_argv()
     op = mapped.unmap(spec.task_kwargs(pod=True))

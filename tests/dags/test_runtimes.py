@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import jobspecs, orchestration
+from binance_extractor import jobspecs, orchestration, timeframes
 from binance_extractor.airflow import dagfactory
 from binance_extractor.jobspecs import ExtractionSpec
+from binance_extractor.kinds import DataKind
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+M5 = timeframes.parse("5m")
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,8 @@ def test_pod_and_local_task_get_identical_argv_but_the_xcom_flag(pod_dag, monkey
     assert local_dag.get_task("extract").operator_class.__name__ == "_PythonDecoratedOperator"
     assert pod_dag.get_task("extract").operator_class.__name__ == "TracedKubernetesPodOperator"
     kw = {"run_type": "scheduled", "data_interval_start": T0, "data_interval_end": T0 + timedelta(minutes=5)}
-    local = orchestration.plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="5m", **kw)
-    pods = orchestration.plan_scheduled("klines", ["BTCUSDT", "ETHUSDT"], interval="5m", xcom=True, **kw)
+    local = orchestration.plan_scheduled(DataKind.KLINES, ["BTCUSDT", "ETHUSDT"], timeframe=M5, **kw)
+    pods = orchestration.plan_scheduled(DataKind.KLINES, ["BTCUSDT", "ETHUSDT"], timeframe=M5, xcom=True, **kw)
     for spec_local, spec_pod in zip(local, pods, strict=True):
         argv_local = spec_local.to_argv()
         op, pod = _pod(pod_dag, spec_pod.to_argv())
@@ -45,7 +47,7 @@ def test_pod_and_local_task_get_identical_argv_but_the_xcom_flag(pod_dag, monkey
 def test_image_is_overridable_at_parse_time(monkeypatch):
     monkeypatch.setenv("BINANCE_EXTRACTOR_IMAGE", "registry.example/binance-extractor:9.9.9")
     dag = dagfactory.funding_dag(doc_md="x", runtime="kubernetes")
-    _, pod = _pod(dag, orchestration.build_arguments("funding", "BTCUSDT", end=T0, xcom=True))
+    _, pod = _pod(dag, orchestration.build_arguments(DataKind.FUNDING, "BTCUSDT", end=T0, xcom=True))
     assert pod.spec.containers[0].image == "registry.example/binance-extractor:9.9.9"
 
 
@@ -68,7 +70,7 @@ def test_traceparent_from_the_current_span(pod_dag):
 
 def test_map_index_label_renders_the_specs_label(pod_dag):
     env = pod_dag.get_template_env()
-    spec = ExtractionSpec("klines", "SOLUSDT", T0, interval="5m", incremental=True)
+    spec = ExtractionSpec(DataKind.KLINES, "SOLUSDT", T0, timeframe=M5, incremental=True)
     pod_op = pod_dag.get_task("extract").unmap(spec.task_kwargs(pod=True))
     assert pod_op.arguments == spec.to_argv() and pod_op.spec == spec.to_dict()
     assert env.from_string(dagfactory.POD_LABEL).render(task=pod_op) == "SOLUSDT"

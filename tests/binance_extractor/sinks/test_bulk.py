@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from binance_extractor import clock
+from binance_extractor import clock, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import SinkError
+from binance_extractor.kinds import DataKind
 from binance_extractor.models import Kline
 from binance_extractor.pipeline import Job, run_job
 from binance_extractor.timeutil import dt_to_ms, iso, parse_time
@@ -69,7 +70,7 @@ def span(kind: str) -> tuple[datetime, datetime]:
 
 
 def job(start: datetime, end: datetime, source: str) -> Job:
-    return Job("klines", SYMBOL, "5m", start, end, source=source)
+    return Job(DataKind.KLINES, SYMBOL, timeframes.parse("5m"), start, end, source=source)
 
 
 def table(sink: Any) -> list[dict[str, Any]]:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from binance_extractor import timeframes
 from binance_extractor.errors import InputError
-from binance_extractor.sinks import Sink, Store, open_sinks, open_stores, store_names, stores, table_for, time_column
+from binance_extractor.kinds import DataKind
+from binance_extractor.sinks import Sink, Store, open_sinks, open_stores, store_names, stores, time_column
 from binance_extractor.sinks.jsonl import JsonlSink
 from tests.binance_extractor.sinks.conftest import funding, klines
 
@@ -88,16 +90,16 @@ def test_open_sinks_closes_what_it_opened_on_failure(sqlite_conn_id: str, monkey
 
 
 def test_table_names() -> None:
-    assert table_for("klines", "5m") == "klines_m5"
-    assert table_for("klines", "h1") == "klines_h1"
-    assert table_for("klines", "4h") == "klines_h4"
-    assert table_for("funding") == "funding_rates"
-    assert table_for("trades") == "trades" and table_for("agg_trades") == "agg_trades"
+    assert DataKind.KLINES.table(timeframes.parse("5m")) == "klines_m5"
+    assert DataKind.KLINES.table(timeframes.parse("h1")) == "klines_h1"
+    assert DataKind.KLINES.table(timeframes.parse("4h")) == "klines_h4"
+    assert DataKind.FUNDING.table() == "funding_rates"
+    assert DataKind.TRADES.table() == "trades" and DataKind.AGG_TRADES.table() == "agg_trades"
     assert time_column("klines_d1") == "open_time" and time_column("funding_rates") == "funding_time"
     assert time_column("trades") == "time"
     with pytest.raises(InputError):
-        table_for("klines")
+        DataKind.KLINES.table()
     with pytest.raises(InputError):
-        table_for("candles", "5m")
+        DataKind.parse("candles")
     with pytest.raises(InputError):
         time_column("extraction_runs")

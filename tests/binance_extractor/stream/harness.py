@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from binance_extractor import timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.models import Kline
 from binance_extractor.sinks import open_sinks
@@ -69,7 +70,7 @@ def running_tail(
 ) -> Iterator[Running]:
     cfg = TailConfig(
         symbols=symbols,
-        intervals=intervals,
+        timeframes=[timeframes.parse(i) for i in intervals],
         base_url=emu.ws_url,
         backoff_initial_s=0.05,
         backoff_max_s=0.4,
@@ -93,7 +94,6 @@ def running_tail(
 
 
 def stored(sink_name: str, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Kline]:
-    from binance_extractor import timeframes
     from binance_extractor.timeutil import ms_to_dt
 
     (sink,) = open_sinks([sink_name])

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from binance_extractor import timeframes
 from binance_extractor.errors import InputError, ValidationError
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
@@ -14,7 +15,8 @@ from binance_extractor.stream.messages import closed_kline
 
 
 def test_split_respects_the_per_connection_limit() -> None:
-    pairs = [(f"S{i}USDT", iv) for i in range(300) for iv in ("5m", "15m", "30m", "1h", "1d")]  # 1500 streams
+    tfs = [timeframes.parse(iv) for iv in ("5m", "15m", "30m", "1h", "1d")]
+    pairs = [(f"S{i}USDT", tf) for i in range(300) for tf in tfs]  # 1500 streams
     groups = plan.split_streams(pairs, plan.MAX_STREAMS_PER_CONNECTION)
     assert all(len(g) <= 1024 for g in groups) and len(groups) >= 2
     assert all(len(plan.ws_url(g, "wss://x")) < 8000 for g in groups)  # the request line fits (no 414)
@@ -26,11 +28,13 @@ def test_split_respects_the_per_connection_limit() -> None:
 
 def test_url_and_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BINANCE_FUTURES_WS_URL", raising=False)
-    assert plan.ws_url([("BTCUSDT", "m5"), ("ETHUSDT", "1d")]) == (
+    assert plan.ws_url([("BTCUSDT", timeframes.parse("m5")), ("ETHUSDT", timeframes.parse("1d"))]) == (
         "wss://fstream.binance.com/stream?streams=btcusdt@kline_5m/ethusdt@kline_1d"
     )
     monkeypatch.setenv("BINANCE_FUTURES_WS_URL", "ws://127.0.0.1:1/")
-    assert plan.ws_url([("BTCUSDT", "1h")]).startswith("ws://127.0.0.1:1/stream?streams=btcusdt@kline_1h")
+    assert plan.ws_url([("BTCUSDT", timeframes.parse("1h"))]).startswith(
+        "ws://127.0.0.1:1/stream?streams=btcusdt@kline_1h"
+    )
 
 
 def _event(x: bool, **k: object) -> str:
