@@ -129,6 +129,36 @@ class RunRecord:
         )
 
 
+@dataclass(frozen=True)
+class GapRecord:
+    """One confirmed exchange-side hole ``[gap_start, gap_end)`` for the gap ledger (``gap_ledger``).
+
+    One value instead of eight parameters, so every store writes the same row; upserted on
+    (table, symbol, gap_start), so a later check of the same hole updates it.
+    """
+
+    table: str
+    symbol: str
+    gap_start: datetime
+    gap_end: datetime
+    checked_by: str
+    method: str
+    requests: int
+    confirmed_at: datetime = field(default_factory=clock.now)
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "table_name": self.table,
+            "symbol": self.symbol,
+            "gap_start": _ms(self.gap_start),
+            "gap_end": _ms(self.gap_end),
+            "confirmed_at": _ms(self.confirmed_at),
+            "checked_by": self.checked_by[:255],
+            "method": self.method[:32],
+            "requests": int(self.requests),
+        }
+
+
 def _ms(dt: datetime | None) -> datetime | None:
     """Aware UTC, truncated to the millisecond every store keeps."""
     if dt is None:
@@ -219,18 +249,8 @@ class Store(Sink):
         """Whether a run of ``table``/``symbol`` ever succeeded (the audit table outlives the process)."""
 
     @abstractmethod
-    def record_gap(
-        self,
-        table: str,
-        symbol: str,
-        gap_start: datetime,
-        gap_end: datetime,
-        checked_by: str,
-        method: str,
-        requests: int,
-        confirmed_at: datetime | None = None,
-    ) -> None:
-        """Remember a confirmed exchange-side hole ``[gap_start, gap_end)`` so nobody re-asks for it."""
+    def record_gap(self, gap: GapRecord) -> None:
+        """Remember a confirmed exchange-side hole so nobody re-asks the exchange for it."""
 
     @abstractmethod
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:

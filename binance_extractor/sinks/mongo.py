@@ -21,6 +21,7 @@ from binance_extractor import clock
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks import base as _base
 from binance_extractor.sinks.base import (
+    GapRecord,
     Row,
     RunRecord,
     Store,
@@ -312,31 +313,9 @@ class MongoSink(Store):
         flt = {"table_name": table, "symbol": symbol, "outcome": "success"}
         return self._call(lambda db: db["extraction_runs"].find_one(flt, {"_id": 1})) is not None
 
-    def record_gap(
-        self,
-        table: str,
-        symbol: str,
-        gap_start: datetime,
-        gap_end: datetime,
-        checked_by: str,
-        method: str,
-        requests: int,
-        confirmed_at: datetime | None = None,
-    ) -> None:
-        spec_for(table)
-        self._upsert(
-            "gap_ledger",
-            {
-                "table_name": table,
-                "symbol": symbol,
-                "gap_start": gap_start,
-                "gap_end": gap_end,
-                "confirmed_at": confirmed_at or clock.now(),
-                "checked_by": checked_by[:255],
-                "method": method[:32],
-                "requests": int(requests),
-            },
-        )
+    def record_gap(self, gap: GapRecord) -> None:
+        spec_for(gap.table)
+        self._upsert("gap_ledger", gap.as_row())
 
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
         self._prepare("gap_ledger")

@@ -13,7 +13,16 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from binance_extractor import clock
-from binance_extractor.sinks.base import Row, RunRecord, Store, call_with_retry, check_rows, retry_attempts, utc_ms
+from binance_extractor.sinks.base import (
+    GapRecord,
+    Row,
+    RunRecord,
+    Store,
+    call_with_retry,
+    check_rows,
+    retry_attempts,
+    utc_ms,
+)
 from binance_extractor.sinks.schema import (
     MIGRATIONS,
     SCHEMA_TABLE,
@@ -377,31 +386,9 @@ class SqlSink(Store):
 
         return self._tx(run, write=False)
 
-    def record_gap(
-        self,
-        table: str,
-        symbol: str,
-        gap_start: datetime,
-        gap_end: datetime,
-        checked_by: str,
-        method: str,
-        requests: int,
-        confirmed_at: datetime | None = None,
-    ) -> None:
-        spec_for(table)
-        self._upsert_dict(
-            "gap_ledger",
-            {
-                "table_name": table,
-                "symbol": symbol,
-                "gap_start": utc_ms(gap_start),
-                "gap_end": utc_ms(gap_end),
-                "confirmed_at": utc_ms(confirmed_at or clock.now()),
-                "checked_by": checked_by[:255],
-                "method": method[:32],
-                "requests": int(requests),
-            },
-        )
+    def record_gap(self, gap: GapRecord) -> None:
+        spec_for(gap.table)
+        self._upsert_dict("gap_ledger", gap.as_row())
 
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
         spec = self._prepare("gap_ledger")
