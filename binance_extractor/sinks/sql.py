@@ -50,6 +50,7 @@ class SqlSink(Store):
     batch_size = 5000
     least_sql = "LEAST"  # SQLite spells the scalar forms MIN/MAX
     greatest_sql = "GREATEST"
+    row_id: str  # the physical row id a bounded DELETE picks rows by: SQLite rowid, PostgreSQL ctid (not MySQL)
 
     def __init__(self, retry_attempts_: int | None = None, retry_max_wait: float = 8.0) -> None:
         self._conn: Any = None
@@ -78,8 +79,14 @@ class SqlSink(Store):
     @abstractmethod
     def _index_exists(self, cur: Any, index: Index) -> bool: ...
 
-    @abstractmethod
-    def _upsert_sql(self, spec: TableSpec) -> str: ...
+    def _upsert_sql(self, spec: TableSpec) -> str:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE``, which SQLite and PostgreSQL share (MySQL overrides it)."""
+        q = self._q
+        cols = ", ".join(q(c) for c in spec.column_names)
+        marks = ", ".join(self.ph for _ in spec.columns)
+        key = ", ".join(q(k) for k in spec.key)
+        sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in spec.column_names if c not in spec.key)
+        return f"INSERT INTO {q(spec.name)} ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}"
 
     @abstractmethod
     def _to_db(self, type_: ColType, value: Any) -> Any: ...
@@ -439,9 +446,17 @@ class SqlSink(Store):
 
         return self._tx(run, write=False)
 
-    @abstractmethod
     def _delete_sql(self, spec: TableSpec, limit: int) -> str:
-        """DELETE of at most ``limit`` rows of one symbol with key time < cutoff (params: symbol, cutoff)."""
+        """DELETE of at most ``limit`` rows of one symbol with key time < cutoff (params: symbol, cutoff).
+
+        SQLite and PostgreSQL have no ``DELETE ... LIMIT``, so the rows are picked by ``row_id`` in a bounded
+        subquery; MySQL overrides this with its own ``LIMIT``.
+        """
+        t, rid, ph = self._q(spec.name), self.row_id, self.ph
+        return (
+            f"DELETE FROM {t} WHERE {rid} IN (SELECT {rid} FROM {t} WHERE symbol = {ph} "
+            f"AND {self._q(spec.time_column or '')} < {ph} LIMIT {int(limit)})"
+        )
 
     def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
         spec = self._prepare(table)
