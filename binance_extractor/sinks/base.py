@@ -268,9 +268,19 @@ class Store(Sink):
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """The newest audit rows of (table, symbol), served by an index."""
 
-    @abstractmethod
     def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
-        """Delete at most ``limit`` rows with key time < ``cutoff`` (one bounded statement); returns rows deleted."""
+        """Delete rows with key time < ``cutoff``: one bounded statement per symbol (at most ``limit`` rows each,
+        served by the (symbol, time) key), stopping once ``limit`` rows are gone; returns rows deleted."""
+        deleted = 0
+        for symbol in self.symbols(table):
+            deleted += self._delete_symbol_before(table, symbol, cutoff, limit)
+            if deleted >= limit:
+                break
+        return deleted
+
+    @abstractmethod
+    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
+        """Delete at most ``limit`` rows of ``symbol`` with key time < ``cutoff`` in one statement; rows deleted."""
 
     def __enter__(self) -> Store:
         return self

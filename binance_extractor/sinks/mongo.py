@@ -347,20 +347,12 @@ class MongoSink(Store):
         self._prepare(table)
         return sorted(self._call(lambda db: db[table].distinct("symbol")))
 
-    def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
-        spec = self._prepare(table)
-        tcol = spec.time_column or ""
+    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
+        tcol = self._prepare(table).time_column or ""
         when = utc_ms(cutoff)
-        deleted = 0
-        for symbol in self.symbols(table):
 
-            def run(db: Any, symbol: str = symbol) -> int:
-                ids = [
-                    d["_id"] for d in db[table].find({"symbol": symbol, tcol: {"$lt": when}}, {"_id": 1}).limit(limit)
-                ]
-                return int(db[table].delete_many({"_id": {"$in": ids}}).deleted_count) if ids else 0
+        def run(db: Any) -> int:
+            ids = [d["_id"] for d in db[table].find({"symbol": symbol, tcol: {"$lt": when}}, {"_id": 1}).limit(limit)]
+            return int(db[table].delete_many({"_id": {"$in": ids}}).deleted_count) if ids else 0
 
-            deleted += self._call(run)
-            if deleted >= limit:
-                break
-        return deleted
+        return self._call(run)

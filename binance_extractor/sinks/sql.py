@@ -458,21 +458,15 @@ class SqlSink(Store):
             f"AND {self._q(spec.time_column or '')} < {ph} LIMIT {int(limit)})"
         )
 
-    def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
-        spec = self._prepare(table)
-        sql = self._delete_sql(spec, limit)
+    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
+        sql = self._delete_sql(self._prepare(table), limit)
         when = self._to_db("time", utc_ms(cutoff))
-        deleted = 0
-        for symbol in self.symbols(table):
 
-            def run(cur: Any, symbol: str = symbol) -> int:
-                cur.execute(sql, (symbol, when))
-                return int(cur.rowcount)
+        def run(cur: Any) -> int:
+            cur.execute(sql, (symbol, when))
+            return int(cur.rowcount)
 
-            deleted += self._tx(run)
-            if deleted >= limit:
-                break
-        return deleted
+        return self._tx(run)
 
 
 _MIGRATIONS_SPEC = TableSpec(
