@@ -265,22 +265,14 @@ class BinanceFuturesClient:
     def klines(
         self, symbol: str, interval: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 499
     ) -> list[list[Any]]:
-        params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
-        if start_ms is not None:
-            params["startTime"] = start_ms
-        if end_ms is not None:
-            params["endTime"] = end_ms
+        params = _params(symbol=symbol, interval=interval, limit=limit, startTime=start_ms, endTime=end_ms)
         return self.request("/fapi/v1/klines", params)
 
     def funding_rate(
         self, symbol: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """``GET /fapi/v1/fundingRate``; also counted in the shared 500 requests / 5 min / IP window."""
-        params: dict[str, Any] = {"symbol": symbol, "limit": limit}
-        if start_ms is not None:
-            params["startTime"] = start_ms
-        if end_ms is not None:
-            params["endTime"] = end_ms
+        params = _params(symbol=symbol, limit=limit, startTime=start_ms, endTime=end_ms)
         return self.request("/fapi/v1/fundingRate", params)
 
     def funding_intervals(self) -> dict[str, int]:
@@ -298,13 +290,7 @@ class BinanceFuturesClient:
         from_id: int | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"symbol": symbol, "limit": limit}
-        if from_id is not None:
-            params["fromId"] = from_id
-        if start_ms is not None:
-            params["startTime"] = start_ms
-        if end_ms is not None:
-            params["endTime"] = end_ms
+        params = _params(symbol=symbol, limit=limit, fromId=from_id, startTime=start_ms, endTime=end_ms)
         return self.request("/fapi/v1/aggTrades", params)
 
     def trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
@@ -313,13 +299,15 @@ class BinanceFuturesClient:
 
     def historical_trades(self, symbol: str, from_id: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Older trades by id (``/fapi/v1/historicalTrades``): needs the API key."""
-        params: dict[str, Any] = {"symbol": symbol, "limit": limit}
-        if from_id is not None:
-            params["fromId"] = from_id
-        return self.request("/fapi/v1/historicalTrades", params, key=True)
+        return self.request("/fapi/v1/historicalTrades", _params(symbol=symbol, limit=limit, fromId=from_id), key=True)
 
     def premium_index(self, symbol: str) -> dict[str, Any]:
         return self.request("/fapi/v1/premiumIndex", {"symbol": symbol})
+
+
+def _params(**given: Any) -> dict[str, Any]:
+    """Query parameters without the unset (None) ones: Binance reads any parameter sent as a bound or cursor."""
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _host_failure(exc: BaseException) -> bool:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from binance_extractor import __version__
@@ -92,32 +93,41 @@ def _endpoint_set(signal: str) -> bool:
     )
 
 
+def _exporters(signal: str, otlp: Callable[[], Any], console: Callable[[], Any]) -> list[Any]:
+    """The exporters ``OTEL_<SIGNAL>_EXPORTER`` names, one rule for traces and metrics: OTLP only when an endpoint
+    is set (nothing is exported otherwise), console to stderr. Factories, so the OTLP module is imported only
+    when it is used."""
+    exporters: list[Any] = []
+    names = _exporter_names(signal)
+    if "otlp" in names and _endpoint_set(signal.upper()):
+        exporters.append(otlp())
+    if "console" in names:
+        exporters.append(console())
+    return exporters
+
+
 def _span_processors() -> list[Any]:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-    processors: list[Any] = []
-    names = _exporter_names("traces")
-    if "otlp" in names and _endpoint_set("TRACES"):
+    def otlp() -> Any:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        processors.append(BatchSpanProcessor(OTLPSpanExporter()))
-    if "console" in names:
-        processors.append(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
-    return processors
+        return OTLPSpanExporter()
+
+    exporters = _exporters("traces", otlp, lambda: ConsoleSpanExporter(out=sys.stderr))
+    return [BatchSpanProcessor(exporter) for exporter in exporters]
 
 
 def _metric_readers() -> list[Any]:
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 
-    readers: list[Any] = []
-    names = _exporter_names("metrics")
-    if "otlp" in names and _endpoint_set("METRICS"):
+    def otlp() -> Any:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    if "console" in names:
-        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
-    return readers
+        return OTLPMetricExporter()
+
+    exporters = _exporters("metrics", otlp, lambda: ConsoleMetricExporter(out=sys.stderr))
+    return [PeriodicExportingMetricReader(exporter) for exporter in exporters]
 
 
 class _DropMetrics:

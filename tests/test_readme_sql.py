@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from binance_extractor.sinks.base import Sink
+from binance_extractor.sinks.base import GapRecord, Sink
 from tests.binance_extractor.sinks.conftest import klines
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -24,7 +24,7 @@ def fill(sink: Sink) -> list:
     rows = klines("XRPUSDT", n=300)
     sink.write("klines_m5", rows)
     sink.write("klines_m5", klines("BTCUSDT", n=24))
-    sink.record_gap("klines_m5", "XRPUSDT", rows[10].open_time, rows[12].open_time, "readme", "rest", 1)
+    sink.record_gap(GapRecord("klines_m5", "XRPUSDT", rows[10].open_time, rows[12].open_time, "readme", "rest", 1))
     return rows
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -79,53 +79,56 @@ def _emit(kind: str, outcome: str, message: str, fields: dict[str, Any]) -> dict
     return fields
 
 
-def on_task_failure(context: Mapping[str, Any]) -> None:
-    """``on_failure_callback`` for tasks: names the DAG, task, map index, symbol and error class."""
+def _map_index(ti: Any) -> int | None:
+    """The map index of a mapped task instance; None when unmapped (Airflow's -1) or unknown."""
+    index = _get(ti, "map_index")
+    return index if index is not None and index >= 0 else None
+
+
+def _report_failure(
+    kind: str, message: str, context: Mapping[str, Any], fields: Callable[[Any, Any], dict[str, Any]]
+) -> None:
+    """What both failure callbacks do: ``fields(ti, dag_run)`` emitted once; nothing raises into Airflow."""
     try:
         ti = context.get("ti") or context.get("task_instance")
-        dag_run = context.get("dag_run")
-        map_index = _get(ti, "map_index")
-        _emit(
-            "task_failure",
-            "failure",
-            "binance task failed",
-            {
-                "dag_id": _get(ti, "dag_id") or _get(context.get("dag"), "dag_id"),
-                "task_id": _get(ti, "task_id"),
-                "run_id": _get(ti, "run_id") or _get(dag_run, "run_id") or context.get("run_id"),
-                "map_index": map_index if map_index is not None and map_index >= 0 else None,
-                "try_number": _get(ti, "try_number"),
-                "symbol": symbol_of(context),
-                "error_class": _error_class(context.get("exception")),
-                "error": _short(context.get("exception")),
-            },
-        )
+        _emit(kind, "failure", message, fields(ti, context.get("dag_run")))
     except Exception:  # alerting must never turn into a second failure
-        log.exception("binance on_task_failure callback failed")
+        log.exception("binance on_%s callback failed", kind)
+
+
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback`` for tasks: names the DAG, task, map index, symbol and error class."""
+
+    def fields(ti: Any, dag_run: Any) -> dict[str, Any]:
+        return {
+            "dag_id": _get(ti, "dag_id") or _get(context.get("dag"), "dag_id"),
+            "task_id": _get(ti, "task_id"),
+            "run_id": _get(ti, "run_id") or _get(dag_run, "run_id") or context.get("run_id"),
+            "map_index": _map_index(ti),
+            "try_number": _get(ti, "try_number"),
+            "symbol": symbol_of(context),
+            "error_class": _error_class(context.get("exception")),
+            "error": _short(context.get("exception")),
+        }
+
+    _report_failure("task_failure", "binance task failed", context, fields)
 
 
 def on_dag_failure(context: Mapping[str, Any]) -> None:
     """DAG ``on_failure_callback``: names the DAG, the last task, symbol and error class (or Airflow's reason)."""
-    try:
-        ti = context.get("ti") or context.get("task_instance")
-        dag_run = context.get("dag_run")
-        map_index = _get(ti, "map_index")
-        _emit(
-            "dag_failure",
-            "failure",
-            "binance DAG run failed",
-            {
-                "dag_id": _get(context.get("dag"), "dag_id") or _get(dag_run, "dag_id") or _get(ti, "dag_id"),
-                "task_id": _get(ti, "task_id"),
-                "run_id": context.get("run_id") or _get(dag_run, "run_id"),
-                "map_index": map_index if map_index is not None and map_index >= 0 else None,
-                "symbol": symbol_of(context) if ti is not None else None,
-                "error_class": _error_class(context.get("exception")) or str(context.get("reason") or "unknown"),
-                "reason": context.get("reason"),
-            },
-        )
-    except Exception:
-        log.exception("binance on_dag_failure callback failed")
+
+    def fields(ti: Any, dag_run: Any) -> dict[str, Any]:
+        return {
+            "dag_id": _get(context.get("dag"), "dag_id") or _get(dag_run, "dag_id") or _get(ti, "dag_id"),
+            "task_id": _get(ti, "task_id"),
+            "run_id": context.get("run_id") or _get(dag_run, "run_id"),
+            "map_index": _map_index(ti),
+            "symbol": symbol_of(context) if ti is not None else None,
+            "error_class": _error_class(context.get("exception")) or str(context.get("reason") or "unknown"),
+            "reason": context.get("reason"),
+        }
+
+    _report_failure("dag_failure", "binance DAG run failed", context, fields)
 
 
 def _short(error: Any) -> str | None:

@@ -61,6 +61,33 @@ def image() -> str:
     return config.image()
 
 
+def _dag(
+    dag_id: str,
+    schedule: Any,
+    *,
+    tags: list[str],
+    description: str,
+    doc_md: str | None,
+    max_active_runs: int = 1,
+    **settings: Any,
+) -> DAG:
+    """A DAG with what every family shares, so each states only what differs: start date, no catchup, task
+    retries and alerts (``DEFAULT_ARGS``), the DAG failure callback, the ``binance``/``futures`` tags."""
+    return DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=max_active_runs,
+        default_args=DEFAULT_ARGS,
+        on_failure_callback=callbacks.on_dag_failure,
+        tags=["binance", "futures", *tags],
+        doc_md=doc_md,
+        description=description,
+        **settings,
+    )
+
+
 # --------------------------------------------------------------------------------------------- tasks
 
 
@@ -236,18 +263,13 @@ def _scheduled_dag(
     # callbacks.freshness_deadline, does the same from the triggerer, but in Airflow 3.3.2 a DAG carrying one
     # breaks dag.test() when the run succeeds: DagRun.update_state reads the SDK alert as a database id.)
     timeout = timeframe.delta if timeframe else None
-    with DAG(
-        dag_id=dag_id,
-        schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        on_failure_callback=callbacks.on_dag_failure,
-        dagrun_timeout=timeout,
-        tags=["binance", "futures", *tags],
+    with _dag(
+        dag_id,
+        CronDataIntervalTimetable(cron, timezone="UTC"),
+        tags=tags,
         doc_md=doc_md,
         description=f"Binance USD-M {table} per symbol ({cron} UTC, {runtime} runtime)",
+        dagrun_timeout=timeout,
     ) as dag:
 
         @task(task_id="plan")
@@ -341,17 +363,13 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
     params = {
         key: Param(orchestration.MANUAL_DEFAULTS[key], **schema) for key, schema in orchestration.MANUAL_SCHEMA.items()
     }
-    with DAG(
-        dag_id="binance_klines_manual",
-        schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=4,
-        default_args=DEFAULT_ARGS,
-        on_failure_callback=callbacks.on_dag_failure,
-        tags=["binance", "futures", "klines", "manual"],
+    with _dag(
+        "binance_klines_manual",
+        None,
+        tags=["klines", "manual"],
         doc_md=doc_md,
         description="Binance USD-M klines for any symbols, interval and range (weekly chunks)",
+        max_active_runs=4,
         params=params,
     ) as dag:
 
@@ -428,15 +446,10 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
     from binance_extractor.airflow import gapfill
 
     runtime = runtime or config.runtime()
-    with DAG(
-        dag_id=GAP_FILLER_ID,
-        schedule=CronTriggerTimetable(GAP_FILLER_CRON, timezone="UTC"),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        on_failure_callback=callbacks.on_dag_failure,
-        tags=["binance", "futures", "gaps", "maintenance"],
+    with _dag(
+        GAP_FILLER_ID,
+        CronTriggerTimetable(GAP_FILLER_CRON, timezone="UTC"),
+        tags=["gaps", "maintenance"],
         doc_md=doc_md,
         description=f"Detect, refill and verify holes in every table, daily 02:00 UTC ({runtime} runtime)",
     ) as dag:

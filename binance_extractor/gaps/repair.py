@@ -13,7 +13,7 @@ from binance_extractor.gaps.detection import db_sinks, funding_intervals, fundin
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole
 from binance_extractor.gaps.settings import FUNDING_DEFAULT_MS, GapSettings
 from binance_extractor.kinds import DataKind
-from binance_extractor.sinks.base import Sink
+from binance_extractor.sinks.base import GapRecord, Sink
 from binance_extractor.timeutil import ms_to_dt
 
 if TYPE_CHECKING:
@@ -104,17 +104,18 @@ def fill_chunk(
     method = f"refetch:{source}" if chunk.dataset.kind is DataKind.KLINES else "refetch:rest"
     confirmed_at = clock.now()
     for hole in after:
+        gap = GapRecord(
+            table=hole.table,
+            symbol=hole.symbol,
+            gap_start=ms_to_dt(hole.start_ms),
+            gap_end=ms_to_dt(hole.end_ms),
+            checked_by=requested_by,
+            method=method,
+            requests=result.requests,
+            confirmed_at=confirmed_at,
+        )
         for sink in db_sinks(sinks):
-            sink.record_gap(
-                hole.table,
-                hole.symbol,
-                ms_to_dt(hole.start_ms),
-                ms_to_dt(hole.end_ms),
-                checked_by=requested_by,
-                method=method,
-                requests=result.requests,
-                confirmed_at=confirmed_at,
-            )
+            sink.record_gap(gap)
         log.info("confirmed exchange-side hole %s (%d requests)", hole.describe(), result.requests)
     result.confirmed = len(after)
     return result

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from binance_extractor import config
 from binance_extractor.errors import InputError
-from binance_extractor.sinks.base import RunRecord, Sink, Store, stores, time_column
+from binance_extractor.sinks.base import GapRecord, RunRecord, Sink, Store, stores, time_column
 
 __all__ = [
+    "GapRecord",
     "RunRecord",
     "Sink",
     "Store",

@@ -124,6 +124,36 @@ class RunRecord:
         )
 
 
+@dataclass(frozen=True)
+class GapRecord:
+    """One confirmed exchange-side hole ``[gap_start, gap_end)`` for the gap ledger (``gap_ledger``).
+
+    One value instead of eight parameters, so every store writes the same row; upserted on
+    (table, symbol, gap_start), so a later check of the same hole updates it.
+    """
+
+    table: str
+    symbol: str
+    gap_start: datetime
+    gap_end: datetime
+    checked_by: str
+    method: str
+    requests: int
+    confirmed_at: datetime = field(default_factory=clock.now)
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "table_name": self.table,
+            "symbol": self.symbol,
+            "gap_start": _ms(self.gap_start),
+            "gap_end": _ms(self.gap_end),
+            "confirmed_at": _ms(self.confirmed_at),
+            "checked_by": self.checked_by[:255],
+            "method": self.method[:32],
+            "requests": int(self.requests),
+        }
+
+
 def _ms(dt: datetime | None) -> datetime | None:
     """Aware UTC, truncated to the millisecond every store keeps."""
     if dt is None:
@@ -214,18 +244,8 @@ class Store(Sink):
         """Whether a run of ``table``/``symbol`` ever succeeded (the audit table outlives the process)."""
 
     @abstractmethod
-    def record_gap(
-        self,
-        table: str,
-        symbol: str,
-        gap_start: datetime,
-        gap_end: datetime,
-        checked_by: str,
-        method: str,
-        requests: int,
-        confirmed_at: datetime | None = None,
-    ) -> None:
-        """Remember a confirmed exchange-side hole ``[gap_start, gap_end)`` so nobody re-asks for it."""
+    def record_gap(self, gap: GapRecord) -> None:
+        """Remember a confirmed exchange-side hole so nobody re-asks the exchange for it."""
 
     @abstractmethod
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
@@ -243,9 +263,19 @@ class Store(Sink):
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """The newest audit rows of (table, symbol), served by an index."""
 
-    @abstractmethod
     def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
-        """Delete at most ``limit`` rows with key time < ``cutoff`` (one bounded statement); returns rows deleted."""
+        """Delete rows with key time < ``cutoff``: one bounded statement per symbol (at most ``limit`` rows each,
+        served by the (symbol, time) key), stopping once ``limit`` rows are gone; returns rows deleted."""
+        deleted = 0
+        for symbol in self.symbols(table):
+            deleted += self._delete_symbol_before(table, symbol, cutoff, limit)
+            if deleted >= limit:
+                break
+        return deleted
+
+    @abstractmethod
+    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
+        """Delete at most ``limit`` rows of ``symbol`` with key time < ``cutoff`` in one statement; rows deleted."""
 
     def __enter__(self) -> Store:
         return self

@@ -21,6 +21,7 @@ from binance_extractor import clock
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks import base as _base
 from binance_extractor.sinks.base import (
+    GapRecord,
     Row,
     RunRecord,
     Store,
@@ -312,31 +313,9 @@ class MongoSink(Store):
         flt = {"table_name": table, "symbol": symbol, "outcome": "success"}
         return self._call(lambda db: db["extraction_runs"].find_one(flt, {"_id": 1})) is not None
 
-    def record_gap(
-        self,
-        table: str,
-        symbol: str,
-        gap_start: datetime,
-        gap_end: datetime,
-        checked_by: str,
-        method: str,
-        requests: int,
-        confirmed_at: datetime | None = None,
-    ) -> None:
-        spec_for(table)
-        self._upsert(
-            "gap_ledger",
-            {
-                "table_name": table,
-                "symbol": symbol,
-                "gap_start": gap_start,
-                "gap_end": gap_end,
-                "confirmed_at": confirmed_at or clock.now(),
-                "checked_by": checked_by[:255],
-                "method": method[:32],
-                "requests": int(requests),
-            },
-        )
+    def record_gap(self, gap: GapRecord) -> None:
+        spec_for(gap.table)
+        self._upsert("gap_ledger", gap.as_row())
 
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
         self._prepare("gap_ledger")
@@ -368,20 +347,12 @@ class MongoSink(Store):
         self._prepare(table)
         return sorted(self._call(lambda db: db[table].distinct("symbol")))
 
-    def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
-        spec = self._prepare(table)
-        tcol = spec.time_column or ""
+    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
+        tcol = self._prepare(table).time_column or ""
         when = utc_ms(cutoff)
-        deleted = 0
-        for symbol in self.symbols(table):
 
-            def run(db: Any, symbol: str = symbol) -> int:
-                ids = [
-                    d["_id"] for d in db[table].find({"symbol": symbol, tcol: {"$lt": when}}, {"_id": 1}).limit(limit)
-                ]
-                return int(db[table].delete_many({"_id": {"$in": ids}}).deleted_count) if ids else 0
+        def run(db: Any) -> int:
+            ids = [d["_id"] for d in db[table].find({"symbol": symbol, tcol: {"$lt": when}}, {"_id": 1}).limit(limit)]
+            return int(db[table].delete_many({"_id": {"$in": ids}}).deleted_count) if ids else 0
 
-            deleted += self._call(run)
-            if deleted >= limit:
-                break
-        return deleted
+        return self._call(run)

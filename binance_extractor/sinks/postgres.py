@@ -47,6 +47,7 @@ class PostgresSink(ServerSqlSink):
     default_port = 5432
     name = "postgres"
     ph = "%s"
+    row_id = "ctid"
     insert_ignore = "INSERT"
     insert_ignore_suffix = " ON CONFLICT DO NOTHING"
 
@@ -162,20 +163,6 @@ class PostgresSink(ServerSqlSink):
             "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s LIMIT 1", (index.name,)
         )
         return cur.fetchone() is not None
-
-    def _upsert_sql(self, spec: TableSpec) -> str:
-        cols = ", ".join(f'"{c}"' for c in spec.column_names)
-        marks = ", ".join("%s" for _ in spec.columns)
-        key = ", ".join(f'"{k}"' for k in spec.key)
-        sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in spec.column_names if c not in spec.key)
-        return f'INSERT INTO "{spec.name}" ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}'
-
-    def _delete_sql(self, spec: TableSpec, limit: int) -> str:
-        t = f'"{spec.name}"'
-        return (
-            f"DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM {t} WHERE symbol = %s "
-            f'AND "{spec.time_column}" < %s LIMIT {int(limit)})'
-        )
 
     def _to_db(self, type_: ColType, value: Any) -> Any:
         if type_ == "time":

@@ -13,7 +13,16 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from binance_extractor import clock
-from binance_extractor.sinks.base import Row, RunRecord, Store, call_with_retry, check_rows, retry_attempts, utc_ms
+from binance_extractor.sinks.base import (
+    GapRecord,
+    Row,
+    RunRecord,
+    Store,
+    call_with_retry,
+    check_rows,
+    retry_attempts,
+    utc_ms,
+)
 from binance_extractor.sinks.schema import (
     MIGRATIONS,
     SCHEMA_TABLE,
@@ -41,6 +50,7 @@ class SqlSink(Store):
     batch_size = 5000
     least_sql = "LEAST"  # SQLite spells the scalar forms MIN/MAX
     greatest_sql = "GREATEST"
+    row_id: str  # the physical row id a bounded DELETE picks rows by: SQLite rowid, PostgreSQL ctid (not MySQL)
 
     def __init__(self, retry_attempts_: int | None = None, retry_max_wait: float = 8.0) -> None:
         self._conn: Any = None
@@ -69,8 +79,14 @@ class SqlSink(Store):
     @abstractmethod
     def _index_exists(self, cur: Any, index: Index) -> bool: ...
 
-    @abstractmethod
-    def _upsert_sql(self, spec: TableSpec) -> str: ...
+    def _upsert_sql(self, spec: TableSpec) -> str:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE``, which SQLite and PostgreSQL share (MySQL overrides it)."""
+        q = self._q
+        cols = ", ".join(q(c) for c in spec.column_names)
+        marks = ", ".join(self.ph for _ in spec.columns)
+        key = ", ".join(q(k) for k in spec.key)
+        sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in spec.column_names if c not in spec.key)
+        return f"INSERT INTO {q(spec.name)} ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}"
 
     @abstractmethod
     def _to_db(self, type_: ColType, value: Any) -> Any: ...
@@ -377,31 +393,9 @@ class SqlSink(Store):
 
         return self._tx(run, write=False)
 
-    def record_gap(
-        self,
-        table: str,
-        symbol: str,
-        gap_start: datetime,
-        gap_end: datetime,
-        checked_by: str,
-        method: str,
-        requests: int,
-        confirmed_at: datetime | None = None,
-    ) -> None:
-        spec_for(table)
-        self._upsert_dict(
-            "gap_ledger",
-            {
-                "table_name": table,
-                "symbol": symbol,
-                "gap_start": utc_ms(gap_start),
-                "gap_end": utc_ms(gap_end),
-                "confirmed_at": utc_ms(confirmed_at or clock.now()),
-                "checked_by": checked_by[:255],
-                "method": method[:32],
-                "requests": int(requests),
-            },
-        )
+    def record_gap(self, gap: GapRecord) -> None:
+        spec_for(gap.table)
+        self._upsert_dict("gap_ledger", gap.as_row())
 
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
         spec = self._prepare("gap_ledger")
@@ -452,25 +446,27 @@ class SqlSink(Store):
 
         return self._tx(run, write=False)
 
-    @abstractmethod
     def _delete_sql(self, spec: TableSpec, limit: int) -> str:
-        """DELETE of at most ``limit`` rows of one symbol with key time < cutoff (params: symbol, cutoff)."""
+        """DELETE of at most ``limit`` rows of one symbol with key time < cutoff (params: symbol, cutoff).
 
-    def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
-        spec = self._prepare(table)
-        sql = self._delete_sql(spec, limit)
+        SQLite and PostgreSQL have no ``DELETE ... LIMIT``, so the rows are picked by ``row_id`` in a bounded
+        subquery; MySQL overrides this with its own ``LIMIT``.
+        """
+        t, rid, ph = self._q(spec.name), self.row_id, self.ph
+        return (
+            f"DELETE FROM {t} WHERE {rid} IN (SELECT {rid} FROM {t} WHERE symbol = {ph} "
+            f"AND {self._q(spec.time_column or '')} < {ph} LIMIT {int(limit)})"
+        )
+
+    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
+        sql = self._delete_sql(self._prepare(table), limit)
         when = self._to_db("time", utc_ms(cutoff))
-        deleted = 0
-        for symbol in self.symbols(table):
 
-            def run(cur: Any, symbol: str = symbol) -> int:
-                cur.execute(sql, (symbol, when))
-                return int(cur.rowcount)
+        def run(cur: Any) -> int:
+            cur.execute(sql, (symbol, when))
+            return int(cur.rowcount)
 
-            deleted += self._tx(run)
-            if deleted >= limit:
-                break
-        return deleted
+        return self._tx(run)
 
 
 _MIGRATIONS_SPEC = TableSpec(

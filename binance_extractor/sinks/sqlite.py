@@ -86,6 +86,7 @@ class SqliteSink(SqlSink):
     least_sql = "MIN"
     greatest_sql = "MAX"
     ph = "?"
+    row_id = "rowid"
     insert_ignore = "INSERT OR IGNORE"
 
     def __init__(
@@ -136,13 +137,6 @@ class SqliteSink(SqlSink):
         cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index.name,))
         return cur.fetchone() is not None
 
-    def _upsert_sql(self, spec: TableSpec) -> str:
-        cols = ", ".join(f'"{c}"' for c in spec.column_names)
-        marks = ", ".join("?" for _ in spec.columns)
-        key = ", ".join(f'"{k}"' for k in spec.key)
-        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in spec.column_names if c not in spec.key)
-        return f'INSERT INTO "{spec.name}" ({cols}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {sets}'
-
     def write_block(self, table: str, block: KlineBlock) -> int:
         """One transaction per file: the row tuples come straight from the columns (epoch ms, decimal text),
         which is exactly how ``write`` stores the same candles."""
@@ -158,13 +152,6 @@ class SqliteSink(SqlSink):
             return len(rows)
 
         return self._tx(run)
-
-    def _delete_sql(self, spec: TableSpec, limit: int) -> str:
-        t = f'"{spec.name}"'
-        return (
-            f"DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE symbol = ? "
-            f'AND "{spec.time_column}" < ? LIMIT {int(limit)})'
-        )
 
     def _write_converter(self, type_: ColType) -> Callable[[Any], Any] | None:
         return _WRITE.get(type_)

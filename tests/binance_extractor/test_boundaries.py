@@ -180,11 +180,8 @@ def timeframe_parses(tree: ast.AST) -> list[int]:
         if not isinstance(node, ast.Call):
             continue
         f = node.func
-        if (isinstance(f, ast.Attribute) and f.attr == "parse" and isinstance(f.value, ast.Name)) and (
-            f.value.id == "timeframes"
-        ):
-            lines.append(node.lineno)
-        elif isinstance(f, ast.Name) and f.id in aliases:
+        qualified = isinstance(f, ast.Attribute) and f.attr == "parse" and ast.unparse(f.value) == "timeframes"
+        if qualified or (isinstance(f, ast.Name) and f.id in aliases):
             lines.append(node.lineno)
     return lines
 

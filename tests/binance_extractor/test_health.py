@@ -12,7 +12,7 @@ import pytest
 from binance_extractor import clock, health, timeframes
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import Dataset
-from binance_extractor.sinks.base import RunRecord, Sink
+from binance_extractor.sinks.base import GapRecord, RunRecord, Sink
 from binance_extractor.timeutil import dt_to_ms, iso
 from tests.binance_extractor.sinks.conftest import dt, funding, klines, trades
 from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
@@ -78,7 +78,7 @@ def test_trades_are_counted_only_under_the_bound(store: Sink) -> None:  # noqa: 
 
 def test_exchange_confirmed_holes_are_not_open(store: Sink) -> None:  # noqa: F811
     rows = fill(store)
-    store.record_gap("klines_m5", "XRPUSDT", rows[50].open_time, rows[55].open_time, "test", "rest", 2)
+    store.record_gap(GapRecord("klines_m5", "XRPUSDT", rows[50].open_time, rows[55].open_time, "test", "rest", 2))
     h = health.symbol_health(store, "klines_m5", "XRPUSDT", start=rows[0].open_time, end=rows[-1].close_time,
                              now_ms=dt_to_ms(rows[-1].close_time) + 1)  # fmt: skip
     assert h.open_holes == [] and h.missing == 0
@@ -176,7 +176,7 @@ def test_sqlite_health_statements_all_use_an_index(sqlite_conn_id: str) -> None:
 
     sink = SqliteSink(sqlite_conn_id)
     rows = fill(sink, n=300, cut=(100, 104))
-    sink.record_gap("klines_m5", "XRPUSDT", rows[10].open_time, rows[11].open_time, "t", "rest", 1)
+    sink.record_gap(GapRecord("klines_m5", "XRPUSDT", rows[10].open_time, rows[11].open_time, "t", "rest", 1))
     conn = sink._connection()
     statements: list[str] = []
     conn.set_trace_callback(statements.append)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,10 +14,10 @@ import pytest
 from binance_extractor.config import Settings
 from binance_extractor.errors import InputError, SinkError
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
-from binance_extractor.sinks.base import RunRecord
+from binance_extractor.sinks.base import GapRecord, RunRecord
 from binance_extractor.sinks.retention import apply_retention
 from binance_extractor.sinks.schema import LATEST_VERSION
-from tests.binance_extractor.sinks.conftest import agg_trades, assert_utc, funding, klines, trades
+from tests.binance_extractor.sinks.conftest import agg_trades, assert_utc, dt, funding, klines, trades
 
 
 def _models(model: type[Any], rows: list[dict[str, Any]]) -> list[Any]:
@@ -156,7 +157,8 @@ def test_schema_is_idempotent_and_migrates_old_versions(make_sink: Callable[...,
         s.ensure_schema()
         assert s.schema_version() == LATEST_VERSION
         assert s.count("klines_m5") == 20
-    s.record_gap("klines_m5", "XRPUSDT", klines(n=2)[0].open_time, klines(n=2)[1].open_time, "test", "rest", 1)
+    k = klines(n=2)
+    s.record_gap(GapRecord("klines_m5", "XRPUSDT", k[0].open_time, k[1].open_time, "test", "rest", 1))
     assert len(s.known_gaps("klines_m5", "XRPUSDT")) == 1
 
 
@@ -182,14 +184,25 @@ def test_retention_deletes_in_batches_and_is_off_by_default(sink: Any) -> None:
 
 def test_gap_ledger(sink: Any) -> None:
     k = klines(n=10)
-    sink.record_gap("klines_m5", "XRPUSDT", k[5].open_time, k[7].open_time, "dag:gaps/run:1", "rest", 2)
-    sink.record_gap("klines_m5", "XRPUSDT", k[1].open_time, k[2].open_time, "cli", "archive", 1)
-    sink.record_gap("klines_m5", "XRPUSDT", k[5].open_time, k[8].open_time, "cli", "rest", 3)  # same key: updated
-    sink.record_gap("klines_m5", "BTCUSDT", k[0].open_time, k[1].open_time, "cli", "rest", 1)
+    sink.record_gap(GapRecord("klines_m5", "XRPUSDT", k[5].open_time, k[7].open_time, "dag:gaps/run:1", "rest", 2))
+    sink.record_gap(GapRecord("klines_m5", "XRPUSDT", k[1].open_time, k[2].open_time, "cli", "archive", 1))
+    # same key: updated
+    sink.record_gap(GapRecord("klines_m5", "XRPUSDT", k[5].open_time, k[8].open_time, "cli", "rest", 3))
+    sink.record_gap(GapRecord("klines_m5", "BTCUSDT", k[0].open_time, k[1].open_time, "cli", "rest", 1))
     gaps = sink.known_gaps("klines_m5", "XRPUSDT")
     assert gaps == [(k[1].open_time, k[2].open_time), (k[5].open_time, k[8].open_time)]
     assert_utc(gaps[0][0])
     assert sink.known_gaps("klines_h1", "XRPUSDT") == []
+
+
+def test_gap_record_row_is_what_every_store_writes() -> None:
+    start = dt(0).replace(microsecond=123_456)
+    gap = GapRecord("klines_m5", "XRPUSDT", start, dt(600_000), "x" * 300, "refetch:archive" * 3, 2, dt(1))
+    row = gap.as_row()
+    assert row["gap_start"] == start.replace(microsecond=123_000)  # the millisecond every store keeps
+    assert (len(row["checked_by"]), len(row["method"]), row["confirmed_at"]) == (255, 32, dt(1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        gap.requests = 3  # type: ignore[misc]
 
 
 def test_audit_rows(sink: Any) -> None:
