@@ -321,27 +321,17 @@ def klines_dags(doc_md: str | None = None, runtime: str | None = None) -> dict[s
 
 
 def funding_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
-    return _scheduled_dag(
-        "binance_funding_rates",
-        DataKind.FUNDING,
-        HOURLY,
-        timeframe=None,
-        doc_md=doc_md,
-        tags=["funding"],
-        runtime=runtime,
-    )
+    """``binance_funding_rates``: hourly (contracts settle every 1, 4 or 8 hours)."""
+    return _scheduled_dag("binance_funding_rates", DataKind.FUNDING, HOURLY, **_hourly(doc_md, "funding", runtime))
 
 
 def trades_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
-    return _scheduled_dag(
-        "binance_trades",
-        DataKind.AGG_TRADES,
-        HOURLY,
-        timeframe=None,
-        doc_md=doc_md,
-        tags=["trades"],
-        runtime=runtime,
-    )
+    """``binance_trades``: aggregate trades, exactly each hour's data interval."""
+    return _scheduled_dag("binance_trades", DataKind.AGG_TRADES, HOURLY, **_hourly(doc_md, "trades", runtime))
+
+
+def _hourly(doc_md: str | None, tag: str, runtime: str | None) -> dict[str, Any]:
+    return {"timeframe": None, "doc_md": doc_md, "tags": [tag], "runtime": runtime}
 
 
 # --------------------------------------------------------------------------------------------- manual DAG

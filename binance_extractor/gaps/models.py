@@ -32,6 +32,10 @@ class _SymbolRange:
     def describe(self) -> str:
         return f"{self.table} {self.symbol} [{iso_ms(self.start_ms)}, {iso_ms(self.end_ms)})"
 
+    def range_dict(self) -> dict[str, Any]:
+        """The fields every report row starts with: table, symbol and the range as ISO text."""
+        return {"table": self.table, "symbol": self.symbol, "start": iso_ms(self.start_ms), "end": iso_ms(self.end_ms)}
+
 
 @dataclass(frozen=True, order=True)
 class Hole(_SymbolRange):
@@ -47,10 +51,7 @@ class Hole(_SymbolRange):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "table": self.table,
-            "symbol": self.symbol,
-            "start": iso_ms(self.start_ms),
-            "end": iso_ms(self.end_ms),
+            **self.range_dict(),
             "missing": self.missing,
             "context": [iso_ms(self.ctx_start_ms), iso_ms(self.ctx_end_ms)],
         }
@@ -104,7 +105,7 @@ class Chunk(_SymbolRange):
 
 
 @dataclass
-class Scan:
+class Scan(_SymbolRange):
     """What detection found for one (dataset, symbol), merged over the database sinks."""
 
     dataset: Dataset
@@ -117,10 +118,6 @@ class Scan:
     known: int = 0  # holes the ledger already lists as exchange-side
 
     @property
-    def table(self) -> str:
-        return self.dataset.table
-
-    @property
     def missing(self) -> int:
         return sum(h.missing for h in self.holes) + sum(h.missing for h in self.skipped)
 
@@ -131,10 +128,7 @@ class Scan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "table": self.table,
-            "symbol": self.symbol,
-            "start": iso_ms(self.start_ms),
-            "end": iso_ms(self.end_ms),
+            **self.range_dict(),
             "stored": self.stored,
             "holes": len(self.holes),
             "skipped": len(self.skipped),

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -92,23 +92,9 @@ class TailStats:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "command": "stream",
-            "connections": self.connections,
-            "messages": self.messages,
-            "candles_queued": self.candles_queued,
-            "candles_stored": self.candles_stored,
-            "reconnects": self.reconnects,
-            "fills": self.fills,
-            "fill_rows": self.fill_rows,
-            "fill_failures": self.fill_failures,
-            "backpressure_waits": self.backpressure_waits,
-            "max_queue": self.max_queue,
-            "write_failures": self.write_failures,
-            "rejected": self.rejected,
-            "lag_p50_ms": self.lag_percentile(0.5),
-            "lag_p99_ms": self.lag_percentile(0.99),
-        }
+        counters = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "lags_ms"}
+        lags = {"lag_p50_ms": self.lag_percentile(0.5), "lag_p99_ms": self.lag_percentile(0.99)}
+        return {"command": "stream", **counters, **lags}
 
 
 @dataclass
