@@ -15,16 +15,18 @@ def _next_boundary(t: int, step: int) -> int:
 
 
 def chunk_holes(holes: Iterable[Hole], chunk_ms: int) -> list[Chunk]:
-    """Split every hole at the weekly (``chunk_ms``) boundaries; kline chunks stay aligned to candle opens.
+    """Split every kline and funding hole at the weekly (``chunk_ms``) boundaries; kline chunks stay aligned to
+    candle opens.
 
-    An agg-trade hole no longer than ``chunk_ms`` stays one chunk: its missing ids have no time grid, so a piece
+    An agg-trade hole always stays one chunk, whatever its length: its missing ids have no time grid, so a piece
     cut at a boundary cannot tell ids that belong after the boundary from ids the exchange never had (the piece
-    would be "confirmed" exchange-side before the next chunk fills it).
+    would be "confirmed" exchange-side before the next chunk fills it). Splitting would not make it faster
+    either: agg-trade pages cost 20 weight each, so their refetch is paced by the shared IP budget, not by tasks.
     """
     chunks: list[Chunk] = []
     for hole in sorted(holes):
         tf = hole.dataset.timeframe
-        if hole.dataset.kind is DataKind.AGG_TRADES and hole.end_ms - hole.start_ms <= chunk_ms:
+        if hole.dataset.kind is DataKind.AGG_TRADES:
             chunks.append(
                 Chunk(hole.dataset, hole.symbol, hole.start_ms, hole.end_ms, hole.ctx_start_ms, hole.ctx_end_ms)
             )

@@ -126,7 +126,7 @@ def test_chunks_split_at_weekly_boundaries_and_stay_aligned() -> None:
     agg = Hole(gaps.gap_dataset("agg_trades"), "BTCUSDT", monday - HOUR, monday + HOUR, 9, monday - HOUR, monday + HOUR)
     assert [(c.start_ms, c.end_ms) for c in gaps.chunk_holes([agg], 7 * DAY)] == [(monday - HOUR, monday + HOUR)]
     long_agg = replace(agg, end_ms=monday + 8 * DAY, ctx_end_ms=monday + 8 * DAY)
-    assert len(gaps.chunk_holes([long_agg], 7 * DAY)) == 3  # longer than a chunk: split as before
+    assert len(gaps.chunk_holes([long_agg], 7 * DAY)) == 1  # longer than a chunk: still one (ids have no grid)
     for c in chunks + parts:
         assert Chunk.parse(c.spec()) == c
 
@@ -462,11 +462,12 @@ def test_agg_trade_id_holes_are_refetched_between_neighbours(
             s.close()
 
 
+@pytest.mark.parametrize("chunk_ms", [7 * DAY, 2 * MIN], ids=["weekly", "hole-longer-than-a-chunk"])
 def test_agg_trade_hole_across_a_weekly_boundary_is_filled_not_confirmed(
-    sqlite_store: str, emulator: Emulator, client: BinanceFuturesClient
+    sqlite_store: str, emulator: Emulator, client: BinanceFuturesClient, chunk_ms: int
 ) -> None:
-    """A hole spanning Monday 00:00 UTC is two chunks; the first one's piece must not be "confirmed" before the
-    second fills the ids that lie after the boundary."""
+    """A hole spanning Monday 00:00 UTC (and one longer than a chunk) is one chunk: a piece cut at a chunk boundary
+    would be "confirmed" exchange-side before the next piece fills the ids that lie after the boundary."""
     monday = dt_to_ms(datetime(2025, 6, 2, tzinfo=UTC))
     write(sqlite_store, ["trades", "--kind", "agg"], ["SYNTHUSDT"], monday - 20 * MIN, monday + 20 * MIN)
     sinks = open_sinks([sqlite_store])
@@ -475,10 +476,11 @@ def test_agg_trade_hole_across_a_weekly_boundary_is_filled_not_confirmed(
         n = sink.count("agg_trades", "SYNTHUSDT")
         assert delete(sink, "agg_trades", "SYNTHUSDT", monday - 5 * MIN, monday + 5 * MIN) > 0
         (scan,) = gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))
-        chunks = gaps.chunk_holes(scan.holes, 7 * DAY)
-        assert len(scan.holes) == 1 and len(chunks) == 1 and chunks[0].start_ms < monday < chunks[0].end_ms
+        chunks = gaps.chunk_holes(scan.holes, chunk_ms)
+        assert len(scan.holes) == 1 and scan.holes[0].end_ms - scan.holes[0].start_ms > 2 * MIN
         results = gaps.fill_chunks(chunks, sinks, client)
         assert [r.error for r in results] == [None] * len(chunks) and sum(r.confirmed for r in results) == 0
+        assert len(chunks) == 1 and chunks[0].start_ms < monday < chunks[0].end_ms
         assert sink.count("agg_trades", "SYNTHUSDT") == n
         assert sink.known_gaps("agg_trades", "SYNTHUSDT") == []
         assert gaps.holes_of(gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))) == []
