@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.clock import real_clock_env
 
 
 def free_port() -> int:
@@ -26,12 +29,17 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
+        env=real_clock_env(os.environ),  # a server keeps the machine's clock (and never starts under libfaketime)
     )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(200):
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             break
         time.sleep(0.05)
+    else:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"redis-server on port {port} did not start")
     yield proc, url
     if proc.poll() is None:
         proc.kill()
