@@ -43,11 +43,14 @@ class Job:
     incremental: bool = False
     source: str = "auto"
     requested_by: str = "cli"
-    dataset: Dataset = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.dataset = Dataset(DataKind.parse(self.kind), self.timeframe)  # bad kind / klines without a timeframe
-        self.kind, self.timeframe = self.dataset.kind, self.dataset.timeframe
+        dataset = Dataset(DataKind.parse(self.kind), self.timeframe)  # bad kind / klines without a timeframe
+        self.kind, self.timeframe = dataset.kind, dataset.timeframe
+
+    @property
+    def dataset(self) -> Dataset:
+        return Dataset(self.kind, self.timeframe)
 
     @property
     def table(self) -> str:
