@@ -239,3 +239,36 @@ def test_half_open_connection_is_detected_by_ping_timeout(
         stats = run.stop()
     assert stored("sqlite", sym, iv, start, end) == rest(emu, sym, iv, start, end)
     assert stats.connections == 2
+
+
+@pytest.mark.parametrize("sink_name", ["sqlite", "mysql"])
+def test_two_tails_at_once_store_each_candle_once(
+    request: pytest.FixtureRequest, sink_name: str, emu: Emulator, fixed_clock: FixedClock
+) -> None:
+    """The README's single-replica rule says a second tail only doubles the REST fill weight and never corrupts
+    data: two tails on one store, both filling at start-up and both writing every close, leave exactly REST's
+    candles, each once, inside the shared weight budget."""
+    request.getfixturevalue(f"{sink_name}_conn_id")
+    symbols, intervals = ["BTCUSDT", "ETHUSDT"], ["1m", "5m"]
+    with (
+        running_tail(emu, symbols, intervals, sink_names=[sink_name]) as first,
+        running_tail(emu, symbols, intervals, sink_names=[sink_name]) as second,
+    ):
+        assert emu.stream.active == 2 and first.stats.fill_rows > 0 and second.stats.fill_rows > 0
+        for _ in range(10):  # ten minutes: 10 x 1m and 2 x 5m closes per symbol, sent to both tails
+            before = (first.stats.candles_queued, second.stats.candles_queued)
+            fixed_clock.advance(MIN)
+            wait_until(
+                lambda b=before: first.stats.candles_queued >= b[0] + 2 and second.stats.candles_queued >= b[1] + 2,
+                "both tails received the closes",
+            )
+            wait_until(lambda: first.idle() and second.idle(), "both writers")
+        stats = [second.stop(), first.stop()]
+    assert [s.candles_stored for s in stats] == [2 * (10 + 2)] * 2  # each tail wrote every close itself
+    assert emu.count_429 == 0 and emu.count_418 == 0  # two fills at once stayed inside the shared budget
+    end = fixed_clock.now_ms()
+    for sym in symbols:
+        for iv in intervals:
+            got = stored(sink_name, sym, iv, end - D.DAY, end)
+            assert got == rest(emu, sym, iv, end - D.DAY, end)  # exact, and each candle once
+            assert len({k.open_time for k in got}) == len(got)
