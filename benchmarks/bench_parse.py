@@ -19,6 +19,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fixtures.offline import offline_parse_env  # noqa: E402
+
 RUNTIMES = ("local", "kubernetes")
 
 CHILD = """
@@ -36,15 +40,7 @@ print(json.dumps({"airflow": t1 - t0, "dags": t2 - t1, "files": len(files)}))
 
 
 def one_round(runtime: str) -> dict[str, float]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "AIRFLOW_HOME": "/nonexistent-airflow-home",
-        "HOME": "/tmp",
-        "BINANCE_FUTURES_BASE_URL": "http://127.0.0.1:9",
-        "BINANCE_ARCHIVE_BASE_URL": "http://127.0.0.1:9",
-        "BINANCE_EXTRACTOR_RUNTIME": runtime,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "mysql://nobody@127.0.0.1:9/none",
-    }
+    env = offline_parse_env(runtime)
     out = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"parsing failed ({runtime}): {out.stderr.strip().splitlines()[-1:]}")

@@ -11,6 +11,8 @@ from pathlib import Path
 import pendulum
 import pytest
 
+from tests.fixtures.offline import offline_parse_env
+
 ROOT = Path(__file__).resolve().parents[2]
 KLINES = {
     "binance_klines_m5": timedelta(minutes=5),
@@ -64,15 +66,7 @@ print(json.dumps({"dag_ids": ids, "network": attempts}))
 def test_parse_is_offline(runtime):
     """A fresh interpreter parses every DAG file with no exchange or DB reachable (both point at closed ports)
     and opens no socket at all. How long parsing takes is a figure of benchmarks/bench_parse.py, not a test."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "AIRFLOW_HOME": "/nonexistent-airflow-home",
-        "HOME": "/tmp",
-        "BINANCE_FUTURES_BASE_URL": "http://127.0.0.1:9",
-        "BINANCE_ARCHIVE_BASE_URL": "http://127.0.0.1:9",
-        "BINANCE_EXTRACTOR_RUNTIME": runtime,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "mysql://nobody@127.0.0.1:9/none",
-    }
+    env = offline_parse_env(runtime)
     out = subprocess.run([sys.executable, "-c", PARSE_CHILD], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
