@@ -444,7 +444,7 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
         description=f"Detect, refill and verify holes in every table, daily 02:00 UTC ({runtime} runtime)",
     ) as dag:
 
-        @task(task_id="detect")
+        @task(task_id="detect", pool=POOL)  # fundingInfo: each contract's funding interval
         def detect(**context: Any) -> dict[str, Any]:
             """Holes per (table, symbol), found in the database; ledger-known exchange holes left out."""
             from binance_extractor.timeutil import iso, now_ms
@@ -481,7 +481,7 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
             log.info("all %d chunk(s) closed", len(chunks))
             return {"chunks": len(chunks), "open": []}
 
-        @task(task_id="report", trigger_rule="all_done")
+        @task(task_id="report", trigger_rule="all_done", pool=POOL)  # fundingInfo again, for the re-scan
         def report(found: Any, specs: Any, **context: Any) -> dict[str, Any]:
             """Found / filled / confirmed / remaining and completeness per table and symbol; log, XCom, metrics."""
             from binance_extractor.timeutil import now_ms, parse_time
