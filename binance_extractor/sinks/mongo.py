@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from binance_extractor import clock
+from binance_extractor import clock, db_timeouts
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks import base as _base
 from binance_extractor.sinks.base import (
@@ -75,8 +75,10 @@ class MongoSink(Store):
                 raise SinkError(f"mongo sink: connection id {self.conn_id!r} is not defined") from None
             except Exception as exc:  # the hook refuses a wrong scheme (mongodb://) with a config error
                 raise SinkError(f"mongo sink ({self.conn_id}): {one_line(str(exc))}") from None
-            for key in ("serverSelectionTimeoutMS", "connectTimeoutMS", "socketTimeoutMS"):
-                hook.extras.setdefault(key, self._timeout_ms if key != "socketTimeoutMS" else 60_000)
+            # pymongo's own timeouts, each overridable by the connection's extra of the same name (db_timeouts)
+            own = {"serverSelectionTimeoutMS": self._timeout_ms, "connectTimeoutMS": self._timeout_ms}
+            for key, value in {**db_timeouts.MONGO, **own}.items():
+                hook.extras.setdefault(key, value)
             c = hook.connection
             name = c.schema or DEFAULT_DB
             self.where = f"{c.host}:{c.port or 27017}/{name}"

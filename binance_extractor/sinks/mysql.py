@@ -17,10 +17,12 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from binance_extractor import db_timeouts
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
@@ -31,8 +33,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CONN_ID = "mysql_default"
 INIT_COMMAND = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION'"
 SCHEMA_LOCK = "binance_extractor_schema"
+SCHEMA_LOCK_WAIT_S = 60
 # Lost connection, server gone, cannot connect (restart), deadlock, lock wait timeout: retried after reconnecting.
 TRANSIENT_CODES = frozenset({2002, 2003, 2006, 2013, 2055, 1205, 1213})
+LOST_CODES = frozenset({2006, 2013})  # gone away / lost connection: also what a read, write or connect timeout gives
 # Warnings that mean a stored value differs from the one sent (NULL into NOT NULL, row/column truncated, out of
 # range, rounded, incorrect value, invalid string, too long): the batch fails. Others (1287 deprecations) do not.
 DATA_WARNINGS = frozenset({1048, 1261, 1262, 1263, 1264, 1265, 1292, 1300, 1366, 1406, 1411})
@@ -115,6 +119,7 @@ class MySqlSink(ServerSqlSink):
         self._stages: set[str] = set()  # staging tables this session has created (temporary: gone on reconnect)
         self._forced_version = server_version  # tests: pretend to be another server (the dialect follows it)
         self.server_version = server_version or ""
+        self.timeouts = dict(db_timeouts.MYSQL)  # from the connection's extras once connected
 
     def _hook(self) -> Any:
         if self._hook_obj is None:
@@ -126,10 +131,13 @@ class MySqlSink(ServerSqlSink):
     def _connect(self) -> Any:
         from airflow.sdk.exceptions import AirflowNotFoundException
 
+        hook = self._hook()
         try:
-            conn = self._hook().get_conn()
+            airflow_conn = hook.connection
         except AirflowNotFoundException:
             raise SinkError(f"mysql sink: connection id {self.conn_id!r} is not defined") from None
+        self.timeouts = db_timeouts.with_defaults(airflow_conn.extra_dejson, db_timeouts.MYSQL, self._where_conn())
+        conn = self._open(hook, airflow_conn)
         conn.autocommit(False)
         self._stages = set()
         cur = conn.cursor()
@@ -139,6 +147,19 @@ class MySqlSink(ServerSqlSink):
         self.server_version = self._forced_version or str(version)
         cur.close()
         return conn
+
+    def _open(self, hook: Any, airflow_conn: Any) -> Any:
+        """The hook's connection settings plus the timeouts (``MySqlHook`` passes none of them to the driver)."""
+        if self._client() == "mysqlclient":
+            import MySQLdb
+
+            return MySQLdb.connect(**hook._get_conn_config_mysql_client(airflow_conn), **self.timeouts)
+        import mysql.connector
+
+        return mysql.connector.connect(**hook._get_conn_config_mysql_connector_python(airflow_conn), **self.timeouts)
+
+    def _where_conn(self) -> str:
+        return f"mysql sink (conn id {self.conn_id})"
 
     @property
     def row_alias(self) -> bool:
@@ -160,6 +181,10 @@ class MySqlSink(ServerSqlSink):
     def _describe(self, exc: BaseException | None) -> str:
         args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
         text = f"({args[0]}) {args[1]}" if len(args) >= 2 else str(exc)
+        if args and args[0] in LOST_CODES:  # a silent network ends here too: say which limits applied
+            t = self.timeouts
+            limits = f"connect {t['connect_timeout']} s, read {t['read_timeout']} s, write {t['write_timeout']} s"
+            text += f" (timeouts: {limits})"
         return f"mysql sink ({self._where_text()}, conn id {self.conn_id}): {one_line(text, self._secrets())}"
 
     def _after_batch(self, cur: Any, table: str) -> None:
@@ -210,10 +235,19 @@ class MySqlSink(ServerSqlSink):
 
     @contextlib.contextmanager
     def _schema_lock(self, cur: Any) -> Iterator[None]:
-        """Serialize migrations across processes (DDL autocommits in MySQL, so a transaction cannot)."""
-        cur.execute("SELECT GET_LOCK(%s, 60)", (SCHEMA_LOCK,))
-        if cur.fetchone()[0] != 1:
-            raise SinkError(f"mysql sink ({self._where_text()}): timed out waiting for the schema lock")
+        """Serialize migrations across processes (DDL autocommits in MySQL, so a transaction cannot).
+
+        Waits up to 60 s in steps shorter than the read timeout: a step's silent wait must not look like a
+        stalled network to the client library."""
+        read = self.timeouts["read_timeout"]
+        step = max(1, min(10, read // 2)) if read else 10
+        deadline = time.monotonic() + SCHEMA_LOCK_WAIT_S
+        while True:
+            cur.execute("SELECT GET_LOCK(%s, %s)", (SCHEMA_LOCK, step))
+            if cur.fetchone()[0] == 1:
+                break
+            if time.monotonic() >= deadline:
+                raise SinkError(f"mysql sink ({self._where_text()}): timed out waiting for the schema lock")
         try:
             yield
         finally:

@@ -3,16 +3,19 @@
 Decimals are unconstrained ``NUMERIC`` (exact at any scale: nothing is ever rounded), times ``TIMESTAMPTZ(3)``
 read in a UTC session. Upserts are ``INSERT ... ON CONFLICT (key) DO UPDATE``; migrations hold a transaction
 advisory lock (DDL is transactional here, so a racing process waits and then finds the tables). TimescaleDB
-is not needed; plain tables with their primary keys serve every query.
+is not needed; plain tables with their primary keys serve every query. Connections carry libpq's timeouts and a
+statement deadline from the connection's extras (``binance_extractor.db_timeouts``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from binance_extractor import db_timeouts
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
@@ -69,10 +72,15 @@ class PostgresSink(ServerSqlSink):
     def _connect(self) -> Any:
         from airflow.sdk.exceptions import AirflowNotFoundException
 
+        hook = self._hook()
         try:
-            conn = self._hook().get_conn()
+            airflow_conn = hook.connection
         except AirflowNotFoundException:
             raise SinkError(f"postgres sink: connection id {self.conn_id!r} is not defined") from None
+        extras, answer_s = db_timeouts.postgres(airflow_conn.extra_dejson, f"postgres sink (conn id {self.conn_id})")
+        airflow_conn.extra = json.dumps(extras)  # PostgresHook hands every extra to libpq: the timeouts included
+        conn = hook.get_conn()
+        db_timeouts.answer_within(conn, answer_s)
         conn.autocommit = False
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
