@@ -105,12 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         if verbose:
             log.exception("bad input")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.mask(str(exc))}", file=sys.stderr)
         return 2
     except ExtractorError as exc:
         if verbose:
             log.exception("failed")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.mask(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             log.exception("failed")
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: {type(exc).__name__}: {text}"[:500], file=sys.stderr)
+        print(logs.mask(f"error: {type(exc).__name__}: {text}")[:500], file=sys.stderr)
         return 1
     finally:
         telemetry.shutdown()

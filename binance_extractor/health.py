@@ -16,6 +16,7 @@ from typing import Any
 from binance_extractor import clock, config, gaps
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.masking import mask
 from binance_extractor.sinks.base import RunRecord, Store
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 
@@ -147,7 +148,7 @@ def _run_dict(run: RunRecord) -> dict[str, Any]:
         "outcome": run.outcome,
         "rows_written": run.rows_written,
         "requested_by": run.requested_by,
-        "error": run.error,
+        "error": mask(run.error) if run.error else None,  # rows audited before masking was complete, too
     }
 
 

@@ -1,6 +1,7 @@
 """Logging for the CLI and pods: JSON lines (with trace/span ids) or human text, secrets always masked.
 
-``configure()`` is called once by the CLI. Masking happens twice: a handler filter rewrites the record (message,
+``configure()`` is called once by the CLI. What is masked, and how, is ``binance_extractor.masking`` (re-exported
+here: ``logs.mask``, ``logs.register_secret``). Masking happens twice: a handler filter rewrites the record (message,
 arguments, extra fields, traceback) before any formatter sees it, and the formatters mask their final output, so a
 secret that slips into a field added later is still caught.
 """
@@ -9,76 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-import threading
-from collections.abc import Iterable
 from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter
 
 from binance_extractor import telemetry
+from binance_extractor.masking import MASK, SECRET_ENV, is_secret_key, mask, mask_url, mask_value, register_secret
 
-MASK = "***"
-SECRET_ENV = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
-_MIN_SECRET_LEN = 4
-
-# scheme://user:PASSWORD@host
-_URI_PASSWORD = re.compile(r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'\"]*:)(?P<secret>[^\s@'\"]+)(?=@)")
-# password=..., "password": "...", passwd: ..., pwd=...
-_KEY_VALUE = re.compile(
-    r"(?P<keep>(?i:\b(?:password|passwd|pwd|api[_-]?secret|secret[_-]?key)\b)['\"]?\s*[=:]\s*['\"]?)"
-    r"(?P<secret>[^\s'\",;&}]+)"
-)
-# X-MBX-APIKEY: ..., 'X-MBX-APIKEY': '...', X-MBX-APIKEY=..., api_key=...
-_API_KEY = re.compile(
-    r"(?P<keep>(?i:x-mbx-apikey|\bapi[_-]?key\b)['\"]?\s*[=:]\s*['\"]?)(?P<secret>[^\s'\",;&}]+)",
-)
-
-_extra_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-
-
-def register_secret(value: str | None) -> None:
-    """Mask this exact value in every log line from now on (e.g. a connection password read at run time)."""
-    if value and len(value) >= _MIN_SECRET_LEN:
-        with _secrets_lock:
-            _extra_secrets.add(value)
-
-
-def _secrets() -> Iterable[str]:
-    values = [os.environ.get(name, "") for name in SECRET_ENV]
-    with _secrets_lock:
-        values.extend(_extra_secrets)
-    return sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
-
-
-def mask(text: str) -> str:
-    """Redact API keys, URI passwords and ``password=`` values from any text."""
-    if not text:
-        return text
-    for secret in _secrets():
-        if secret in text:
-            text = text.replace(secret, MASK)
-    text = _URI_PASSWORD.sub(lambda m: m.group("keep") + MASK, text)
-    text = _KEY_VALUE.sub(lambda m: m.group("keep") + MASK, text)
-    return _API_KEY.sub(lambda m: m.group("keep") + MASK, text)
-
-
-def _mask_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask(value)
-    if isinstance(value, dict):
-        return {k: MASK if _is_secret_key(str(k)) else _mask_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_mask_value(v) for v in value)
-    return value
-
-
-def _is_secret_key(key: str) -> bool:
-    k = key.lower().replace("-", "_")
-    return k in {"password", "passwd", "pwd", "api_key", "apikey", "x_mbx_apikey", "api_secret", "secret_key"}
 
 
 class MaskingFilter(logging.Filter):
@@ -94,7 +34,7 @@ class MaskingFilter(logging.Filter):
         for key, value in list(record.__dict__.items()):
             if key in _RESERVED:
                 continue
-            record.__dict__[key] = MASK if _is_secret_key(key) else _mask_value(value)
+            record.__dict__[key] = MASK if is_secret_key(key) else mask_value(value)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -174,3 +114,6 @@ def _isatty(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+__all__ = ["MASK", "SECRET_ENV", "MaskingFilter", "configure", "mask", "mask_url", "register_secret"]

@@ -21,6 +21,7 @@ from binance_extractor import clock, config, extract, freshness, telemetry
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
 from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.masking import mask
 from binance_extractor.sinks.base import Sink, stores
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, truncate_ms
@@ -348,10 +349,11 @@ def _audit(
 
 
 def _one_line(exc: BaseException) -> str:
+    """The audit row's ``error`` (shown on the data-health page): one line, secrets masked."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not isinstance(exc, ExtractorError | SinkError):
         text = f"{type(exc).__name__}: {text}"
-    return text[:500]
+    return mask(text)[:500]
 
 
 __all__ = ["Job", "JobResult", "ms_to_dt", "plan_range", "run_job"]

@@ -21,6 +21,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from binance_extractor import __version__
+from binance_extractor.masking import mask
 from binance_extractor.telemetry_capture import Capture
 from binance_extractor.telemetry_exporters import (
     BATCH_BUCKETS,
@@ -99,10 +100,34 @@ def meter() -> metrics.Meter:
 
 @contextmanager
 def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
-    """A span with attributes (None values dropped); exceptions are recorded and re-raised."""
+    """A span with attributes (None values dropped); exceptions are recorded (masked) and re-raised."""
     attrs = {k: v for k, v in attributes.items() if v is not None}
-    with tracer().start_as_current_span(name, attributes=attrs) as current:
-        yield current
+    with tracer().start_as_current_span(
+        name, attributes=attrs, record_exception=False, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except Exception as exc:  # as OpenTelemetry's own recording: not GeneratorExit or KeyboardInterrupt
+            record_error(current, exc)
+            raise
+
+
+def record_error(current: trace.Span, exc: BaseException) -> None:
+    """The span's ``exception`` event and ERROR status, with every secret masked out of the message and the
+    stack trace (a budget or database URL's password never reaches a collector)."""
+    import traceback
+
+    if not current.is_recording():
+        return
+    message = mask(str(exc))
+    current.record_exception(
+        exc,
+        attributes={
+            "exception.message": message,
+            "exception.stacktrace": mask("".join(traceback.format_exception(exc))),
+        },
+    )
+    current.set_status(trace.Status(trace.StatusCode.ERROR, description=f"{type(exc).__name__}: {message}"))
 
 
 class _Lazy:

@@ -106,7 +106,7 @@ def _end_task_span(ti: Any, outcome: str, error: Any = None) -> None:
     current, token = entry
     current.set_attribute("airflow.outcome", outcome)
     if isinstance(error, BaseException):
-        current.record_exception(error)
+        telemetry.record_error(current, error)  # masked: no password of a URL in the error reaches the collector
     if outcome != "success":
         current.set_status(Status(StatusCode.ERROR, description=type(error).__name__ if error else outcome))
     current.end()

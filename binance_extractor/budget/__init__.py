@@ -17,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from binance_extractor import config
 from binance_extractor.budget import state as S
 from binance_extractor.errors import BudgetUnavailableError, InputError, IPBannedError
+from binance_extractor.masking import register_secret, url_password
 from binance_extractor.ratelimit import WeightRule
 from binance_extractor.weights import FUNDING_LIMIT
 
@@ -47,8 +48,11 @@ class Ticket:
 
 def open_store(url: str | None = None) -> Store:
     """``BINANCE_EXTRACTOR_BUDGET_URL``: unset = ``<data dir>/budget.sqlite``; ``sqlite:///path``; ``redis://``;
-    ``mysql://`` / ``postgresql://`` (SQLAlchemy URLs)."""
+    ``mysql://`` / ``mariadb://`` / ``postgresql://`` (SQLAlchemy URLs). A URL that cannot work (unknown scheme,
+    a driver that is not installed, a timeout parameter that is not a number) is one ``InputError`` line."""
     url = url if url is not None else os.environ.get("BINANCE_EXTRACTOR_BUDGET_URL", "")
+    register_secret(url_password(url))  # whatever text shows the URL from now on, its password is masked
+    register_secret(unquote(url_password(url) or ""))
     if not url:
         from binance_extractor.budget.sqlite_store import SqliteStore
 
@@ -66,12 +70,12 @@ def open_store(url: str | None = None) -> Store:
     if scheme.split("+")[0] in ("mysql", "mariadb", "postgresql", "postgres"):
         from binance_extractor.budget.sql_store import SqlStore
 
-        if scheme in ("postgres", "postgresql"):  # psycopg2: the driver Airflow deployments on PostgreSQL have
-            url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+        if scheme in ("postgres", "postgresql"):  # psycopg 3, as the PostgreSQL sink: its waits take a deadline
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return SqlStore(url)
     raise InputError(
-        "BINANCE_EXTRACTOR_BUDGET_URL must be sqlite:///PATH, redis://HOST:PORT/DB, mysql://... or postgresql://..., "
-        f"not {scheme}://"
+        "BINANCE_EXTRACTOR_BUDGET_URL must be sqlite:///PATH, redis://HOST:PORT/DB, mysql://..., mariadb://... or "
+        f"postgresql://..., not {scheme}://"
     )
 
 

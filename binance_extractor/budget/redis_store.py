@@ -11,7 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from binance_extractor.errors import BudgetUnavailableError
+from binance_extractor.errors import BudgetUnavailableError, InputError
+from binance_extractor.masking import mask_url
 
 T = TypeVar("T")
 
@@ -22,14 +23,18 @@ class RedisStore:
 
         self.url = url
         self._redis = redis
-        self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
-        )
+        try:  # its errors quote pieces of the URL, the password's included: never shown
+            self._client: Any = redis.Redis.from_url(
+                url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+            )
+        except ValueError:
+            raise InputError(
+                f"BINANCE_EXTRACTOR_BUDGET_URL {self.describe()} is not a URL redis-py reads "
+                "(percent-encode / ? # in the password)"
+            ) from None
 
     def describe(self) -> str:
-        # never show a password that may be in the URL
-        tail = self.url.split("@", 1)[-1].split("://", 1)[-1]
-        return f"{self.url.split('://', 1)[0]}://{tail}"
+        return mask_url(self.url)
 
     def transact(self, key: str, fn: Callable[[dict], T]) -> T:
         redis = self._redis

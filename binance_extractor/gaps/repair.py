@@ -13,6 +13,7 @@ from binance_extractor.gaps.detection import db_sinks, funding_intervals, fundin
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole
 from binance_extractor.gaps.settings import FUNDING_DEFAULT_MS, GapSettings
 from binance_extractor.kinds import DataKind
+from binance_extractor.masking import mask
 from binance_extractor.sinks.base import GapRecord, Sink
 from binance_extractor.timeutil import ms_to_dt
 
@@ -56,8 +57,9 @@ def _fetch_range(hole: Hole, chunk: Chunk, settings: GapSettings | None) -> Hole
 
 
 def _one_line(exc: BaseException) -> str:
+    """A chunk result's ``error`` (XCom, the report): one line, secrets masked."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return (text if isinstance(exc, ExtractorError) else f"{type(exc).__name__}: {text}")[:500]
+    return mask(text if isinstance(exc, ExtractorError) else f"{type(exc).__name__}: {text}")[:500]
 
 
 def fill_chunk(

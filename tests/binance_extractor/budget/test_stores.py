@@ -28,11 +28,12 @@ for _ in range(200):
 SERVERS = {
     "redis": "redis://127.0.0.1:6379/0",
     "mysql": "mysql://root@127.0.0.1:3306/test",
+    "mariadb": "mariadb://root@127.0.0.1:3306/test",  # the same server, named by its own scheme (MariaDB's dialect)
     "postgresql": "postgresql://postgres@127.0.0.1:5432/postgres",
 }
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis", "mysql", "postgresql"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "mysql", "mariadb", "postgresql"])
 def test_updates_from_several_processes_are_atomic(backend, tmp_path):
     url = SERVERS.get(backend) or f"sqlite:///{tmp_path / 'b.sqlite'}"
     key = f"test-atomic-{uuid.uuid4().hex}"
@@ -67,7 +68,7 @@ def test_unreachable_stores_raise_one_clear_line(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(BudgetUnavailableError, match=r"store sqlite:///.* unreachable .*nothing was sent"):
         SqliteStore(tmp_path / "file" / "budget.sqlite").transact("k", lambda st: None)
-    with pytest.raises(BudgetUnavailableError, match=r"store redis://127.0.0.1:9/0 unreachable") as err:
+    with pytest.raises(BudgetUnavailableError, match=r"store redis://:\*\*\*@127.0.0.1:9/0 unreachable") as err:
         RedisStore("redis://:secret@127.0.0.1:9/0", socket_timeout_s=1).transact("k", lambda st: None)
     assert "secret" not in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(BudgetUnavailableError, match=r"store mysql://root:\*\*\*@127.0.0.1:9/x unreachable") as err:
@@ -78,3 +79,36 @@ def test_unreachable_stores_raise_one_clear_line(tmp_path):
 def test_unknown_store_scheme_is_input_error():
     with pytest.raises(InputError, match="BINANCE_EXTRACTOR_BUDGET_URL"):
         open_store("memcached://x")
+
+
+@pytest.mark.parametrize("scheme", ["mariadb", "postgresql"])
+def test_a_process_cut_off_inside_its_transaction_holds_the_budget_only_briefly(scheme, monkeypatch):
+    """The network goes silent between ``SELECT ... FOR UPDATE`` and the write-back: that process fails within its
+    timeouts ("nothing was sent"), and the server ends its session, row lock and all, after IDLE_TRANSACTION_S
+    (here 2 s), so every other process goes on instead of waiting for the lost one for hours."""
+    from binance_extractor.budget import sql_store
+    from tests.binance_extractor.sinks.test_timeouts import guarded
+    from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, POSTGRES_HOST, POSTGRES_PORT, TcpProxy
+
+    monkeypatch.setattr(sql_store, "IDLE_TRANSACTION_S", 2)
+    if scheme == "mariadb":
+        (host, port), path = (MYSQL_HOST, MYSQL_PORT), "root@{}/test"
+        short = "connect_timeout=2&read_timeout=3&write_timeout=3"
+    else:
+        (host, port), path = (POSTGRES_HOST, POSTGRES_PORT), "postgres@{}/postgres"
+        short = "connect_timeout=2&options=-c%20statement_timeout%3D3000"
+    proxy = TcpProxy(host, port)
+    proxy.start()
+    key = f"test-cut-off-{uuid.uuid4().hex}"
+    other = open_store(f"{scheme}://{path.format(f'{host}:{port}')}")
+    cut_off = open_store(f"{scheme}://{path.format(f'127.0.0.1:{proxy.port}')}?{short}")
+    try:
+        other.transact(key, lambda st: st.update(n=0))
+        with pytest.raises(BudgetUnavailableError, match=r"unreachable .*nothing was sent"):
+            guarded(lambda: cut_off.transact(key, lambda st: proxy.stall()))  # the write-back never arrives
+        assert guarded(lambda: other.transact(key, lambda st: st.update(n=st["n"] + 1) or st["n"])) == 1
+    finally:
+        proxy.cut()
+        other.transact(key, lambda st: st.clear())
+        cut_off.close()
+        other.close()
