@@ -7,9 +7,11 @@ Every store runs these functions inside one atomic transaction (SQLite ``BEGIN I
 
 State keys: ``win`` (current window index), ``reported`` (highest IP-wide weight the exchange reported this
 window), ``done`` (weight of our requests answered this window), ``seen`` (a header arrived this window),
-``res`` (reservations in flight: id -> [weight, expires_at, window]), ``pause_until`` (429), ``ban_until``
-(418), ``funding`` (send times of fundingRate requests in the sliding funding window), ``rule`` (the limit learned
-from exchangeInfo, shared so other processes need not ask).
+``res`` (reservations in flight: id -> [weight, expires_at, window, probe, funding]; ``probe`` 1 for a request
+sent while nothing was known about the window, ``funding`` 1 for a fundingRate/fundingInfo request; both absent
+in states written by older versions), ``pause_until`` (429), ``ban_until`` (418), ``funding`` (answer times of the
+fundingRate requests in the sliding funding window), ``rule`` (the limit learned from exchangeInfo, shared so
+other processes need not ask).
 """
 
 from __future__ import annotations
@@ -55,7 +57,17 @@ def _roll(state: State, now: float, limits: Limits) -> int:
 def _purge(state: State, now: float) -> None:
     res = state.setdefault("res", {})
     for rid in [rid for rid, r in res.items() if r[1] <= now]:
+        if _is_funding(res[rid]):  # it may have been counted by the exchange until now
+            state["funding"] = [*state.get("funding", []), round(now, 3)]
         del res[rid]
+
+
+def _is_probe(r: list[Any]) -> bool:
+    return len(r) > 3 and bool(r[3])
+
+
+def _is_funding(r: list[Any]) -> bool:
+    return len(r) > 4 and bool(r[4])
 
 
 def in_flight(state: State) -> int:
@@ -74,23 +86,31 @@ def acquire(state: State, now: float, weight: int, limits: Limits, funding: bool
     win = _roll(state, now, limits)
     res = state["res"]
     next_window = (win + 1) * limits.window_s + limits.lag_s
-    if not state.get("seen") and not state.get("done") and any(r[2] == win for r in res.values()):
+    probing = not state.get("seen") and not state.get("done")
+    if probing and any(r[2] == win or _is_probe(r) for r in res.values()):
         # Until one answer tells what the whole IP used this window (clients outside this budget count
-        # too), only one probe is in flight.
+        # too), only one probe is in flight. A probe of an earlier window still unanswered holds this one too:
+        # its answer may be a 418 ban, which a second probe sent at the roll would only repeat.
         return Grant(None, min(limits.probe_poll_s, next_window - now), "probe", next_window)
     estimate = max(int(state.get("reported", 0)), int(state.get("done", 0))) + in_flight(state)
     if estimate + weight > limits.budget:
         return Grant(None, next_window - now, "window", next_window)
     if funding:
-        # a sliding window over send times: no window of that length, however aligned, sees more than the budget
-        sent = [t for t in state.get("funding", []) if t > now - limits.funding_window_s]
-        if len(sent) >= limits.funding_budget:
-            state["funding"] = sent
-            until = sent[len(sent) - limits.funding_budget] + limits.funding_window_s
+        # A sliding window over the requests' ANSWER times, those still in flight counting as now: the exchange
+        # counts a request somewhere between its sending and its answer, so two requests counted in one fixed
+        # window of the exchange's, however aligned and however late, are both seen by the later one's acquire.
+        # (Send times alone let a batch whose answers came late share a window with the next batch.)
+        done = sorted(t for t in state.get("funding", []) if t > now - limits.funding_window_s)
+        state["funding"] = done
+        flying = sum(1 for r in res.values() if _is_funding(r))
+        if len(done) + flying >= limits.funding_budget:
+            if flying >= limits.funding_budget:  # only an answer frees a place: look again soon
+                latest = min(r[1] for r in res.values() if _is_funding(r))  # (a stable end to announce)
+                return Grant(None, limits.probe_poll_s, "funding", latest)
+            until = done[len(done) + flying - limits.funding_budget] + limits.funding_window_s
             return Grant(None, until - now, "funding", until)
-        state["funding"] = [*sent, round(now, 3)]
     rid = uuid.uuid4().hex[:16]
-    res[rid] = [weight, now + limits.ttl_s, win]
+    res[rid] = [weight, now + limits.ttl_s, win, 1 if probing else 0, 1 if funding else 0]
     state["sent"] = int(state.get("sent", 0)) + weight
     return Grant(rid)
 
@@ -102,6 +122,8 @@ def release(state: State, now: float, ticket: str, used: int | None, limits: Lim
     win = _roll(state, now, limits)
     if r is None:  # expired meanwhile: its weight is unknown to this window, the header still counts
         r = [0, 0.0, None]
+    if _is_funding(r):  # counted by the exchange at the latest now
+        state["funding"] = [*state.get("funding", []), round(now, 3)]
     state["done"] = int(state.get("done", 0)) + int(r[0])  # a straggler from the last window counts here
     if used is not None:
         state["max_reported"] = max(int(state.get("max_reported", 0)), used)

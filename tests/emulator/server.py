@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.emulator import data as D
 
-FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "reset", "repeat_page")
+FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "hang", "reset", "repeat_page")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _INT_RE = re.compile(r"^-?[0-9]{1,20}$")
 
@@ -176,6 +176,7 @@ class Emulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stream: Any = None
+        self._stopped = threading.Event()  # releases requests held by the "hang" fault
         self.reset_limits()
         self._max_used = 0
 
@@ -184,6 +185,7 @@ class Emulator:
     def start(self) -> Emulator:
         if self._server is not None:
             return self
+        self._stopped.clear()
         server = _Server((self.host, self.port), _Handler)
         server.emulator = self
         self._server = server
@@ -209,6 +211,7 @@ class Emulator:
         return str(self.stream.url)
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._stream is not None:
             self._stream.stop()
             self._stream = None
@@ -859,8 +862,12 @@ class _Handler(BaseHTTPRequestHandler):
             if fault in ("502", "503", "504", "-1001", "reset"):
                 self._fault(emu, fault, rec)
                 return
-            if fault == "slow":
+            if fault == "slow":  # admitted (and its weight counted) only after the delay
                 time.sleep(emu.slow_seconds)
+            if fault == "hang":  # never reaches the exchange: unanswered and uncounted until the emulator stops
+                emu._stopped.wait()
+                self.close_connection = True
+                return
             route = _ROUTES.get(path)
             if route is None:
                 rec.status = 404

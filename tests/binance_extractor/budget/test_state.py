@@ -98,3 +98,52 @@ def test_a_cancelled_reservation_gives_its_weight_back():
     assert g.ticket is not None
     S.cancel(st, T0, g.ticket)
     assert S.in_flight(st) == 0
+
+
+def test_an_unanswered_probe_holds_the_next_window_too():
+    """The first request after a quiet time goes alone until it is answered, even when the window rolls before the
+    answer comes (a slow exchange, a loaded machine): the answer may be a 418 ban that every other request sent
+    meanwhile would also get. A second probe in the new window was the second 418 of
+    test_processes.py::test_a_short_ban_is_waited_out_by_every_process_without_a_request."""
+    st: S.State = {}
+    probe = grant(st, T0 + 29.95, 1)  # just before the boundary at T0 + 30
+    assert probe.ticket is not None
+    nxt = grant(st, T0 + 30.2, 1)  # the next window: the probe is still unanswered
+    assert nxt.ticket is None and nxt.reason == "probe"
+    until = S.ban(st, T0 + 30.5, 120)  # its answer: the IP is banned
+    S.release(st, T0 + 30.5, probe.ticket, 20, LIMITS)
+    g = grant(st, T0 + 30.6, 1)
+    assert g.reason == "ban" and g.until == until  # nobody else sent a request into the ban
+
+
+def test_a_request_answered_after_the_roll_is_no_probe_of_the_new_window():
+    """Only a probe holds the next window: a request sent once the usage was known, still in flight at the roll,
+    does not (the new window's own probe goes at once, as before)."""
+    st: S.State = {}
+    answered(st, T0, 2, used=10)
+    busy = grant(st, T0 + 29.9, 2)
+    assert busy.ticket is not None
+    assert grant(st, T0 + 30.2, 2).ticket is not None  # the new window's probe
+
+
+def test_a_funding_request_counts_in_the_window_from_its_answer():
+    """The exchange counts a request somewhere between its sending and its answer: a window measured from the
+    sending would let a late-answered batch and the next one land in one fixed window of the exchange's."""
+    st: S.State = {}
+    answered(st, T0, 1, used=1)  # the window's usage is known: no probe holds the others
+    sent = [grant(st, T0, 1, funding=True) for _ in range(LIMITS.funding_budget)]
+    assert all(g.ticket for g in sent)
+    assert grant(st, T0 + 1, 1, funding=True).reason == "funding"  # all in flight: only an answer frees a place
+    for g in sent:
+        S.release(st, T0 + 250, g.ticket, 1, LIMITS)  # answered late
+    early = grant(st, T0 + 301, 1, funding=True)  # one window after the sending: too early
+    assert early.ticket is None and early.reason == "funding" and early.until == T0 + 250 + 300
+    assert grant(st, T0 + 550.5, 1, funding=True).ticket is not None
+
+
+def test_a_funding_request_that_is_never_sent_frees_its_place():
+    st: S.State = {}
+    answered(st, T0, 1, used=1)
+    held = [grant(st, T0, 1, funding=True) for _ in range(LIMITS.funding_budget)]
+    S.cancel(st, T0, held[0].ticket)  # e.g. the process stopped before sending it
+    assert grant(st, T0 + 1, 1, funding=True).ticket is not None

@@ -3,13 +3,15 @@
 ``python -m tests.binance_extractor.budget.worker --url URL --symbol BTCUSDT --pages 20`` fetches ``pages``
 full 1m kline pages (weight 2 each) through a real ``BinanceFuturesClient`` whose budget comes from the
 environment (``BINANCE_EXTRACTOR_BUDGET_URL`` / ``_NAME`` / ``_TTL``); ``--funding N`` makes N fundingRate
-requests instead. Prints one JSON line: klines fetched, HTTP statuses seen, the error (if any). Exit 1 on error.
+requests instead; ``--go-file`` holds the first request until the test says go. Prints one JSON line: klines
+fetched, HTTP statuses seen, the error (if any). Exit 1 on error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -35,6 +37,7 @@ def main() -> int:
     ap.add_argument("--funding", type=int, default=0, help="fundingRate requests instead of klines")
     ap.add_argument("--funding-limit", default="500/300", help="requests/seconds")
     ap.add_argument("--seconds", type=float, default=0.0, help="stop after this long (benchmark); 0 = all pages")
+    ap.add_argument("--go-file", help="print 'ready', then start only once this file exists (a start barrier)")
     args = ap.parse_args()
     n, window = args.funding_limit.split("/")
     budget = SharedBudget(
@@ -48,6 +51,10 @@ def main() -> int:
         args.url, None, max_in_flight=args.in_flight, budget=budget, backoff_initial=0.05, backoff_max=1.0
     )
     out: dict = {"klines": 0, "funding": 0, "error": None}
+    if args.go_file:  # imported and built: however slow the machine, every worker starts together
+        print("ready", flush=True)
+        while not os.path.exists(args.go_file):
+            time.sleep(0.01)
     try:
         if args.funding:
             for _ in range(args.funding):
