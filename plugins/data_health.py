@@ -175,7 +175,10 @@ def render_page(
     body = []
     for r in rows:
         holes = "".join(
-            f'<li class="hole">{_e(h["start"])} → {_e(h["end"])} ({_e(h["missing"])} missing)</li>'
+            f'<li class="hole {_e(h.get("status", "open"))}">{_e(h["start"])} → {_e(h["end"])} '
+            f"({_e(h['missing'])} missing)"
+            + (f" — not fillable yet: {_e(h.get('reason'))}" if h.get("status") == "not_fillable_yet" else "")
+            + "</li>"
             for h in r["open_holes"]
         )
         confirmed = "".join(f"<li>{_e(h['start'])} → {_e(h['end'])}</li>" for h in r["confirmed_holes"])
@@ -184,7 +187,8 @@ def render_page(
             f"({_e(run['rows_written'])} rows){' — ' + _e(run['error']) if run['error'] else ''}</li>"
             for run in r["runs"]
         )
-        cls = "bad" if r["open_holes"] else "ok"
+        fillable = [h for h in r["open_holes"] if h.get("status", "open") == "open"]
+        cls = "bad" if fillable else "waiting" if r["open_holes"] else "ok"
         late = " (late)" if r["stale"] else ""
         fresh = f"<td class='{'stale' if r['stale'] else 'fresh'}'>{_e(_lag(r['lag_s']))}{late}</td>"
         expected = "—" if r["expected"] is None else f"{r['stored']} / {r['expected']}"
@@ -209,7 +213,8 @@ def render_page(
 <style>
 body{{font-family:system-ui,sans-serif;margin:1rem;color:#1a202c}} table{{border-collapse:collapse;font-size:13px}}
 th,td{{border:1px solid #d0d7de;padding:4px 6px;vertical-align:top;text-align:left}} th{{background:#f3f4f6}}
-tr.bad td{{background:#fff5f5}} ul{{margin:0;padding-left:1rem}} .muted{{color:#6b7280;font-size:12px}}
+tr.bad td{{background:#fff5f5}} tr.waiting td{{background:#fffbeb}} li.not_fillable_yet{{color:#92400e}}
+ul{{margin:0;padding-left:1rem}} .muted{{color:#6b7280;font-size:12px}}
 li.failed{{color:#b91c1c}} td.stale{{color:#b91c1c;font-weight:600}} form{{margin:.5rem 0}}
 </style></head><body>
 <h1>Data health</h1>

@@ -124,12 +124,21 @@ class RunRecord:
         )
 
 
+GAP_CONFIRMED = "confirmed"  # exchange-side, on the evidence of gaps/evidence.py: never fetched again
+GAP_PENDING = "pending"  # not fillable yet: REST has nothing (yet) but the evidence is not complete; retried
+GAP_LEGACY = "legacy"  # confirmed under the old rule (before schema version 3): skipped until re-checked
+
+
 @dataclass(frozen=True)
 class GapRecord:
-    """One confirmed exchange-side hole ``[gap_start, gap_end)`` for the gap ledger (``gap_ledger``).
+    """One hole ``[gap_start, gap_end)`` of the gap ledger (``gap_ledger``), with the evidence it was judged on.
 
-    One value instead of eight parameters, so every store writes the same row; upserted on
-    (table, symbol, gap_start), so a later check of the same hole updates it.
+    One value instead of many parameters, so every store writes the same row; upserted on
+    (table, symbol, gap_start), so a later check of the same hole updates it. ``status``: ``confirmed``
+    (exchange-side: detection skips it for good), ``pending`` (not fillable yet, ``reason`` says why; detection
+    still finds it) or ``legacy`` (recorded before the evidence rule; skipped until ``gaps --recheck-ledger``).
+    ``requests``, ``bound`` (the exchange's closed bound when REST was asked), ``asked_at`` and ``source`` are the
+    evidence (``gaps/evidence.py``).
     """
 
     table: str
@@ -140,6 +149,16 @@ class GapRecord:
     method: str
     requests: int
     confirmed_at: datetime = field(default_factory=clock.now)
+    status: str = GAP_CONFIRMED
+    bound: datetime | None = None
+    asked_at: datetime | None = None
+    source: str | None = None
+    reason: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """Whether detection leaves this range out (confirmed, or legacy until re-checked)."""
+        return self.status in (GAP_CONFIRMED, GAP_LEGACY)
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -151,7 +170,31 @@ class GapRecord:
             "checked_by": self.checked_by[:255],
             "method": self.method[:32],
             "requests": int(self.requests),
+            "status": self.status[:16],
+            "bound": _ms(self.bound),
+            "asked_at": _ms(self.asked_at),
+            "source": None if self.source is None else self.source[:16],
+            "reason": None if self.reason is None else " ".join(self.reason.split())[:2000],
         }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> GapRecord:
+        """A stored row (a row from before the evidence columns reads as ``legacy``)."""
+        return cls(
+            table=row["table_name"],
+            symbol=row["symbol"],
+            gap_start=_ms(row["gap_start"]),  # type: ignore[arg-type]
+            gap_end=_ms(row["gap_end"]),  # type: ignore[arg-type]
+            checked_by=row.get("checked_by") or "",
+            method=row.get("method") or "",
+            requests=int(row.get("requests") or 0),
+            confirmed_at=_ms(row.get("confirmed_at")) or clock.now(),
+            status=row.get("status") or GAP_LEGACY,
+            bound=_ms(row.get("bound")),
+            asked_at=_ms(row.get("asked_at")),
+            source=row.get("source"),
+            reason=row.get("reason"),
+        )
 
 
 def _ms(dt: datetime | None) -> datetime | None:
@@ -245,11 +288,21 @@ class Store(Sink):
 
     @abstractmethod
     def record_gap(self, gap: GapRecord) -> None:
-        """Remember a confirmed exchange-side hole so nobody re-asks the exchange for it."""
+        """Upsert one ledger row: a confirmed exchange-side hole (nobody asks the exchange for it again) or a pending
+        one ("not fillable yet")."""
 
     @abstractmethod
+    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
+        """Every ledger row (of ``table``, of ``symbol``), whatever its status, ordered by table, symbol, start."""
+
+    @abstractmethod
+    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+        """Forget one ledger row (a pending hole judged again, a legacy one re-checked)."""
+
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
-        """Confirmed holes of ``symbol`` in ``table``, ordered by start."""
+        """The ranges detection skips: confirmed holes of ``symbol`` in ``table`` (and legacy ones until they are
+        re-checked), ordered by start."""
+        return [(g.gap_start, g.gap_end) for g in self.gap_records(table, symbol) if g.skipped]
 
     @abstractmethod
     def symbols(self, table: str) -> list[str]:

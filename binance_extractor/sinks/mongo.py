@@ -131,6 +131,8 @@ class MongoSink(Store):
                     self._create(db, spec_for(table))
                 for index in mig.indexes:
                     db[index.table].create_index([(c, 1) for c in index.columns], name=index.name)
+                for table, column, value in mig.fills:  # documents have no columns to add, only values to set
+                    db[table].update_many({column: None}, {"$set": {column: value}})
                 # Another process may apply it at the same time; every step is idempotent, so that is fine.
                 with contextlib.suppress(DuplicateKeyError):
                     db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": clock.now()})
@@ -317,12 +319,17 @@ class MongoSink(Store):
         spec_for(gap.table)
         self._upsert("gap_ledger", gap.as_row())
 
-    def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
+    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
         self._prepare("gap_ledger")
-        docs = self._call(
-            lambda db: list(db["gap_ledger"].find({"table_name": table, "symbol": symbol}).sort("gap_start", 1))
-        )
-        return [(utc_ms(d["gap_start"]), utc_ms(d["gap_end"])) for d in docs]  # type: ignore[misc]
+        flt = {k: v for k, v in (("table_name", table), ("symbol", symbol)) if v is not None}
+        order = [("table_name", 1), ("symbol", 1), ("gap_start", 1)]
+        docs = self._call(lambda db: list(db["gap_ledger"].find(flt, {"_id": 0}).sort(order)))
+        return [GapRecord.from_row(d) for d in docs]
+
+    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+        self._prepare("gap_ledger")
+        key = {"table_name": table, "symbol": symbol, "gap_start": utc_ms(gap_start)}
+        self._call(lambda db: db["gap_ledger"].delete_one(key))
 
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """Through the (table_name, symbol, started_at) index, newest first."""

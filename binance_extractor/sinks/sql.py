@@ -77,6 +77,10 @@ class SqlSink(Store):
     def _create_table_sql(self, spec: TableSpec) -> str: ...
 
     @abstractmethod
+    def _column_sql(self, column: Column) -> str:
+        """One column's definition (name, type, NULL-ness) as CREATE TABLE and ALTER TABLE take it."""
+
+    @abstractmethod
     def _index_exists(self, cur: Any, index: Index) -> bool: ...
 
     def _upsert_sql(self, spec: TableSpec) -> str:
@@ -190,6 +194,20 @@ class SqlSink(Store):
             if not self._index_exists(cur, index):
                 cols = ", ".join(self._q(c) for c in index.columns)
                 cur.execute(f"CREATE INDEX {self._q(index.name)} ON {self._q(index.table)} ({cols})")
+        for table, name in mig.columns:
+            if name not in self._column_names(cur, table):
+                (column,) = [c for c in spec_for(table).columns if c.name == name]
+                cur.execute(f"ALTER TABLE {self._q(table)} ADD COLUMN {self._column_sql(column)}")
+        for table, name, value in mig.fills:
+            q = self._q
+            cur.execute(f"UPDATE {q(table)} SET {q(name)} = {self.ph} WHERE {q(name)} IS NULL", (value,))
+
+    def _column_names(self, cur: Any, table: str) -> set[str]:
+        """The columns ``table`` has now (from the driver's description of an empty result)."""
+        cur.execute(f"SELECT * FROM {self._q(table)} WHERE 1 = 0")
+        names = {str(d[0]) for d in cur.description}
+        cur.fetchall()
+        return names
 
     def schema_version(self) -> int:
         def run(cur: Any) -> int:
@@ -397,11 +415,24 @@ class SqlSink(Store):
         spec_for(gap.table)
         self._upsert_dict("gap_ledger", gap.as_row())
 
-    def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
+    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
         spec = self._prepare("gap_ledger")
-        where = f" WHERE table_name = {self.ph} AND symbol = {self.ph}"
-        rows = self._select(spec, where, [table, symbol], self._q("gap_start"))
-        return [(r["gap_start"], r["gap_end"]) for r in rows]
+        conds, args = [], []
+        for column, value in (("table_name", table), ("symbol", symbol)):
+            if value is not None:
+                conds.append(f"{self._q(column)} = {self.ph}")
+                args.append(value)
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        order = ", ".join(self._q(c) for c in ("table_name", "symbol", "gap_start"))
+        return [GapRecord.from_row(r) for r in self._select(spec, where, args, order)]
+
+    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+        self._prepare("gap_ledger")
+        q, ph = self._q, self.ph
+        where = f"{q('table_name')} = {ph} AND {q('symbol')} = {ph} AND {q('gap_start')} = {ph}"
+        sql = f"DELETE FROM {q('gap_ledger')} WHERE {where}"
+        when = self._to_db("time", utc_ms(gap_start))
+        self._tx(lambda cur: cur.execute(sql, (table, symbol, when)))
 
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """Through the (table_name, symbol, started_at) index, newest first."""

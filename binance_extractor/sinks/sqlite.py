@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from binance_extractor import config
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
-from binance_extractor.sinks.schema import ColType, Index, TableSpec
+from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec
 from binance_extractor.sinks.sql import SqlSink
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
@@ -129,9 +129,12 @@ class SqliteSink(SqlSink):
         cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def _create_table_sql(self, spec: TableSpec) -> str:
-        cols = [f'"{c.name}" {_TYPES[c.type]}{"" if c.nullable else " NOT NULL"}' for c in spec.columns]
+        cols = [self._column_sql(c) for c in spec.columns]
         key = ", ".join(f'"{k}"' for k in spec.key)
         return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
+
+    def _column_sql(self, column: Column) -> str:
+        return f'"{column.name}" {_TYPES[column.type]}{"" if column.nullable else " NOT NULL"}'
 
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index.name,))
