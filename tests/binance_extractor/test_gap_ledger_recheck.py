@@ -15,6 +15,7 @@ from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.base import GapRecord
 from binance_extractor.sinks.schema import LATEST_VERSION, TableSpec, spec_for
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
+from tests.binance_extractor.store_helpers import store_kind  # noqa: F401
 from tests.emulator import Emulator
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
@@ -23,17 +24,11 @@ OLD_LEDGER_COLUMNS = 8  # table_name .. requests: the ledger before the evidence
 pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("mysql", marks=pytest.mark.mysql),
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mongo", marks=pytest.mark.mongo),
-    ]
-)
-def store(request: pytest.FixtureRequest) -> str:
-    request.getfixturevalue(f"{request.param}_conn_id")
-    return str(request.param)
+@pytest.fixture
+def store(store_kind: str, request: pytest.FixtureRequest) -> str:  # noqa: F811
+    """Every store kind, on this test's fresh database."""
+    request.getfixturevalue(f"{store_kind}_conn_id")
+    return store_kind
 
 
 def old_ledger(store: str, rows: list[tuple[int, int]]) -> None:

@@ -8,12 +8,11 @@ owns) goes down during a fill. Every time the store ends up with exactly REST's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from binance_extractor import cli, clock
+from binance_extractor import cli
 from binance_extractor.clock import FixedClock
 from binance_extractor.timeutil import iso, ms_to_dt
 from tests.binance_extractor.stream.harness import T0, rest, running_tail, stored, wait_until
@@ -24,19 +23,6 @@ MIN = 60_000
 SYM, IV = "ETHUSDT", "1m"
 CLOSE = D.floor_open(IV, T0) + MIN  # the first close after T0 (T0 is mid-minute)
 SINCE = D.floor_open(IV, T0) - 10 * MIN
-
-
-@pytest.fixture
-def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FixedClock]:
-    monkeypatch.setenv("BINANCE_EXTRACTOR_HISTORY_DAYS", "1")
-    fc = FixedClock(T0)
-    with clock.using(fc):
-        yield fc
-
-
-@pytest.fixture
-def emu(make_emulator: Any, fixed_clock: FixedClock) -> Emulator:
-    return make_emulator(clock=fixed_clock)  # type: ignore[no-any-return]
 
 
 def away(emu: Emulator, run: Any) -> None:
