@@ -195,6 +195,7 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
         before: list[gaps.Scan] = []
         if not chunks:
             before = _scan(args, sinks, settings, client)
+            gaps.prune_pending(sinks, before)
             chunks = gaps.chunk_holes(gaps.holes_of(before), settings.chunk_ms)
             log.info("%d hole(s) in %d chunk(s)", len(gaps.holes_of(before)), len(chunks))
         results = gaps.fill_chunks(

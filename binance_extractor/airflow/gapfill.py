@@ -38,8 +38,9 @@ def symbols() -> list[str]:
 
 def scan(symbols: list[str], end: Any, *, recheck: bool = False) -> list[gaps.Scan]:
     """Holes of every default table for ``symbols`` up to ``end`` (and what the exchange's clock says is closed),
-    read from the configured sinks. ``recheck``: first re-ask REST for the ledger rows recorded before the evidence
-    rule (``gaps.recheck``; none are left after the first run that does it)."""
+    read from the configured sinks. ``recheck`` (the detect task): first re-ask REST for the ledger rows recorded
+    before the evidence rule (``gaps.recheck``; none are left after the first run that does it), and afterwards drop
+    the "not fillable yet" rows of holes filled since."""
     settings = gaps.GapSettings.load()
     starts = None
     from binance_extractor.airflow.hooks import BinanceFuturesHook
@@ -60,7 +61,7 @@ def scan(symbols: list[str], end: Any, *, recheck: bool = False) -> list[gaps.Sc
         if config.settings().full_history:
             starts = gaps.onboard_starts(client, symbols)
         funding_hours = gaps.funding_intervals(client)  # each contract's own interval for funding tails
-        return gaps.scan(
+        scans = gaps.scan(
             sinks,
             gaps.default_datasets(),
             symbols,
@@ -70,6 +71,9 @@ def scan(symbols: list[str], end: Any, *, recheck: bool = False) -> list[gaps.Sc
             now=gaps.closed_before(client),  # what is closed: the exchange's clock, as for the fills
             funding_hours=funding_hours,
         )
+        if recheck:
+            gaps.prune_pending(sinks, scans)  # "not fillable yet" rows of holes filled since
+        return scans
     finally:
         client.close()
         close(sinks)

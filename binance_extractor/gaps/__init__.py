@@ -42,7 +42,7 @@ from binance_extractor.gaps.detection import (
     redetect,
     scan,
 )
-from binance_extractor.gaps.evidence import NOT_FILLABLE_YET, pending_of, pending_records
+from binance_extractor.gaps.evidence import NOT_FILLABLE_YET, pending_of, pending_records, prune_pending
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole, Scan
 from binance_extractor.gaps.recheck import recheck
 from binance_extractor.gaps.repair import fill_chunk, fill_chunks
@@ -120,6 +120,7 @@ __all__ = [
     "pending_of",
     "pending_records",
     "plan_groups",
+    "prune_pending",
     "raise_if_open",
     "recheck",
     "redetect",

@@ -32,7 +32,7 @@ from typing import Any
 
 from binance_extractor import clock
 from binance_extractor.exchange_clock import closed_before
-from binance_extractor.gaps.models import Hole, iso_ms
+from binance_extractor.gaps.models import Hole, Scan, iso_ms
 from binance_extractor.gaps.settings import GapSettings
 from binance_extractor.kinds import DataKind
 from binance_extractor.sinks.base import GAP_CONFIRMED, GAP_PENDING, GapRecord, Sink, stores
@@ -230,6 +230,22 @@ def pending_of(hole: Hole, pending: Sequence[GapRecord]) -> GapRecord | None:
         if dt_to_ms(g.gap_start) < hole.end_ms and hole.start_ms < dt_to_ms(g.gap_end):
             return g
     return None
+
+
+def prune_pending(sinks: Sequence[Sink], scans: Sequence[Scan]) -> int:
+    """Drop the pending rows inside a scanned range that no detected hole overlaps any more (filled since, by an
+    incremental run or the tail), so no stale "not fillable yet" is shown; returns how many."""
+    dropped = 0
+    for scan in scans:
+        holes = [*scan.holes, *scan.skipped]
+        for store in stores(sinks):
+            for g in store.gap_records(scan.table, scan.symbol):
+                lo, hi = dt_to_ms(g.gap_start), dt_to_ms(g.gap_end)
+                inside = scan.start_ms <= lo and hi <= scan.end_ms
+                if g.status == PENDING and inside and not any(h.start_ms < hi and lo < h.end_ms for h in holes):
+                    store.delete_gap(g.table, g.symbol, g.gap_start)
+                    dropped += 1
+    return dropped
 
 
 def forget_pending(sinks: Sequence[Sink], table: str, symbol: str, start_ms: int, end_ms: int) -> None:

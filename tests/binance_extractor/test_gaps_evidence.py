@@ -7,6 +7,7 @@ holding exactly the exchange's real outages that REST was asked for, and nothing
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -165,3 +166,31 @@ def test_fill_gaps_never_records_a_hole_the_exchange_later_serves(
     report = fill("auto")
     assert report["totals"]["remaining"] == 0 and report["totals"]["not_fillable_yet"] == 0
     assert ledger() == [outage]
+
+
+def test_a_hole_not_fillable_yet_is_listed_so_until_a_run_fills_it(
+    make_emulator: Any, machine: FixedClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An outage that ended 30 minutes ago is not confirmed (the exchange may still publish it): ``gaps`` lists it
+    as not fillable yet with why; once published and stored by an ordinary run, the next ``fill-gaps`` forgets it."""
+    machine.set(MIDNIGHT + 15 * HOUR)
+    emu = exchange(make_emulator, machine, 0)
+    late = (MIDNIGHT + 14 * HOUR, MIDNIGHT + 14 * HOUR + 30 * MIN)
+    emu.add_outage(SYMBOL, late[0], late[1] - 1)
+    write(MIDNIGHT + 10 * HOUR, MIDNIGHT + 15 * HOUR)
+    report = fill("auto")
+    assert ledger() == [] and report["totals"]["not_fillable_yet"] == 1
+    capsys.readouterr()
+    assert cli.main(["gaps", "--table", "klines_m5", "--sink", "sqlite"]) == 0
+    (listed,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert (listed["start"], listed["status"]) == (iso(ms_to_dt(late[0])), "not_fillable_yet")
+    assert "ledger_settle" in listed["reason"]
+    emu.clear_outages()  # published late ...
+    write(late[0], late[1])  # ... and stored by an ordinary run
+    report = fill("auto")
+    assert report["totals"]["found"] == 0
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        assert sink.gap_records("klines_m5", SYMBOL) == []  # no stale "not fillable yet" left behind
+    finally:
+        sink.close()
