@@ -112,7 +112,10 @@ def _client(args: argparse.Namespace) -> Any:
     return client
 
 
-def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings, client: Any) -> list[gaps.Scan]:
+def _scan(
+    args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings, client: Any, closed: int
+) -> list[gaps.Scan]:
+    """Detection over the command's scope up to ``closed`` (the exchange's closed bound, taken once per command)."""
     start, end = cli_options.times(args)
     datasets = gaps.parse_tables(args.table)
     symbols = _symbols(args)
@@ -133,7 +136,7 @@ def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings
         end=end,
         starts=starts,
         settings=settings,
-        now=gaps.closed_before(client),
+        now=closed,
         funding_hours=funding_hours,
     )
 
@@ -164,7 +167,7 @@ def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:
             return gaps.recheck(
                 sinks, client, settings=settings, checked_by=args.requested_by, datasets=datasets, symbols=symbols
             )
-        scans = _scan(args, sinks, settings, client)
+        scans = _scan(args, sinks, settings, client, gaps.closed_before(client))
         out: list[dict[str, Any]] = []
         for s in scans:
             pending = gaps.pending_records(sinks, s.table, s.symbol)
@@ -193,8 +196,9 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
     client = cli_options.make_client(args)
     try:
         before: list[gaps.Scan] = []
+        closed = gaps.closed_before(client)  # one bound for the scans before and after the fill
         if not chunks:
-            before = _scan(args, sinks, settings, client)
+            before = _scan(args, sinks, settings, client, closed)
             gaps.prune_pending(sinks, before)
             chunks = gaps.chunk_holes(gaps.holes_of(before), settings.chunk_ms)
             log.info("%d hole(s) in %d chunk(s)", len(gaps.holes_of(before)), len(chunks))
@@ -203,7 +207,7 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
         )
         result_dicts = [r.to_dict() for r in results]
         open_holes = gaps.verify(chunks, sinks, result_dicts, settings)
-        after = _scan(args, sinks, settings, client) if before else []
+        after = _scan(args, sinks, settings, client, closed) if before else []
     finally:
         client.close()
         for sink in sinks:
