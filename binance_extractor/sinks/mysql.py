@@ -237,6 +237,9 @@ class MySqlSink(ServerSqlSink):
             "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         )
 
+    def _table_names_sql(self) -> str:
+        return "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute(
             "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() "

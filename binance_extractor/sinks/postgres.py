@@ -158,6 +158,9 @@ class PostgresSink(ServerSqlSink):
         key = ", ".join(f'"{k}"' for k in spec.key)
         return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
 
+    def _table_names_sql(self) -> str:
+        return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute(
             "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s LIMIT 1", (index.name,)

@@ -139,6 +139,9 @@ class SqliteSink(SqlSink):
         key = ", ".join(f'"{k}"' for k in spec.key)
         return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
 
+    def _table_names_sql(self) -> str:
+        return "SELECT name FROM sqlite_master WHERE type = 'table'"
+
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index.name,))
         return cur.fetchone() is not None
