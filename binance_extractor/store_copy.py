@@ -2,17 +2,16 @@
 
 Why this shape: a user who outgrows the embedded SQLite store moves to MySQL or PostgreSQL without re-downloading
 anything. Market data goes per (table, symbol) in bounded key-time windows (``reader.window_for``), each window one
-upsert transaction through the target's bulk path (klines: ``write_block``, i.e. LOAD DATA / COPY). A window whose
-row count the target already matches is skipped, so a copy that was interrupted continues where it stopped, and a
-second copy writes nothing; ``verify`` compares those windows row by row instead and rewrites any that differ. The
-ledger and the audit go by key pages and only rows the target lacks or holds differently are written. A copy
-never deletes: rows only the target has stay.
+upsert transaction through the target's bulk path (klines: the source's columns, ``Store.read_columns``, straight
+into ``write_block``, i.e. LOAD DATA / COPY). A window whose row count the target already matches is skipped,
+so a copy that was interrupted continues where it stopped, and a second copy writes nothing; ``verify`` compares
+those windows row by row instead and rewrites any that differ. The ledger and the audit go by key pages and only
+rows the target lacks or holds differently are written. A copy never deletes: rows only the target has stay.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -120,40 +119,28 @@ def _windows(source: Store, table: str, symbols: list[str], batch_rows: int) -> 
 def _copy_data(
     source: Store, target: Store, table: str, wanted: set[str] | None, batch_rows: int, verify: bool
 ) -> CopyResult:
-    """Read window N+1 from the source while window N loads into the target (two connections, two threads:
-    the target's bulk load waits on the database, not on Python)."""
+    """Count every window on both sides first (index range counts), then copy the windows the target lacks,
+    reading window N+1 from the source while window N loads into the target (the load waits on the database,
+    not on Python)."""
     symbols = [s for s in source.stored_symbols(table) if wanted is None or s in wanted]
     result = CopyResult(table, symbols=len(symbols))
+    todo: list[_Window] = []
+    for w in _windows(source, table, symbols, batch_rows):
+        result.rows += w.rows
+        if target.count(table, w.symbol, w.start, w.end) == w.rows and (
+            not verify or target.read(table, w.symbol, w.start, w.end) == source.read(table, w.symbol, w.start, w.end)
+        ):
+            result.skipped += w.rows
+        else:
+            todo.append(w)
     pending: Future[int] | None = None
-    lock = threading.Lock()  # a store is one connection: the target is used by one thread at a time
-
-    def load(prepared: list[store_rows.Prepared]) -> int:
-        with lock:
-            return store_rows.write(target, table, prepared)
-
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-writer") as writer:
         try:
-            for w in _windows(source, table, symbols, batch_rows):
-                result.rows += w.rows
-                with lock:
-                    have = target.count(table, w.symbol, w.start, w.end)
-                rows = None
-                if have == w.rows:
-                    if not verify:
-                        result.skipped += w.rows
-                        continue
-                    rows = source.read(table, w.symbol, w.start, w.end)
-                    with lock:
-                        same = target.read(table, w.symbol, w.start, w.end) == rows
-                    if same:
-                        result.skipped += w.rows
-                        continue
-                if rows is None:
-                    rows = source.read(table, w.symbol, w.start, w.end)
-                prepared = store_rows.prepare(table, rows)
+            for w in todo:
+                prepared = store_rows.read_prepared(source, table, w.symbol, w.start, w.end)
                 if pending is not None:
                     result.written += pending.result()
-                pending = writer.submit(load, prepared)
+                pending = writer.submit(store_rows.write, target, table, prepared)
             if pending is not None:
                 result.written += pending.result()
                 pending = None

@@ -20,7 +20,7 @@ from binance_extractor.archive_columns import KLINE_ORDER, KlineBlock, block_of
 from binance_extractor.errors import ValidationError
 from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
-from binance_extractor.sinks.base import Sink
+from binance_extractor.sinks.base import Sink, Store
 
 Prepared = KlineBlock | list[Kline | FundingRate | AggTrade | Trade]
 
@@ -60,6 +60,8 @@ def kline_block(dataset: Dataset, symbol: str, rows: Sequence[dict[str, Any]]) -
             columns[name] = pa.array([_ms(v) for v in values], pa.int64())
         elif name in _INTS:
             columns[name] = pa.array(values, pa.int64())
+        elif all(type(v) is Decimal for v in values):  # read from a store: finite Decimals, formatted at C speed
+            columns[name] = pa.array([format(v, "f") for v in values], pa.string())
         else:
             columns[name] = pa.array([None if v is None else plain(v) for v in values], pa.string())
     return block_of(symbol, dataset.timeframe, pa.table(columns))
@@ -72,10 +74,12 @@ def _by_symbol(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     return groups
 
 
-def prepare(table: str, rows: Sequence[dict[str, Any]]) -> list[Prepared]:
+def prepare(table: str, rows: Sequence[dict[str, Any]], *, trusted: bool = False) -> list[Prepared]:
     """Validate ``rows`` of ``table`` into what the store writes: one block per symbol for klines, else models.
 
-    Raises ``ValidationError`` (naming symbol and time) for any row the models would refuse."""
+    Raises ``ValidationError`` (naming symbol and time) for any row the models would refuse. ``trusted`` rows
+    (read back from a store, which validated them when they were written, typed by its reader) become models
+    without re-validation; klines are always checked, as whole columns."""
     if not rows:
         return []
     dataset = Dataset.of_table(table)
@@ -83,7 +87,21 @@ def prepare(table: str, rows: Sequence[dict[str, Any]]) -> list[Prepared]:
         return [kline_block(dataset, symbol, group) for symbol, group in _by_symbol(rows).items()]
     model = dataset.kind.model
     fields = model.model_fields
+    if trusted:
+        return [[model.model_construct(**{k: r[k] for k in fields if k in r}) for r in rows]]
     return [[model.build(**{k: v for k, v in r.items() if k in fields}) for r in rows]]
+
+
+def read_prepared(
+    store: Store, table: str, symbol: str, start: datetime | None, end: datetime | None
+) -> list[Prepared]:
+    """One symbol's rows of a store, ready for another store: klines straight from the store's columns (no Python
+    object per value), the other tables as models of the rows it validated when they were written."""
+    dataset = Dataset.of_table(table)
+    if dataset.timeframe is not None:
+        columns = store.read_columns(table, symbol, start, end)
+        return [block_of(symbol, dataset.timeframe, columns)] if columns.num_rows else []
+    return prepare(table, store.read(table, symbol, start, end), trusted=True)
 
 
 def write(sink: Sink, table: str, prepared: Sequence[Prepared]) -> int:

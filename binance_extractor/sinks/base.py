@@ -25,6 +25,8 @@ from binance_extractor.kinds import DataKind
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from binance_extractor.archive_columns import KlineBlock
     from binance_extractor.sinks.gap_dialect import GapQueries
 
@@ -282,6 +284,16 @@ class Store(Sink):
         """The newest audit rows of (table, symbol), served by an index."""
 
     # ---- whole-store reads and batch upserts (copy between stores) ----------------------------------------
+    def read_columns(
+        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        """``read`` as Arrow columns (``sinks.columns``: decimals exact plain text, times int64 epoch ms), in key
+        order: what bulk loaders take without a Python object per value. SQL stores select it directly."""
+        from binance_extractor.sinks.columns import from_rows
+        from binance_extractor.sinks.schema import spec_for
+
+        return from_rows(spec_for(table), self.read(table, symbol, start, end))
+
     @abstractmethod
     def data_tables(self) -> list[str]:
         """The market data tables that exist in this store (``klines_<tf>``, ``funding_rates`` ...), sorted;

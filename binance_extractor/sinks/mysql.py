@@ -237,6 +237,12 @@ class MySqlSink(ServerSqlSink):
             "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         )
 
+    def _text_sql(self, column: str) -> str:
+        return f"CAST({column} AS CHAR)"
+
+    def _ms_sql(self, column: str) -> str:
+        return f"(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) DIV 1000)"  # UTC session, DATETIME(3)
+
     def _table_names_sql(self) -> str:
         return "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
 

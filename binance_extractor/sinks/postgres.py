@@ -158,6 +158,12 @@ class PostgresSink(ServerSqlSink):
         key = ", ".join(f'"{k}"' for k in spec.key)
         return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
 
+    def _text_sql(self, column: str) -> str:
+        return f"{column}::text"
+
+    def _ms_sql(self, column: str) -> str:
+        return f"(EXTRACT(EPOCH FROM {column}) * 1000)::bigint"  # numeric: exact at TIMESTAMPTZ(3)
+
     def _table_names_sql(self) -> str:
         return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
 

@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 
 from binance_extractor import store_copy
+from binance_extractor.sinks.columns import from_rows
 from binance_extractor.sinks.mysql import MySqlSink
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.sinks.sqlite import SqliteSink
 from binance_extractor.timeutil import ms_to_dt
 from tests.binance_extractor.store_dump import BOOKKEEPING, TABLES, dump, dump_all, fill
+from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.mysql
 
 
 @pytest.fixture
@@ -64,6 +65,7 @@ def checksums(target: Any) -> dict[str, Any]:
     return {t: target.query(f"CHECKSUM TABLE `{t}`")[0][1] for t in (*TABLES, *BOOKKEEPING)}
 
 
+@pytest.mark.mysql
 def test_a_day_from_sqlite_to_mariadb_is_exact_and_a_second_copy_changes_nothing(source: Any, target: Any) -> None:
     results = store_copy.copy_stores(source, target)
     by_table = {r.table: r for r in results}
@@ -96,6 +98,7 @@ class FailingTarget(MySqlSink):
         return super().write_block(table, block)
 
 
+@pytest.mark.mysql
 def test_an_interrupted_copy_continues_and_ends_exact(source: Any, target: Any, mysql_conn_id: str) -> None:
     dying = FailingTarget(mysql_conn_id)
     with pytest.raises(KeyboardInterrupt):
@@ -109,6 +112,7 @@ def test_an_interrupted_copy_continues_and_ends_exact(source: Any, target: Any, 
     assert_exact(source, target)
 
 
+@pytest.mark.mysql
 def test_verify_rewrites_a_window_whose_count_matches_but_values_differ(source: Any, target: Any) -> None:
     store_copy.copy_stores(source, target, ["klines_h1"])
     good = dump(target, "klines_h1")
@@ -120,6 +124,7 @@ def test_verify_rewrites_a_window_whose_count_matches_but_values_differ(source: 
     assert checked.written == 24 and dump(target, "klines_h1") == good
 
 
+@pytest.mark.mysql
 def test_cli_copies_chosen_tables_and_symbols_and_refuses_bad_input(
     source: Any, target: Any, sqlite_conn_id: str, mysql_conn_id: str
 ) -> None:
@@ -144,3 +149,33 @@ def test_cli_copies_chosen_tables_and_symbols_and_refuses_bad_input(
     assert target.symbols("klines_m5") == ["ETHUSDT"] and target.count("klines_m5") == 288
     assert target.count("klines_h1") == 0 and target.gaps_page(None, 10) == []  # the holes are XRPUSDT's
     assert [r.symbol for r in target.runs_page(None, 10)] == ["ETHUSDT"]
+
+
+@pytest.mark.parametrize("table", ["klines_m5", "klines_h1", "funding_rates", "agg_trades", "trades"])
+def test_read_columns_is_read_as_text_and_epoch_ms_on_every_store(
+    store: Any,  # noqa: F811
+    table: str,
+) -> None:
+    """The copy's column reader (one SELECT of text decimals and epoch-ms times on SQL stores) gives exactly the
+    values ``read`` gives, on every store; a window's bounds are honoured."""
+    fill(store)
+    spec = spec_for(table)
+    for symbol in store.symbols(table):
+        rows = store.read(table, symbol)
+        lo, hi = rows[1][spec.time_column], rows[-1][spec.time_column]
+        for start, end in ((None, None), (lo, hi)):
+            got = store.read_columns(table, symbol, start, end)
+            want = [r for r in rows if start is None or start <= r[spec.time_column] < end]
+            assert got.equals(from_rows(spec, want)), (table, symbol)
+            assert [Decimal(v) for v in got.column(spec.columns[2].name).to_pylist() if v is not None] == [
+                r[spec.columns[2].name] for r in want if r[spec.columns[2].name] is not None
+            ] or spec.columns[2].type != "dec"
+
+
+def test_read_columns_rewrites_exponent_text_an_older_sqlite_file_holds(sqlite_conn_id: str, tmp_path: Path) -> None:
+    s = SqliteSink(sqlite_conn_id)
+    fill(s)
+    s._tx(lambda cur: cur.execute("UPDATE klines_h1 SET open = '1.0E-7', volume = '0E-8' WHERE trade_count = 0"))
+    cols = s.read_columns("klines_h1", "XRPUSDT")
+    assert cols.column("open").to_pylist()[0] == "0.00000010" and cols.column("volume").to_pylist()[0] == "0.00000000"
+    s.close()
