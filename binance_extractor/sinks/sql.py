@@ -244,7 +244,10 @@ class SqlSink(Store):
         check_rows(table, rows)
         spec = self._prepare(table)
         sql, convert = self._writer(spec)
-        params = [convert(r) for r in rows]
+        return self._write_params(table, sql, [convert(r) for r in rows])
+
+    def _write_params(self, table: str, sql: str, params: list[tuple[Any, ...]]) -> int:
+        """Converted rows in batches of ``batch_size``, all in one transaction."""
         size = self.batch_size
 
         def run(cur: Any) -> int:
@@ -408,15 +411,9 @@ class SqlSink(Store):
         spec = self._prepare(table)
         sql = self._upsert_sql(spec)
         types = [(c.name, c.type) for c in spec.columns]
-        params = [tuple(None if r[c] is None else self._to_db(t, r[c]) for c, t in types) for r in rows]
-        size = self.batch_size
-
-        def run(cur: Any) -> int:
-            for i in range(0, len(params), size):
-                self._write_batch(cur, table, sql, params[i : i + size])
-            return len(params)
-
-        return self._tx(run)
+        return self._write_params(
+            table, sql, [tuple(None if r[c] is None else self._to_db(t, r[c]) for c, t in types) for r in rows]
+        )
 
     def record_runs(self, runs: Sequence[RunRecord]) -> int:
         return self._upsert_dicts("extraction_runs", [r.as_row() for r in runs])
