@@ -199,7 +199,9 @@ def _csv_rows(path: Path, spec: TableSpec, batch_rows: int) -> Iterator[list[dic
             col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
             kind = types[name]
             try:
-                if kind == "time":
+                if kind == "dec":  # a number every store holds exactly (MySQL: 18 places); the text is kept
+                    pc.cast(col, pa.decimal128(38, 18))
+                elif kind == "time":
                     col = pc.cast(col, pa.timestamp("ms", tz="UTC"))
                 elif kind == "int":
                     col = pc.cast(col, pa.int64())

@@ -3,6 +3,7 @@ nothing; a missing, foreign or corrupt file is one line, exit 2, and nothing wri
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -107,6 +108,13 @@ def test_cli_restores_and_refuses_bad_input_writing_nothing(
     last = lines[-1].split(",")
     last[5] = "-" + last[5]  # a negative low price in the last row
     bad_row.write_text("\n".join([*lines[:-1], ",".join(last)]) + "\n")
+    funding_csv = tmp_path / "funding.csv"
+    export.export(source, "funding_rates", funding_csv, fmt="csv")  # type: ignore[arg-type]
+    table = list(csv.reader(funding_csv.open()))
+    table[-1][2] = "0.0000000000000000001"  # 19 places: MySQL would refuse it half-way through the import
+    too_fine = tmp_path / "too_fine.csv"
+    with too_fine.open("w", newline="") as fh:
+        csv.writer(fh).writerows(table)
     tree = tmp_path / "tree"
     (tree / "klines_m5" / "XRPUSDT").mkdir(parents=True)
     (tree / "klines_m5" / "XRPUSDT" / "2021-11.parquet").write_bytes(m5.read_bytes())
@@ -120,12 +128,13 @@ def test_cli_restores_and_refuses_bad_input_writing_nothing(
         (["--input", str(corrupt)], "not a readable Parquet file"),
         (["--input", str(bad_row), "--table", "klines_h1"], "does not hold valid klines_h1 rows"),
         (["--input", str(tree)], "not a readable Parquet file"),  # one good file, one bad: neither is written
+        (["--input", str(too_fine), "--table", "funding_rates"], "column funding_rate"),
         (["--input", str(m5), "--sink", "jsonl"], "cannot import into 'jsonl'"),
     ]:
         res = _cli(*args, *([] if "--sink" in args else ["--sink", "mysql"]))
         assert res.returncode == 2, (args, res.stderr)
         assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
-        assert target.count("klines_m5") == 0 and target.count("klines_h1") == 0, args
+        assert target.count("klines_m5") == target.count("klines_h1") == target.count("funding_rates") == 0, args
     ok = _cli("--input", str(m5), "--sink", "mysql")
     assert ok.returncode == 0, ok.stderr
     ok = _cli("--input", str(h1), "--table", "1h", "--sink", "mysql")
