@@ -215,7 +215,7 @@ def test_a_scheduled_run_reports_from_every_process(airflow: tuple[str, str, _Re
 
     def dag_run_reported() -> bool:
         return any(
-            p.get("job") == "airflow.dag_run" and p.get("outcome") == "failed" and p.get("dag_id") == DAG_ID
+            p.get("job_type") == "airflow.dag_run" and p.get("outcome") == "failed" and p.get("dag_id") == DAG_ID
             for p in _points(receiver, "binance.jobs")
         )
 
@@ -226,7 +226,7 @@ def test_a_scheduled_run_reports_from_every_process(airflow: tuple[str, str, _Re
     jobs = _points(receiver, "binance.jobs")
     assert any(p.get("task_id") == "start_pod" and p.get("outcome") == "success" for p in jobs)
     assert any(p.get("task_id") == "explode" and p.get("outcome") == "failed" for p in jobs)
-    assert any(p.get("job") == "airflow.task" for p in _points(receiver, "binance.job.duration"))
+    assert any(p.get("job_type") == "airflow.task" for p in _points(receiver, "binance.job.duration"))
     assert [p["_value"] for p in _points(receiver, "binance.rows.written")] == [12]
 
     spans = [s for _, s in receiver.spans()]
