@@ -32,4 +32,8 @@ def test_no_metric_attribute_uses_a_prometheus_reserved_label() -> None:
 
 def test_the_scan_sees_the_emitters() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in _metric_modules()}
-    assert {"binance_extractor/pipeline.py", "binance_extractor/airflow/callbacks.py", "plugins/binance_listener.py"} <= names
+    assert {
+        "binance_extractor/pipeline.py",
+        "binance_extractor/airflow/callbacks.py",
+        "plugins/binance_listener.py",
+    } <= names
