@@ -120,7 +120,9 @@ class RemoteWriteReader(PrometheusMetricReader):
             for sample in family.samples:
                 if sample.name.endswith("_created"):
                     continue
-                labels = {RESOURCE_LABELS.get(k, k): v for k, v in sample.labels.items()}
+                # An empty value is no label at all to Prometheus; the exporter pads every point of a metric to
+                # the union of its attribute names, so a new attribute elsewhere must not make a series look new.
+                labels = {RESOURCE_LABELS.get(k, k): v for k, v in sample.labels.items() if v != ""}
                 labels["__name__"] = sample.name
                 key = tuple(sorted(labels.items()))
                 points = [(float(sample.value), now)]
@@ -152,13 +154,20 @@ class RemoteWriteReader(PrometheusMetricReader):
                     },
                     timeout=timeout_s or self._timeout_s,
                 )
+                if response.status_code == 400:  # refused for good (Prometheus rolled the whole request back):
+                    log.debug("prometheus remote write refused: %s", response.text[:300])
+                    self._mark_sent(batch, now)  # never resend its 0 samples; the next push carries the values
+                    return False
                 response.raise_for_status()
             except Exception as exc:  # exporting must never fail the work
                 log.debug("prometheus remote write to %s failed: %s", self.url, exc)
                 return False
-            self._seen.update(tuple(sorted(labels.items())) for labels, _ in batch)
-            self._last_ms = now
+            self._mark_sent(batch, now)
             return True
+
+    def _mark_sent(self, batch: list[tuple[dict[str, str], list[tuple[float, int]]]], now: int) -> None:
+        self._seen.update(tuple(sorted(labels.items())) for labels, _ in batch)
+        self._last_ms = now
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.push(timeout_millis / 1000)

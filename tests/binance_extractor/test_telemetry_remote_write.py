@@ -138,3 +138,27 @@ def test_system_metrics_can_be_turned_off(prometheus: Prometheus, value: str) ->
     )
     assert prometheus.wait_for(f'binance_jobs_total{{job="{service}"}}')
     assert prometheus.query(f'process_memory_usage_bytes{{job="{service}"}}') == []
+
+
+def test_a_new_attribute_on_one_point_does_not_break_the_other_series(prometheus: Prometheus) -> None:  # noqa: F811
+    """The translator pads every point of a metric to the union of its attribute names (``error_class=""``);
+    Prometheus reads an empty label as none. Regression: the padded series looked new, got a second 0 sample
+    behind its value, and Prometheus refused every later push ("duplicate sample for timestamp")."""
+    _run(
+        """
+        from binance_extractor import telemetry
+        telemetry.setup()
+        jobs = telemetry.instruments.counter("binance.jobs")
+        jobs.add(1, {"job_type": "padding", "outcome": "success"})
+        telemetry.force_flush(5000)
+        jobs.add(1, {"job_type": "padding", "outcome": "failed", "error_class": "RuntimeError"})
+        jobs.add(1, {"job_type": "padding", "outcome": "success"})
+        telemetry.force_flush(5000)
+        telemetry.shutdown()
+        """,
+        prometheus.write_url,
+        OTEL_SERVICE_NAME="padding-probe",
+    )
+    assert _value(prometheus.wait_for('binance_jobs_total{job_type="padding", outcome="failed"}')) == 1
+    success = prometheus.query('binance_jobs_total{job_type="padding", outcome="success"}')
+    assert _value(success) == 2 and "error_class" not in success[0]["metric"]
