@@ -35,6 +35,7 @@ from binance_extractor.errors import ExtractorError
 from binance_extractor.kinds import DataKind
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
+from binance_extractor.stream.health import TailHealth
 from binance_extractor.stream.messages import closed_kline
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
@@ -125,6 +126,7 @@ class Tail:
         self._make_client = make_client
         self.stats = TailStats()
         self.groups = plan.split_streams(config.pairs(), config.streams_per_connection)
+        self.health = TailHealth(len(self.groups))  # what the probes judge (stream/health.py)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binance-stream-db")
         self._sinks: Sequence[Any] = ()
         self._client: Any = None
@@ -231,6 +233,7 @@ class Tail:
                                 if index not in self._live:
                                     await self._went_live(index, pairs)
                                 self.stats.messages += 1
+                                self.health.heard(index)
                                 telemetry.instruments.counter("binance.stream.messages").add(1, {"connection": index})
                                 kline = self._parse(raw)
                                 if isinstance(kline, _Fill):  # rejected: never written; REST decides the candle
@@ -306,6 +309,7 @@ class Tail:
         queue = self._queue
         while True:
             item = await queue.get()
+            self.health.writer_busy()
             batch = [item]
             while len(batch) < self.config.batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
@@ -322,6 +326,7 @@ class Tail:
                 else:
                     candles.append(entry)
             await self._write_candles(candles)
+            self.health.writer_idle()
             if stop:
                 return
 
@@ -335,9 +340,11 @@ class Tail:
         while True:
             try:
                 await self._on_db(self._write_sync, by_table)
+                self.health.writer_progress()
                 break
             except Exception as exc:  # the database is down or slow beyond the sink's own retries
                 self.stats.write_failures += 1
+                self.health.write_failed()
                 assert self._stop_event is not None
                 if self._stop_event.is_set() and attempt >= 2:
                     log.error(
@@ -376,14 +383,17 @@ class Tail:
             try:
                 rows = await self._on_db(self._fill_sync, pair, request.since.get(pair))
                 self.stats.fill_rows += rows
+                self.health.writer_progress()
             except _FillFailed as exc:
                 self.stats.fill_failures += 1
+                self.health.writer_progress()  # the exchange failed, not the writer: it moves on
                 retry.append(pair)
                 if exc.start is not None:
                     failed[pair] = exc.start  # the retry starts here even if the stream stores newer candles
                 cause = exc.__cause__ or exc
                 log.warning("stream: REST fill of %s %s failed: %s", pair[0], pair[1], str(cause).splitlines()[0])
         self.stats.fills += 1
+        self.health.filled()
         log.info("stream: REST fills done for %d streams (%d failed)", len(request.pairs), len(retry))
         if retry and self._stop_event is not None and not self._stop_event.is_set():
             again = _Fill(retry, failed)
@@ -426,6 +436,7 @@ class Tail:
             rate = (self.stats.messages - last_messages) / max(1e-9, now - last_t)
             last_messages, last_t = self.stats.messages, now
             telemetry.instruments.gauge("binance.stream.messages.rate").set(rate)
+            self.health.report()
             log.info(
                 "stream: %.1f messages/s, %d candles stored",
                 rate,
