@@ -25,6 +25,8 @@ from binance_extractor.kinds import DataKind
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from binance_extractor.archive_columns import KlineBlock
     from binance_extractor.sinks.gap_dialect import GapQueries
 
@@ -196,6 +198,11 @@ class GapRecord:
             reason=row.get("reason"),
         )
 
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        """The ledger's key: (table, symbol, gap_start)."""
+        return self.table, self.symbol, self.gap_start
+
 
 def _ms(dt: datetime | None) -> datetime | None:
     """Aware UTC, truncated to the millisecond every store keeps."""
@@ -316,6 +323,43 @@ class Store(Sink):
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """The newest audit rows of (table, symbol), served by an index."""
 
+    # ---- whole-store reads and batch upserts (copy between stores) ----------------------------------------
+    def read_columns(
+        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        """``read`` as Arrow columns (``sinks.columns``: decimals exact plain text, times int64 epoch ms), in key
+        order: what bulk loaders take without a Python object per value. SQL stores select it directly."""
+        from binance_extractor.sinks.columns import from_rows
+        from binance_extractor.sinks.schema import spec_for
+
+        return from_rows(spec_for(table), self.read(table, symbol, start, end))
+
+    @abstractmethod
+    def data_tables(self) -> list[str]:
+        """The market data tables that exist in this store (``klines_<tf>``, ``funding_rates`` ...), sorted;
+        nothing is created."""
+
+    @abstractmethod
+    def runs_page(self, after: str | None, limit: int) -> list[RunRecord]:
+        """At most ``limit`` audit rows with ``run_id`` after ``after`` (None: from the first), by ``run_id``:
+        a cursor over the whole audit, served by its key."""
+
+    @abstractmethod
+    def gaps_page(self, after: tuple[str, str, datetime] | None, limit: int) -> list[GapRecord]:
+        """At most ``limit`` ledger rows after the key ``after`` (table, symbol, gap_start), in key order."""
+
+    def record_runs(self, runs: Sequence[RunRecord]) -> int:
+        """Upsert many audit rows (stores that can do it in one transaction override this)."""
+        for run in runs:
+            self.record_run(run)
+        return len(runs)
+
+    def record_gaps(self, gaps: Sequence[GapRecord]) -> int:
+        """Upsert many ledger rows (stores that can do it in one transaction override this)."""
+        for gap in gaps:
+            self.record_gap(gap)
+        return len(gaps)
+
     def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
         """Delete rows with key time < ``cutoff``: one bounded statement per symbol (at most ``limit`` rows each,
         served by the (symbol, time) key), stopping once ``limit`` rows are gone; returns rows deleted."""
@@ -332,6 +376,15 @@ class Store(Sink):
 
     def __enter__(self) -> Store:
         return self
+
+
+def is_data_table(name: str) -> bool:
+    """Whether ``name`` is a market data table (not the audit, the ledger or the migrations)."""
+    try:
+        DataKind.of_table(name)
+    except InputError:
+        return False
+    return True
 
 
 def stores(sinks: Sequence[Sink]) -> list[Store]:

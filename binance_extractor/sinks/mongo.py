@@ -28,6 +28,7 @@ from binance_extractor.sinks.base import (
     call_with_retry,
     check_block,
     check_rows,
+    is_data_table,
     one_line,
     utc_ms,
 )
@@ -343,6 +344,43 @@ class MongoSink(Store):
         )
         spec = spec_for("extraction_runs")
         return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
+
+    def record_runs(self, runs: Sequence[RunRecord]) -> int:
+        spec = self._prepare("extraction_runs")
+        return self._upsert_docs("extraction_runs", spec, [self._doc(spec, r.as_row()) for r in runs]) if runs else 0
+
+    def record_gaps(self, gaps: Sequence[GapRecord]) -> int:
+        for gap in gaps:
+            spec_for(gap.table)
+        spec = self._prepare("gap_ledger")
+        return self._upsert_docs("gap_ledger", spec, [self._doc(spec, g.as_row()) for g in gaps]) if gaps else 0
+
+    def runs_page(self, after: str | None, limit: int) -> list[RunRecord]:
+        spec = self._prepare("extraction_runs")
+        flt = {} if after is None else {"run_id": {"$gt": after}}
+        docs = self._call(
+            lambda db: list(db["extraction_runs"].find(flt, {"_id": 0}).sort("run_id", 1).limit(int(limit)))
+        )
+        return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
+
+    def gaps_page(self, after: tuple[str, str, datetime] | None, limit: int) -> list[GapRecord]:
+        spec = self._prepare("gap_ledger")
+        flt: dict[str, Any] = {}
+        if after is not None:
+            table, symbol, start = after
+            flt = {
+                "$or": [
+                    {"table_name": {"$gt": table}},
+                    {"table_name": table, "symbol": {"$gt": symbol}},
+                    {"table_name": table, "symbol": symbol, "gap_start": {"$gt": utc_ms(start)}},
+                ]
+            }
+        order = [("table_name", 1), ("symbol", 1), ("gap_start", 1)]
+        docs = self._call(lambda db: list(db["gap_ledger"].find(flt, {"_id": 0}).sort(order).limit(int(limit))))
+        return [GapRecord.from_row(self._from_db(spec, d)) for d in docs]
+
+    def data_tables(self) -> list[str]:
+        return sorted(n for n in self._call(lambda db: db.list_collection_names()) if is_data_table(n))
 
     def gap_queries(self) -> MongoGapQueries:
         from binance_extractor.sinks.mongo_gaps import MongoGapQueries

@@ -238,6 +238,15 @@ class MySqlSink(ServerSqlSink):
         kind = _TYPES[column.type].format(n=column.length or 255)
         return f"`{column.name}` {kind}{' NULL' if column.nullable else ' NOT NULL'}"
 
+    def _text_sql(self, column: str) -> str:
+        return f"CAST({column} AS CHAR)"
+
+    def _ms_sql(self, column: str) -> str:
+        return f"(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) DIV 1000)"  # UTC session, DATETIME(3)
+
+    def _table_names_sql(self) -> str:
+        return "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute(
             "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() "

@@ -159,6 +159,15 @@ class PostgresSink(ServerSqlSink):
         kind = _TYPES[column.type].format(n=column.length or 255)
         return f'"{column.name}" {kind}{"" if column.nullable else " NOT NULL"}'
 
+    def _text_sql(self, column: str) -> str:
+        return f"{column}::text"
+
+    def _ms_sql(self, column: str) -> str:
+        return f"(EXTRACT(EPOCH FROM {column}) * 1000)::bigint"  # numeric: exact at TIMESTAMPTZ(3)
+
+    def _table_names_sql(self) -> str:
+        return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute(
             "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s LIMIT 1", (index.name,)

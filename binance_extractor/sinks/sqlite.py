@@ -1,8 +1,8 @@
 """Embedded SQLite sink through Airflow's ``SqliteHook``: works on a fresh machine with nothing installed.
 
-Decimals are stored as TEXT (the exchange's exact string), times as INTEGER epoch milliseconds (sortable,
-compact). WAL mode and a busy timeout let several processes write the same file; ``BEGIN IMMEDIATE``
-takes the write lock up front so two writers never deadlock on a lock upgrade.
+Decimals are stored as TEXT (the exchange's exact string, in plain digits on every write path), times as
+INTEGER epoch milliseconds (sortable, compact). WAL mode and a busy timeout let several processes write the same
+file; ``BEGIN IMMEDIATE`` takes the write lock up front so two writers never deadlock on a lock upgrade.
 """
 
 from __future__ import annotations
@@ -43,7 +43,13 @@ def _epoch_ms(value: datetime) -> int:
     return (value - _EPOCH) // _MS
 
 
-_WRITE: dict[ColType, Callable[[Any], Any]] = {"time": _epoch_ms, "dec": str, "bool": int}
+def plain(value: Decimal) -> str:
+    """A decimal's text in plain digits (``0.00000010``, never ``1.0E-7``): the exchange's form, which the bulk
+    path stores as it arrives, so every path leaves the same bytes for the same Decimal."""
+    return format(value, "f")
+
+
+_WRITE: dict[ColType, Callable[[Any], Any]] = {"time": _epoch_ms, "dec": plain, "bool": int}
 
 
 BUSY_TIMEOUT_MS = 30_000
@@ -136,6 +142,9 @@ class SqliteSink(SqlSink):
     def _column_sql(self, column: Column) -> str:
         return f'"{column.name}" {_TYPES[column.type]}{"" if column.nullable else " NOT NULL"}'
 
+    def _table_names_sql(self) -> str:
+        return "SELECT name FROM sqlite_master WHERE type = 'table'"
+
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index.name,))
         return cur.fetchone() is not None
@@ -163,7 +172,7 @@ class SqliteSink(SqlSink):
         if type_ == "time":
             return dt_to_ms(value)
         if type_ == "dec":
-            return str(value)
+            return plain(value)
         if type_ == "bool":
             return int(value)
         return value

@@ -43,6 +43,7 @@ from binance_extractor.exchange_clock import closed_before
 from binance_extractor.kinds import DataKind
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
+from binance_extractor.stream.health import TailHealth
 from binance_extractor.stream.messages import KlineEvent, kline_event
 from binance_extractor.stream.seam import FillRange, Seams
 from binance_extractor.timeframes import Timeframe
@@ -130,6 +131,7 @@ class Tail:
         self._make_client = make_client
         self.stats = TailStats()
         self.groups = plan.split_streams(config.pairs(), config.streams_per_connection)
+        self.health = TailHealth(len(self.groups))  # what the probes judge (stream/health.py)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binance-stream-db")
         self._sinks: Sequence[Any] = ()
         self._client: Any = None
@@ -274,6 +276,7 @@ class Tail:
         if index not in self._live:
             await self._went_live(index, pairs, event.event_ms if event is not None else None)
         self.stats.messages += 1
+        self.health.heard(index)
         telemetry.instruments.counter("binance.stream.messages").add(1, {"connection": index})
         if event is None:
             return
@@ -338,6 +341,7 @@ class Tail:
         queue = self._queue
         while True:
             item = await queue.get()
+            self.health.writer_busy()
             batch = [item]
             while len(batch) < self.config.batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
@@ -354,6 +358,7 @@ class Tail:
                 else:
                     candles.append(entry)
             await self._write_candles(candles)
+            self.health.writer_idle()
             if stop:
                 return
 
@@ -372,9 +377,11 @@ class Tail:
         while True:
             try:
                 starts = await self._on_db(self._write_sync, by_table, first)
+                self.health.writer_progress()
                 break
             except Exception as exc:  # the database is down or slow beyond the sink's own retries
                 self.stats.write_failures += 1
+                self.health.write_failed()
                 assert self._stop_event is not None
                 if self._stop_event.is_set() and attempt >= 2:
                     log.error(
@@ -418,12 +425,15 @@ class Tail:
                 break  # stopping: the next start fills what is left, from the newest stored candle
             try:
                 self.stats.fill_rows += await self._fill_pair(pair)
+                self.health.writer_progress()
             except Exception as exc:
                 self.stats.fill_failures += 1
+                self.health.writer_progress()  # the exchange (or the store) failed, not the writer: it moves on
                 retry.append(pair)
                 cause = exc.__cause__ or exc
                 log.warning("stream: REST fill of %s %s failed: %s", pair[0], pair[1], str(cause).splitlines()[0])
         self.stats.fills += 1
+        self.health.filled()
         log.info("stream: REST fills done for %d streams (%d failed)", len(request.pairs), len(retry))
         if retry and self._stop_event is not None and not self._stop_event.is_set():
             again = _Fill(retry)
@@ -493,6 +503,7 @@ class Tail:
             rate = (self.stats.messages - last_messages) / max(1e-9, now - last_t)
             last_messages, last_t = self.stats.messages, now
             telemetry.instruments.gauge("binance.stream.messages.rate").set(rate)
+            self.health.report()
             log.info(
                 "stream: %.1f messages/s, %d candles stored",
                 rate,
