@@ -8,7 +8,8 @@ need_apt=()
 # chromium: the headless browser of the UI tests (Playwright drives the system build, no browser download);
 # faketime: tests pin a subprocess's wall clock.
 # redis-server: the weight budget tests start a private one (and kill it) to test a store going away.
-for pkg in pkg-config libmariadb-dev chromium faketime redis-server; do
+# prometheus (2.42, with promtool): the monitoring tests run the real server and promtool on deploy/prometheus/.
+for pkg in pkg-config libmariadb-dev chromium faketime redis-server prometheus; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from binance_extractor import telemetry
+from binance_extractor.masking import mask
 from binance_extractor.symbols import is_symbol
 
 log = logging.getLogger("binance_extractor.alerts")
@@ -71,7 +72,7 @@ def _emit(kind: str, outcome: str, message: str, fields: dict[str, Any]) -> dict
     telemetry.setup()
     fields = {k: v for k, v in fields.items() if v is not None}
     metric_attrs = {k: fields.get(k) for k in ("dag_id", "task_id", "error_class", "timeframe")}
-    telemetry.instruments.counter("binance.jobs").add(1, {"job": kind, "outcome": outcome, **metric_attrs})
+    telemetry.instruments.counter("binance.jobs").add(1, {"job_type": kind, "outcome": outcome, **metric_attrs})
     telemetry.instruments.counter("binance.alerts").add(1, {"kind": kind, **metric_attrs})
     summary = " ".join(f"{k}={v}" for k, v in fields.items())
     log.error("%s: %s", message, summary, extra={"event": f"binance.{kind}", **fields})
@@ -135,7 +136,7 @@ def _short(error: Any) -> str | None:
     if error is None:
         return None
     text = str(error).strip().splitlines()
-    return text[0][:300] if text else None
+    return mask(text[0])[:300] if text else None  # the alert never shows a URL's password
 
 
 # --------------------------------------------------------------------------- freshness
