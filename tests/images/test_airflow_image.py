@@ -1,7 +1,8 @@
 """The Airflow image (the Dockerfile's default target), built and run: a consistent set of packages, the Binance
 provider registered, every DAG in /opt/airflow/dags parsing, the executor the Helm values pick importable, and a
 real ``airflow dags test`` (local runtime) loading from the exchange emulator into MariaDB, set up the way the
-chart's set-up Job does it (``python -m binance_extractor setup-airflow``), with the Helm values' OTel settings.
+chart's set-up Job does it (``python -m binance_extractor setup-airflow``), with the Helm values' OTel settings,
+and the checks of README "Deploy to Kubernetes" step 6 (the pool, ``airflow connections test binance_default``).
 """
 
 from __future__ import annotations
@@ -110,12 +111,16 @@ echo "== runs"
 airflow dags list-runs binance_klines_h1 -o json
 echo "== pool"
 airflow pools get binance_api -o json
+echo "== connection"
+airflow connections test binance_default
 """
     out = _airflow(images, "bash", "-c", script, env=env, network="host")
     runs = _json_after(out, "== runs")
     assert [(r["state"], r["logical_date"]) for r in runs] == [("success", logical_date.isoformat())], runs
     (pool,) = _json_after(out, "== pool")
     assert pool["pool"] == "binance_api" and int(pool["slots"]) >= 1
+    # README step 6: the exchange connection's test (ping + exchangeInfo) through the Binance hook.
+    assert "Connection success!" in out.split("== connection", 1)[1], out[-2000:]
 
     end = logical_date
     start = end - timedelta(days=1)  # BINANCE_EXTRACTOR_HISTORY_DAYS=1 back from the interval's end
