@@ -38,6 +38,7 @@ from binance_extractor.archive_files import (
 )
 from binance_extractor.archive_periods import DAY_MS, PREFIX, Period, archivable, plan_periods
 from binance_extractor.errors import InputError
+from binance_extractor.exchange_clock import closed_before
 from binance_extractor.models import Kline
 from binance_extractor.timeframes import Timeframe
 
@@ -87,7 +88,7 @@ def iter_klines(
         return
     if not archivable(tf):
         raise InputError(f"the archive path supports intervals dividing a day, not {tf.interval}: use --source rest")
-    now = now_ms if now_ms is not None else extract_closed_before(client)
+    now = now_ms if now_ms is not None else closed_before(client)
     today = now - now % DAY_MS
     if source == "auto" and tf.count_between(start_ms, min(end_ms, today)) < min_candles:
         yield from _rest(client, symbol, tf, start_ms, end_ms, now, stats)
@@ -256,13 +257,6 @@ class _Run:
         for lo, hi in ranges:
             log.debug("%s %s: REST for [%s, %s) (%s)", self.symbol, self.tf.interval, _iso(lo), _iso(hi), why)
             yield from _rest(self.client, self.symbol, self.tf, lo, hi, self.now, self.stats)
-
-
-def extract_closed_before(client: Any) -> int:
-    """The exchange's clock decides which candles are closed (see ``extract.closed_before``)."""
-    from binance_extractor import extract
-
-    return extract.closed_before(client)
 
 
 def _rest(

@@ -152,6 +152,22 @@ def parse_block(data: bytes, symbol: str, tf: Timeframe, lo_ms: int, hi_ms: int)
     return KlineBlock(symbol, tf, pa.table({name: cols[name] for name in KLINE_ORDER}))
 
 
+_FILE_NAMES = {db: file for file, db in DB_NAMES.items()}
+
+
+def block_of(symbol: str, tf: Timeframe, columns: pa.Table) -> KlineBlock:
+    """Validated candles from columns named as the table's (``KLINE_ORDER``: times int64 epoch ms, prices exact
+    decimal text), sorted by open time: the archive file's rules for rows restored from an export or copied
+    from another store, so a bad row fails the block before anything of it is written."""
+    what = f"{symbol} {tf.interval}"
+    if not is_symbol(symbol):
+        raise ValidationError(f"Kline rejected ({what}): malformed symbol {symbol!r}")
+    table = columns.select(list(KLINE_ORDER))
+    table = table.take(pc.sort_indices(table["open_time"]))
+    _validate(table.rename_columns([_FILE_NAMES[name] for name in KLINE_ORDER]), tf, what)
+    return KlineBlock(symbol, tf, table)
+
+
 def _read(data: bytes, what: str) -> pa.Table:
     body = data.lstrip()
     if not body:
@@ -226,4 +242,4 @@ def _validate(table: pa.Table, tf: Timeframe, what: str) -> None:
     _first_bad(table, pc.less(table["count"], 0), what, "negative trade_count")
 
 
-__all__ = ["EXACT", "KLINE_ORDER", "KlineBlock", "parse_block"]
+__all__ = ["EXACT", "KLINE_ORDER", "KlineBlock", "block_of", "parse_block"]

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "retention": ("binance_extractor.data_cli", "add_retention", "run_retention_command"),
     "setup-airflow": ("binance_extractor.airflow.setup", "add_parser", "run"),
     "export": ("binance_extractor.export_cli", "add_export_parser", "run_export"),
+    "import": ("binance_extractor.import_cli", "add_import_parser", "run_import"),
+    "copy": ("binance_extractor.copy_cli", "add_copy_parser", "run_copy"),
     "gaps": ("binance_extractor.gaps_cli", "add_gaps_parser", "run_gaps"),
     "fill-gaps": ("binance_extractor.gaps_cli", "add_fill_parser", "run_fill"),
     "stream": ("binance_extractor.stream.cli", "add_parser", "run"),

@@ -5,6 +5,10 @@ just after a minute boundary would otherwise store the still-open candle, and re
 would never correct it. The offset is measured once (and again every ``resync_s``) with the round trip's
 midpoint; the half round trip plus ``margin_ms`` is taken off before comparing with a candle's close time.
 Built on ``binance_extractor.clock``, so a test that pins the library's clock pins this one too.
+
+``closed_before(client)`` is the one closed bound of the library: extraction (klines, funding, trades), gap
+detection (``gaps.scan``, so ``fill-gaps --end`` and the gap filler's end), the gap ledger's evidence and the live
+tail's fills all ask it what is closed, so no two of them can disagree about the newest final row.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from binance_extractor import clock
 
@@ -60,3 +65,11 @@ class ExchangeClock:
         """A candle is closed when its close time is before this (exchange now minus the safety margin)."""
         offset = self._ensure()
         return clock.now_ms() + offset - self.uncertainty_ms - self.margin_ms
+
+
+def closed_before(client: Any) -> int:
+    """What is closed, epoch ms: a row (a candle by its close time, a funding event, a trade) earlier than this is
+    final on the exchange. The exchange's clock minus its safety margin (``client.closed_before_ms()``); with no
+    exchange at hand (``None``, a client without a clock) this machine's clock minus the same margin."""
+    fn = getattr(client, "closed_before_ms", None)
+    return int(fn()) if fn is not None else clock.now_ms() - DEFAULT_MARGIN_MS

@@ -1,7 +1,10 @@
 """File exports of stored data: Parquet (exact ``decimal128``) or CSV (the exact decimal text), streamed.
 
 Batches come from ``reader.iter_batches`` (one bounded time window at a time), so memory stays bounded for
-any range. Each file is written under a temporary name and renamed when complete: an interrupted export never
+any range. A Parquet file names its table in the schema metadata and carries, next to each ``decimal128(38, 18)``
+column, an ``int8`` column ``_scale_<column>`` with each value's stored number of places, so ``import`` restores
+the stored text (``0.10`` stays ``0.10``, not ``0.100000000000000000``) on stores that keep it (SQLite, PostgreSQL).
+Each file is written under a temporary name and renamed when complete: an interrupted export never
 leaves a half-written file under the real name.
 """
 
@@ -24,6 +27,42 @@ from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import iso
 
 FORMATS = ("parquet", "csv")
+TABLE_KEY = b"binance_extractor.table"  # Parquet schema metadata: the table the file holds
+SCALE_PREFIX = "_scale_"  # int8 column beside each decimal column: the value's places as stored
+
+
+def scale_columns(table: str) -> list[str]:
+    """The decimal columns of ``table``, whose places a Parquet export keeps in ``_scale_<column>``."""
+    return [c.name for c in spec_for(table).columns if c.type == "dec"]
+
+
+def parquet_schema(table: str) -> Any:
+    """The export's Parquet schema: the table's Arrow schema, the scale columns, the table name as metadata."""
+    import pyarrow as pa
+
+    schema = reader.arrow_schema(table)
+    for name in scale_columns(table):
+        schema = schema.append(pa.field(SCALE_PREFIX + name, pa.int8(), nullable=True))
+    return schema.with_metadata({TABLE_KEY: table.encode()})
+
+
+def _places(value: Decimal | None) -> int | None:
+    """Places of a stored decimal (``0.10`` -> 2; ``1E+2`` -> 0)."""
+    if value is None:
+        return None
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def to_parquet_table(table: str, rows: list[dict[str, Any]]) -> Any:
+    """Rows -> the export's Arrow table (exact decimals plus their places)."""
+    import pyarrow as pa
+
+    data = reader.to_arrow(table, rows)
+    for name in scale_columns(table):
+        places = pa.array([_places(r.get(name)) for r in rows], pa.int8())
+        data = data.append_column(pa.field(SCALE_PREFIX + name, pa.int8(), nullable=True), places)
+    return data.replace_schema_metadata({TABLE_KEY: table.encode()})
 
 
 @dataclass
@@ -57,7 +96,7 @@ class _Writer:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            self._pq = pq.ParquetWriter(self.tmp, reader.arrow_schema(table), compression="zstd")
+            self._pq = pq.ParquetWriter(self.tmp, parquet_schema(table), compression="zstd")
         else:
             self._fh = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed in commit/abort)
             self._csv = csv.writer(self._fh)
@@ -67,7 +106,7 @@ class _Writer:
         if batch.symbol not in self.symbols:
             self.symbols.append(batch.symbol)
         if self._pq is not None:
-            self._pq.write_table(reader.to_arrow(self.table, batch.rows))
+            self._pq.write_table(to_parquet_table(self.table, batch.rows))
         else:
             self._csv.writerows([_csv_value(r.get(c)) for c in self._columns] for r in batch.rows)
         self.rows += len(batch.rows)

@@ -4,8 +4,9 @@ Klines: a range is cut into windows of ``limit`` candles; each window is one req
 ``startTime``/``endTime``, so windows can be fetched concurrently (several requests in flight, which is what lets
 one process approach the weight budget) and still be yielded in order. Should a window come back full but short
 of its end, the next page starts at the last open_time + interval. Only candles with ``close_time < now`` are
-emitted, judged by the exchange's clock (``client.closed_before_ms()``), not this machine's. Funding and aggregate
-trades are paginated by cursor over any range.
+emitted, judged by the exchange's clock (``exchange_clock.closed_before``, the library's one closed bound), not this
+machine's; funding events and trades stop at the same bound. Funding and aggregate trades are paginated by cursor
+over any range.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import Any, TypeVar
 
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, ValidationError
+from binance_extractor.exchange_clock import closed_before
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.timeframes import Timeframe
-from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, now_ms
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,7 @@ def iter_funding(
     client: BinanceFuturesClient, symbol: str, start_ms: int, end_ms: int, *, now_ms: int | None = None
 ) -> Iterator[list[FundingRate]]:
     """Funding events in [start_ms, end_ms), paginated by fundingTime (1h, 4h or 8h apart, with ms jitter)."""
-    stop = min(end_ms, (now_ms if now_ms is not None else _now()) + 1)
+    stop = min(end_ms, (now_ms if now_ms is not None else closed_before(client)) + 1)
     cursor = start_ms
     while cursor < stop:
         rows = client.funding_rate(symbol, cursor, stop - 1, limit=FUNDING_PAGE)
@@ -170,7 +172,7 @@ def iter_agg_trades(
     Pages are yielded as they arrive (a volatile hour holds hundreds of thousands of trades), in order; a window
     fetched ahead of the consumer holds at most ``STREAM_DEPTH`` pages.
     """
-    stop = min(end_ms, now_ms if now_ms is not None else _now())
+    stop = min(end_ms, now_ms if now_ms is not None else closed_before(client))
 
     def fetch(window: tuple[int, int]) -> Iterator[list[AggTrade]]:
         lo, hi = window
@@ -273,7 +275,7 @@ def iter_historical_trades(
     historicalTrades only serves recent months and answers an older ``fromId`` with an empty page, so an empty
     page before the range's end while newer trades exist is an error naming the unserved range, never "done".
     """
-    stop = min(end_ms, now_ms if now_ms is not None else _now())
+    stop = min(end_ms, now_ms if now_ms is not None else closed_before(client))
     first_id = None
     for lo, hi in agg_windows(start_ms, stop):  # find the first trade id at or after start
         rows = client.agg_trades(symbol, start_ms=lo, end_ms=hi - 1, limit=1)
@@ -321,21 +323,12 @@ def _iso(ms: int) -> str:
     return iso(ms_to_dt(ms))
 
 
-def _now() -> int:
-    return now_ms()
-
-
-def closed_before(client: Any) -> int:
-    """Candles closing before this are closed on the exchange (its clock); this machine's clock for a bare client."""
-    fn = getattr(client, "closed_before_ms", None)
-    return int(fn()) if fn is not None else _now()
-
-
 __all__ = [
     "HistoryUnavailableError",
     "StuckCursorError",
     "ValidationError",
     "agg_windows",
+    "closed_before",
     "dt_to_ms",
     "iter_agg_trades",
     "iter_funding",

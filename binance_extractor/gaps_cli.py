@@ -1,8 +1,12 @@
 """``gaps`` (list holes as JSON) and ``fill-gaps`` (repair, verify closure, update the ledger, report).
 
     python -m binance_extractor gaps --table klines_m5 [--symbols A,B] [--start ISO] [--end ISO] [--sink mysql]
+    python -m binance_extractor gaps --recheck-ledger [--table ...] [--symbols ...]     # legacy ledger rows vs REST
     python -m binance_extractor fill-gaps --table klines_m5,funding_rates [...]          # detect + repair
     python -m binance_extractor fill-gaps --chunk klines_m5/BTCUSDT/START/END [...]      # one planned chunk (pods)
+
+What is closed comes from the exchange's clock (``exchange_clock.closed_before``) for both; what goes into the
+ledger from the one evidence rule (``gaps/evidence.py``).
 
 Listed in ``cli.COMMANDS`` (imported only when the parser is built or the command runs).
 """
@@ -15,9 +19,8 @@ from typing import Any
 
 from binance_extractor import cli_options, config, gaps
 from binance_extractor import symbols as symbols_rule
-from binance_extractor.errors import InputError
+from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.kinds import DataKind
-from binance_extractor.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,12 @@ def _scope_options(p: argparse.ArgumentParser) -> None:
 def add_gaps_parser(sub: Any) -> None:
     p = sub.add_parser("gaps", help="List holes in stored data as JSON.", description="List holes as JSON lines.")
     _scope_options(p)
+    p.add_argument(
+        "--recheck-ledger",
+        action="store_true",
+        help="ask REST again for every ledger row recorded before the evidence rule (legacy): delete and fill the "
+        "rows the exchange serves, rewrite the others with evidence; one JSON line per row",
+    )
     cli_options.sink_options(p)
 
 
@@ -89,25 +98,36 @@ def _symbols(args: argparse.Namespace) -> list[str] | None:
     return symbols_rule.require(symbols)
 
 
-def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings, now: int) -> list[gaps.Scan]:
+def _client(args: argparse.Namespace) -> Any:
+    """The exchange client; ``None`` (this machine's clock decides what is closed) when ``gaps`` cannot reach it."""
+    client = cli_options.make_client(args)
+    try:
+        gaps.closed_before(client)  # measure the exchange's clock once (GET /fapi/v1/time)
+    except ExtractorError as exc:
+        client.close()
+        if args.command != "gaps":
+            raise
+        log.warning("the exchange's clock is unavailable (%s): what is closed is judged by this machine's", exc)
+        return None
+    return client
+
+
+def _scan(
+    args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings, client: Any, closed: int
+) -> list[gaps.Scan]:
+    """Detection over the command's scope up to ``closed`` (the exchange's closed bound, taken once per command)."""
     start, end = cli_options.times(args)
     datasets = gaps.parse_tables(args.table)
     symbols = _symbols(args)
     starts = None
     funding_hours = None
     full = start is None and (args.full_history or config.settings().full_history)
-    funding = any(d.kind is DataKind.FUNDING for d in datasets)
-    if full or funding:
-        client = cli_options.make_client(args)
-        try:
-            if full:
-                stores = gaps.db_sinks(sinks)
-                names = symbols or sorted({s for d in datasets for sink in stores for s in sink.symbols(d.table)})
-                starts = gaps.onboard_starts(client, names)
-            if funding:
-                funding_hours = gaps.funding_intervals(client)
-        finally:
-            client.close()
+    if full and client is not None:
+        stores = gaps.db_sinks(sinks)
+        names = symbols or sorted({s for d in datasets for sink in stores for s in sink.symbols(d.table)})
+        starts = gaps.onboard_starts(client, names)
+    if client is not None and any(d.kind is DataKind.FUNDING for d in datasets):
+        funding_hours = gaps.funding_intervals(client)
     return gaps.scan(
         sinks,
         datasets,
@@ -116,7 +136,7 @@ def _scan(args: argparse.Namespace, sinks: list[Any], settings: gaps.GapSettings
         end=end,
         starts=starts,
         settings=settings,
-        now=now,
+        now=closed,
         funding_hours=funding_hours,
     )
 
@@ -136,16 +156,34 @@ def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings = _settings(args)
     _check(args)
     sinks = cli_options.open_sinks_for(args)
+    client = None
     try:
-        scans = _scan(args, sinks, settings, now_ms())
+        client = _client(args)
+        if args.recheck_ledger:
+            if client is None:
+                raise ExtractorError("--recheck-ledger asks the exchange, which cannot be reached")
+            datasets = gaps.parse_tables(args.table) if args.table else None
+            symbols = _symbols(args)
+            return gaps.recheck(
+                sinks, client, settings=settings, checked_by=args.requested_by, datasets=datasets, symbols=symbols
+            )
+        scans = _scan(args, sinks, settings, client, gaps.closed_before(client))
+        out: list[dict[str, Any]] = []
+        for s in scans:
+            pending = gaps.pending_records(sinks, s.table, s.symbol)
+            for h in s.holes:
+                why = gaps.pending_of(h, pending)
+                if why is None:
+                    out.append({**h.to_dict(), "status": "open"})
+                else:
+                    out.append({**h.to_dict(), "status": gaps.NOT_FILLABLE_YET, "reason": why.reason})
+            out.extend({**h.to_dict(), "status": "skipped"} for h in s.skipped)
+        return out
     finally:
+        if client is not None:
+            client.close()
         for sink in sinks:
             sink.close()
-    out: list[dict[str, Any]] = []
-    for s in scans:
-        out.extend({**h.to_dict(), "status": "open"} for h in s.holes)
-        out.extend({**h.to_dict(), "status": "skipped"} for h in s.skipped)
-    return out
 
 
 def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -154,13 +192,14 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
     if chunks and (args.table or args.symbols or args.start or args.full_history):
         raise InputError("--chunk cannot be combined with --table, --symbols, --start or --full-history")
     _check(args)
-    now = now_ms()
     sinks = cli_options.open_sinks_for(args)
     client = cli_options.make_client(args)
     try:
         before: list[gaps.Scan] = []
+        closed = gaps.closed_before(client)  # one bound for the scans before and after the fill
         if not chunks:
-            before = _scan(args, sinks, settings, now)
+            before = _scan(args, sinks, settings, client, closed)
+            gaps.prune_pending(sinks, before)
             chunks = gaps.chunk_holes(gaps.holes_of(before), settings.chunk_ms)
             log.info("%d hole(s) in %d chunk(s)", len(gaps.holes_of(before)), len(chunks))
         results = gaps.fill_chunks(
@@ -168,7 +207,7 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
         )
         result_dicts = [r.to_dict() for r in results]
         open_holes = gaps.verify(chunks, sinks, result_dicts, settings)
-        after = _scan(args, sinks, settings, now) if before else []
+        after = _scan(args, sinks, settings, client, closed) if before else []
     finally:
         client.close()
         for sink in sinks:

@@ -16,7 +16,7 @@ from typing import Any
 from binance_extractor import clock, config, gaps
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import DataKind, Dataset
-from binance_extractor.sinks.base import RunRecord, Store
+from binance_extractor.sinks.base import GAP_PENDING, GapRecord, RunRecord, Store
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 
 DEFAULT_WINDOW_DAYS = 7
@@ -46,7 +46,7 @@ class SymbolHealth:
     expected: int | None  # rows the window should hold (klines: exact; others: stored + detected missing)
     stored: int  # rows the window holds
     missing: int  # rows missing in open holes (not confirmed exchange-side)
-    open_holes: list[dict[str, Any]] = field(default_factory=list)
+    open_holes: list[dict[str, Any]] = field(default_factory=list)  # each with status open / not_fillable_yet
     confirmed_holes: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     rows_exact: bool = True  # False: ``rows`` is the key span (candles between first and last), not a count
@@ -203,7 +203,9 @@ def symbol_health(
             lo = max(lo, dt_to_ms(first)) if first is not None else lo
             tail = dataset.kind is not DataKind.AGG_TRADES
             stored, holes = gaps.detect_range(sink, dataset, symbol, lo, hi, tail=tail)
-    known = sink.known_gaps(table, symbol)
+    ledger = sink.gap_records(table, symbol)
+    known = [(g.gap_start, g.gap_end) for g in ledger if g.skipped]
+    pending = [g for g in ledger if g.status == GAP_PENDING]
     open_holes, _ = gaps.minus_known(holes, [(dt_to_ms(s), dt_to_ms(e)) for s, e in known])
     missing = sum(h.missing for h in open_holes)
     if dataset.timeframe is not None:
@@ -224,12 +226,21 @@ def symbol_health(
         expected=expected,
         stored=stored,
         missing=missing,
-        open_holes=[h.to_dict() for h in open_holes[:max_holes]],
+        open_holes=[_hole_dict(h, pending) for h in open_holes[:max_holes]],
         confirmed_holes=[{"start": iso(s), "end": iso(e)} for s, e in known[-max_holes:]],
         runs=[_run_dict(r) for r in recent_runs(sink, table, symbol, runs)],
         rows_exact=rows_exact,
         stale=is_stale(dataset, last, now, config.settings().freshness_grace_minutes * 60_000),
     )
+
+
+def _hole_dict(hole: gaps.Hole, pending: list[GapRecord]) -> dict[str, Any]:
+    """An open hole as the page shows it: ``open`` (the gap filler will fill it) or ``not_fillable_yet`` (the gap
+    filler tried, the evidence rule could not confirm it yet: ``reason`` says why)."""
+    why = gaps.pending_of(hole, pending)
+    if why is None:
+        return {**hole.to_dict(), "status": "open"}
+    return {**hole.to_dict(), "status": gaps.NOT_FILLABLE_YET, "reason": why.reason}
 
 
 def table_health(

@@ -223,7 +223,9 @@ def run_job(
             except Exception:  # the database may be the thing that failed
                 result.last_time = None
             _audit(job, sinks, result, started_at, error)
-            outcome = {"job": f"{job.kind.value}:{job.interval or ''}", "outcome": result.outcome}
+            outcome = {"job_type": f"{job.kind.value}:{job.interval or ''}", "outcome": result.outcome}
+            if error is not None:  # SinkError = the database is unreachable (an alert of its own)
+                outcome["error_class"] = type(error).__name__
             telemetry.instruments.counter("binance.jobs").add(1, outcome)
             telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
             telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)

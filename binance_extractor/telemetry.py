@@ -35,6 +35,7 @@ from binance_extractor.telemetry_exporters import (
     _metric_readers,
     _sampler,
     _span_processors,
+    _system_metrics,
     _views,
     resource,
 )
@@ -222,8 +223,11 @@ def setup(service_name: str = DEFAULT_SERVICE_NAME) -> bool:
         if isinstance(current_mp, MeterProvider) and id(current_mp) not in _created:
             mp = current_mp
         else:
-            mp = MeterProvider(resource=res, metric_readers=_metric_readers(), views=_views(), shutdown_on_exit=False)
+            readers = _metric_readers()
+            mp = MeterProvider(resource=res, metric_readers=readers, views=_views(), shutdown_on_exit=False)
             _own(mp)
+            if readers:
+                _system_metrics(mp)
             if not isinstance(current_mp, MeterProvider):
                 metrics.set_meter_provider(mp)
         _activate(tp, mp)

@@ -21,6 +21,8 @@ log = logging.getLogger("binance_extractor.telemetry")
 
 NAME = "binance_extractor"
 DEFAULT_SERVICE_NAME = "binance-extractor"
+# Prometheus remote-write receiver, e.g. http://prometheus:9090/api/v1/write (telemetry_remote_write.py)
+REMOTE_WRITE_ENV = "BINANCE_METRICS_REMOTE_WRITE_URL"
 # Pod template (downward API) -> resource attribute.
 K8S_ENV = {
     "K8S_POD_NAME": "k8s.pod.name",
@@ -127,7 +129,49 @@ def _metric_readers() -> list[Any]:
         return OTLPMetricExporter()
 
     exporters = _exporters("metrics", otlp, lambda: ConsoleMetricExporter(out=sys.stderr))
-    return [PeriodicExportingMetricReader(exporter) for exporter in exporters]
+    readers: list[Any] = [PeriodicExportingMetricReader(exporter) for exporter in exporters]
+    url = os.environ.get(REMOTE_WRITE_ENV, "").strip()
+    if url:  # Prometheus's remote-write receiver: the production path (docs/MONITORING.md)
+        from binance_extractor.telemetry_remote_write import RemoteWriteReader  # prometheus_client only if used
+
+        readers.append(RemoteWriteReader(url, interval_s=_export_interval_s()))
+    return readers
+
+
+# CPU and memory of each process (opentelemetry-instrumentation-system-metrics): pods, the tail, Airflow components.
+SYSTEM_METRICS: dict[str, list[str] | None] = {
+    "process.cpu.time": ["user", "system"],
+    "process.memory.usage": None,
+    "process.memory.virtual": None,
+    "process.thread.count": None,
+}
+SYSTEM_METRICS_ENV = "BINANCE_SYSTEM_METRICS"  # "false" turns them off
+
+
+def _system_metrics(meter_provider: Any) -> None:
+    """Observe this process's CPU time, resident and virtual memory and threads on ``meter_provider``.
+
+    The instrumentor is a per-process singleton: it is re-bound when ``setup()`` installs a fresh provider.
+    """
+    if os.environ.get(SYSTEM_METRICS_ENV, "").strip().lower() == "false":
+        return
+    try:
+        from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+
+        instrumentor = SystemMetricsInstrumentor(config=SYSTEM_METRICS)
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+        instrumentor.instrument(meter_provider=meter_provider)
+    except Exception as exc:  # observability must never fail the work
+        log.debug("system metrics unavailable: %s", exc)
+
+
+def _export_interval_s() -> float:
+    """``OTEL_METRIC_EXPORT_INTERVAL`` (milliseconds, default 60000), as the SDK's periodic reader reads it."""
+    try:
+        return max(0.05, float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "60000")) / 1000)
+    except ValueError:
+        return 60.0
 
 
 class _DropMetrics:

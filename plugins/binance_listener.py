@@ -68,7 +68,7 @@ def _in_task_runner(ti: Any) -> bool:
 
 def _record(job: str, outcome: str, obj: Any, **attrs: Any) -> None:
     telemetry.setup()
-    labels = {"job": job, "outcome": outcome, **attrs}
+    labels = {"job_type": job, "outcome": outcome, **attrs}
     telemetry.instruments.counter("binance.jobs").add(1, labels)
     duration = _duration_s(obj)
     if duration is not None:
@@ -148,7 +148,7 @@ def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
     try:
         telemetry.setup()
         attrs = {"dag_id": _value(task_instance, "dag_id"), "task_id": _value(task_instance, "task_id")}
-        telemetry.instruments.counter("binance.jobs.started").add(1, {"job": TASK_JOB, **attrs})
+        telemetry.instruments.counter("binance.jobs.started").add(1, {"job_type": TASK_JOB, **attrs})
         if _in_task_runner(task_instance):
             _mask_env_secrets()
             _start_task_span(task_instance)
@@ -195,7 +195,7 @@ def on_dag_run_running(dag_run: Any, msg: str) -> None:
     try:
         telemetry.setup()
         telemetry.instruments.counter("binance.jobs.started").add(
-            1, {"job": DAG_RUN_JOB, "dag_id": _value(dag_run, "dag_id")}
+            1, {"job_type": DAG_RUN_JOB, "dag_id": _value(dag_run, "dag_id")}
         )
     except Exception:
         log.exception("binance listener on_dag_run_running failed")

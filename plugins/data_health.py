@@ -1,8 +1,10 @@
 """Data-health page in the Airflow UI: a FastAPI app (``/data-health``) and a navigation entry (an external view).
 
-Per table and symbol it shows row count, first and last key, freshness lag against the schedule, completeness
-over a chosen window, open and exchange-confirmed holes and the last extraction runs, plus a close/volume chart
-(inline SVG: no script, no CDN). Data comes from ``binance_extractor.health`` through the configured store.
+On top, the three KPIs against their targets (``binance_extractor.kpis``: completeness 99.95 %, freshness under
+5 minutes, job success 99 %; also ``/data-health/api/kpis``). Per table and symbol it shows row count, first and
+last key, freshness lag against the schedule, completeness over a chosen window, open and exchange-confirmed holes
+and the last extraction runs, plus a close/volume chart (inline SVG: no script, no CDN). Data comes from
+``binance_extractor.health`` through the configured store.
 
 Airflow does not authenticate plugin apps (they are mounted, and a mount inherits none of the core API's
 dependencies), so every route here requires an Airflow user with access to the plugins view: the UI's JWT
@@ -20,6 +22,8 @@ from typing import Annotated, Any
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+
+from binance_extractor import kpis
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +167,34 @@ def svg_chart(points: list[dict[str, Any]], title: str) -> str:
     )
 
 
+def _kpi_value(kpi: dict[str, Any]) -> str:
+    if kpi["value"] is None:
+        return "—"
+    return _lag(kpi["value"]) if kpi["unit"] == "seconds" else f"{kpi['value'] * 100:.2f} %"
+
+
+def _kpi_target(kpi: dict[str, Any]) -> str:
+    if kpi["unit"] == "seconds":
+        return f"under {kpi['target'] / 60:g} min"
+    return f"at least {kpi['target'] * 100:g} %"
+
+
+def render_kpis(kpis: list[dict[str, Any]]) -> str:
+    """The KPI table: each KPI's value against its target, met or missed."""
+    cells = []
+    for k in kpis:
+        state = {True: "met", False: "missed", None: "n/a"}[k["met"]]
+        cells.append(
+            f'<tr class="kpi {state}" data-kpi="{_e(k["name"])}"><td>{_e(k["name"])}</td>'
+            f"<td class='value'>{_e(_kpi_value(k))}</td><td>{_e(_kpi_target(k))}</td>"
+            f"<td class='state'>{state}</td><td class='muted'>{_e(k['detail'])}</td></tr>"
+        )
+    return (
+        '<table id="kpis"><thead><tr><th>KPI</th><th>now</th><th>target</th><th></th><th>how</th></tr></thead>'
+        f"<tbody>{''.join(cells)}</tbody></table>"
+    )
+
+
 def render_page(
     rows: list[dict[str, Any]],
     window_days: float,
@@ -175,7 +207,10 @@ def render_page(
     body = []
     for r in rows:
         holes = "".join(
-            f'<li class="hole">{_e(h["start"])} → {_e(h["end"])} ({_e(h["missing"])} missing)</li>'
+            f'<li class="hole {_e(h.get("status", "open"))}">{_e(h["start"])} → {_e(h["end"])} '
+            f"({_e(h['missing'])} missing)"
+            + (f" — not fillable yet: {_e(h.get('reason'))}" if h.get("status") == "not_fillable_yet" else "")
+            + "</li>"
             for h in r["open_holes"]
         )
         confirmed = "".join(f"<li>{_e(h['start'])} → {_e(h['end'])}</li>" for h in r["confirmed_holes"])
@@ -184,7 +219,8 @@ def render_page(
             f"({_e(run['rows_written'])} rows){' — ' + _e(run['error']) if run['error'] else ''}</li>"
             for run in r["runs"]
         )
-        cls = "bad" if r["open_holes"] else "ok"
+        fillable = [h for h in r["open_holes"] if h.get("status", "open") == "open"]
+        cls = "bad" if fillable else "waiting" if r["open_holes"] else "ok"
         late = " (late)" if r["stale"] else ""
         fresh = f"<td class='{'stale' if r['stale'] else 'fresh'}'>{_e(_lag(r['lag_s']))}{late}</td>"
         expected = "—" if r["expected"] is None else f"{r['stored']} / {r['expected']}"
@@ -209,8 +245,11 @@ def render_page(
 <style>
 body{{font-family:system-ui,sans-serif;margin:1rem;color:#1a202c}} table{{border-collapse:collapse;font-size:13px}}
 th,td{{border:1px solid #d0d7de;padding:4px 6px;vertical-align:top;text-align:left}} th{{background:#f3f4f6}}
-tr.bad td{{background:#fff5f5}} ul{{margin:0;padding-left:1rem}} .muted{{color:#6b7280;font-size:12px}}
+tr.bad td{{background:#fff5f5}} tr.waiting td{{background:#fffbeb}} li.not_fillable_yet{{color:#92400e}}
+ul{{margin:0;padding-left:1rem}} .muted{{color:#6b7280;font-size:12px}}
 li.failed{{color:#b91c1c}} td.stale{{color:#b91c1c;font-weight:600}} form{{margin:.5rem 0}}
+#kpis{{margin:.5rem 0}} tr.kpi.met td.state{{color:#15803d;font-weight:600}}
+tr.kpi.missed td.state{{color:#b91c1c;font-weight:600}}
 </style></head><body>
 <h1>Data health</h1>
 <form method="get" action="">
@@ -219,6 +258,7 @@ li.failed{{color:#b91c1c}} td.stale{{color:#b91c1c;font-weight:600}} form{{margi
   to <input name="end" value="{_e(end) if end else ""}" placeholder="2024-02-01"></label>
   <label>Chart <select name="chart">{select}</select></label> <button type="submit">Show</button>
 </form>
+{render_kpis([k.to_dict() for k in kpis.evaluate(rows)])}
 <section id="chart-section">{chart_html}</section>
 {empty}
 <table id="health"><thead><tr><th>table</th><th>symbol</th><th>rows</th><th>first</th><th>last</th>
@@ -269,6 +309,12 @@ def build_app(auth: Callable[..., Any] | None = None, store: Callable[[], Any] =
         exact: bool = False,
     ) -> Any:
         return collect(window, table, start, end, store=store, exact=exact)
+
+    @app.get("/api/kpis")
+    def kpis_json(window: float = Query(7.0, gt=0, le=366), start: str | None = None, end: str | None = None) -> Any:
+        """Completeness, freshness and job success against their targets (binance_extractor.kpis)."""
+        rows = collect(window, None, start, end, store=store)
+        return [k.to_dict() for k in kpis.evaluate(rows)]
 
     @app.get("/api/chart")
     def chart_json(table: str, symbol: str, points: int = Query(200, ge=2, le=2000), end: str | None = None) -> Any:

@@ -71,7 +71,7 @@ def _emit(kind: str, outcome: str, message: str, fields: dict[str, Any]) -> dict
     telemetry.setup()
     fields = {k: v for k, v in fields.items() if v is not None}
     metric_attrs = {k: fields.get(k) for k in ("dag_id", "task_id", "error_class", "timeframe")}
-    telemetry.instruments.counter("binance.jobs").add(1, {"job": kind, "outcome": outcome, **metric_attrs})
+    telemetry.instruments.counter("binance.jobs").add(1, {"job_type": kind, "outcome": outcome, **metric_attrs})
     telemetry.instruments.counter("binance.alerts").add(1, {"kind": kind, **metric_attrs})
     summary = " ".join(f"{k}={v}" for k, v in fields.items())
     log.error("%s: %s", message, summary, extra={"event": f"binance.{kind}", **fields})

@@ -447,10 +447,10 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
         @task(task_id="detect")
         def detect(**context: Any) -> dict[str, Any]:
             """Holes per (table, symbol), found in the database; ledger-known exchange holes left out."""
-            from binance_extractor.timeutil import iso, now_ms
+            from binance_extractor.timeutil import iso
 
             end = context["data_interval_end"]
-            scans = gapfill.scan(gapfill.symbols(), end, now_ms())
+            scans = gapfill.scan(gapfill.symbols(), end, recheck=True)  # legacy ledger rows re-asked once
             holes = gaps.holes_of(scans)
             for s in scans:
                 if s.holes or s.skipped:
@@ -473,29 +473,31 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
 
         @task(task_id="verify", trigger_rule="all_done")
         def verify(specs: Any, **context: Any) -> dict[str, Any]:
-            """Re-detect every chunk: a hole still open (and not confirmed exchange-side) fails the run."""
+            """Re-detect every chunk: a hole still open that is neither confirmed exchange-side nor "not fillable
+            yet" (the evidence rule could not confirm it yet) fails the run."""
             chunks = gaps.chunks_of_specs(specs)
             open_holes = gapfill.verify(chunks, gapfill.fill_results(context))
-            if open_holes:
+            if gaps.failures(open_holes):
                 raise fail(gaps.GapClosureError(gaps.closure_message(open_holes)))
-            log.info("all %d chunk(s) closed", len(chunks))
-            return {"chunks": len(chunks), "open": []}
+            waiting = [h for h in open_holes if h["status"] == gaps.NOT_FILLABLE_YET]
+            log.info("all %d chunk(s) closed; %d hole(s) not fillable yet", len(chunks), len(waiting))
+            return {"chunks": len(chunks), "open": [], "not_fillable_yet": waiting}
 
         @task(task_id="report", trigger_rule="all_done")
         def report(found: Any, specs: Any, **context: Any) -> dict[str, Any]:
             """Found / filled / confirmed / remaining and completeness per table and symbol; log, XCom, metrics."""
-            from binance_extractor.timeutil import now_ms, parse_time
+            from binance_extractor.timeutil import parse_time
 
             results = gapfill.fill_results(context)
             chunks = gaps.chunks_of_specs(specs)
             symbols = sorted({s["symbol"] for s in found["scans"]})
-            after = gapfill.scan(symbols, parse_time(found["end"]), now_ms()) if symbols else []
+            after = gapfill.scan(symbols, parse_time(found["end"])) if symbols else []
             open_holes = gapfill.verify(chunks, results)
             out = gaps.build_report(found["scans"], results, after, open_holes)
             for line in gaps.report_lines(out):
                 log.info("%s", line)
             gaps.emit_metrics(out)
-            if open_holes:
+            if gaps.failures(open_holes):
                 context["ti"].xcom_push(key="report", value=out)
                 raise fail(gaps.GapClosureError(gaps.closure_message(open_holes)))
             return out

@@ -36,32 +36,46 @@ def symbols() -> list[str]:
     return valid
 
 
-def scan(symbols: list[str], end: Any, now: int) -> list[gaps.Scan]:
-    """Holes of every default table for ``symbols`` up to ``end``, read from the configured sinks."""
+def scan(symbols: list[str], end: Any, *, recheck: bool = False) -> list[gaps.Scan]:
+    """Holes of every default table for ``symbols`` up to ``end`` (and what the exchange's clock says is closed),
+    read from the configured sinks. ``recheck`` (the detect task): first re-ask REST for the ledger rows recorded
+    before the evidence rule (``gaps.recheck``; none are left after the first run that does it), and afterwards drop
+    the "not fillable yet" rows of holes filled since."""
     settings = gaps.GapSettings.load()
     starts = None
     from binance_extractor.airflow.hooks import BinanceFuturesHook
 
     client = BinanceFuturesHook(jobspecs.BINANCE_CONN_ID).get_client()  # env fallback without it
+    sinks = open_sinks()
     try:
+        if recheck:
+            for row in gaps.recheck(sinks, client, settings=settings, checked_by="airflow:gap-filler recheck"):
+                log.info(
+                    "legacy ledger row %s %s [%s, %s): %s",
+                    row["table"],
+                    row["symbol"],
+                    row["start"],
+                    row["end"],
+                    row["status"],
+                )
         if config.settings().full_history:
             starts = gaps.onboard_starts(client, symbols)
         funding_hours = gaps.funding_intervals(client)  # each contract's own interval for funding tails
-    finally:
-        client.close()
-    sinks = open_sinks()
-    try:
-        return gaps.scan(
+        scans = gaps.scan(
             sinks,
             gaps.default_datasets(),
             symbols,
             end=end,
             starts=starts,
             settings=settings,
-            now=now,
+            now=gaps.closed_before(client),  # what is closed: the exchange's clock, as for the fills
             funding_hours=funding_hours,
         )
+        if recheck:
+            gaps.prune_pending(sinks, scans)  # "not fillable yet" rows of holes filled since
+        return scans
     finally:
+        client.close()
         close(sinks)
 
 
@@ -81,7 +95,8 @@ def fill_results(context: Any) -> list[dict[str, Any]]:
 
 
 def verify(chunks: list[gaps.Chunk], results: list[dict[str, Any]]) -> list[Any]:
-    """Holes still open after the fill (not confirmed exchange-side), re-detected in the configured sinks."""
+    """Holes still open after the fill (not confirmed exchange-side), re-detected in the configured sinks, each with
+    its status: ``open`` (fails the run) or ``not_fillable_yet`` (``gaps.verify``)."""
     sinks = open_sinks()
     try:
         return list(gaps.verify(chunks, sinks, results))

@@ -19,14 +19,17 @@ All ranges are half-open ``[start, end)`` in epoch milliseconds on the key time.
 
 The package, one layer per module: ``settings`` (constants, ``GapSettings``, which tables), ``models`` (``Hole``,
 ``Chunk``, ``Scan``, ``ChunkResult``), ``chunking`` (weekly chunks, task groups, ledger arithmetic), ``detection``
-(``scan``; the queries themselves are each store's ``gap_queries()`` dialect in ``sinks/``), ``repair``
-(``fill_chunk``), ``report`` (closure check, report, metrics) and ``tasks`` (a fill task's argv and label).
+(``scan``; the queries themselves are each store's ``gap_queries()`` dialect in ``sinks/``), ``evidence`` (the one
+rule that decides what the ledger may record exchange-side, and "not fillable yet"), ``repair`` (``fill_chunk``),
+``recheck`` (ledger rows from before the rule, asked again), ``report`` (closure check, report, metrics) and
+``tasks`` (a fill task's argv and label). What is closed is ``exchange_clock.closed_before`` (re-exported).
 The public names are re-exported here: ``from binance_extractor import gaps; gaps.scan(...)``.
 """
 
 from __future__ import annotations
 
 from binance_extractor.errors import InputError
+from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.chunking import chunk_holes, group_chunks, merge, minus_known, plan_groups
 from binance_extractor.gaps.detection import (
     closed_end,
@@ -39,12 +42,15 @@ from binance_extractor.gaps.detection import (
     redetect,
     scan,
 )
+from binance_extractor.gaps.evidence import NOT_FILLABLE_YET, pending_of, pending_records, prune_pending
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole, Scan
+from binance_extractor.gaps.recheck import recheck
 from binance_extractor.gaps.repair import fill_chunk, fill_chunks
 from binance_extractor.gaps.report import (
     build_report,
     closure_message,
     emit_metrics,
+    failures,
     raise_if_open,
     report_lines,
     verify,
@@ -76,6 +82,7 @@ __all__ = [
     "HOUR_MS",
     "MAX_MAP_LENGTH",
     "MONDAY_MS",
+    "NOT_FILLABLE_YET",
     "STATES",
     "Chunk",
     "ChunkResult",
@@ -89,12 +96,14 @@ __all__ = [
     "build_report",
     "chunk_holes",
     "chunks_of_specs",
+    "closed_before",
     "closed_end",
     "closure_message",
     "db_sinks",
     "default_datasets",
     "detect_range",
     "emit_metrics",
+    "failures",
     "fill_arguments",
     "fill_chunk",
     "fill_chunks",
@@ -108,8 +117,12 @@ __all__ = [
     "minus_known",
     "onboard_starts",
     "parse_tables",
+    "pending_of",
+    "pending_records",
     "plan_groups",
+    "prune_pending",
     "raise_if_open",
+    "recheck",
     "redetect",
     "report_lines",
     "scan",

@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from binance_extractor.errors import ExtractorError, InputError
+from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.chunking import merge, minus_known
 from binance_extractor.gaps.models import Chunk, Hole, Scan
 from binance_extractor.gaps.settings import DAY_MS, FUNDING_DEFAULT_MS, HOUR_MS, GapSettings
 from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import Sink, Store, stores
-from binance_extractor.timeutil import dt_to_ms, now_ms
+from binance_extractor.timeutil import dt_to_ms
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,9 @@ def _bounds(
 
 
 def closed_end(dataset: Dataset, end_ms: int | None, now: int) -> int:
-    """Exclusive end of detection: klines up to the last candle closed by ``end`` (and now), the rest up to it."""
+    """Exclusive end of detection: klines up to the last candle closed by ``end`` and by ``now`` (the closed bound,
+    ``exchange_clock.closed_before``: a candle whose close time is not before it is not a hole yet), the rest up
+    to them."""
     end = now if end_ms is None else min(end_ms, now)
     tf = dataset.timeframe
     return tf.floor_ms(end) if tf is not None else end
@@ -144,11 +147,13 @@ def scan(
 
     ``symbols`` default: those stored in each table. ``start`` (or ``starts[symbol]``, e.g. listing dates with
     ``full_history``) makes missing rows before the first stored one count too; otherwise detection starts at the
-    first stored row. ``end`` defaults to now (klines: the last closed candle). ``funding_hours``: each contract's
-    current funding interval (``funding_intervals``); a missing tail of a 1 h or 4 h contract is found with it.
+    first stored row. ``end`` defaults to now (klines: the last closed candle). ``now``: the closed bound on the
+    exchange's clock, ``exchange_clock.closed_before(client)`` (the one bound extraction and the ledger's evidence
+    use too; without it, this machine's clock minus the margin). ``funding_hours``: each contract's current
+    funding interval (``funding_intervals``); a missing tail of a 1 h or 4 h contract is found with it.
     """
     settings = settings or GapSettings.load()
-    now = now if now is not None else now_ms()
+    now = now if now is not None else closed_before(None)
     stores = db_sinks(sinks)
     out: list[Scan] = []
     for dataset in datasets:

@@ -140,13 +140,15 @@ class Scan(_SymbolRange):
 
 @dataclass
 class ChunkResult:
-    """One chunk's repair: holes before, closed, confirmed exchange-side, still open; requests sent."""
+    """One chunk's repair: holes before, closed, confirmed exchange-side, not fillable yet (``pending``: each hole's
+    dict with its reason and evidence), still open (``remaining``: the fill failed); requests sent."""
 
     chunk: Chunk
     found: int = 0
     filled: int = 0
     confirmed: int = 0
     remaining: list[Hole] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
     rows_extracted: int = 0
     rows_written: int = 0
     requests: int = 0
@@ -161,6 +163,7 @@ class ChunkResult:
             "filled": self.filled,
             "confirmed": self.confirmed,
             "remaining": [h.to_dict() for h in self.remaining],
+            "pending": list(self.pending),
             "rows_extracted": self.rows_extracted,
             "rows_written": self.rows_written,
             "requests": self.requests,

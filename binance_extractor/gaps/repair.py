@@ -1,4 +1,4 @@
-"""Repair: refetch each hole of a chunk through the pipeline, re-detect, confirm exchange-side holes."""
+"""Repair: refetch each hole of a chunk through the pipeline, re-detect, judge what is left by the evidence rule."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from binance_extractor import clock
 from binance_extractor.errors import ExtractorError
-from binance_extractor.gaps.detection import db_sinks, funding_intervals, funding_ms_of, redetect
+from binance_extractor.gaps import evidence
+from binance_extractor.gaps.detection import funding_intervals, funding_ms_of, redetect
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole
 from binance_extractor.gaps.settings import FUNDING_DEFAULT_MS, GapSettings
 from binance_extractor.kinds import DataKind
-from binance_extractor.sinks.base import GapRecord, Sink
+from binance_extractor.sinks.base import Sink
 from binance_extractor.timeutil import ms_to_dt
 
 if TYPE_CHECKING:
@@ -60,6 +60,10 @@ def _one_line(exc: BaseException) -> str:
     return (text if isinstance(exc, ExtractorError) else f"{type(exc).__name__}: {text}")[:500]
 
 
+def _overlaps(hole: Hole, others: Sequence[Hole]) -> bool:
+    return any(o.start_ms < hole.end_ms and hole.start_ms < o.end_ms for o in others)
+
+
 def fill_chunk(
     chunk: Chunk,
     sinks: Sequence[Sink],
@@ -69,20 +73,24 @@ def fill_chunk(
     requested_by: str = "gap-filler",
     settings: GapSettings | None = None,
 ) -> ChunkResult:
-    """Re-detect, refetch each hole (``pipeline.run_job``: the client's retries), re-detect, confirm the rest.
+    """Re-detect, refetch each hole (``pipeline.run_job``: the client's retries), re-detect, judge the rest.
 
-    A hole still open after a fill that succeeded had no rows at the exchange (every row returned was written):
-    it is recorded in every sink's ledger as exchange-side, with when, by whom and how many requests it took.
-    If the fill failed, nothing is confirmed: the holes stay open for the closure check to report.
+    A hole still open after a fill that succeeded is judged by the ledger's one evidence rule
+    (``evidence.check``: REST asked for all of it below the exchange's closed bound, nothing served, settled):
+    confirmed holes go into every store's ledger with their evidence, the others are recorded pending and
+    reported "not fillable yet". If the fill (or the ask) failed, nothing is judged: the holes stay open for the
+    closure check to report.
     """
     from binance_extractor.pipeline import run_job
 
+    settings = settings or GapSettings()
     result = ChunkResult(chunk)
     funding_ms = None
     if chunk.dataset.kind is DataKind.FUNDING and hasattr(client, "funding_intervals"):
         funding_ms = funding_ms_of(funding_intervals(client), chunk.symbol)  # the tail is judged by it
     before = redetect(chunk, sinks, settings, funding_ms)
     result.found = len(before)
+    evidence.forget_pending(sinks, chunk.table, chunk.symbol, chunk.start_ms, chunk.end_ms)  # judged again now
     if not before:
         return result
     sent = getattr(client, "requests_sent", 0)
@@ -95,29 +103,33 @@ def fill_chunk(
             result.error = _one_line(exc)
             log.warning("gap fill failed for %s: %s", hole.describe(), result.error)
             break
-    result.requests = getattr(client, "requests_sent", 0) - sent
     after = redetect(chunk, sinks, settings, funding_ms)
-    result.filled = sum(1 for h in before if not any(a.start_ms < h.end_ms and h.start_ms < a.end_ms for a in after))
+    verdicts: list[evidence.Verdict] = []
+    if result.error is None:
+        try:
+            for hole in after:
+                fetch = _fetch_range(hole, chunk, settings)
+                verdicts += evidence.check(hole, sinks, client, source=source, settings=settings, fetch=fetch)
+        except Exception as exc:
+            result.error = _one_line(exc)
+            log.warning("asking REST for the holes of %s failed: %s", chunk.describe(), result.error)
+    result.requests = getattr(client, "requests_sent", 0) - sent
+    served = [v.hole for v in verdicts if v.status == evidence.SERVED]
+    if served:  # the ask stored rows: what is left of those holes is judged again next run
+        after = redetect(chunk, sinks, settings, funding_ms)
+    result.filled = sum(1 for h in before if not _overlaps(h, after))
     if result.error is not None:
         result.remaining = after
         return result
-    method = f"refetch:{source}" if chunk.dataset.kind is DataKind.KLINES else "refetch:rest"
-    confirmed_at = clock.now()
+    judged = [v for v in verdicts if v.status != evidence.SERVED]
     for hole in after:
-        gap = GapRecord(
-            table=hole.table,
-            symbol=hole.symbol,
-            gap_start=ms_to_dt(hole.start_ms),
-            gap_end=ms_to_dt(hole.end_ms),
-            checked_by=requested_by,
-            method=method,
-            requests=result.requests,
-            confirmed_at=confirmed_at,
-        )
-        for sink in db_sinks(sinks):
-            sink.record_gap(gap)
-        log.info("confirmed exchange-side hole %s (%d requests)", hole.describe(), result.requests)
-    result.confirmed = len(after)
+        if _overlaps(hole, served):
+            again = next(v for v in verdicts if v.status == evidence.SERVED and _overlaps(hole, [v.hole]))
+            judged.append(evidence.Verdict(hole, evidence.PENDING, again.reason, again.evidence))
+    method = f"refetch:{source}" if chunk.dataset.kind is DataKind.KLINES else "refetch:rest"
+    evidence.record(judged, sinks, requested_by, method)
+    result.confirmed = sum(1 for v in judged if v.status == evidence.CONFIRMED)
+    result.pending = [v.to_dict() for v in judged if v.status == evidence.PENDING]
     return result
 
 
@@ -135,11 +147,13 @@ def fill_chunks(
         res = fill_chunk(chunk, sinks, client, source=source, requested_by=requested_by, settings=settings)
         if res.found:
             log.info(
-                "%s: %d hole(s), %d filled, %d confirmed exchange-side, %d open, %d rows, %d requests",
+                "%s: %d hole(s), %d filled, %d confirmed exchange-side, %d not fillable yet, %d open, %d rows, "
+                "%d requests",
                 chunk.describe(),
                 res.found,
                 res.filled,
                 res.confirmed,
+                len(res.pending),
                 len(res.remaining),
                 res.rows_written,
                 res.requests,

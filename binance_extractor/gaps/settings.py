@@ -16,7 +16,7 @@ MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Monday
 MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
 DB_SINKS = ("sqlite", "mysql", "postgres", "mongo")  # the --sink names that answer gap queries
-STATES = ("found", "filled", "confirmed", "remaining")
+STATES = ("found", "filled", "confirmed", "not_fillable_yet", "remaining")
 GAP_TABLES = "klines_<tf>, funding_rates or agg_trades"
 
 
@@ -34,6 +34,7 @@ class GapSettings:
     max_mapped_tasks: int = 512
     funding_tolerance_ms: int = 5 * 60_000
     lookback_days: float | None = None
+    ledger_settle_ms: int = HOUR_MS  # a hole is confirmed only once it ended this long ago (gaps/evidence.py)
 
     @classmethod
     def load(cls, **overrides: Any) -> GapSettings:
@@ -45,6 +46,7 @@ class GapSettings:
             "max_mapped_tasks": raw.get("max_mapped_tasks", 512),
             "funding_tolerance_ms": int(float(raw.get("funding_tolerance_minutes", 5)) * 60_000),
             "lookback_days": raw.get("lookback_days"),
+            "ledger_settle_ms": int(float(raw.get("ledger_settle_minutes", 60)) * 60_000),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
@@ -55,6 +57,7 @@ class GapSettings:
                 max_mapped_tasks=int(values["max_mapped_tasks"]),
                 funding_tolerance_ms=int(values["funding_tolerance_ms"]),
                 lookback_days=None if values["lookback_days"] is None else float(values["lookback_days"]),
+                ledger_settle_ms=int(values["ledger_settle_ms"]),
             )
         except (TypeError, ValueError):
             raise InputError(f"gap_filler settings must be numbers: {values}") from None
@@ -64,6 +67,10 @@ class GapSettings:
             raise InputError(f"gap_filler.max_gap_candles ({out.max_gap}) is below min_gap_candles ({out.min_gap})")
         if out.chunk_days <= 0:
             raise InputError(f"gap_filler.chunk_days must be positive, not {out.chunk_days}")
+        if out.ledger_settle_ms < 0:
+            raise InputError(
+                f"gap_filler.ledger_settle_minutes must not be negative, not {out.ledger_settle_ms / 60_000:g}"
+            )
         if not 1 <= out.max_mapped_tasks <= MAX_MAP_LENGTH:
             raise InputError(f"gap_filler.max_mapped_tasks must be in 1..{MAX_MAP_LENGTH}, not {out.max_mapped_tasks}")
         return out

@@ -25,6 +25,8 @@ from binance_extractor.kinds import DataKind
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from binance_extractor.archive_columns import KlineBlock
     from binance_extractor.sinks.gap_dialect import GapQueries
 
@@ -124,12 +126,21 @@ class RunRecord:
         )
 
 
+GAP_CONFIRMED = "confirmed"  # exchange-side, on the evidence of gaps/evidence.py: never fetched again
+GAP_PENDING = "pending"  # not fillable yet: REST has nothing (yet) but the evidence is not complete; retried
+GAP_LEGACY = "legacy"  # confirmed under the old rule (before schema version 3): skipped until re-checked
+
+
 @dataclass(frozen=True)
 class GapRecord:
-    """One confirmed exchange-side hole ``[gap_start, gap_end)`` for the gap ledger (``gap_ledger``).
+    """One hole ``[gap_start, gap_end)`` of the gap ledger (``gap_ledger``), with the evidence it was judged on.
 
-    One value instead of eight parameters, so every store writes the same row; upserted on
-    (table, symbol, gap_start), so a later check of the same hole updates it.
+    One value instead of many parameters, so every store writes the same row; upserted on
+    (table, symbol, gap_start), so a later check of the same hole updates it. ``status``: ``confirmed``
+    (exchange-side: detection skips it for good), ``pending`` (not fillable yet, ``reason`` says why; detection
+    still finds it) or ``legacy`` (recorded before the evidence rule; skipped until ``gaps --recheck-ledger``).
+    ``requests``, ``bound`` (the exchange's closed bound when REST was asked), ``asked_at`` and ``source`` are the
+    evidence (``gaps/evidence.py``).
     """
 
     table: str
@@ -140,6 +151,16 @@ class GapRecord:
     method: str
     requests: int
     confirmed_at: datetime = field(default_factory=clock.now)
+    status: str = GAP_CONFIRMED
+    bound: datetime | None = None
+    asked_at: datetime | None = None
+    source: str | None = None
+    reason: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """Whether detection leaves this range out (confirmed, or legacy until re-checked)."""
+        return self.status in (GAP_CONFIRMED, GAP_LEGACY)
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -151,7 +172,36 @@ class GapRecord:
             "checked_by": self.checked_by[:255],
             "method": self.method[:32],
             "requests": int(self.requests),
+            "status": self.status[:16],
+            "bound": _ms(self.bound),
+            "asked_at": _ms(self.asked_at),
+            "source": None if self.source is None else self.source[:16],
+            "reason": None if self.reason is None else " ".join(self.reason.split())[:2000],
         }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> GapRecord:
+        """A stored row (a row from before the evidence columns reads as ``legacy``)."""
+        return cls(
+            table=row["table_name"],
+            symbol=row["symbol"],
+            gap_start=_ms(row["gap_start"]),  # type: ignore[arg-type]
+            gap_end=_ms(row["gap_end"]),  # type: ignore[arg-type]
+            checked_by=row.get("checked_by") or "",
+            method=row.get("method") or "",
+            requests=int(row.get("requests") or 0),
+            confirmed_at=_ms(row.get("confirmed_at")) or clock.now(),
+            status=row.get("status") or GAP_LEGACY,
+            bound=_ms(row.get("bound")),
+            asked_at=_ms(row.get("asked_at")),
+            source=row.get("source"),
+            reason=row.get("reason"),
+        )
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        """The ledger's key: (table, symbol, gap_start)."""
+        return self.table, self.symbol, self.gap_start
 
 
 def _ms(dt: datetime | None) -> datetime | None:
@@ -245,11 +295,21 @@ class Store(Sink):
 
     @abstractmethod
     def record_gap(self, gap: GapRecord) -> None:
-        """Remember a confirmed exchange-side hole so nobody re-asks the exchange for it."""
+        """Upsert one ledger row: a confirmed exchange-side hole (nobody asks the exchange for it again) or a pending
+        one ("not fillable yet")."""
 
     @abstractmethod
+    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
+        """Every ledger row (of ``table``, of ``symbol``), whatever its status, ordered by table, symbol, start."""
+
+    @abstractmethod
+    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+        """Forget one ledger row (a pending hole judged again, a legacy one re-checked)."""
+
     def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
-        """Confirmed holes of ``symbol`` in ``table``, ordered by start."""
+        """The ranges detection skips: confirmed holes of ``symbol`` in ``table`` (and legacy ones until they are
+        re-checked), ordered by start."""
+        return [(g.gap_start, g.gap_end) for g in self.gap_records(table, symbol) if g.skipped]
 
     @abstractmethod
     def symbols(self, table: str) -> list[str]:
@@ -262,6 +322,43 @@ class Store(Sink):
     @abstractmethod
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """The newest audit rows of (table, symbol), served by an index."""
+
+    # ---- whole-store reads and batch upserts (copy between stores) ----------------------------------------
+    def read_columns(
+        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        """``read`` as Arrow columns (``sinks.columns``: decimals exact plain text, times int64 epoch ms), in key
+        order: what bulk loaders take without a Python object per value. SQL stores select it directly."""
+        from binance_extractor.sinks.columns import from_rows
+        from binance_extractor.sinks.schema import spec_for
+
+        return from_rows(spec_for(table), self.read(table, symbol, start, end))
+
+    @abstractmethod
+    def data_tables(self) -> list[str]:
+        """The market data tables that exist in this store (``klines_<tf>``, ``funding_rates`` ...), sorted;
+        nothing is created."""
+
+    @abstractmethod
+    def runs_page(self, after: str | None, limit: int) -> list[RunRecord]:
+        """At most ``limit`` audit rows with ``run_id`` after ``after`` (None: from the first), by ``run_id``:
+        a cursor over the whole audit, served by its key."""
+
+    @abstractmethod
+    def gaps_page(self, after: tuple[str, str, datetime] | None, limit: int) -> list[GapRecord]:
+        """At most ``limit`` ledger rows after the key ``after`` (table, symbol, gap_start), in key order."""
+
+    def record_runs(self, runs: Sequence[RunRecord]) -> int:
+        """Upsert many audit rows (stores that can do it in one transaction override this)."""
+        for run in runs:
+            self.record_run(run)
+        return len(runs)
+
+    def record_gaps(self, gaps: Sequence[GapRecord]) -> int:
+        """Upsert many ledger rows (stores that can do it in one transaction override this)."""
+        for gap in gaps:
+            self.record_gap(gap)
+        return len(gaps)
 
     def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
         """Delete rows with key time < ``cutoff``: one bounded statement per symbol (at most ``limit`` rows each,
@@ -279,6 +376,15 @@ class Store(Sink):
 
     def __enter__(self) -> Store:
         return self
+
+
+def is_data_table(name: str) -> bool:
+    """Whether ``name`` is a market data table (not the audit, the ledger or the migrations)."""
+    try:
+        DataKind.of_table(name)
+    except InputError:
+        return False
+    return True
 
 
 def stores(sinks: Sequence[Sink]) -> list[Store]:

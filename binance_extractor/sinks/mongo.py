@@ -28,6 +28,7 @@ from binance_extractor.sinks.base import (
     call_with_retry,
     check_block,
     check_rows,
+    is_data_table,
     one_line,
     utc_ms,
 )
@@ -131,6 +132,8 @@ class MongoSink(Store):
                     self._create(db, spec_for(table))
                 for index in mig.indexes:
                     db[index.table].create_index([(c, 1) for c in index.columns], name=index.name)
+                for table, column, value in mig.fills:  # documents have no columns to add, only values to set
+                    db[table].update_many({column: None}, {"$set": {column: value}})
                 # Another process may apply it at the same time; every step is idempotent, so that is fine.
                 with contextlib.suppress(DuplicateKeyError):
                     db[SCHEMA_TABLE].insert_one({"_id": mig.version, "name": mig.name, "applied_at": clock.now()})
@@ -317,12 +320,17 @@ class MongoSink(Store):
         spec_for(gap.table)
         self._upsert("gap_ledger", gap.as_row())
 
-    def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
+    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
         self._prepare("gap_ledger")
-        docs = self._call(
-            lambda db: list(db["gap_ledger"].find({"table_name": table, "symbol": symbol}).sort("gap_start", 1))
-        )
-        return [(utc_ms(d["gap_start"]), utc_ms(d["gap_end"])) for d in docs]  # type: ignore[misc]
+        flt = {k: v for k, v in (("table_name", table), ("symbol", symbol)) if v is not None}
+        order = [("table_name", 1), ("symbol", 1), ("gap_start", 1)]
+        docs = self._call(lambda db: list(db["gap_ledger"].find(flt, {"_id": 0}).sort(order)))
+        return [GapRecord.from_row(d) for d in docs]
+
+    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+        self._prepare("gap_ledger")
+        key = {"table_name": table, "symbol": symbol, "gap_start": utc_ms(gap_start)}
+        self._call(lambda db: db["gap_ledger"].delete_one(key))
 
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """Through the (table_name, symbol, started_at) index, newest first."""
@@ -336,6 +344,43 @@ class MongoSink(Store):
         )
         spec = spec_for("extraction_runs")
         return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
+
+    def record_runs(self, runs: Sequence[RunRecord]) -> int:
+        spec = self._prepare("extraction_runs")
+        return self._upsert_docs("extraction_runs", spec, [self._doc(spec, r.as_row()) for r in runs]) if runs else 0
+
+    def record_gaps(self, gaps: Sequence[GapRecord]) -> int:
+        for gap in gaps:
+            spec_for(gap.table)
+        spec = self._prepare("gap_ledger")
+        return self._upsert_docs("gap_ledger", spec, [self._doc(spec, g.as_row()) for g in gaps]) if gaps else 0
+
+    def runs_page(self, after: str | None, limit: int) -> list[RunRecord]:
+        spec = self._prepare("extraction_runs")
+        flt = {} if after is None else {"run_id": {"$gt": after}}
+        docs = self._call(
+            lambda db: list(db["extraction_runs"].find(flt, {"_id": 0}).sort("run_id", 1).limit(int(limit)))
+        )
+        return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
+
+    def gaps_page(self, after: tuple[str, str, datetime] | None, limit: int) -> list[GapRecord]:
+        spec = self._prepare("gap_ledger")
+        flt: dict[str, Any] = {}
+        if after is not None:
+            table, symbol, start = after
+            flt = {
+                "$or": [
+                    {"table_name": {"$gt": table}},
+                    {"table_name": table, "symbol": {"$gt": symbol}},
+                    {"table_name": table, "symbol": symbol, "gap_start": {"$gt": utc_ms(start)}},
+                ]
+            }
+        order = [("table_name", 1), ("symbol", 1), ("gap_start", 1)]
+        docs = self._call(lambda db: list(db["gap_ledger"].find(flt, {"_id": 0}).sort(order).limit(int(limit))))
+        return [GapRecord.from_row(self._from_db(spec, d)) for d in docs]
+
+    def data_tables(self) -> list[str]:
+        return sorted(n for n in self._call(lambda db: db.list_collection_names()) if is_data_table(n))
 
     def gap_queries(self) -> MongoGapQueries:
         from binance_extractor.sinks.mongo_gaps import MongoGapQueries

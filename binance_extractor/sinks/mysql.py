@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
-from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
+from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec, spec_for
 from binance_extractor.sinks.sql import ServerSqlSink
 
 log = logging.getLogger(__name__)
@@ -227,15 +227,25 @@ class MySqlSink(ServerSqlSink):
         return f"`{name}`"
 
     def _create_table_sql(self, spec: TableSpec) -> str:
-        cols = [
-            f"`{c.name}` {_TYPES[c.type].format(n=c.length or 255)}{' NULL' if c.nullable else ' NOT NULL'}"
-            for c in spec.columns
-        ]
+        cols = [self._column_sql(c) for c in spec.columns]
         key = ", ".join(f"`{k}`" for k in spec.key)
         return (
             f"CREATE TABLE IF NOT EXISTS `{spec.name}` ({', '.join(cols)}, PRIMARY KEY ({key})) "
             "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         )
+
+    def _column_sql(self, column: Column) -> str:
+        kind = _TYPES[column.type].format(n=column.length or 255)
+        return f"`{column.name}` {kind}{' NULL' if column.nullable else ' NOT NULL'}"
+
+    def _text_sql(self, column: str) -> str:
+        return f"CAST({column} AS CHAR)"
+
+    def _ms_sql(self, column: str) -> str:
+        return f"(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) DIV 1000)"  # UTC session, DATETIME(3)
+
+    def _table_names_sql(self) -> str:
+        return "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
 
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
-from binance_extractor.sinks.schema import ColType, Index, TableSpec, spec_for
+from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec, spec_for
 from binance_extractor.sinks.sql import ServerSqlSink
 
 if TYPE_CHECKING:
@@ -151,12 +151,22 @@ class PostgresSink(ServerSqlSink):
         return f"(FLOOR(EXTRACT(EPOCH FROM ({b} - {a})) * 1000)::BIGINT)"  # TIMESTAMPTZ(3)
 
     def _create_table_sql(self, spec: TableSpec) -> str:
-        cols = [
-            f'"{c.name}" {_TYPES[c.type].format(n=c.length or 255)}{"" if c.nullable else " NOT NULL"}'
-            for c in spec.columns
-        ]
+        cols = [self._column_sql(c) for c in spec.columns]
         key = ", ".join(f'"{k}"' for k in spec.key)
         return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
+
+    def _column_sql(self, column: Column) -> str:
+        kind = _TYPES[column.type].format(n=column.length or 255)
+        return f'"{column.name}" {kind}{"" if column.nullable else " NOT NULL"}'
+
+    def _text_sql(self, column: str) -> str:
+        return f"{column}::text"
+
+    def _ms_sql(self, column: str) -> str:
+        return f"(EXTRACT(EPOCH FROM {column}) * 1000)::bigint"  # numeric: exact at TIMESTAMPTZ(3)
+
+    def _table_names_sql(self) -> str:
+        return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
 
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute(

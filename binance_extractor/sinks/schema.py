@@ -52,12 +52,16 @@ class Index:
 
 @dataclass(frozen=True)
 class Migration:
-    """Creates ``tables`` (if missing) and ``indexes`` (if missing): every step is idempotent on its own."""
+    """Creates ``tables`` and ``indexes``, adds ``columns`` to existing tables (each if missing), then sets
+    ``fills`` (table, column, value) on the rows where that column is still NULL: every step is idempotent on its
+    own. An added column is declared in the table's spec (nullable), so a new table is created with it already."""
 
     version: int
     name: str
     tables: tuple[str, ...]
     indexes: tuple[Index, ...] = ()
+    columns: tuple[tuple[str, str], ...] = ()  # (table, column) of the table's spec
+    fills: tuple[tuple[str, str, str], ...] = ()
 
 
 def _c(name: str, type_: ColType, nullable: bool = False, length: int = 0) -> Column:
@@ -159,6 +163,12 @@ _FIXED: dict[str, TableSpec] = {
             _c("checked_by", "str", length=255),
             _c("method", "str", length=32),
             _c("requests", "int"),
+            # the evidence (gaps/evidence.py); rows from before it have status NULL/'legacy' until re-checked
+            _c("status", "str", nullable=True, length=16),  # confirmed | pending (not fillable yet) | legacy
+            _c("bound", "time", nullable=True),  # the exchange's closed bound when REST was asked
+            _c("asked_at", "time", nullable=True),
+            _c("source", "str", nullable=True, length=16),  # what was asked: rest
+            _c("reason", "text", nullable=True),  # why a pending hole is not confirmed
         ),
         ("table_name", "symbol", "gap_start"),
         None,
@@ -180,6 +190,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "gap ledger and run lookup index",
         ("gap_ledger",),
         (Index("extraction_runs", "ix_runs_table_symbol_started", ("table_name", "symbol", "started_at")),),
+    ),
+    Migration(
+        3,
+        "gap ledger evidence; rows confirmed before it are legacy until re-checked",
+        (),
+        columns=tuple(("gap_ledger", c) for c in ("status", "bound", "asked_at", "source", "reason")),
+        fills=(("gap_ledger", "status", "legacy"),),
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

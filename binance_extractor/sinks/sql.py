@@ -9,7 +9,7 @@ import contextlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from binance_extractor import clock
@@ -20,6 +20,7 @@ from binance_extractor.sinks.base import (
     Store,
     call_with_retry,
     check_rows,
+    is_data_table,
     retry_attempts,
     utc_ms,
 )
@@ -36,6 +37,8 @@ from binance_extractor.sinks.schema import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from binance_extractor.sinks.sql_gaps import SqlGapQueries
 
 T = TypeVar("T")
@@ -75,6 +78,10 @@ class SqlSink(Store):
 
     @abstractmethod
     def _create_table_sql(self, spec: TableSpec) -> str: ...
+
+    @abstractmethod
+    def _column_sql(self, column: Column) -> str:
+        """One column's definition (name, type, NULL-ness) as CREATE TABLE and ALTER TABLE take it."""
 
     @abstractmethod
     def _index_exists(self, cur: Any, index: Index) -> bool: ...
@@ -190,6 +197,20 @@ class SqlSink(Store):
             if not self._index_exists(cur, index):
                 cols = ", ".join(self._q(c) for c in index.columns)
                 cur.execute(f"CREATE INDEX {self._q(index.name)} ON {self._q(index.table)} ({cols})")
+        for table, name in mig.columns:
+            if name not in self._column_names(cur, table):
+                (column,) = [c for c in spec_for(table).columns if c.name == name]
+                cur.execute(f"ALTER TABLE {self._q(table)} ADD COLUMN {self._column_sql(column)}")
+        for table, name, value in mig.fills:
+            q = self._q
+            cur.execute(f"UPDATE {q(table)} SET {q(name)} = {self.ph} WHERE {q(name)} IS NULL", (value,))
+
+    def _column_names(self, cur: Any, table: str) -> set[str]:
+        """The columns ``table`` has now (from the driver's description of an empty result)."""
+        cur.execute(f"SELECT * FROM {self._q(table)} WHERE 1 = 0")
+        names = {str(d[0]) for d in cur.description}
+        cur.fetchall()
+        return names
 
     def schema_version(self) -> int:
         def run(cur: Any) -> int:
@@ -241,7 +262,10 @@ class SqlSink(Store):
         check_rows(table, rows)
         spec = self._prepare(table)
         sql, convert = self._writer(spec)
-        params = [convert(r) for r in rows]
+        return self._write_params(table, sql, [convert(r) for r in rows])
+
+    def _write_params(self, table: str, sql: str, params: list[tuple[Any, ...]]) -> int:
+        """Converted rows in batches of ``batch_size``, all in one transaction."""
         size = self.batch_size
 
         def run(cur: Any) -> int:
@@ -351,6 +375,33 @@ class SqlSink(Store):
 
         return self._tx(run, write=False)
 
+    def _text_sql(self, column: str) -> str:
+        """A decimal column as its exact text (SQLite keeps TEXT already)."""
+        return column
+
+    def _ms_sql(self, column: str) -> str:
+        """A time column as epoch milliseconds (SQLite keeps INTEGER ms already)."""
+        return column
+
+    def read_columns(
+        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        """One statement that already yields text decimals and epoch-ms times: no Python object per value."""
+        from binance_extractor.sinks.columns import from_values
+
+        spec = self._prepare(table)
+        where, args = self._where(spec, symbol, start, end)
+        exprs = {"dec": self._text_sql, "time": self._ms_sql}
+        cols = ", ".join(exprs.get(c.type, str)(self._q(c.name)) for c in spec.columns)
+        sql = f"SELECT {cols} FROM {self._q(table)}{where} ORDER BY {self._q(spec.order_column)}"
+
+        def run(cur: Any) -> list[Any]:
+            cur.execute(sql, list(args))
+            return list(cur.fetchall())
+
+        rows = self._tx(run, write=False)
+        return from_values(spec, [list(map(itemgetter(i), rows)) for i in range(len(spec.columns))])
+
     def read(
         self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[dict[str, Any]]:
@@ -370,6 +421,52 @@ class SqlSink(Store):
         types = {c.name: c.type for c in spec.columns}
         row = tuple(None if values[c] is None else self._to_db(types[c], values[c]) for c in spec.column_names)
         self._tx(lambda cur: cur.execute(sql, row))
+
+    def _upsert_dicts(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Many bookkeeping rows in one transaction, through the same batched statement as ``write``."""
+        if not rows:
+            return 0
+        spec = self._prepare(table)
+        sql = self._upsert_sql(spec)
+        types = [(c.name, c.type) for c in spec.columns]
+        return self._write_params(
+            table, sql, [tuple(None if r[c] is None else self._to_db(t, r[c]) for c, t in types) for r in rows]
+        )
+
+    def record_runs(self, runs: Sequence[RunRecord]) -> int:
+        return self._upsert_dicts("extraction_runs", [r.as_row() for r in runs])
+
+    def record_gaps(self, gaps: Sequence[GapRecord]) -> int:
+        for gap in gaps:
+            spec_for(gap.table)
+        return self._upsert_dicts("gap_ledger", [g.as_row() for g in gaps])
+
+    def runs_page(self, after: str | None, limit: int) -> list[RunRecord]:
+        spec = self._prepare("extraction_runs")
+        where, args = ("", []) if after is None else (f" WHERE {self._q('run_id')} > {self.ph}", [after])
+        rows = self._select(spec, where, args, f"{self._q('run_id')} LIMIT {int(limit)}")
+        return [RunRecord.from_row(r) for r in rows]
+
+    def gaps_page(self, after: tuple[str, str, datetime] | None, limit: int) -> list[GapRecord]:
+        spec = self._prepare("gap_ledger")
+        q, ph = self._q, self.ph
+        where, args = "", []
+        if after is not None:
+            table, symbol, start = after
+            where = (
+                f" WHERE {q('table_name')} > {ph} OR ({q('table_name')} = {ph} AND ({q('symbol')} > {ph} "
+                f"OR ({q('symbol')} = {ph} AND {q('gap_start')} > {ph})))"
+            )
+            args = [table, table, symbol, symbol, self._to_db("time", utc_ms(start))]
+        order = f"{q('table_name')}, {q('symbol')}, {q('gap_start')} LIMIT {int(limit)}"
+        return [GapRecord.from_row(r) for r in self._select(spec, where, args, order)]
+
+    @abstractmethod
+    def _table_names_sql(self) -> str:
+        """A statement listing the names of this database's tables (one column)."""
+
+    def data_tables(self) -> list[str]:
+        return sorted(r[0] for r in self.query(self._table_names_sql()) if is_data_table(r[0]))
 
     def record_run(self, run: RunRecord) -> None:
         self._upsert_dict("extraction_runs", run.as_row())
@@ -397,11 +494,24 @@ class SqlSink(Store):
         spec_for(gap.table)
         self._upsert_dict("gap_ledger", gap.as_row())
 
-    def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
+    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
         spec = self._prepare("gap_ledger")
-        where = f" WHERE table_name = {self.ph} AND symbol = {self.ph}"
-        rows = self._select(spec, where, [table, symbol], self._q("gap_start"))
-        return [(r["gap_start"], r["gap_end"]) for r in rows]
+        conds, args = [], []
+        for column, value in (("table_name", table), ("symbol", symbol)):
+            if value is not None:
+                conds.append(f"{self._q(column)} = {self.ph}")
+                args.append(value)
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        order = ", ".join(self._q(c) for c in ("table_name", "symbol", "gap_start"))
+        return [GapRecord.from_row(r) for r in self._select(spec, where, args, order)]
+
+    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+        self._prepare("gap_ledger")
+        q, ph = self._q, self.ph
+        where = f"{q('table_name')} = {ph} AND {q('symbol')} = {ph} AND {q('gap_start')} = {ph}"
+        sql = f"DELETE FROM {q('gap_ledger')} WHERE {where}"
+        when = self._to_db("time", utc_ms(gap_start))
+        self._tx(lambda cur: cur.execute(sql, (table, symbol, when)))
 
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """Through the (table_name, symbol, started_at) index, newest first."""

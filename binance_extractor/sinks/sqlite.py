@@ -1,8 +1,8 @@
 """Embedded SQLite sink through Airflow's ``SqliteHook``: works on a fresh machine with nothing installed.
 
-Decimals are stored as TEXT (the exchange's exact string), times as INTEGER epoch milliseconds (sortable,
-compact). WAL mode and a busy timeout let several processes write the same file; ``BEGIN IMMEDIATE``
-takes the write lock up front so two writers never deadlock on a lock upgrade.
+Decimals are stored as TEXT (the exchange's exact string, in plain digits on every write path), times as
+INTEGER epoch milliseconds (sortable, compact). WAL mode and a busy timeout let several processes write the same
+file; ``BEGIN IMMEDIATE`` takes the write lock up front so two writers never deadlock on a lock upgrade.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from binance_extractor import config
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
-from binance_extractor.sinks.schema import ColType, Index, TableSpec
+from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec
 from binance_extractor.sinks.sql import SqlSink
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
@@ -43,7 +43,13 @@ def _epoch_ms(value: datetime) -> int:
     return (value - _EPOCH) // _MS
 
 
-_WRITE: dict[ColType, Callable[[Any], Any]] = {"time": _epoch_ms, "dec": str, "bool": int}
+def plain(value: Decimal) -> str:
+    """A decimal's text in plain digits (``0.00000010``, never ``1.0E-7``): the exchange's form, which the bulk
+    path stores as it arrives, so every path leaves the same bytes for the same Decimal."""
+    return format(value, "f")
+
+
+_WRITE: dict[ColType, Callable[[Any], Any]] = {"time": _epoch_ms, "dec": plain, "bool": int}
 
 
 BUSY_TIMEOUT_MS = 30_000
@@ -129,9 +135,15 @@ class SqliteSink(SqlSink):
         cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def _create_table_sql(self, spec: TableSpec) -> str:
-        cols = [f'"{c.name}" {_TYPES[c.type]}{"" if c.nullable else " NOT NULL"}' for c in spec.columns]
+        cols = [self._column_sql(c) for c in spec.columns]
         key = ", ".join(f'"{k}"' for k in spec.key)
         return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
+
+    def _column_sql(self, column: Column) -> str:
+        return f'"{column.name}" {_TYPES[column.type]}{"" if column.nullable else " NOT NULL"}'
+
+    def _table_names_sql(self) -> str:
+        return "SELECT name FROM sqlite_master WHERE type = 'table'"
 
     def _index_exists(self, cur: Any, index: Index) -> bool:
         cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index.name,))
@@ -160,7 +172,7 @@ class SqliteSink(SqlSink):
         if type_ == "time":
             return dt_to_ms(value)
         if type_ == "dec":
-            return str(value)
+            return plain(value)
         if type_ == "bool":
             return int(value)
         return value

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from binance_extractor import cli_options, timeframes
 from binance_extractor.errors import InputError
-from binance_extractor.stream import plan
+from binance_extractor.stream import health, plan
 
 DEFAULT_INTERVALS = "5m,15m,30m,1h,1d"
 
@@ -36,6 +37,26 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-fill", action="store_true", help="no REST fill at start-up and after reconnects")
     p.add_argument("--requested-by", default="stream", help="recorded in the audit table for REST fills")
     p.add_argument("--xcom-file", help="write the final stats as JSON here")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=int(os.environ.get("BINANCE_STREAM_HEALTH_PORT", "0") or 0),
+        help="serve GET /livez and /readyz on this port (Kubernetes probes; default BINANCE_STREAM_HEALTH_PORT, "
+        "0 = off)",
+    )
+    p.add_argument(
+        "--ready-after",
+        type=float,
+        default=health.READY_AFTER_S,
+        help=f"seconds of silence on a connection, or without writer progress, before /readyz fails "
+        f"(default {health.READY_AFTER_S:.0f})",
+    )
+    p.add_argument(
+        "--live-after",
+        type=float,
+        default=health.LIVE_AFTER_S,
+        help=f"the same for /livez, after which Kubernetes restarts the tail (default {health.LIVE_AFTER_S:.0f})",
+    )
 
 
 def run(args: argparse.Namespace) -> list[Any]:
@@ -48,6 +69,10 @@ def run(args: argparse.Namespace) -> list[Any]:
         raise InputError(f"--streams-per-connection must be 1..{plan.MAX_STREAMS_PER_CONNECTION} (Binance's limit)")
     if args.queue_size < 1:
         raise InputError("--queue-size must be at least 1")
+    if not 0 <= args.health_port <= 65535:
+        raise InputError("--health-port must be 0..65535")
+    if not 0 < args.ready_after <= args.live_after:
+        raise InputError("--ready-after must be positive and at most --live-after")
     names = cli_options.parse_sinks(args.sink)
     cli_options.parse_conn_ids(args.conn_id, names)  # bad input fails before any network or database access
     if "jsonl" in names and not args.output:
@@ -68,4 +93,11 @@ def run(args: argparse.Namespace) -> list[Any]:
     tail = Tail(
         config, open_sinks=lambda: cli_options.open_sinks_for(args), make_client=lambda: cli_options.make_client(args)
     )
-    return [tail.run_forever().to_dict()]
+    tail.health = health.TailHealth(len(tail.groups), ready_after_s=args.ready_after, live_after_s=args.live_after)
+    server = health.serve(tail.health, args.health_port) if args.health_port else None
+    try:
+        return [tail.run_forever().to_dict()]
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

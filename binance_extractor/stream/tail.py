@@ -3,18 +3,25 @@
 - Every connection reads its combined stream and queues each closed candle; when the queue is full the reader
   waits (backpressure reaches the socket), which is logged and counted, so memory stays bounded by the queue,
   one write batch and the WebSocket library's own bounded frame buffer.
-- After every (re)connect a fill request goes through the same queue: the writer runs the REST path
-  (``pipeline.run_job``, incremental from the newest stored candle, inside the shared weight budget), so a candle
-  missed while disconnected is stored as soon as the connection is back.
 - Every database and REST call runs on one worker thread: sinks own one connection each and are not thread-safe.
 - ``stop()`` (SIGTERM, SIGINT) closes the sockets, writes everything already queued, closes the sinks and returns.
+
+The invariant, a tail with no seam: after any (re)connect, restart or 23 h 45 min rotation, the tail's REST fills
+cover every candle of each stream from the newest stored one to the first final close received on the new
+socket. A new socket sends closes only for candles closing after it opened, and a REST fill takes only what is
+closed on the exchange's clock minus the margin (``exchange_clock.closed_before``), so a candle that closed just
+before the socket opened is on neither path by itself: the fill runs when the socket goes live (up to the closed
+bound), and again once the first close has arrived (up to it), or as soon as the closed bound has passed a
+candle the socket can no longer send (``seam.Seams.tick``). A fill that fails, while planning too (the store
+down), keeps its start and is retried: the socket's newer candles never move it. When that start is unknown (a
+start-up whose store could not be read), the store is read for it before any candle of the stream is written.
+The rule itself is ``stream/seam.py`` (pure, clock-driven); this module only feeds it facts and runs its fills.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import signal
@@ -30,14 +37,17 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from binance_extractor import clock, telemetry, timeframes
+from binance_extractor import clock, telemetry
 from binance_extractor.errors import ExtractorError
+from binance_extractor.exchange_clock import closed_before
 from binance_extractor.kinds import DataKind
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
-from binance_extractor.stream.messages import closed_kline
+from binance_extractor.stream.health import TailHealth
+from binance_extractor.stream.messages import KlineEvent, kline_event
+from binance_extractor.stream.seam import FillRange, Seams
 from binance_extractor.timeframes import Timeframe
-from binance_extractor.timeutil import dt_to_ms, ms_to_dt
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +109,9 @@ class TailStats:
 
 @dataclass
 class _Fill:
+    """Ask the writer to run what the seams say is due for ``pairs`` (the range itself lives in the seams)."""
+
     pairs: list[Pair]
-    since: dict[Pair, datetime] = field(default_factory=dict)  # fill from here even if newer candles are stored
-
-
-class _FillFailed(Exception):
-    def __init__(self, start: datetime | None) -> None:
-        self.start = start
 
 
 _STOP = object()
@@ -125,6 +131,7 @@ class Tail:
         self._make_client = make_client
         self.stats = TailStats()
         self.groups = plan.split_streams(config.pairs(), config.streams_per_connection)
+        self.health = TailHealth(len(self.groups))  # what the probes judge (stream/health.py)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binance-stream-db")
         self._sinks: Sequence[Any] = ()
         self._client: Any = None
@@ -136,6 +143,7 @@ class Tail:
         self._opened: set[int] = set()
         self._pending: set[asyncio.Future[None]] = set()
         self._live: set[int] = set()  # connections whose first message arrived since they (re)connected
+        self.seams = Seams(config.pairs())  # the seam rule (stream/seam.py): touched on the event loop only
 
     # ------------------------------------------------------------------ control
 
@@ -228,16 +236,7 @@ class Tail:
                     try:
                         async with asyncio.timeout(self.config.rotate_after_s):
                             async for raw in ws:
-                                if index not in self._live:
-                                    await self._went_live(index, pairs)
-                                self.stats.messages += 1
-                                telemetry.instruments.counter("binance.stream.messages").add(1, {"connection": index})
-                                kline = self._parse(raw)
-                                if isinstance(kline, _Fill):  # rejected: never written; REST decides the candle
-                                    await self._put(kline if kline.pairs else _Fill(list(pairs)))
-                                elif kline is not None:
-                                    await self._put(kline)
-                                    self.stats.candles_queued += 1
+                                await self._message(index, pairs, raw)
                     except TimeoutError:
                         rotated = True
                     self._live.discard(index)
@@ -259,29 +258,65 @@ class Tail:
             log.warning("stream: connection %d lost (%s); reconnecting in %.1f s", index, reason, delay)
             await asyncio.sleep(delay)
 
-    async def _went_live(self, index: int, pairs: list[Pair]) -> None:
+    @property
+    def _filling(self) -> bool:
+        return self.config.fill and self._client is not None
+
+    async def _message(self, index: int, pairs: list[Pair], raw: str | bytes) -> None:
+        """One message: the seam facts it carries, then its closed candle into the queue."""
+        try:
+            event = kline_event(raw)
+        except ExtractorError as exc:  # unreadable: nobody knows which candle it was
+            self.stats.rejected += 1
+            log.error("stream: %s", exc)
+            event = None
+            if self._filling and index in self._live:
+                self.seams.opened(pairs, None)  # every stream of the connection: from its mark to its next close
+                await self._put(_Fill(list(pairs)))
+        if index not in self._live:
+            await self._went_live(index, pairs, event.event_ms if event is not None else None)
+        self.stats.messages += 1
+        self.health.heard(index)
+        telemetry.instruments.counter("binance.stream.messages").add(1, {"connection": index})
+        if event is None:
+            return
+        await self._event(event)
+
+    async def _event(self, event: KlineEvent) -> None:
+        pair = event.pair
+        fill = False
+        if event.closed:
+            if event.kline is not None:
+                await self._put(event.kline)
+                self.stats.candles_queued += 1
+            else:  # rejected: never written; REST decides the candle
+                self.stats.rejected += 1
+                log.error("stream: %s", event.error)
+            if self._filling and pair in self.seams:
+                fill = self.seams.closed(pair, event.open_ms, stored=event.kline is not None)
+        if self._filling and pair in self.seams and self.seams.tick(pair, event.event_ms):
+            seam = self.seams.state(pair)
+            log.info(
+                "stream: %s %s: the candle opening %s closed before the socket opened; filling it now",
+                pair[0],
+                pair[1].interval,
+                iso(ms_to_dt(seam.start or 0)),
+                extra={"event": "stream_seam_early", "opened_at": seam.opened_at, "event_ms": event.event_ms},
+            )
+            fill = True
+        if fill:
+            await self._put(_Fill([pair]))
+
+    async def _went_live(self, index: int, pairs: list[Pair], at_ms: int | None) -> None:
         """The first message proves the exchange is sending this connection's streams: every candle closing from
-        now on arrives on the socket, so a REST fill started after this instant leaves no gap behind it."""
+        now on arrives on the socket, so the seam to fill runs from the mark to the first close on it."""
         self._live.add(index)
-        if self.config.fill and self._client is not None:
+        if self._filling:
+            self.seams.opened(pairs, at_ms)
             await self._put(_Fill(list(pairs)))
         self._opened.add(index)
         if len(self._opened) == len(self.groups):
             self.ready.set()
-
-    def _parse(self, raw: str | bytes) -> Kline | _Fill | None:
-        """The closed candle, None, or (for a rejected event) the fill that asks REST for that candle."""
-        try:
-            return closed_kline(raw)
-        except ExtractorError as exc:
-            self.stats.rejected += 1
-            log.error("stream: %s", exc)
-            try:
-                k = json.loads(raw)["data"]["k"]
-                pair = (str(k["s"]), timeframes.parse(str(k["i"])))  # the exchange's message: a boundary
-                return _Fill([pair], {pair: ms_to_dt(int(k["t"]))})
-            except Exception:
-                return _Fill([])  # unreadable: fill every stream of the connection
 
     async def _put(self, item: Any) -> None:
         assert self._queue is not None
@@ -306,6 +341,7 @@ class Tail:
         queue = self._queue
         while True:
             item = await queue.get()
+            self.health.writer_busy()
             batch = [item]
             while len(batch) < self.config.batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
@@ -322,6 +358,7 @@ class Tail:
                 else:
                     candles.append(entry)
             await self._write_candles(candles)
+            self.health.writer_idle()
             if stop:
                 return
 
@@ -331,13 +368,20 @@ class Tail:
         by_table: dict[str, dict[tuple[Any, ...], Kline]] = {}
         for k in candles:
             by_table.setdefault(k.timeframe.table, {})[k.key()] = k
+        first: dict[Pair, int] = {}  # streams whose seam start is unknown: read it before writing their candles
+        for k in candles:
+            pair = (k.symbol, k.timeframe)
+            if self._filling and pair in self.seams and self.seams.needs_start(pair):
+                first[pair] = min(first.get(pair, dt_to_ms(k.open_time)), dt_to_ms(k.open_time))
         attempt = 0
         while True:
             try:
-                await self._on_db(self._write_sync, by_table)
+                starts = await self._on_db(self._write_sync, by_table, first)
+                self.health.writer_progress()
                 break
             except Exception as exc:  # the database is down or slow beyond the sink's own retries
                 self.stats.write_failures += 1
+                self.health.write_failed()
                 assert self._stop_event is not None
                 if self._stop_event.is_set() and attempt >= 2:
                     log.error(
@@ -348,6 +392,8 @@ class Tail:
                 attempt += 1
                 log.warning("stream: write failed (%s); retrying in %.1f s, holding the batch", exc, delay)
                 await asyncio.sleep(delay)
+        for pair, start in starts.items():
+            self.seams.started(pair, start)
         now = clock.now_ms()
         lag_hist = telemetry.instruments.histogram("binance.stream.lag")
         for rows in by_table.values():
@@ -355,9 +401,13 @@ class Tail:
                 lag = now - (dt_to_ms(k.close_time) + 1)
                 self.stats.lags_ms.append(lag)
                 lag_hist.record(lag / 1000, {"timeframe": k.interval})
+                if (k.symbol, k.timeframe) in self.seams:
+                    self.seams.stored((k.symbol, k.timeframe), dt_to_ms(k.open_time))
         self.stats.candles_stored += sum(len(r) for r in by_table.values())
 
-    def _write_sync(self, by_table: dict[str, dict[tuple[Any, ...], Kline]]) -> None:
+    def _write_sync(self, by_table: dict[str, dict[tuple[Any, ...], Kline]], first: dict[Pair, int]) -> dict[Pair, int]:
+        """Read the unknown seam starts (the newest stored candle before these), then write; one attempt."""
+        starts = {pair: self._plan_start(pair, end) for pair, end in first.items()}
         for table, rows in by_table.items():
             values = sorted(rows.values(), key=lambda k: (k.symbol, k.open_time))
             for sink in self._sinks:
@@ -365,56 +415,83 @@ class Tail:
                 telemetry.instruments.counter("binance.rows.written").add(
                     len(values), {"kind": "klines", "source": "stream", "sink": sink.name}
                 )
+        return starts
 
     async def _fill(self, request: _Fill) -> None:
-        """REST from the newest stored candle (or ``since``) to now; a failure is retried later, never dropped."""
-        failed: dict[Pair, datetime] = {}
+        """REST for what each stream's seam says is due; a failure is retried later, from the same start."""
         retry: list[Pair] = []
-        for pair in request.pairs:
+        for pair in dict.fromkeys(request.pairs):
             if self._stop_event is not None and self._stop_event.is_set():
                 break  # stopping: the next start fills what is left, from the newest stored candle
             try:
-                rows = await self._on_db(self._fill_sync, pair, request.since.get(pair))
-                self.stats.fill_rows += rows
-            except _FillFailed as exc:
+                self.stats.fill_rows += await self._fill_pair(pair)
+                self.health.writer_progress()
+            except Exception as exc:
                 self.stats.fill_failures += 1
+                self.health.writer_progress()  # the exchange (or the store) failed, not the writer: it moves on
                 retry.append(pair)
-                if exc.start is not None:
-                    failed[pair] = exc.start  # the retry starts here even if the stream stores newer candles
                 cause = exc.__cause__ or exc
                 log.warning("stream: REST fill of %s %s failed: %s", pair[0], pair[1], str(cause).splitlines()[0])
         self.stats.fills += 1
+        self.health.filled()
         log.info("stream: REST fills done for %d streams (%d failed)", len(request.pairs), len(retry))
         if retry and self._stop_event is not None and not self._stop_event.is_set():
-            again = _Fill(retry, failed)
+            again = _Fill(retry)
             asyncio.get_running_loop().call_later(self.config.backoff_max_s / 2, self._retry, again)
+
+    async def _fill_pair(self, pair: Pair) -> int:
+        """One stream: the closed bound, the seam's due range (its start read from the store if unknown), the fill."""
+        if pair not in self.seams:
+            return 0
+        bound = await self._on_db(closed_before, self._client)
+        rng = self.seams.due(pair, bound)
+        if rng is not None and rng.start_ms is None:
+            self.seams.started(pair, await self._on_db(self._plan_start, pair, rng.end_ms))
+            rng = self.seams.due(pair, bound)
+        if rng is None or rng.start_ms is None:
+            return 0
+        rows = int(await self._on_db(self._fill_sync, rng))
+        self.seams.filled(pair, rng)
+        return rows
 
     def _retry(self, fill: _Fill) -> None:
         if self._stop_event is not None and not self._stop_event.is_set():
             self._pending.add(asyncio.ensure_future(self._put(fill)))  # kept referenced until done
             self._pending = {t for t in self._pending if not t.done()}
 
-    def _fill_sync(self, pair: Pair, since: datetime | None) -> int:
-        from binance_extractor.pipeline import Job, plan_range, run_job
+    def _job(self, pair: Pair, start: datetime | None, end: datetime, incremental: bool) -> Any:
+        from binance_extractor.pipeline import Job
 
-        job = Job(
+        symbol, tf = pair
+        return Job(
             kind=DataKind.KLINES,
-            symbol=pair[0],
-            timeframe=pair[1],
-            start=since,
-            incremental=True,
+            symbol=symbol,
+            timeframe=tf,
+            start=start,
+            end=end,
+            incremental=incremental,
             source="rest",
             requested_by=self.config.requested_by,
         )
-        now = clock.now()
-        start: datetime | None = since
-        try:
-            start = plan_range(job, self._sinks, self._client, now)[0]
-            result = run_job(job, self._sinks, self._client, now=now)
-        except Exception as exc:
-            raise _FillFailed(start) from exc
+
+    def _plan_start(self, pair: Pair, end_ms: int) -> int:
+        """Where a fill of ``pair`` starts when the seam does not know: incremental from the newest stored candle
+        (or the history start of an empty table), as every incremental run plans it."""
+        from binance_extractor.pipeline import plan_range
+
+        start, _ = plan_range(self._job(pair, None, ms_to_dt(end_ms), True), self._sinks, self._client)
+        return dt_to_ms(start)
+
+    def _fill_sync(self, rng: FillRange) -> int:
+        from binance_extractor.pipeline import run_job
+
+        assert rng.start_ms is not None
+        job = self._job(rng.pair, ms_to_dt(rng.start_ms), ms_to_dt(rng.end_ms), False)
+        result = run_job(job, self._sinks, self._client)
         if result.rows_written:
-            log.info("stream: REST fill stored %d %s %s candles", result.rows_written, pair[0], pair[1].interval)
+            log.info(
+                "stream: REST fill stored %d %s %s candles", result.rows_written, rng.pair[0], rng.pair[1].interval
+            )
         return result.rows_written
 
     async def _report(self) -> None:
@@ -426,6 +503,7 @@ class Tail:
             rate = (self.stats.messages - last_messages) / max(1e-9, now - last_t)
             last_messages, last_t = self.stats.messages, now
             telemetry.instruments.gauge("binance.stream.messages.rate").set(rate)
+            self.health.report()
             log.info(
                 "stream: %.1f messages/s, %d candles stored",
                 rate,

@@ -158,7 +158,6 @@ TIMEFRAME_BOUNDARIES = {
     "data_cli.py": "--interval",
     "stream/cli.py": "--intervals",
     "stream/messages.py": "the WebSocket kline event's interval",
-    "stream/tail.py": "a rejected WebSocket event's interval (to ask REST for that candle)",
     "gaps/settings.py": "--table and the config's timeframes",
     "orchestration.py": "the manual DAG's form",
     "jobspecs.py": "ExtractionSpec.from_dict: a spec read back from XCom",

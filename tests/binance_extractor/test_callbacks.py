@@ -54,7 +54,7 @@ def test_task_failure_callback_emits_one_event_and_one_metric(probe: DagRunResul
     message = event.getMessage()
     for part in (f"dag_id={DAG_ID}", "task_id=extract", "map_index=1", "symbol=DOGEUSDT", "error_class=InputError"):
         assert part in message
-    labels = {"job": "task_failure", "outcome": "failure", "dag_id": DAG_ID, "task_id": "extract"}
+    labels = {"job_type": "task_failure", "outcome": "failure", "dag_id": DAG_ID, "task_id": "extract"}
     assert probe.value("binance.jobs", **labels, error_class="InputError") == 1
     assert probe.value("binance.alerts", kind="task_failure", dag_id=DAG_ID) == 1
 
@@ -65,7 +65,7 @@ def test_dag_failure_callback_emits_one_event_and_one_metric(probe: DagRunResult
     assert event.dag_id == DAG_ID and event.run_id == probe.run_id  # type: ignore[attr-defined]
     assert event.task_id == "extract"  # type: ignore[attr-defined]
     assert event.error_class  # type: ignore[attr-defined]
-    assert probe.value("binance.jobs", job="dag_failure", outcome="failure", dag_id=DAG_ID) == 1
+    assert probe.value("binance.jobs", job_type="dag_failure", outcome="failure", dag_id=DAG_ID) == 1
     assert probe.value("binance.alerts", kind="dag_failure", dag_id=DAG_ID) == 1
 
 
@@ -145,7 +145,7 @@ def test_freshness_callback_runs_in_airflows_callback_trigger() -> None:
     try:
         with telemetry.capture() as cap:
             payloads = asyncio.run(collect())
-            missed = cap.value("binance.jobs", job="freshness_deadline", outcome="missed", timeframe="m15")
+            missed = cap.value("binance.jobs", job_type="freshness_deadline", outcome="missed", timeframe="m15")
             alerts_count = cap.value("binance.alerts", kind="freshness_deadline", dag_id="binance_klines_m15")
     finally:
         logging.getLogger("binance_extractor.alerts").removeHandler(handler)

@@ -34,6 +34,7 @@ M5 = 5 * MIN
 HOUR = 3_600_000
 DAY = 86_400_000
 KLINES = "/fapi/v1/klines"
+TIME = "/fapi/v1/time"  # the exchange's clock: what is closed (exchange_clock.closed_before)
 
 
 # every test here runs at a pinned instant (tests/fixtures/clock.py), shared by the library and the emulator
@@ -312,11 +313,12 @@ def test_exchange_outage_is_confirmed_once_and_never_requested_again(
 
     emulator.reset_stats()
     (report2,) = cli.execute([*argv[:-1], "test-run-2"])
-    assert emulator.count() == 0  # the confirmed hole is not fetched again
+    assert emulator.count(KLINES) == 0  # the confirmed hole is not fetched again ...
+    assert emulator.count() == emulator.count(TIME) == 1  # ... only the exchange's clock is read (what is closed)
     assert report2["totals"]["found"] == 0 and report2["symbols"][0]["known_exchange_side"] == 1
     assert cli.main(["gaps", "--table", "klines_m5", "--sink", "sqlite", "--end", iso(ms_to_dt(end))]) == 0
     assert json_lines(capsys.readouterr().out) == []
-    assert emulator.count() == 0
+    assert emulator.count() == emulator.count(TIME) == 2
 
 
 # --------------------------------------------------------------------------------------------- closure failure
@@ -561,7 +563,8 @@ def test_cli_lists_holes_as_json_and_rejects_bad_input(
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("error: "), argv
-    assert emulator.count() == 0  # listing holes and rejecting input never touch the exchange
+    assert emulator.count() == emulator.count(TIME) == 1  # listing holes reads only the exchange's clock, once;
+    # rejecting input never touches the exchange
 
 
 def test_full_history_counts_the_missing_start_from_the_listing_date(

@@ -50,6 +50,7 @@ def test_counts_edges_lag_completeness_and_holes(store: Sink) -> None:  # noqa: 
     assert xrp.completeness == pytest.approx(0.975)
     [hole] = xrp.open_holes
     assert (hole["start"], hole["end"], hole["missing"]) == (iso(rows[50].open_time), iso(rows[55].open_time), 5)
+    assert hole["status"] == "open"
     assert btc.open_holes == [] and btc.completeness == 1.0
 
 
@@ -83,6 +84,23 @@ def test_exchange_confirmed_holes_are_not_open(store: Sink) -> None:  # noqa: F8
                              now_ms=dt_to_ms(rows[-1].close_time) + 1)  # fmt: skip
     assert h.open_holes == [] and h.missing == 0
     assert h.confirmed_holes == [{"start": iso(rows[50].open_time), "end": iso(rows[55].open_time)}]
+
+
+def test_holes_not_fillable_yet_are_open_with_their_reason(store: Sink) -> None:  # noqa: F811
+    """A pending ledger row (the gap filler tried; the evidence rule could not confirm the hole yet) marks the hole
+    it overlaps "not fillable yet": still open and missing, never confirmed."""
+    rows = fill(store)
+    why = "ended less than ledger_settle (60 min) before the exchange's closed bound"
+    store.record_gap(
+        GapRecord("klines_m5", "XRPUSDT", rows[50].open_time, rows[55].open_time, "test", "refetch:auto", 2,
+                  status="pending", reason=why)
+    )  # fmt: skip
+    h = health.symbol_health(store, "klines_m5", "XRPUSDT", start=rows[0].open_time, end=rows[-1].close_time,
+                             now_ms=dt_to_ms(rows[-1].close_time) + 1)  # fmt: skip
+    [hole] = h.open_holes
+    assert (hole["start"], hole["status"], hole["reason"]) == (iso(rows[50].open_time), "not_fillable_yet", why)
+    assert h.missing == 5 and h.confirmed_holes == []
+    assert store.known_gaps("klines_m5", "XRPUSDT") == []  # detection still finds it: the gap filler retries it
 
 
 def test_last_runs_of_the_symbol_newest_first(store: Sink) -> None:  # noqa: F811

@@ -1,12 +1,13 @@
 """``binance_klines_gap_filler``: schedule and settings, the kubernetes variant rendered offline, and a
 ``dag.test()`` with the local runtime against the emulator and a fresh MariaDB database.
 
-The run finds a hole of ours (filled) and an exchange outage (confirmed once, in the ledger); a second run
-sends no request at all.
+The run re-checks a ledger row from before the evidence rule (the exchange serves it: filled), finds a hole of ours
+(filled) and an exchange outage (confirmed once, in the ledger, with its evidence); a second run fetches nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from datetime import timedelta
@@ -18,6 +19,7 @@ import pytest
 
 from binance_extractor import cli, clock, gaps
 from binance_extractor.sinks import open_sinks
+from binance_extractor.sinks.base import GapRecord
 from binance_extractor.timeutil import iso, ms_to_dt
 
 pytestmark = pytest.mark.mysql
@@ -109,6 +111,16 @@ def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: An
             )
         )
         assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 72 - 5
+        # a row the old rule confirmed although the exchange has the candle (and the candle lost with it)
+        lost = (m + 4 * HOUR, m + 5 * HOUR)
+        sink._tx(
+            lambda cur: cur.execute(
+                "DELETE FROM klines_h1 WHERE symbol = 'BTCUSDT' AND open_time = %s",
+                (ms_to_dt(lost[0]).replace(tzinfo=None),),
+            )
+        )
+        old = GapRecord("klines_h1", "BTCUSDT", ms_to_dt(lost[0]), ms_to_dt(lost[1]), "old", "refetch:auto", 0)
+        sink.record_gap(dataclasses.replace(old, status="legacy"))
     finally:
         sink.close()
 
@@ -136,7 +148,12 @@ def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: An
     (sink,) = open_sinks(["mysql"])
     try:
         assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 72
+        assert sink.count("klines_h1", "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 6  # re-checked: filled
+        assert sink.gap_records("klines_h1", "BTCUSDT") == []  # and the legacy row is gone
         assert sink.known_gaps("klines_m5", "ETHUSDT") == [(ms_to_dt(outage[0]), ms_to_dt(outage[1]))]
+        (row,) = sink.gap_records("klines_m5", "ETHUSDT")  # confirmed on evidence
+        assert (row.status, row.source) == ("confirmed", "rest") and row.requests >= 1
+        assert row.bound is not None and row.bound >= ms_to_dt(outage[1] + HOUR)  # settled when asked
         assert sink.known_gaps("klines_h1", "ETHUSDT") == [(ms_to_dt(outage[0]), ms_to_dt(outage[0] + HOUR))]
     finally:
         sink.close()
@@ -144,8 +161,10 @@ def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: An
     emulator.reset_stats()
     dr2 = dag.test(logical_date=logical + timedelta(seconds=1))
     assert dr2.state == "success"
-    # nothing left to fetch, the outage is remembered (only fundingInfo, each contract's funding interval, is read)
-    assert emulator.count() == emulator.count("/fapi/v1/fundingInfo") == 2  # detect and verify
+    # nothing left to fetch, the outage is remembered: only fundingInfo (each contract's funding interval) and the
+    # exchange's clock (what is closed) are read, by detect and report
+    assert emulator.count("/fapi/v1/fundingInfo") == emulator.count("/fapi/v1/time") == 2
+    assert emulator.count() == 4
     assert xcom(dr2, "report")["totals"]["found"] == 0
     assert [ti.state for ti in dr2.get_task_instances() if ti.task_id == "fill"] in ([], ["skipped"])
 

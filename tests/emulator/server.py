@@ -112,6 +112,29 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+class Gate:
+    """Requests held at the door until a test releases them (``Emulator.hold``): the test decides the instant an
+    answer leaves, instead of a sleep. ``arrived`` is set once a request waits; ``held`` counts them."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.arrived = threading.Event()
+        self.held = 0
+        self._open = threading.Event()
+
+    def release(self) -> None:
+        self._open.set()
+
+    @property
+    def released(self) -> bool:
+        return self._open.is_set()
+
+    def wait(self, timeout: float = 60.0) -> None:
+        self.held += 1
+        self.arrived.set()
+        self._open.wait(timeout)  # a hang guard: a test that forgets to release still ends
+
+
 class Emulator:
     """The exchange. ``Emulator(**config)``; ``start()``/``stop()`` or ``with Emulator() as emu:``.
 
@@ -168,6 +191,7 @@ class Emulator:
         self.outages: dict[str, list[tuple[int, int]]] = {}
         self.overrides: dict[tuple[str, str, int], list[Any]] = {}
         self.faults: list[list[Any]] = []
+        self.gates: list[Gate] = []
         self.requests: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._version = 0
@@ -283,6 +307,18 @@ class Emulator:
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
+
+    def hold(self, path: str) -> Gate:
+        """Hold every request whose path starts with ``path`` until ``gate.release()`` (before it is served)."""
+        gate = Gate(path)
+        with self._lock:
+            self.gates.append(gate)
+        return gate
+
+    def _gate(self, path: str) -> Gate | None:
+        with self._lock:
+            self.gates = [g for g in self.gates if not g.released]
+            return next((g for g in self.gates if path.startswith(g.path)), None)
 
     def _take_fault(self, path: str) -> str | None:
         with self._lock:
@@ -861,6 +897,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault == "slow":
                 time.sleep(emu.slow_seconds)
+            gate = emu._gate(path)
+            if gate is not None:
+                gate.wait()
             route = _ROUTES.get(path)
             if route is None:
                 rec.status = 404

@@ -219,16 +219,21 @@ def test_network_policy_egress_only_dns_binance_databases() -> None:
             pytest.fail(f"unexpected egress rule for ports {ports}")
 
 
-def test_telemetry_policy_adds_only_the_collector() -> None:
+def test_telemetry_policy_adds_only_the_collector_and_prometheus() -> None:
+    """Traces to the OTLP collector, metrics to Prometheus's remote-write receiver: both in one namespace."""
     policy = _one("NetworkPolicy", "binance-extractor-telemetry")
     assert policy["spec"]["policyTypes"] == ["Egress"]
-    assert _egress_ports(policy) == {("TCP", 4318)}
-    endpoint = next(e["value"] for e in _base(_pod())["env"] if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT")
-    host = urlsplit(endpoint)
-    assert host.port == 4318
-    collector_namespace = host.hostname.split(".")[1]
+    assert _egress_ports(policy) == {("TCP", 4318), ("TCP", 9090)}
+    env = {e["name"]: e.get("value") for e in _base(_pod())["env"]}
+    collector, prometheus = (
+        urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"]),
+        urlsplit(env["BINANCE_METRICS_REMOTE_WRITE_URL"]),
+    )
+    assert (collector.port, prometheus.port) == (4318, 9090)
+    namespace = collector.hostname.split(".")[1]
+    assert prometheus.hostname.split(".")[1] == namespace
     (peer,) = policy["spec"]["egress"][0]["to"]
-    assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": collector_namespace}}}
+    assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
 
 
 def test_secret_example_has_placeholders_only() -> None:

@@ -65,3 +65,25 @@ def test_arguments_are_a_valid_stream_command() -> None:
     (container,) = _kind("Deployment")["spec"]["template"]["spec"]["containers"]
     args = build_parser().parse_args(container["args"])
     assert args.command == "stream" and args.intervals == "5m,15m,30m,1h,1d"
+
+
+def test_probes_call_the_health_endpoint_the_arguments_serve() -> None:
+    """/livez and /readyz (binance_extractor/stream/health.py) on the port given by --health-port."""
+    (container,) = _kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["health"] == args.health_port > 0
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    # the kubelet restarts only after the tail's own liveness threshold has passed, never on one slow answer
+    live = container["livenessProbe"]
+    assert live["failureThreshold"] * live["periodSeconds"] >= 60
+
+
+def test_metrics_go_to_prometheus_by_remote_write() -> None:
+    (container,) = _kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BINANCE_METRICS_REMOTE_WRITE_URL"].endswith("/api/v1/write")
+    assert env["OTEL_METRICS_EXPORTER"] == "none"  # not twice (OTLP carries traces only)
+    pod_env = {e["name"]: e.get("value") for e in _pod_template()["spec"]["containers"][0]["env"]}
+    assert pod_env["BINANCE_METRICS_REMOTE_WRITE_URL"] == env["BINANCE_METRICS_REMOTE_WRITE_URL"]

@@ -122,3 +122,35 @@ def test_freshness_against_a_pinned_clock(client: Any, store_env: list[Any]) -> 
     xrp = next(d for d in late if d["symbol"] == "XRPUSDT")
     assert (xrp["lag_s"], xrp["stale"]) == (2 * 3600, True)
     assert "2h behind (late)" in row(page, "klines_m5", "XRPUSDT")
+
+
+def test_each_kpi_against_its_target(client: Any, store_env: list[Any]) -> None:
+    """Completeness (XRPUSDT's 5-candle hole keeps it under 99.95 %), freshness (met when every closed candle is
+    stored, missed two hours later), job success (no runs recorded in this store: nothing to judge)."""
+    from binance_extractor import clock
+    from binance_extractor.timeutil import dt_to_ms
+
+    auth = {"Authorization": f"Bearer {token()}"}
+    last_close = dt_to_ms(store_env[-1].close_time)
+    with clock.using(clock.FixedClock(last_close + 1)):
+        health = client.get("/data-health/api/health", params=window(store_env), headers=auth).json()
+        kpis = {
+            k["name"]: k for k in client.get("/data-health/api/kpis", params=window(store_env), headers=auth).json()
+        }
+        page = client.get("/data-health/", params=window(store_env), headers=auth).text
+    completeness = kpis["completeness"]
+    assert completeness["target"] == 0.9995 and completeness["met"] is False
+    judged = [h for h in health if h["expected"]]  # every table of the page, not only klines
+    expected = sum(h["expected"] for h in judged)
+    assert completeness["value"] == sum(min(h["stored"], h["expected"]) for h in judged) / expected < 0.9995
+    assert "worst klines_m5 XRPUSDT 115 / 120" in completeness["detail"]
+    assert (kpis["freshness"]["value"], kpis["freshness"]["target"], kpis["freshness"]["met"]) == (0, 300, True)
+    assert (kpis["job success"]["value"], kpis["job success"]["met"]) == (None, None)
+    table = page.split('<table id="kpis">', 1)[1].split("</table>", 1)[0]
+    assert 'data-kpi="completeness"' in table and "at least 99.95 %" in table and "missed" in table
+    assert "under 5 min" in table and ">met<" in table
+    with clock.using(clock.FixedClock(last_close + 1 + 2 * 3_600_000)):
+        late = {
+            k["name"]: k for k in client.get("/data-health/api/kpis", params=window(store_env), headers=auth).json()
+        }
+    assert (late["freshness"]["value"], late["freshness"]["met"]) == (2 * 3600 - 300, False)

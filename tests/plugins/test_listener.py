@@ -55,7 +55,7 @@ def test_airflow_loads_the_plugin_and_its_listener(airflow_db: None) -> None:
 
 def test_task_outcomes_and_durations_by_dag_and_task(probe: DagRunResult) -> None:
     assert probe.state == "failed"
-    task = {"job": "airflow.task", "dag_id": DAG_ID}
+    task = {"job_type": "airflow.task", "dag_id": DAG_ID}
     assert probe.value("binance.jobs", **task, task_id="plan", outcome="success") == 1
     assert probe.value("binance.jobs", **task, task_id="extract", outcome="success") == 2
     assert probe.value("binance.jobs", **task, task_id="extract", outcome="failed", error_class="RuntimeError") == 1
@@ -67,13 +67,13 @@ def test_task_outcomes_and_durations_by_dag_and_task(probe: DagRunResult) -> Non
 
 
 def test_dag_run_outcome_and_duration(probe: DagRunResult) -> None:
-    run = {"job": "airflow.dag_run", "dag_id": DAG_ID}
+    run = {"job_type": "airflow.dag_run", "dag_id": DAG_ID}
     assert probe.value("binance.jobs", **run, outcome="failed") == 1
     assert probe.value("binance.jobs", **run, outcome="success") == 0
     assert probe.count("binance.job.duration", **run, outcome="failed") == 1
     # the run lasts at least as long as its longest task
     longest_task = max(
-        p["value"] for p in probe.metrics["binance.job.duration"] if p["attributes"]["job"] == "airflow.task"
+        p["value"] for p in probe.metrics["binance.job.duration"] if p["attributes"]["job_type"] == "airflow.task"
     )
     assert probe.value("binance.job.duration", **run) >= longest_task / 3
 
@@ -112,12 +112,12 @@ def test_hooks_with_orm_objects_from_the_api_server_path(probe: DagRunResult) ->
         hooks.on_task_instance_success(previous_state=TaskInstanceState.FAILED, task_instance=ti)
         hooks.on_task_instance_failed(previous_state=TaskInstanceState.RUNNING, task_instance=ti, error="marked")
         hooks.on_dag_run_success(dag_run=dag_run, msg="marked success")
-        assert cap.value("binance.jobs", job="airflow.task", task_id="plan", outcome="success") == 1
-        assert cap.value("binance.jobs", job="airflow.task", task_id="plan", outcome="failed") == 1
+        assert cap.value("binance.jobs", job_type="airflow.task", task_id="plan", outcome="success") == 1
+        assert cap.value("binance.jobs", job_type="airflow.task", task_id="plan", outcome="failed") == 1
         expected = (ti.end_date - ti.start_date).total_seconds()
         assert cap.value("binance.job.duration", task_id="plan", outcome="success") == pytest.approx(expected)
         run_expected = (dag_run.end_date - dag_run.start_date).total_seconds()
-        assert cap.value("binance.job.duration", job="airflow.dag_run", outcome="success") == pytest.approx(
+        assert cap.value("binance.job.duration", job_type="airflow.dag_run", outcome="success") == pytest.approx(
             run_expected
         )
         assert cap.spans("airflow.task") == []  # spans only in the task runner, not for API-side changes

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.binance_extractor.test_telemetry import _attrs, _Receiver
+from tests.fixtures.prometheus import Prometheus, prometheus  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("airflow-listener")]  # one Airflow, one worker
 
@@ -104,7 +105,10 @@ def _request(url: str, data: dict | None = None, token: str | None = None, metho
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, _Receiver, Path]]:
+def airflow(
+    tmp_path_factory: pytest.TempPathFactory,
+    prometheus: Prometheus,  # noqa: F811
+) -> Iterator[tuple[str, str, _Receiver, Path]]:
     home = tmp_path_factory.mktemp("obs_e2e_home")
     dags = home / "dags"
     dags.mkdir()
@@ -133,6 +137,9 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="2",
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         OTEL_METRIC_EXPORT_INTERVAL="1000",
+        # the production path too (deploy/airflow-values.yaml): every process pushes into Prometheus
+        BINANCE_METRICS_REMOTE_WRITE_URL=prometheus.write_url,
+        OTEL_SERVICE_NAME="airflow",
     )
     log = (home / "standalone.log").open("w")
     proc = subprocess.Popen(
@@ -215,7 +222,7 @@ def test_a_scheduled_run_reports_from_every_process(airflow: tuple[str, str, _Re
 
     def dag_run_reported() -> bool:
         return any(
-            p.get("job") == "airflow.dag_run" and p.get("outcome") == "failed" and p.get("dag_id") == DAG_ID
+            p.get("job_type") == "airflow.dag_run" and p.get("outcome") == "failed" and p.get("dag_id") == DAG_ID
             for p in _points(receiver, "binance.jobs")
         )
 
@@ -226,7 +233,7 @@ def test_a_scheduled_run_reports_from_every_process(airflow: tuple[str, str, _Re
     jobs = _points(receiver, "binance.jobs")
     assert any(p.get("task_id") == "start_pod" and p.get("outcome") == "success" for p in jobs)
     assert any(p.get("task_id") == "explode" and p.get("outcome") == "failed" for p in jobs)
-    assert any(p.get("job") == "airflow.task" for p in _points(receiver, "binance.job.duration"))
+    assert any(p.get("job_type") == "airflow.task" for p in _points(receiver, "binance.job.duration"))
     assert [p["_value"] for p in _points(receiver, "binance.rows.written")] == [12]
 
     spans = [s for _, s in receiver.spans()]
@@ -287,3 +294,34 @@ def test_a_stalled_run_misses_its_freshness_deadline(airflow: tuple[str, str, _R
         with contextlib.suppress(OSError):
             state = _request(f"{base}/api/v2/dags/{DEADLINE_DAG_ID}/dagRuns/{run_id}", token=token)["state"]
     assert state == "success"
+
+
+def test_the_scheduler_and_the_task_processes_push_into_prometheus(
+    airflow: tuple[str, str, _Receiver, Path],
+    prometheus: Prometheus,  # noqa: F811
+) -> None:
+    """Remote write from real Airflow processes: the scheduler (DAG-run outcome) and the task processes the
+    executor forks (task outcomes, flushed before they exit), as the Helm values deploy it."""
+    base, token, _receiver, home = airflow
+    deadline = time.monotonic() + 300
+    run_id = _trigger(base, token, DAG_ID, deadline)
+    state = "queued"
+    while state not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"run {run_id} still {state}; see {home / 'standalone.log'}"
+        time.sleep(1)
+        with contextlib.suppress(OSError):
+            state = _request(f"{base}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", token=token)["state"]
+    failed_task = prometheus.wait_for(
+        f'binance_jobs_total{{job="airflow", job_type="airflow.task", dag_id="{DAG_ID}", task_id="explode", '
+        'outcome="failed"}',
+        timeout_s=300,
+    )
+    assert failed_task, f"no task outcome in Prometheus; see {home / 'standalone.log'}"
+    runs = prometheus.wait_for(
+        f'binance_jobs_total{{job="airflow", job_type="airflow.dag_run", dag_id="{DAG_ID}", outcome="failed"}}',
+        timeout_s=300,
+    )
+    assert runs, "the scheduler's DAG-run outcome never reached Prometheus"
+    # different processes: the scheduler's series and a task process's series have their own instance
+    assert {s["metric"]["instance"] for s in runs}.isdisjoint({s["metric"]["instance"] for s in failed_task})
+    assert prometheus.wait_for('increase(binance_jobs_total{job_type="airflow.task", task_id="explode"}[15m]) > 0')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,50 @@ def test_writer_thread_can_use_a_sink_opened_elsewhere(sqlite_conn_id: str) -> N
     t.start()
     t.join()
     assert sink.count("klines_m5") == 10
+
+
+def test_write_and_the_bulk_path_store_the_same_decimal_text(sqlite_conn_id: str, tmp_path: Path) -> None:
+    """A zero or tiny value with many places ("0.00000000") is one Decimal but had two texts: ``write`` stored
+    ``str(Decimal)`` ("0E-8") and ``write_block`` the exchange's plain digits, so the table's bytes depended on
+    the path that wrote it and no restore could reproduce them. Both now store the plain digits."""
+    import pyarrow as pa
+
+    from binance_extractor import timeframes
+    from binance_extractor.archive_columns import KLINE_ORDER, KlineBlock
+
+    tf = timeframes.parse("5m")
+    t0, t1 = 1_700_000_100_000, 1_700_000_400_000
+    texts = {"open": "0.00000010", "high": "0.00000012", "low": "0.00000009", "close": "0.00000011"}
+    texts |= {
+        "volume": "0.00000000",
+        "quote_volume": "0E-8",
+        "taker_buy_base_volume": "0",
+        "taker_buy_quote_volume": "0.0",
+    }
+    model = Kline.build(
+        symbol="XRPUSDT", interval="5m", open_time=t0, close_time=tf.close_ms(t0), trade_count=0, **texts
+    )
+    plain = {k: format(Decimal(v), "f") for k, v in texts.items()}
+    block = KlineBlock(
+        "ETHUSDT",
+        tf,
+        pa.table(
+            {
+                name: pa.array(
+                    [t1 if name == "open_time" else tf.close_ms(t1) if name == "close_time" else 0]
+                    if name in ("open_time", "close_time", "trade_count")
+                    else [plain[name]],
+                    pa.int64() if name in ("open_time", "close_time", "trade_count") else pa.string(),
+                )
+                for name in KLINE_ORDER
+            }
+        ),
+    )
+    with SqliteSink(sqlite_conn_id) as sink:
+        sink.write("klines_m5", [model])
+        sink.write_block("klines_m5", block)
+    cols = ", ".join(plain)
+    with sqlite3.connect(tmp_path / "sink.sqlite") as raw:
+        rest, bulk = raw.execute(f"SELECT {cols} FROM klines_m5 ORDER BY symbol DESC").fetchall()
+    assert rest == bulk == tuple(plain.values())
+    assert dict(zip(plain, rest, strict=True))["quote_volume"] == "0.00000000"  # sent as 0E-8

@@ -85,7 +85,10 @@ def test_sigterm_flushes_and_exits_cleanly(emulator: Emulator, tmp_path: Path) -
     results = [json.loads(x) for x in lines if x.startswith('{"command": "stream"')]
     assert len(results) == 1, "".join(lines)
     result: dict[str, Any] = results[0]
-    assert result["command"] == "stream" and result["connections"] == 1 and result["fills"] == 1
+    assert result["command"] == "stream" and result["connections"] == 1
+    # one start-up fill; a second when the process started within a second of a minute's close (wall clock here):
+    # that candle's close came before the socket opened, so it is filled once the closed bound passes it
+    assert result["fills"] in (1, 2)
     assert result["fill_rows"] >= 2 * 1439 + 2 * 23
     assert any("stream: stopped" in x for x in lines)
     assert not any("error" in x.lower() or "Traceback" in x for x in lines), "".join(lines)

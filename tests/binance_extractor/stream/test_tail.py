@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from binance_extractor import clock
 from binance_extractor.clock import FixedClock
 from tests.binance_extractor.stream.harness import T0, rest, running_tail, stored, wait_until
 from tests.emulator import Emulator
 from tests.emulator import data as D
 
 MIN = 60_000
-
-
-@pytest.fixture
-def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FixedClock]:
-    monkeypatch.setenv("BINANCE_EXTRACTOR_HISTORY_DAYS", "1")
-    fc = FixedClock(T0)
-    with clock.using(fc):
-        yield fc
-
-
-@pytest.fixture
-def emu(make_emulator: Any, fixed_clock: FixedClock) -> Emulator:
-    return make_emulator(clock=fixed_clock)  # type: ignore[no-any-return]
 
 
 def _advance(fc: FixedClock, emu: Emulator, run: Any, ms: int, closes: int) -> None:

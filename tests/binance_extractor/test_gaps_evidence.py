@@ -1,0 +1,196 @@
+"""The ledger records a hole exchange-side only on evidence (``gaps/evidence.py``), tried from outside.
+
+The exchange emulator's clock is skewed against this machine's (the library's pinned clock), ``fill-gaps`` runs
+within a second of a candle close, the archive lacks what it has not published: in every case the ledger ends up
+holding exactly the exchange's real outages that REST was asked for, and nothing the exchange serves later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from binance_extractor import cli, clock
+from binance_extractor.clock import FixedClock
+from binance_extractor.sinks import open_sinks
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
+from tests.emulator import Emulator
+
+MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+M5 = 5 * MIN
+MIDNIGHT = dt_to_ms(datetime(2026, 12, 2, tzinfo=UTC))  # a 5m, 1h and day close at once (the archive's "today")
+SYMBOL = "BTCUSDT"
+
+
+def write(start: int, end: int) -> None:
+    span = ["--start", iso(ms_to_dt(start)), "--end", iso(ms_to_dt(end))]
+    cli.execute(["klines", "--interval", "5m", "--symbols", SYMBOL, "--source", "rest", *span, "--sink", "sqlite"])
+
+
+def fill(source: str, *extra: str) -> dict[str, Any]:
+    argv = ["fill-gaps", "--table", "klines_m5", "--symbols", SYMBOL, "--sink", "sqlite", "--source", source]
+    (report,) = cli.execute([*argv, *extra])
+    return dict(report)
+
+
+def ledger() -> list[tuple[int, int]]:
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        return [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps("klines_m5", SYMBOL)]
+    finally:
+        sink.close()
+
+
+def delete(lo: int, hi: int) -> None:
+    """Lose our own candles opening in [lo, hi) (the exchange still has them)."""
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        sink._tx(
+            lambda cur: cur.execute(
+                "DELETE FROM klines_m5 WHERE symbol = ? AND open_time >= ? AND open_time < ?", (SYMBOL, lo, hi)
+            )
+        )
+    finally:
+        sink.close()
+
+
+def served(emu: Emulator, lo: int, hi: int) -> list[int]:
+    """Open times of the candles the exchange serves in [lo, hi) at its current instant (closed or not)."""
+    return [int(r[0]) for r in emu.klines_rows(SYMBOL, "5m", lo, hi - 1, include_open=True)]
+
+
+@pytest.fixture
+def machine(sqlite_conn_id: str) -> Iterator[FixedClock]:
+    """This machine's clock (the library's), pinned; each test sets the instant and the exchange's skew."""
+    local = FixedClock(MIDNIGHT)
+    with clock.using(local):
+        yield local
+
+
+def exchange(make_emulator: Any, local: FixedClock, skew_ms: int) -> Emulator:
+    """The emulator with its clock ``skew_ms`` ahead of this machine's (negative: behind)."""
+    return make_emulator(clock=lambda: local.now_ms() + skew_ms)  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------------ path 1: the ledger confirmed candles
+
+
+@pytest.mark.parametrize(
+    ("offset_ms", "skew_ms"),
+    [(300, 0), (0, 0), (10_000, -30_000)],
+    ids=["run-0.3s-after-a-close", "run-at-a-close", "machine-30s-ahead-of-the-exchange"],
+)
+def test_fill_gaps_never_confirms_a_candle_the_exchange_has_not_closed_yet(
+    make_emulator: Any, machine: FixedClock, offset_ms: int, skew_ms: int
+) -> None:
+    """Detection used this machine's clock, the refetch the exchange's: the newest candle, closed for this machine
+    but not yet (with the margin) for the exchange, came back with 0 rows and went into the ledger for good."""
+    machine.set(MIDNIGHT + offset_ms)
+    emu = exchange(make_emulator, machine, skew_ms)
+    write(MIDNIGHT - 6 * HOUR, MIDNIGHT - 30 * MIN)  # the last half hour is ours to fill
+    fill("auto")
+    assert ledger() == []  # the 23:55 candle was not closed on the exchange: it is no exchange-side hole
+    machine.advance(2 * MIN)
+    assert served(emu, MIDNIGHT - M5, MIDNIGHT) == [MIDNIGHT - M5]  # the exchange serves it once closed ...
+    report = fill("auto")
+    assert ledger() == [] and report["totals"]["remaining"] == 0  # ... and the next run stores it
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        assert sink.count("klines_m5", SYMBOL, ms_to_dt(MIDNIGHT - 6 * HOUR), ms_to_dt(MIDNIGHT)) == 72
+    finally:
+        sink.close()
+
+
+# ------------------------------------------------------------------------------ path 2: --source archive
+
+
+def test_fill_gaps_from_the_archive_leaves_what_it_lacks_open_not_confirmed(
+    make_emulator: Any, machine: FixedClock
+) -> None:
+    """The archive publishes a day the next day: a hole of today, filled with ``--source archive``, was logged as
+    "not in the archive yet" and recorded exchange-side, so REST never filled it."""
+    machine.set(MIDNIGHT + 15 * HOUR)
+    emu = exchange(make_emulator, machine, 0)
+    write(MIDNIGHT - DAY, MIDNIGHT + 15 * HOUR)  # everything closed
+    delete(MIDNIGHT - 12 * HOUR, MIDNIGHT - 11 * HOUR)  # yesterday: the archive has it
+    delete(MIDNIGHT + 10 * HOUR, MIDNIGHT + 10 * HOUR + 30 * MIN)  # today: only REST has it
+    emu.reset_stats()
+    report = fill("archive")
+    assert ledger() == []  # the archive alone proves nothing
+    assert emu.count("/fapi/v1/klines") == 0  # --source archive asked REST for nothing
+    assert report["totals"]["filled"] == 1 and report["totals"]["confirmed"] == 0
+    assert report["totals"]["not_fillable_yet"] == 1 and report["totals"]["remaining"] == 0
+    (pending,) = report["not_fillable_yet"]
+    assert (pending["start"], pending["end"]) == (
+        iso(ms_to_dt(MIDNIGHT + 10 * HOUR)),
+        iso(ms_to_dt(MIDNIGHT + 10 * HOUR + 30 * MIN)),
+    )
+    assert "archive" in pending["reason"]
+    report = fill("auto")  # REST fills it
+    assert ledger() == [] and report["totals"]["filled"] == 1 and report["totals"]["not_fillable_yet"] == 0
+
+
+# ------------------------------------------------------------------------------ the proof: any skew, any instant
+
+
+@pytest.mark.parametrize("skew_ms", [-60_000, -3_000, 0, 3_000, 60_000], ids=lambda s: f"exchange{s:+d}ms")
+@pytest.mark.parametrize("offset_ms", [-1_000, 0, 300, 999, 1_500], ids=lambda o: f"close{o:+d}ms")
+def test_fill_gaps_never_records_a_hole_the_exchange_later_serves(
+    make_emulator: Any, machine: FixedClock, skew_ms: int, offset_ms: int
+) -> None:
+    """Around a close (of a 5m candle, an hour and a day: the archive's "today"), with the exchange's clock up to a
+    minute off this machine's, ``fill-gaps`` from every source records exactly the real outage REST was asked for
+    and settled: not the candles still closing, not an outage the exchange publishes late, not what the archive
+    lacks."""
+    machine.set(MIDNIGHT + offset_ms)
+    emu = exchange(make_emulator, machine, skew_ms)
+    outage = (MIDNIGHT - 5 * HOUR, MIDNIGHT - 4 * HOUR - 30 * MIN)  # never published
+    late = (MIDNIGHT - 40 * MIN, MIDNIGHT - 15 * MIN)  # published after the run, within ledger_settle
+    emu.add_outage(SYMBOL, outage[0], outage[1] - 1)
+    emu.add_outage(SYMBOL, late[0], late[1] - 1)
+    write(MIDNIGHT - 6 * HOUR, MIDNIGHT + HOUR)  # up to what the exchange has closed
+    delete(MIDNIGHT - 3 * HOUR, MIDNIGHT - 2 * HOUR - 50 * MIN)  # a hole of ours
+    reports = {source: fill(source) for source in ("archive", "rest", "auto")}
+    assert ledger() == [outage]  # no more, no less
+    pending = {(h["start"], h["end"]) for h in reports["auto"]["not_fillable_yet"]}
+    assert (iso(ms_to_dt(late[0])), iso(ms_to_dt(late[1]))) in pending  # reported, neither failed nor confirmed
+    emu.clear_outages()
+    emu.add_outage(SYMBOL, outage[0], outage[1] - 1)  # the late candles are published ...
+    machine.advance(DAY)
+    for lo, hi in ledger():
+        assert served(emu, lo, hi) == []  # ... and nothing the ledger holds is ever served
+    report = fill("auto")
+    assert report["totals"]["remaining"] == 0 and report["totals"]["not_fillable_yet"] == 0
+    assert ledger() == [outage]
+
+
+def test_a_hole_not_fillable_yet_is_listed_so_until_a_run_fills_it(
+    make_emulator: Any, machine: FixedClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An outage that ended 30 minutes ago is not confirmed (the exchange may still publish it): ``gaps`` lists it
+    as not fillable yet with why; once published and stored by an ordinary run, the next ``fill-gaps`` forgets it."""
+    machine.set(MIDNIGHT + 15 * HOUR)
+    emu = exchange(make_emulator, machine, 0)
+    late = (MIDNIGHT + 14 * HOUR, MIDNIGHT + 14 * HOUR + 30 * MIN)
+    emu.add_outage(SYMBOL, late[0], late[1] - 1)
+    write(MIDNIGHT + 10 * HOUR, MIDNIGHT + 15 * HOUR)
+    report = fill("auto")
+    assert ledger() == [] and report["totals"]["not_fillable_yet"] == 1
+    capsys.readouterr()
+    assert cli.main(["gaps", "--table", "klines_m5", "--sink", "sqlite"]) == 0
+    (listed,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert (listed["start"], listed["status"]) == (iso(ms_to_dt(late[0])), "not_fillable_yet")
+    assert "ledger_settle" in listed["reason"]
+    emu.clear_outages()  # published late ...
+    write(late[0], late[1])  # ... and stored by an ordinary run
+    report = fill("auto")
+    assert report["totals"]["found"] == 0
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        assert sink.gap_records("klines_m5", SYMBOL) == []  # no stale "not fillable yet" left behind
+    finally:
+        sink.close()
