@@ -112,8 +112,8 @@ def test_otel_for_airflow_and_the_library_point_at_the_pods_collector() -> None:
     env = _env(BASE)
     pod = _docs(TEMPLATES / "extractor-pod.yaml")[0]
     pod_env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        assert env[name] == pod_env[name], name
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_METRICS_EXPORTER"):
+        assert env[name] == pod_env[name], name  # metrics by remote write, not OTLP as well (docs/MONITORING.md)
     # Airflow's own metrics and traces (Airflow 3.3 reads the endpoint from the standard OTEL_* variables).
     assert BASE["config"]["metrics"]["otel_on"] == "True" and BASE["config"]["traces"]["otel_on"] == "True"
     assert BASE["statsd"]["enabled"] is False  # Airflow exports its metrics to one place
