@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
 import yaml
 
-from binance_extractor.timeutil import dt_to_ms
 from tests.fixtures.prometheus import Prometheus, prometheus  # noqa: F401  (fixture)
-from tests.images import podman
+from tests.images import klines, podman
 from tests.images.podman import MARKS, ROOT, Images
-from tests.k8s.test_pod_rendering import OtlpReceiver
+from tests.k8s.test_pod_rendering import OtlpReceiver, otlp_receiver  # noqa: F401  (fixture)
 
 pytestmark = MARKS
 
@@ -68,14 +65,6 @@ def test_every_dag_in_the_image_parses(images: Images, dagbag: Any, runtime: str
     assert report["dags"] == sorted(dagbag.dag_ids) and len(report["dags"]) >= 10
 
 
-@pytest.fixture
-def otlp_receiver() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-
-
 def _values_env() -> dict[str, str]:
     """What the Helm values give every Airflow container: env, extraEnv and the [metrics]/[traces] config."""
     env = {e["name"]: e["value"] for e in VALUES["env"]}
@@ -91,7 +80,7 @@ def test_dags_test_loads_from_the_emulator_into_mariadb(
     images: Images,
     emulator: Any,
     mysql_database: str,
-    otlp_receiver: OtlpReceiver,
+    otlp_receiver: OtlpReceiver,  # noqa: F811
     prometheus: Prometheus,  # noqa: F811
 ) -> None:
     logical_date = datetime(2024, 3, 1, 5, tzinfo=UTC)  # a fixed, long-closed past: data interval 04:00-05:00
@@ -143,9 +132,9 @@ airflow pools get binance_api -o json
     end = logical_date
     start = end - timedelta(days=1)  # BINANCE_EXTRACTOR_HISTORY_DAYS=1 back from the interval's end
     for symbol in symbols:
-        served = emulator.klines_rows(symbol, "1h", dt_to_ms(start), dt_to_ms(end) - 1)
+        served = klines.served(emulator, symbol, start, end)
         assert len(served) == 24
-        assert _stored(mysql_database, symbol) == [(r[0], *(Decimal(x) for x in r[1:6])) for r in served], symbol
+        assert klines.stored(mysql_database, symbol) == served, symbol
 
     # One telemetry configuration, three paths: Airflow's own metrics and the spans by OTLP to the collector, the
     # library's metrics (the listener's, the in-process extraction's) by remote write into Prometheus, not twice.
@@ -174,18 +163,3 @@ def _metric_names(receiver: OtlpReceiver) -> set[str]:
             for sm in rm.scope_metrics:
                 names.update(m.name for m in sm.metrics)
     return names
-
-
-def _stored(database: str, symbol: str) -> list[tuple[Any, ...]]:
-    from tests.fixtures.databases import mysql_admin
-
-    conn = mysql_admin()
-    try:
-        cur = conn.cursor()
-        cur.execute(
-            f"SELECT open_time, open, high, low, close, volume FROM `{database}`.klines_h1 WHERE symbol=%s ORDER BY 1",
-            (symbol,),
-        )
-        return [(dt_to_ms(r[0].replace(tzinfo=UTC)), *r[1:]) for r in cur.fetchall()]
-    finally:
-        conn.close()

@@ -11,13 +11,11 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from binance_extractor.timeutil import dt_to_ms
-from tests.images import podman
+from tests.images import klines, podman
 from tests.images.podman import MARKS, Images
 
 pytestmark = MARKS
@@ -66,26 +64,6 @@ def test_default_command_is_the_cli_help(images: Images) -> None:
         assert command in out.stdout
 
 
-def _served(emulator: Any, symbol: str, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
-    rows = emulator.klines_rows(symbol, "1h", dt_to_ms(start), dt_to_ms(end) - 1)
-    return [(r[0], *(Decimal(x) for x in r[1:6])) for r in rows]
-
-
-def _stored(database: str, symbol: str) -> list[tuple[Any, ...]]:
-    from tests.fixtures.databases import mysql_admin
-
-    conn = mysql_admin()
-    try:
-        cur = conn.cursor()
-        cur.execute(
-            f"SELECT open_time, open, high, low, close, volume FROM `{database}`.klines_h1 WHERE symbol=%s ORDER BY 1",
-            (symbol,),
-        )
-        return [(dt_to_ms(r[0].replace(tzinfo=UTC)), *r[1:]) for r in cur.fetchall()]
-    finally:
-        conn.close()
-
-
 # The CLI process compiles a module in memory, with the root filesystem read-only, when the image holds no byte-code
 # for it; PYTHONVERBOSE names each: "# code object from /path/module.py" (from a .pyc it names the .pyc).
 COMPILED_FROM_SOURCE = re.compile(r"^# code object from '?(/\S+\.py)'?$", re.MULTILINE)
@@ -111,9 +89,9 @@ def test_loads_exact_klines_from_the_emulator_into_mariadb(
     flags = [f"--env={k}={v}" for k, v in env.items()]
     out = podman.run(["run", "--rm", "--network", "host", *CONFINED, *flags, images.extractor, *argv], timeout=600)
     for symbol in symbols:
-        served = _served(emulator, symbol, start, end)
+        served = klines.served(emulator, symbol, start, end)
         assert len(served) == 31 * 24
-        assert _stored(mysql_database, symbol) == served, symbol
+        assert klines.stored(mysql_database, symbol) == served, symbol
 
     # Every module the run imported had byte-code in the image (scripts/pod-bytecode.py), so a pod starts without
     # compiling anything; a new lazy import of a third-party module shows up here by name.

@@ -28,17 +28,15 @@ import shlex
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from binance_extractor.timeutil import dt_to_ms
-from tests.images import podman
+from tests.images import klines, podman
 from tests.images.podman import MARKS, ROOT, SIDECAR_IMAGE, Images
-from tests.k8s.test_pod_rendering import OtlpReceiver, as_manifest, plan_argvs, render
+from tests.k8s.test_pod_rendering import OtlpReceiver, as_manifest, otlp_receiver, plan_argvs, render  # noqa: F401
 
 pytestmark = [*MARKS, pytest.mark.mysql]
 
@@ -47,14 +45,6 @@ VALUES_ENV = {e["name"]: e["value"] for e in VALUES["env"]}
 SECRET = next(yaml.safe_load_all((ROOT / "k8s_pod_templates" / "secret.example.yaml").read_text()))
 END = datetime(2024, 3, 1, tzinfo=UTC)  # the scheduled run's data interval end: a fixed, long-closed past
 SYMBOL = "BTCUSDT"
-
-
-@pytest.fixture
-def otlp_receiver() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 @pytest.fixture
@@ -120,27 +110,12 @@ def _container(manifest: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in manifest["spec"]["containers"] if c["name"] == name)
 
 
-def _stored(database: str) -> list[tuple[Any, ...]]:
-    from tests.fixtures.databases import mysql_admin
-
-    conn = mysql_admin()
-    try:
-        cur = conn.cursor()
-        cur.execute(
-            f"SELECT open_time, open, high, low, close, volume FROM `{database}`.klines_h1 WHERE symbol=%s ORDER BY 1",
-            (SYMBOL,),
-        )
-        return [(dt_to_ms(r[0].replace(tzinfo=UTC)), *r[1:]) for r in cur.fetchall()]
-    finally:
-        conn.close()
-
-
 def test_rendered_pod_runs_under_kube_play_and_hands_back_its_xcom(
     images: Images,
     emulator: Any,
     mysql_database: str,
     podman_secret: str,
-    otlp_receiver: OtlpReceiver,
+    otlp_receiver: OtlpReceiver,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
@@ -203,11 +178,9 @@ def test_rendered_pod_runs_under_kube_play_and_hands_back_its_xcom(
 
     (result,) = json.loads(xcom)
     assert [result[k] for k in ("symbol", "kind", "interval", "table")] == [SYMBOL, "klines", "1h", "klines_h1"]
-    stored = _stored(mysql_database)
+    stored = klines.stored(mysql_database, SYMBOL)
     # An empty table: the scheduled (incremental) run starts history_days (30, include/config.yaml) back.
-    start = END - timedelta(days=30)
-    rows = emulator.klines_rows(SYMBOL, "1h", dt_to_ms(start), dt_to_ms(END) - 1)
-    served = [(r[0], *(Decimal(x) for x in r[1:6])) for r in rows]
+    served = klines.served(emulator, SYMBOL, END - timedelta(days=30), END)
     assert len(served) == 30 * 24
     assert stored == served
     assert result["rows_written"] == len(stored)
