@@ -43,12 +43,14 @@ COPY requirements-build.lock /tmp/requirements-build.lock
 RUN python -m venv /opt/venv \
     && pip install --require-hashes -r /tmp/requirements-build.lock
 COPY requirements-extractor.lock /tmp/requirements.lock
-# Then what a pod never uses goes: setuptools and pip themselves (no pod installs anything) and the debug symbols
-# of the compiled extensions (a fifth of the venv: strip --strip-unneeded keeps what the dynamic linker needs).
+# Then what a pod never uses goes: setuptools and pip themselves (no pod installs anything), the packages' own test
+# suites (the rule the official python images apply to the standard library) and the debug symbols of the
+# compiled extensions (a fifth of the venv: strip --strip-unneeded keeps what the dynamic linker needs).
 # No byte-code yet: the extractor stage compiles what the pods import (scripts/pod-bytecode.py).
 RUN pip install --no-compile --require-hashes -r /tmp/requirements.lock \
     && pip uninstall -q -y setuptools \
     && pip check \
+    && find /opt/venv/lib -depth -type d \( -name test -o -name tests \) -exec rm -rf {} + \
     && find /opt/venv -type f \( -name '*.so' -o -name '*.so.[0-9]*' \) -exec strip --strip-unneeded {} + \
     && python -m pip uninstall -q -y pip
 
