@@ -216,7 +216,8 @@ def setup(service_name: str = DEFAULT_SERVICE_NAME) -> bool:
     Returns True if this call installed it. Spans always get real ids (log lines carry them); data leaves the
     process only through OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the per-signal variant) is set, or
     to stderr with ``OTEL_TRACES_EXPORTER=console``. ``OTEL_SDK_DISABLED=true`` turns all of it off.
-    If another SDK provider is already global (Airflow's own OTel), it is reused rather than replaced.
+    If another SDK tracer provider is already global (Airflow's own OTel), spans go through it; metrics always
+    keep a provider of their own (its readers, remote write above all, cannot be added to Airflow's).
     """
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
@@ -244,17 +245,17 @@ def setup(service_name: str = DEFAULT_SERVICE_NAME) -> bool:
             _own(tp)
             if not isinstance(current_tp, TracerProvider):
                 trace.set_tracer_provider(tp)  # possible once per process; later setups stay module-level
+        # Metrics always get a provider of their own, even beside Airflow's (its `[metrics] otel_on`): a
+        # MeterProvider's readers are fixed when it is made, so reusing Airflow's would send the library's metrics
+        # through Airflow's OTLP exporter only, never by remote write.
         current_mp = metrics.get_meter_provider()
-        if isinstance(current_mp, MeterProvider) and id(current_mp) not in _created:
-            mp = current_mp
-        else:
-            readers = _metric_readers()
-            mp = MeterProvider(resource=res, metric_readers=readers, views=_views(), shutdown_on_exit=False)
-            _own(mp)
-            if readers:
-                _system_metrics(mp)
-            if not isinstance(current_mp, MeterProvider):
-                metrics.set_meter_provider(mp)
+        readers = _metric_readers()
+        mp = MeterProvider(resource=res, metric_readers=readers, views=_views(), shutdown_on_exit=False)
+        _own(mp)
+        if readers:
+            _system_metrics(mp)
+        if not isinstance(current_mp, MeterProvider):
+            metrics.set_meter_provider(mp)
         _activate(tp, mp)
         if _state.owned and not _state.atexit_registered:
             atexit.register(shutdown)  # bounded, unlike the SDK's own exit hooks

@@ -9,7 +9,9 @@ need_apt=()
 # faketime: tests pin a subprocess's wall clock.
 # redis-server: the weight budget tests start a private one (and kill it) to test a store going away.
 # prometheus (2.42, with promtool): the monitoring tests run the real server and promtool on deploy/prometheus/.
-for pkg in pkg-config libmariadb-dev chromium faketime redis-server prometheus; do
+# podman, runc, debootstrap: `make images` and tests/images build and run the images (runc: see scripts/containers.conf;
+# debootstrap: the stand-in base images where no registry can be reached).
+for pkg in pkg-config libmariadb-dev chromium faketime redis-server prometheus podman runc debootstrap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -25,6 +25,16 @@ def parser() -> DockerfileParser:
     return sim.parser()
 
 
+def test_base_images_are_build_arguments_defaulting_to_the_real_ones(parser: DockerfileParser) -> None:
+    """`make images` and the image tests pass stand-ins (or a mirror) the same way: --build-arg, same defaults."""
+    assert sim.global_args(sim.parser(target=None)) == {
+        "PYTHON_IMAGE": "python:3.11-slim",
+        "AIRFLOW_IMAGE": "apache/airflow:3.3.2-python3.11",
+    }
+    froms = [line.split()[1] for line in sim.DOCKERFILE.read_text().splitlines() if line.startswith("FROM ")]
+    assert set(froms) == {"${PYTHON_IMAGE}", "${AIRFLOW_IMAGE}"}
+
+
 def test_multistage_slim_python_311(parser: DockerfileParser) -> None:
     stages = sim.stages(parser)
     assert parser.is_multistage and len(stages) >= 2
@@ -35,8 +45,11 @@ def test_multistage_slim_python_311(parser: DockerfileParser) -> None:
     # mysqlclient compiles only with pkg-config and the MariaDB headers (NOTES-verified).
     for pkg in ("build-essential", "pkg-config", "libmariadb-dev"):
         assert pkg in builder_runs
-    assert "pip install --require-hashes -r /tmp/requirements.lock" in builder_runs
-    assert (["requirements.lock"], "/tmp/requirements.lock", {}) in sim.copies(builder)
+    # The pinned pip first (whatever the base ships), then the pod's subset of the lock, both hash-checked.
+    assert builder_runs.index("-r /tmp/requirements-build.lock") < builder_runs.index("-r /tmp/requirements.lock")
+    assert "pip install --no-compile --require-hashes -r /tmp/requirements.lock" in builder_runs
+    assert (["requirements-build.lock"], "/tmp/requirements-build.lock", {}) in sim.copies(builder)
+    assert (["requirements-extractor.lock"], "/tmp/requirements.lock", {}) in sim.copies(builder)
     runtime_runs = " ".join(v for i, v in runtime if i == "RUN")
     # The runtime stage gets the shared library only, never a compiler or headers.
     assert "libmariadb3" in runtime_runs
@@ -111,6 +124,7 @@ def test_copied_paths_exist_and_cover_the_cli(parser: DockerfileParser) -> None:
     sources = [s.rstrip("/") for srcs, _ in local for s in srcs]
     for src in sources:
         assert (ROOT / src).exists(), f"COPY source {src} missing from the repository"
+        assert not sim.ignored(src, sim.dockerignore()), f"COPY source {src} is dropped by .dockerignore"
     assert "binance_extractor" in sources
     assert "include" in sources
     assert (ROOT / "include" / "config.yaml").is_file()

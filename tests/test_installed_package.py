@@ -1,8 +1,10 @@
 """The library as operators deploy it: a built wheel in a fresh venv, the DAG files alone in an empty folder.
 
 Catches what a source checkout hides: files resolved from the repository root (config, pod template), a missing
-package-data entry, a provider entry point that is not registered. The venv gets the pinned lock (hash-checked,
-from uv's cache, filled by ``make install``) and then the wheel without dependencies, exactly like the image.
+package-data entry, a provider entry point that is not registered, a dependency the wheel does not declare. The
+venv gets nothing but the wheel: its dependencies come from its own metadata (``Requires-Dist``, the compatible
+ranges of pyproject.toml), resolved by uv with requirements.lock as constraints, so the versions are the tested ones
+and come from uv's cache (filled by ``make install``) instead of whatever an index serves that day.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = Path(sys.executable).parent / "uv"
@@ -57,20 +62,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     venv = base / "venv"
     _run([str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)])
     py = str(venv / "bin" / "python")
-    _run(
-        [
-            str(UV),
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            py,
-            "--require-hashes",
-            "-r",
-            str(ROOT / "requirements.lock"),
-        ]
-    )
-    _run([str(UV), "pip", "install", "--quiet", "--python", py, "--no-deps", str(wheel)])
+    # Only the wheel is named: everything else must come from its Requires-Dist.
+    _run([str(UV), "pip", "install", "--quiet", "--python", py, "-c", str(ROOT / "requirements.lock"), str(wheel)])
     yield venv
 
 
@@ -119,3 +112,44 @@ def test_wheel_registers_the_binance_provider(installed: Path, tmp_path: Path) -
     hooks = json.loads(_run([airflow, "providers", "hooks", "-o", "json"], cwd=tmp_path, env=env).stdout)
     binance = [h for h in hooks if h.get("connection_type") == "binance"]
     assert binance and binance[0]["class"] == "binance_extractor.airflow.hooks.BinanceFuturesHook"
+
+
+def test_the_cli_starts(installed: Path, tmp_path: Path) -> None:
+    env = _clean_env(tmp_path)
+    for cmd in (
+        [str(installed / "bin" / "binance-extractor"), "--help"],
+        [str(installed / "bin" / "python"), "-m", "binance_extractor", "klines", "--help"],
+    ):
+        out = _run(cmd, cwd=tmp_path, env=env)
+        assert "usage:" in out.stdout
+
+
+def _requirement_pins(path: Path) -> dict[str, str]:
+    pins = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {canonicalize_name(p.split("==")[0]): p.split("==")[1] for p in pins if "==" in p}
+
+
+# requirements.txt entries the Airflow deployment needs but the library does not import (its executor).
+DEPLOYMENT_ONLY = {"apache-airflow-providers-celery", "celery"}
+
+
+def test_wheel_declares_compatible_ranges_holding_the_pins(installed: Path) -> None:
+    """pyproject's dependencies: one per direct requirement, each a range from the tested pin to the next major."""
+    import tomllib
+
+    declared = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    pins = _requirement_pins(ROOT / "requirements.txt")
+    assert {canonicalize_name(r.name) for r in declared} == set(pins) - DEPLOYMENT_ONLY
+    for req in declared:
+        pin = Version(pins[canonicalize_name(req.name)])
+        assert pin in req.specifier, f"{req} excludes the tested {pin}"
+        lower = {s.version for s in req.specifier if s.operator == ">="}
+        assert lower == {str(pin)}, f"{req}: the lower bound is the tested pin"
+        assert any(s.operator == "<" for s in req.specifier), f"{req}: no upper bound"
+    # The built wheel carries exactly these (the metadata pip and uv read).
+    site = installed / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (metadata,) = site.glob("binance_extractor-*.dist-info/METADATA")
+    requires = [
+        line.split(":", 1)[1].strip() for line in metadata.read_text().splitlines() if line.startswith("Requires-Dist:")
+    ]
+    assert sorted(Requirement(r).name for r in requires) == sorted(r.name for r in declared)

@@ -57,12 +57,29 @@ def instructions(df: DockerfileParser) -> list[Instruction]:
     return [(i["instruction"], i["value"]) for i in df.structure if i["instruction"] != "COMMENT"]
 
 
+def global_args(df: DockerfileParser) -> dict[str, str]:
+    """The ARGs declared before the first FROM (the build arguments FROM may use), with their defaults."""
+    out: dict[str, str] = {}
+    for instr, value in instructions(df):
+        if instr == "FROM":
+            break
+        if instr == "ARG":
+            name, _, default = value.partition("=")
+            out[name.strip()] = default.strip().strip('"')
+    return out
+
+
 def stages(df: DockerfileParser) -> list[list[Instruction]]:
+    """Each stage's instructions, its FROM with the build arguments' defaults filled in (``${PYTHON_IMAGE}`` ->
+    ``python:3.11-slim``), as a build without ``--build-arg`` sees it."""
+    args = global_args(df)
     out: list[list[Instruction]] = []
     for instr, value in instructions(df):
         if instr == "FROM":
             out.append([])
-        out[-1].append((instr, value))
+            value = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), value)
+        if out:
+            out[-1].append((instr, value))
     return out
 
 
