@@ -8,26 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from binance_extractor import clock
 from binance_extractor.clock import FixedClock
-from tests.binance_extractor.stream.harness import T0, rest, running_tail, stored, wait_until
+from tests.binance_extractor.stream.harness import rest, running_tail, stored, wait_until
+from tests.emulator import Emulator
 from tests.emulator import data as D
 from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, TcpProxy
 
 MIN = 60_000
 HANG_GUARD = 120.0  # only turns a hang into a failure
-
-
-@pytest.fixture
-def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FixedClock]:
-    monkeypatch.setenv("BINANCE_EXTRACTOR_HISTORY_DAYS", "1")
-    fc = FixedClock(T0)
-    with clock.using(fc):
-        yield fc
 
 
 class Collected(logging.Handler):
@@ -67,10 +58,9 @@ def silent_mysql(mysql_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 def test_a_silent_database_fails_each_write_in_one_line_and_the_held_batch_lands_once_it_is_back(
-    silent_mysql: TcpProxy, make_emulator: Any, fixed_clock: FixedClock, warnings: Collected
+    silent_mysql: TcpProxy, emu: Emulator, fixed_clock: FixedClock, warnings: Collected
 ) -> None:
     proxy = silent_mysql
-    emu = make_emulator(clock=fixed_clock)
     sym, iv = "BTCUSDT", "1m"
     with running_tail(emu, [sym], [iv], sink_names=["mysql"]) as run:
         proxy.stall()  # the network to the database goes silent under the writer's open connection
