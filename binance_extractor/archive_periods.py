@@ -27,8 +27,12 @@ class Period:
     def filename(self, symbol: str, interval: str) -> str:
         return f"{symbol}-{interval}-{self.label}.zip"
 
-    def path(self, symbol: str, interval: str) -> str:
-        return f"{PREFIX}/{self.kind}/klines/{symbol}/{interval}/{self.filename(symbol, interval)}"
+    def path(self, symbol: str, interval: str, folder: str = "klines") -> str:
+        """``folder``: ``klines``, ``markPriceKlines``, ``indexPriceKlines``, ``premiumIndexKlines`` (per interval)
+        or ``metrics`` (daily, no interval folder; ``interval`` is then the word ``metrics`` of the file name)."""
+        if folder == "metrics":
+            return f"{PREFIX}/{self.kind}/metrics/{symbol}/{self.filename(symbol, interval)}"
+        return f"{PREFIX}/{self.kind}/{folder}/{symbol}/{interval}/{self.filename(symbol, interval)}"
 
     def days(self) -> list[Period]:
         """The daily periods of a month (used while its monthly file is not yet published)."""

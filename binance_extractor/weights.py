@@ -8,6 +8,10 @@ from typing import Any
 # fundingRate shares 500 requests per 5 minutes per IP with fundingInfo (not listed in exchangeInfo).
 FUNDING_LIMIT: tuple[int, float] = (500, 300.0)
 FUNDING_PATHS = frozenset({"/fapi/v1/fundingRate", "/fapi/v1/fundingInfo"})
+# The /futures/data statistics (openInterestHist) weigh 0 but have their own IP limit: 1000 requests per 5 minutes
+# (docs/DATASETS.md). The client counts them in a window of their own, never in the weight budget.
+OPEN_INTEREST_LIMIT: tuple[int, float] = (1000, 300.0)
+OPEN_INTEREST_PATHS = frozenset({"/futures/data/openInterestHist"})
 
 
 def klines_weight(limit: int) -> int:
@@ -39,6 +43,11 @@ WEIGHTS: dict[str, Callable[[Mapping[str, Any]], int]] = {
     "/fapi/v1/trades": lambda p: 5,
     "/fapi/v1/historicalTrades": lambda p: 20,
     "/fapi/v1/premiumIndex": lambda p: 1 if p.get("symbol") else 10,
+    # mark/index/premium-index klines weigh like the trade klines, by limit (docs/DATASETS.md)
+    "/fapi/v1/markPriceKlines": lambda p: klines_weight(_limit(p, 500)),
+    "/fapi/v1/indexPriceKlines": lambda p: klines_weight(_limit(p, 500)),
+    "/fapi/v1/premiumIndexKlines": lambda p: klines_weight(_limit(p, 500)),
+    "/futures/data/openInterestHist": lambda p: 0,
 }
 
 
