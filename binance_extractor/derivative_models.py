@@ -13,9 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import model_validator
 
-from binance_extractor import timeframes
 from binance_extractor.errors import ValidationError
-from binance_extractor.models import Dec, Symbol, UTCms, _ms, _Row
+from binance_extractor.models import Dec, Symbol, UTCms, _Row, close_time_matches
 from binance_extractor.prices import Price
 from binance_extractor.timeutil import iso
 
@@ -47,13 +46,7 @@ class PriceKline(_Row):
             raise ValueError("negative price")
         if self.sample_count < 0:
             raise ValueError("negative sample_count")
-        tf = timeframes.parse(self.interval)
-        offset = tf.close_offset
-        if offset is not None:
-            consistent = self.close_time - self.open_time == offset
-        else:
-            consistent = _ms(self.close_time) == tf.close_ms(_ms(self.open_time))
-        if not consistent:
+        if not close_time_matches(self.interval, self.open_time, self.close_time):
             raise ValueError(f"close_time {iso(self.close_time)} is not open_time + {self.interval} - 1 ms")
         return self
 

@@ -286,6 +286,15 @@ class FundingRate(_Row):
             raise ValidationError(f"FundingRate rejected ({symbol}): malformed row {row!r:.120}") from None
 
 
+def close_time_matches(interval: str, open_time: datetime, close_time: datetime) -> bool:
+    """A candle of the exchange's ``interval`` closes 1 ms before the next one opens (calendar months included)."""
+    tf = timeframes.parse(interval)
+    offset = tf.close_offset
+    if offset is not None:
+        return close_time - open_time == offset
+    return _ms(close_time) == tf.close_ms(_ms(open_time))
+
+
 def _ms(dt: datetime) -> int:
     from binance_extractor.timeutil import dt_to_ms
 

@@ -23,7 +23,7 @@ from binance_extractor.derivative_models import OpenInterest
 from binance_extractor.errors import InputError
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.extract import check_cursor, ordered_map
-from binance_extractor.timeframes import Timeframe, parse
+from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, ms_to_dt
 
 PERIOD = "5m"
@@ -31,7 +31,7 @@ STEP_MS = 300_000
 PAGE = 500  # the endpoint's maximum limit (weight 0; its own 1000 requests / 5 min)
 HORIZON_MS = 30 * DAY_MS  # REST serves only the latest 30 days
 HORIZON_MARGIN_MS = 15 * 60_000  # a REST request starts this far inside the horizon (clocks, slow pages)
-M5: Timeframe = parse("5m")
+M5 = Timeframe("m5", "5m")  # the open-interest grid
 
 
 def rest_floor(now_ms: int) -> int:
