@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import requests
 
+from binance_extractor import config
 from binance_extractor.archive_fetch import ArchiveFetcher, _session
 from binance_extractor.archive_periods import DAY_MS, Period, _day
 from binance_extractor.client import BinanceFuturesClient
@@ -25,6 +27,8 @@ from binance_extractor.exchange_clock import closed_before
 from binance_extractor.extract import check_cursor, ordered_map
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, ms_to_dt
+
+log = logging.getLogger(__name__)
 
 PERIOD = "5m"
 STEP_MS = 300_000
@@ -137,6 +141,50 @@ def iter_archive(
         yield period, [OpenInterest.from_metrics(row) for row in part.rows]
 
 
+def iter_source(
+    client: BinanceFuturesClient,
+    symbol: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    source: str = "auto",
+    now_ms: int | None = None,
+    base_url: str | None = None,
+) -> Iterator[list[OpenInterest]]:
+    """Samples in ``[start_ms, end_ms)`` before the closed bound, in order, from where ``source`` says.
+
+    ``rest``: REST only (a range older than the 30-day horizon is one input error, before any request);
+    ``archive``: daily metrics files only (a file not published is a warning, its range left open);
+    ``auto``: the metrics files before the REST horizon, REST after it. A day the archive lacks before the horizon
+    stays open: nothing else serves it (the gap filler's evidence rule records such holes).
+    """
+    if source not in ("auto", "rest", "archive"):
+        raise InputError(f"unknown source {source!r}: use one of auto, rest, archive")
+    now = now_ms if now_ms is not None else closed_before(client)
+    stop = min(end_ms, now)
+    if start_ms >= stop:
+        return
+    if source == "rest":
+        yield from iter_rest(client, symbol, start_ms, stop, now_ms=now)
+        return
+    plan = [("archive", start_ms, stop)] if source == "archive" else plan_sources(start_ms, stop, now)
+    for where, lo, hi in plan:
+        if where == "rest":
+            yield from iter_rest(client, symbol, lo, hi, now_ms=now)
+            continue
+        for period, rows in iter_archive(symbol, lo, hi, base_url or config.archive_url()):
+            if rows is None:
+                log.warning(
+                    "%s metrics file of %s not published: [%s, %s) left open",
+                    symbol,
+                    period.label,
+                    iso(ms_to_dt(max(lo, period.lo_ms))),
+                    iso(ms_to_dt(min(hi, period.hi_ms))),
+                )
+            elif rows:
+                yield rows
+
+
 def holes(have: list[int], lo_ms: int, hi_ms: int) -> list[tuple[int, int]]:
     """Half-open ranges of the 5-minute grid in ``[lo_ms, hi_ms)`` with no sample."""
     out: list[tuple[int, int]] = []
@@ -156,4 +204,4 @@ def holes(have: list[int], lo_ms: int, hi_ms: int) -> list[tuple[int, int]]:
     return out
 
 
-__all__: list[Any] = ["iter_archive", "iter_rest", "parse_metrics", "plan_sources", "require_rest_range"]
+__all__: list[Any] = ["iter_archive", "iter_rest", "iter_source", "parse_metrics", "plan_sources", "require_rest_range"]

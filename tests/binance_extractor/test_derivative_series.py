@@ -322,3 +322,23 @@ def test_open_interest_has_its_own_request_window(make_emulator, tmp_path, monke
     assert len(state["funding"]) == emu.count("/futures/data/openInterestHist") == 1 + 3 * 288 // 500
     main = client.limiter.store.transact(client.limiter.key, dict)
     assert not main.get("funding")
+
+
+@pytest.mark.parametrize("source", ["auto", "archive", "rest"])
+def test_open_interest_sources(make_emulator, source):
+    emu = make_emulator(clock=FixedClock(NOW))
+    client = client_for(emu)
+    start, end = NOW - 32 * DAY, NOW
+    if source == "rest":
+        with pytest.raises(InputError, match="--source archive or --source auto"):
+            flat(open_interest.iter_source(client, "BTCUSDT", start, end, source=source, now_ms=NOW))
+        return
+    url = emu.archive_url
+    got = flat(open_interest.iter_source(client, "BTCUSDT", start, end, source=source, now_ms=NOW, base_url=url))
+    times = [dt_to_ms(o.time) for o in got]
+    assert times == sorted(set(times))
+    today = NOW - NOW % DAY
+    last = today if source == "archive" else NOW  # the archive has no file for today yet
+    assert times == list(range(start, last, 300_000))
+    used_rest = emu.count("/futures/data/openInterestHist") > 0
+    assert used_rest == (source == "auto")
