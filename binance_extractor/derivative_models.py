@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 from pydantic import model_validator
 
 from binance_extractor.errors import ValidationError
-from binance_extractor.models import Dec, Symbol, UTCms, _Row, close_time_matches
+from binance_extractor.models import Dec, Symbol, UTCms, _Row, close_time_matches, interval_timeframe
 from binance_extractor.prices import Price
+from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso
 
 
@@ -49,6 +50,11 @@ class PriceKline(_Row):
         if not close_time_matches(self.interval, self.open_time, self.close_time):
             raise ValueError(f"close_time {iso(self.close_time)} is not open_time + {self.interval} - 1 ms")
         return self
+
+    @property
+    def timeframe(self) -> Timeframe:
+        """The candle's timeframe (stores check a batch against its table's)."""
+        return interval_timeframe(self.interval)
 
     @classmethod
     def from_rest(cls, symbol: str, interval: str, row: list[Any]) -> PriceKline:
