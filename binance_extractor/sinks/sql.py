@@ -13,6 +13,7 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from binance_extractor import clock
+from binance_extractor.catalog import AUDIT_TABLE, LEDGER_TABLE
 from binance_extractor.sinks.base import (
     GapRecord,
     Row,
@@ -434,21 +435,21 @@ class SqlSink(Store):
         )
 
     def record_runs(self, runs: Sequence[RunRecord]) -> int:
-        return self._upsert_dicts("extraction_runs", [r.as_row() for r in runs])
+        return self._upsert_dicts(AUDIT_TABLE, [r.as_row() for r in runs])
 
     def record_gaps(self, gaps: Sequence[GapRecord]) -> int:
         for gap in gaps:
             spec_for(gap.table)
-        return self._upsert_dicts("gap_ledger", [g.as_row() for g in gaps])
+        return self._upsert_dicts(LEDGER_TABLE, [g.as_row() for g in gaps])
 
     def runs_page(self, after: str | None, limit: int) -> list[RunRecord]:
-        spec = self._prepare("extraction_runs")
+        spec = self._prepare(AUDIT_TABLE)
         where, args = ("", []) if after is None else (f" WHERE {self._q('run_id')} > {self.ph}", [after])
         rows = self._select(spec, where, args, f"{self._q('run_id')} LIMIT {int(limit)}")
         return [RunRecord.from_row(r) for r in rows]
 
     def gaps_page(self, after: tuple[str, str, datetime] | None, limit: int) -> list[GapRecord]:
-        spec = self._prepare("gap_ledger")
+        spec = self._prepare(LEDGER_TABLE)
         q, ph = self._q, self.ph
         where, args = "", []
         if after is not None:
@@ -469,15 +470,15 @@ class SqlSink(Store):
         return sorted(r[0] for r in self.query(self._table_names_sql()) if is_data_table(r[0]))
 
     def record_run(self, run: RunRecord) -> None:
-        self._upsert_dict("extraction_runs", run.as_row())
+        self._upsert_dict(AUDIT_TABLE, run.as_row())
 
     def runs(self, limit: int = 100) -> list[RunRecord]:
-        spec = self._prepare("extraction_runs")
+        spec = self._prepare(AUDIT_TABLE)
         rows = self._select(spec, "", [], f"{self._q('started_at')} DESC LIMIT {int(limit)}")
         return [RunRecord.from_row(r) for r in rows]
 
     def has_success(self, table: str, symbol: str) -> bool:
-        self._prepare("extraction_runs")
+        self._prepare(AUDIT_TABLE)
         ph = self.ph
         sql = (
             f"SELECT 1 FROM {self._q('extraction_runs')} WHERE {self._q('table_name')} = {ph} AND symbol = {ph} "
@@ -492,10 +493,10 @@ class SqlSink(Store):
 
     def record_gap(self, gap: GapRecord) -> None:
         spec_for(gap.table)
-        self._upsert_dict("gap_ledger", gap.as_row())
+        self._upsert_dict(LEDGER_TABLE, gap.as_row())
 
     def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
-        spec = self._prepare("gap_ledger")
+        spec = self._prepare(LEDGER_TABLE)
         conds, args = [], []
         for column, value in (("table_name", table), ("symbol", symbol)):
             if value is not None:
@@ -506,7 +507,7 @@ class SqlSink(Store):
         return [GapRecord.from_row(r) for r in self._select(spec, where, args, order)]
 
     def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
-        self._prepare("gap_ledger")
+        self._prepare(LEDGER_TABLE)
         q, ph = self._q, self.ph
         where = f"{q('table_name')} = {ph} AND {q('symbol')} = {ph} AND {q('gap_start')} = {ph}"
         sql = f"DELETE FROM {q('gap_ledger')} WHERE {where}"
@@ -516,7 +517,7 @@ class SqlSink(Store):
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """Through the (table_name, symbol, started_at) index, newest first."""
         q, ph = self._q, self.ph
-        spec = spec_for("extraction_runs")
+        spec = spec_for(AUDIT_TABLE)
         cols = ", ".join(q(c) for c in spec.column_names)
         sql = (
             f"SELECT {cols} FROM {q('extraction_runs')} WHERE {q('table_name')} = {ph} AND {q('symbol')} = {ph} "

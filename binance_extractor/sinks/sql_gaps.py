@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from binance_extractor.catalog import DataKind
 from binance_extractor.sinks.gap_dialect import FAR, FUNDING_NEIGHBOURS, FundingPair, GapQueries
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
@@ -72,7 +73,7 @@ class SqlGapQueries(GapQueries):
 
     def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
         """Pairs further apart than the interval in force around them (see ``FundingPair``)."""
-        t, c, _ = self._names("funding_rates")
+        t, c, _ = self._names(DataKind.FUNDING.table())
         ph = self.sink.ph
         w = f"OVER (PARTITION BY symbol ORDER BY {c})"
         least, greatest = self.sink.least_sql, self.sink.greatest_sql
@@ -105,7 +106,7 @@ class SqlGapQueries(GapQueries):
 
     def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
         """(previous id, id, previous time, time) where ids are not consecutive."""
-        t, c, _ = self._names("agg_trades")
+        t, c, _ = self._names(DataKind.AGG_TRADES.table())
         q, ph = self.sink._q, self.sink.ph
         i = q("agg_trade_id")
         w = f"OVER (PARTITION BY symbol ORDER BY {i})"
