@@ -279,6 +279,8 @@ def table_names() -> str:
 def dataset_of_table(table: str) -> tuple[DataKind, Timeframe | None]:
     """The one place a table name is read: (kind, timeframe) of a market data table; anything else (bookkeeping
     tables, unknown names, ``klines_x9``) is an InputError."""
+    if table in (AUDIT_TABLE, LEDGER_TABLE, SCHEMA_TABLE):
+        raise InputError(f"{table} is not a market data table")
     for entry in DATASETS.values():
         if not entry.per_timeframe:
             if table == entry.table:

@@ -31,4 +31,5 @@ def weight(path: str, params: Mapping[str, Any] | None = None) -> int:
     try:
         return WEIGHTS[path](params or {})
     except KeyError:
-        raise KeyError(f"no weight known for {path}: add it to the catalog or binance_extractor.weights") from None
+        hint = "add it to binance_extractor.weights.WEIGHTS (a dataset's: its catalog entry)"
+        raise KeyError(f"no weight known for {path}: {hint}") from None

@@ -153,7 +153,7 @@ def test_every_command_of_the_table_is_built_and_runs_through_it() -> None:
 # ``Timeframe`` / ``Dataset`` objects along (issue #14: interval strings used to be re-parsed in 38 places).
 TIMEFRAME_BOUNDARIES = {
     "kinds.py": "Dataset.of_table / Dataset.parse: table names and user input",
-    "sinks/schema.py": "spec_for / interval_of: table names the stores are asked about",
+    "catalog.py": "dataset_of_table: the one place a table name is read",
     "models.py": "Kline.timeframe: the exchange's interval field of a validated row",
     "data_cli.py": "--interval",
     "stream/cli.py": "--intervals",
