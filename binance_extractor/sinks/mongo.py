@@ -33,11 +33,11 @@ from binance_extractor.sinks.base import (
     one_line,
     utc_ms,
 )
+from binance_extractor.sinks.mongo_gaps import MongoGapQueries
 from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, TableSpec, interval_of, spec_for
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
-    from binance_extractor.sinks.mongo_gaps import MongoGapQueries
 
 DEFAULT_CONN_ID = STORES["mongo"].default_conn_id
 DEFAULT_DB = "binance"
@@ -384,9 +384,12 @@ class MongoSink(Store):
         return sorted(n for n in self._call(lambda db: db.list_collection_names()) if is_data_table(n))
 
     def gap_queries(self) -> MongoGapQueries:
-        from binance_extractor.sinks.mongo_gaps import MongoGapQueries
-
         return MongoGapQueries(self)
+
+    def aggregate(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run one aggregation pipeline over ``table`` (created on first use) with the store's retries."""
+        self._prepare(table)
+        return self._call(lambda db: list(db[table].aggregate(pipeline)))
 
     # ---- retention ---------------------------------------------------------------------------------
     def symbols(self, table: str) -> list[str]:

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from binance_extractor.catalog import DataKind
 from binance_extractor.sinks.gap_dialect import FAR, FUNDING_NEIGHBOURS, FundingPair, GapQueries
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
-if TYPE_CHECKING:
-    from binance_extractor.sinks.mongo import MongoSink
+
+class MongoAggregates(Protocol):
+    """What the Mongo gap dialect asks of a store (public; ``mongo.MongoSink`` has it), so this module needs
+    nothing from ``mongo.py`` (which imports it)."""
+
+    def aggregate(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
 
 
 class MongoGapQueries(GapQueries):
-    """The same questions as aggregation pipelines (``$setWindowFields`` + ``$shift``) on a MongoSink."""
+    """The same questions as aggregation pipelines (``$setWindowFields`` + ``$shift``) on a Mongo store."""
 
-    def __init__(self, sink: MongoSink) -> None:
+    def __init__(self, sink: MongoAggregates) -> None:
         self.sink = sink
 
     def _agg(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        self.sink._prepare(table)
-        return self.sink._call(lambda db: list(db[table].aggregate(pipeline)))
+        return self.sink.aggregate(table, pipeline)
 
     @staticmethod
     def _ms(value: Any) -> int:
