@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from binance_extractor import timeutil
+from binance_extractor.catalog import DataKind
 from binance_extractor.timeframes import Timeframe
 
 PREFIX = "data/futures/um"
+KLINES_FOLDER = DataKind.KLINES.entry.archive_path or ""
 DAY_MS = 86_400_000
 
 
@@ -27,9 +29,9 @@ class Period:
     def filename(self, symbol: str, interval: str) -> str:
         return f"{symbol}-{interval}-{self.label}.zip"
 
-    def path(self, symbol: str, interval: str, folder: str = "klines") -> str:
-        """``folder``: ``klines``, ``markPriceKlines``, ``indexPriceKlines``, ``premiumIndexKlines`` (per interval)
-        or ``metrics`` (daily, no interval folder; ``interval`` is then the word ``metrics`` of the file name)."""
+    def path(self, symbol: str, interval: str, folder: str = KLINES_FOLDER) -> str:
+        """The file's path under the archive's root; ``folder`` is the dataset's (``DatasetEntry.archive_path``);
+        ``metrics`` files are daily with no interval folder (``interval`` is then the word ``metrics``)."""
         if folder == "metrics":
             return f"{PREFIX}/{self.kind}/metrics/{symbol}/{self.filename(symbol, interval)}"
         return f"{PREFIX}/{self.kind}/{folder}/{symbol}/{interval}/{self.filename(symbol, interval)}"
