@@ -164,3 +164,38 @@ def test_json_lines_get_the_new_series(frozen_clock: FixedClock, make_emulator: 
         and index[0]["open"] == DS.price_rows(emu, "index", "ETHUSDT", "1h", now - 6 * 3_600_000, now)[0][1]
     )
     assert len([x for x in lines if "open_interest_value" in x]) >= 71
+
+
+def test_open_interest_hole_older_than_the_rest_horizon_comes_from_the_archive_or_stays_open(
+    sqlite_conn_id: str, frozen_clock: FixedClock, make_emulator: Any
+) -> None:
+    from tests.binance_extractor.test_gaps import delete
+
+    emu = make_emulator()
+    now = frozen_clock.now_ms()
+    day = now - now % DAY - 60 * DAY  # two days, two months ago: only the metrics files serve them
+    span = ["--symbols", "BTCUSDT", "--start", iso(ms_to_dt(day)), "--end", iso(ms_to_dt(day + 2 * DAY))]
+    sinks = ["--sink", "sqlite", "--conn-id", sqlite_conn_id]
+    _run(["open-interest", *span, *sinks])
+    assert emu.count("/futures/data/openInterestHist") == 0
+    sink = new_sink("sqlite", sqlite_conn_id)
+    try:
+        assert sink.count("open_interest", "BTCUSDT") == 576
+        delete(sink, "open_interest", "BTCUSDT", day + 3_600_000, day + 2 * 3_600_000)  # day 1: archive has it
+        delete(sink, "open_interest", "BTCUSDT", day + DAY + 3_600_000, day + DAY + 2 * 3_600_000)  # day 2
+    finally:
+        sink.close()
+    emu.archive_missing.add(f"BTCUSDT-metrics-{iso(ms_to_dt(day + DAY))[:10]}.zip")  # day 2's file is gone
+    argv = ["fill-gaps", "--table", "open_interest", "--symbols", "BTCUSDT", "--start", iso(ms_to_dt(day))]
+    (report,) = _run([*argv, "--end", iso(ms_to_dt(day + 2 * DAY)), *sinks])
+    totals = report["totals"]
+    assert (totals["found"], totals["filled"], totals["confirmed"]) == (2, 1, 0)
+    assert emu.count("/futures/data/openInterestHist") == 0  # REST cannot be asked that far back
+    sink = new_sink("sqlite", sqlite_conn_id)
+    try:
+        assert sink.count("open_interest", "BTCUSDT") == 576 - 12
+        assert sink.known_gaps("open_interest", "BTCUSDT") == []  # never confirmed: no proof is possible
+        (pending,) = [g for g in sink.gap_records("open_interest", "BTCUSDT")]
+        assert pending.status == "pending" and "older than the 30 days" in (pending.reason or "")
+    finally:
+        sink.close()
