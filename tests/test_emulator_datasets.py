@@ -96,7 +96,7 @@ def test_open_interest_rows_horizon_and_anchor(emu: Emulator) -> None:
     assert rows[-1]["timestamp"] == now - now % (5 * D.MINUTE)
     assert set(rows[0]) == {"symbol", "sumOpenInterest", "sumOpenInterestValue", "CMCCirculatingSupply", "timestamp"}
     assert all(isinstance(x["timestamp"], int) for x in rows)
-    Decimal(rows[0]["sumOpenInterest"]), Decimal(rows[0]["sumOpenInterestValue"])
+    assert Decimal(rows[0]["sumOpenInterest"]) > 0 and Decimal(rows[0]["sumOpenInterestValue"]) > 0
     # end-anchored: between the bounds, the most recent `limit` rows
     lo, hi = now - 2 * D.DAY, now - D.DAY
     page = get(emu, OI, symbol="BTCUSDT", period="1h", startTime=lo, endTime=hi, limit=5).json()
