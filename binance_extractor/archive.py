@@ -37,6 +37,7 @@ from binance_extractor.archive_files import (
     to_klines,
 )
 from binance_extractor.archive_periods import DAY_MS, PREFIX, Period, archivable, plan_periods
+from binance_extractor.catalog import PRICE_KINDS
 from binance_extractor.derivative_models import PRICE_MODELS
 from binance_extractor.errors import InputError
 from binance_extractor.exchange_clock import closed_before
@@ -74,8 +75,8 @@ def iter_klines(
 ) -> Iterator[list[Any] | KlineBlock]:
     """Ordered, non-overlapping batches of validated closed candles in ``[start_ms, end_ms)``.
 
-    ``price``: trade klines, or the mark/index/premium-index series (``PriceKline`` models from their own archive
-    folders, the index one per pair; always model batches, never columnar: the blocks hold trade-kline columns).
+    ``price``: trade klines, or the mark/index/premium-index series (``PriceKline`` models, or blocks of their
+    kind, from their own archive folders; the index one per pair).
 
     ``columnar``: each complete archive file comes as one ``KlineBlock`` (parsed and validated by pyarrow, for
     the sinks' bulk loaders) instead of model batches; REST rows and files merged with REST fills stay models.
@@ -89,7 +90,6 @@ def iter_klines(
     if workers < 1:
         raise InputError(f"workers must be at least 1, not {workers}")
     stats = stats if stats is not None else ArchiveStats()
-    columnar = columnar and price is Price.TRADE
     if source == "rest" or (source == "auto" and not archivable(tf)):
         yield from _rest(client, symbol, tf, start_ms, end_ms, now_ms, stats, price)
         return
@@ -104,7 +104,13 @@ def iter_klines(
     run = _Run(client, symbol, tf, start_ms, end_ms, source, now, stats, price)
     session = _session(workers)
     fetcher = ArchiveFetcher(
-        price.subject(symbol), tf, session, base_url or config.archive_url(), columnar, folder=price.archive_dir
+        price.subject(symbol),
+        tf,
+        session,
+        base_url or config.archive_url(),
+        columnar,
+        folder=price.archive_dir,
+        kind=PRICE_KINDS[price],
     )
     parts = _prefetch(fetcher, plan_periods(start_ms, min(end_ms, today)), start_ms, end_ms, workers, stats)
     try:
@@ -256,7 +262,7 @@ class _Run:
                     yield part.block
                 return
             fills = [k for batch in self._fill(holes, why=part.filename) for k in batch]
-            merged = sorted(part.block.to_klines() + fills, key=_open_time)
+            merged = sorted(part.block.to_models() + fills, key=_open_time)
             if merged:
                 yield merged
             return

@@ -26,6 +26,7 @@ from binance_extractor.archive_files import (
     read_zip_bytes,
 )
 from binance_extractor.archive_periods import Period
+from binance_extractor.catalog import DataKind
 from binance_extractor.timeframes import Timeframe
 
 log = logging.getLogger("binance_extractor.archive")
@@ -75,9 +76,11 @@ class ArchiveFetcher:
         columnar: bool = False,
         *,
         folder: str = "klines",
+        kind: DataKind = DataKind.KLINES,
         parse: Callable[[str, int, int], tuple[list[list[str]], list[int]]] | None = None,
     ) -> None:
-        """``folder`` picks the series (``klines``, ``markPriceKlines``... or ``metrics``); ``parse`` reads a
+        """``folder`` picks the series (``klines``, ``markPriceKlines``... or ``metrics``) and ``kind`` its table's
+        columns (columnar mode); ``parse`` reads a
         file's CSV text into (rows in the window, their times) when it is not kline-shaped (the metrics files)."""
         self.symbol = symbol
         self.tf = tf
@@ -85,6 +88,7 @@ class ArchiveFetcher:
         self.base_url = base_url.rstrip("/")
         self.columnar = columnar
         self.folder = folder
+        self.kind = kind
         self.parse = parse
         self.down = False  # set once a file failed for want of a host: later files fail fast
 
@@ -116,7 +120,7 @@ class ArchiveFetcher:
                         if body is None:
                             return FilePart(period, name, missing=True)
                         if self.columnar:  # pyarrow releases the GIL: files parse in parallel with writing
-                            block = parse_block(read_zip_bytes(body), self.symbol, self.tf, lo_ms, hi_ms)
+                            block = parse_block(read_zip_bytes(body), self.symbol, self.tf, lo_ms, hi_ms, self.kind)
                             return FilePart(period, name, open_ms=block.open_ms(), block=block)
                         if self.parse is not None:
                             rows, opens = self.parse(read_zip(body), lo_ms, hi_ms)

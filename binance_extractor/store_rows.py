@@ -16,9 +16,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from binance_extractor.archive_columns import KLINE_ORDER, KlineBlock, block_of
+from binance_extractor.archive_columns import KlineBlock, block_of, table_order
 from binance_extractor.errors import ValidationError
-from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import Row, Sink, Store
 
 Prepared = KlineBlock | list[Row]
@@ -26,7 +26,6 @@ Prepared = KlineBlock | list[Row]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _TIMES = ("open_time", "close_time")
-_INTS = ("trade_count",)
 
 
 def plain(value: Decimal | str) -> str:
@@ -50,20 +49,21 @@ def _ms(value: datetime | int) -> int:
 
 
 def kline_block(dataset: Dataset, symbol: str, rows: Sequence[dict[str, Any]]) -> KlineBlock:
-    """One symbol's candles as a validated columnar block (the bulk loaders' input)."""
+    """One symbol's candles (of any kline series) as a validated columnar block (the bulk loaders' input)."""
     assert dataset.timeframe is not None
+    ints = {c.name for c in dataset.entry.columns if c.type == "int"}
     columns: dict[str, pa.Array] = {}
-    for name in KLINE_ORDER:
+    for name in table_order(dataset.kind):
         values = [r[name] for r in rows]
         if name in _TIMES:
             columns[name] = pa.array([_ms(v) for v in values], pa.int64())
-        elif name in _INTS:
+        elif name in ints:
             columns[name] = pa.array(values, pa.int64())
         elif all(type(v) is Decimal for v in values):  # read from a store: finite Decimals, formatted at C speed
             columns[name] = pa.array([format(v, "f") for v in values], pa.string())
         else:
             columns[name] = pa.array([None if v is None else plain(v) for v in values], pa.string())
-    return block_of(symbol, dataset.timeframe, pa.table(columns))
+    return block_of(symbol, dataset.timeframe, pa.table(columns), dataset.kind)
 
 
 def _by_symbol(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -74,7 +74,7 @@ def _by_symbol(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 
 def prepare(table: str, rows: Sequence[dict[str, Any]], *, trusted: bool = False) -> list[Prepared]:
-    """Validate ``rows`` of ``table`` into what the store writes: one block per symbol for klines, else models.
+    """Validate ``rows`` of ``table`` into what the store writes: a block per symbol of a kline series, else models.
 
     Raises ``ValidationError`` (naming symbol and time) for any row the models would refuse. ``trusted`` rows
     (read back from a store, which validated them when they were written, typed by its reader) become models
@@ -82,7 +82,7 @@ def prepare(table: str, rows: Sequence[dict[str, Any]], *, trusted: bool = False
     if not rows:
         return []
     dataset = Dataset.of_table(table)
-    if dataset.kind is DataKind.KLINES:
+    if dataset.timeframe is not None:  # every kline series: as whole columns
         return [kline_block(dataset, symbol, group) for symbol, group in _by_symbol(rows).items()]
     model = dataset.kind.model
     fields = model.model_fields
@@ -99,7 +99,7 @@ def read_prepared(
     dataset = Dataset.of_table(table)
     if dataset.timeframe is not None:
         columns = store.read_columns(table, symbol, start, end)
-        return [block_of(symbol, dataset.timeframe, columns)] if columns.num_rows else []
+        return [block_of(symbol, dataset.timeframe, columns, dataset.kind)] if columns.num_rows else []
     return prepare(table, store.read(table, symbol, start, end), trusted=True)
 
 

@@ -57,10 +57,10 @@ def check_rows(table: str, rows: Sequence[Row]) -> None:
 
 
 def check_block(table: str, block: KlineBlock) -> None:
-    """Refuse a columnar block of another interval's candles (a caller bug) before anything is written."""
+    """Refuse a columnar block of another series' or interval's candles (a caller bug) before anything is written."""
     dataset = Dataset.of_table(table)
-    if dataset.kind is not DataKind.KLINES:
-        raise InputError(f"{table} holds {dataset.model.__name__} rows, got a block of klines")
+    if dataset.kind is not block.kind:
+        raise InputError(f"{table} holds {dataset.model.__name__} rows, got a block of {block.kind.model.__name__}")
     if block.timeframe != dataset.timeframe:
         raise InputError(f"{table} cannot hold {block.interval} klines")
 
@@ -239,7 +239,7 @@ class Sink(ABC):
         and must leave the table exactly as ``write`` of the same candles would.
         """
         check_block(table, block)
-        return self.write(table, block.to_klines()) if len(block) else 0
+        return self.write(table, block.to_models()) if len(block) else 0
 
     @abstractmethod
     def close(self) -> None:

@@ -10,15 +10,21 @@ import io
 import zipfile
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import requests
 
 from binance_extractor import archive, timeframes
 from binance_extractor.archive_columns import KlineBlock, parse_block
-from binance_extractor.errors import ValidationError
+from binance_extractor.catalog import PRICE_KINDS, DataKind
+from binance_extractor.derivative_models import PRICE_MODELS
+from binance_extractor.errors import InputError, ValidationError
+from binance_extractor.prices import Price
+from binance_extractor.sinks.base import check_block
 from binance_extractor.timeutil import dt_to_ms, parse_time
 from tests.emulator import Emulator
+from tests.emulator import datasets as DS
 
 NOW = dt_to_ms(parse_time("2025-03-10T12:34:56.789Z"))
 PREFIX = "/data/futures/um"
@@ -147,3 +153,95 @@ def test_impossible_row_fails_the_archive_run_before_its_file_is_yielded(emu: Em
             assert isinstance(block, KlineBlock)
             got.append(block)
     assert [len(b) for b in got] == [31 * 288]  # January only: nothing of February left the iterator
+
+
+# ----------------------------------------------------------------------------- mark/index/premium-index klines
+
+PRICED = [Price.MARK, Price.INDEX, Price.PREMIUM]
+
+
+def price_models(data: bytes, price: Price, symbol: str, interval: str) -> list[Any]:
+    """The row path of a price series: the csv rows through the series' model (``PriceKline.from_rest``)."""
+    rows, _ = archive.parse_rows(data.decode(), 0, 2**62, f"{symbol} {interval}")
+    return [PRICE_MODELS[price].from_rest(symbol, interval, r) for r in rows]
+
+
+@pytest.mark.parametrize("price", PRICED)
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [
+        ("monthly/{dir}/BTCUSDT/1h/BTCUSDT-1h-2021-11.zip", "no header, ms"),
+        ("monthly/{dir}/BTCUSDT/5m/BTCUSDT-5m-2022-01.zip", "header, ms"),
+        ("daily/{dir}/BTCUSDT/5m/BTCUSDT-5m-2025-03-02.zip", "header, us"),
+    ],
+)
+def test_price_block_equals_the_model_path_for_every_file_layout(
+    emu: Emulator, price: Price, name: str, layout: str
+) -> None:
+    path = "/" + name.format(dir=price.archive_dir)
+    data = served(emu, path)
+    interval = path.split("/")[4]
+    assert data[:1].isdigit() == (layout == "no header, ms")
+    kind = PRICE_KINDS[price]
+    block = parse_block(data, "BTCUSDT", timeframes.parse(interval), 0, 2**62, kind)
+    want = price_models(data, price, "BTCUSDT", interval)
+    assert block.kind is kind and block.table == kind.table(timeframes.parse(interval))
+    assert block.columns.column_names == [c.name for c in kind.entry.columns[1:]]  # the catalog's, no volumes
+    assert len(block) == len(want) > 0 and block.to_models() == want
+    assert all(type(m) is PRICE_MODELS[price] for m in block.to_models()[:3])
+    assert block.columns.schema.field("open").type == "string"  # the exchange's text, never a float
+    assert block.csv_bytes().count(b"\n") == len(want)
+
+
+P1 = "1735689600000,-0.00012000,0.00010000,-0.00020000,0.00001000,0,1735689899999,0,12,0,0,0"
+P2 = "1735689900000,0.00001000,0.00003000,-0.00001000,0.00002000,0,1735690199999,0,12,0,0,0"
+
+
+def test_price_blocks_keep_the_signed_premium_and_refuse_what_the_model_refuses() -> None:
+    data = f"{HEADER}\n{P2}\n{P1}\n".encode()
+    premium = parse_block(data, "XUSDT", M5, 0, 2**62, DataKind.PREMIUM_KLINES)
+    assert premium.sql_rows()[0] == ("XUSDT", 1735689600000, 1735689899999, "-0.00012000", "0.00010000",
+                                     "-0.00020000", "0.00001000", 12)  # fmt: skip
+    assert premium.to_models() == price_models(data, Price.PREMIUM, "XUSDT", "5m")
+    with pytest.raises(ValidationError, match=r"^MarkKline rejected \(XUSDT at 2025-01-01T00:00:00.000Z\): negative"):
+        parse_block(data, "XUSDT", M5, 0, 2**62, DataKind.MARK_KLINES)  # a mark price is positive
+    with pytest.raises(ValidationError, match="negative price"):
+        price_models(data, Price.MARK, "XUSDT", "5m")  # the model says the same
+    bad = [
+        (P1.replace(",12,", ",-1,"), r"PremiumKline rejected \(XUSDT at 2025-01-01T00:00:00.000Z\): negative sample"),
+        (P1.replace("0.00010000", "-0.00030000"), r"high below open/close/low"),
+        (P1.replace("1735689899999", "1735689899000"), r"close_time != open_time \+ interval - 1 ms"),
+        (P1.replace("-0.00012000", "1e-30"), r"open is not an exact decimal"),
+    ]
+    for row, message in bad:
+        kind = DataKind.PREMIUM_KLINES
+        with pytest.raises(ValidationError, match=message):
+            parse_block(f"{row}\n{P2}\n".encode(), "XUSDT", M5, 0, 2**62, kind)
+    positive = P2.replace("-0.00001000", "0.00000500")  # volume fields "0" (ignore): no rule applies to them
+    index = parse_block(f"{positive}\n".encode(), "XUSDT", M5, 0, 2**62, DataKind.INDEX_KLINES)
+    assert index.to_models() == price_models(f"{positive}\n".encode(), Price.INDEX, "XUSDT", "5m")
+
+
+def test_a_block_goes_only_into_its_own_series_table() -> None:
+    block = parse_block(f"{HEADER}\n{P1}\n{P2}\n".encode(), "XUSDT", M5, 0, 2**62, DataKind.PREMIUM_KLINES)
+    with pytest.raises(InputError, match="holds Kline rows, got a block of PremiumKline"):
+        check_block(DataKind.KLINES.table(M5), block)
+    with pytest.raises(InputError, match="holds MarkKline rows"):
+        check_block(DataKind.MARK_KLINES.table(M5), block)
+    check_block(DataKind.PREMIUM_KLINES.table(M5), block)
+    with pytest.raises(InputError, match="not a kline series"):
+        parse_block(b"", "XUSDT", M5, 0, 2**62, DataKind.FUNDING)
+
+
+@pytest.mark.parametrize("price", PRICED)
+def test_the_columnar_archive_run_yields_blocks_of_the_series(emu: Emulator, price: Price) -> None:
+    """``columnar=True`` now serves the price klines too: whole files as blocks, equal to REST's candles."""
+    s, e = ms("2025-01-30"), ms("2025-03-03")  # daily files, a monthly file (us), daily files
+    it = archive.iter_klines(
+        None, "BTCUSDT", M5, s, e, source="archive", now_ms=NOW, base_url=emu.archive_url, columnar=True, price=price
+    )
+    blocks = list(it)
+    assert blocks and all(isinstance(b, KlineBlock) and b.kind is PRICE_KINDS[price] for b in blocks)
+    got = [m for b in blocks for m in b.to_models()]
+    rows = DS.price_rows(emu, price.value, "BTCUSDT", "5m", s, e - 1)
+    assert got == [PRICE_MODELS[price].from_rest(price.subject("BTCUSDT"), "5m", r) for r in rows]
