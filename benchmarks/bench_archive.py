@@ -93,7 +93,7 @@ def month_labels(start: datetime, end: datetime) -> list[str]:
     return out
 
 
-def prewarm(archive_url: str, symbols: list[str], labels: list[str], interval: str) -> None:
+def prewarm(archive_url: str, symbols: list[str], labels: list[str], interval: str, folder: str = "klines") -> None:
     """Ask for every checksum once: the emulator generates and caches each zip."""
     import requests
 
@@ -101,7 +101,7 @@ def prewarm(archive_url: str, symbols: list[str], labels: list[str], interval: s
 
     def get(args: tuple[str, str]) -> None:
         sym, label = args
-        url = f"{archive_url}/data/futures/um/monthly/klines/{sym}/{interval}/{sym}-{interval}-{label}.zip.CHECKSUM"
+        url = f"{archive_url}/data/futures/um/monthly/{folder}/{sym}/{interval}/{sym}-{interval}-{label}.zip.CHECKSUM"
         session.get(url, timeout=120).raise_for_status()
 
     with ThreadPoolExecutor(2) as pool:

@@ -8,6 +8,7 @@ per request; its zips are generated once beforehand, as a real archive serves st
 1. archive -> MariaDB: ``python -m binance_extractor klines --source archive --sink mysql`` for N symbols x M whole
    past months of m5 (5 x 6 = 263,520 candles by default), into a fresh database: in-process (one CLI run) and as
    ``--processes`` CLI processes at once (the pods' shape), start-up included.
+   Then the same in-process run with ``--price mark`` (the mark-price klines' archive files, same columnar path).
 2. raw LOAD DATA: the same rows as one CSV, ``LOAD DATA LOCAL INFILE`` into an empty copy of the table: the
    ceiling of any path into that table on this machine.
 3. the same two for PostgreSQL (``--sink postgres``; raw ``COPY ... FROM STDIN``).
@@ -59,20 +60,22 @@ def pg_db(action: str, name: str) -> None:
         conn.execute(f'{action} DATABASE {"IF EXISTS " if action == "DROP" else ""}"{name}"')
 
 
-def cli_argv(sink: str, symbols: list[str], start: datetime, end: datetime, interval: str = "5m") -> list[str]:
+def cli_argv(
+    sink: str, symbols: list[str], start: datetime, end: datetime, interval: str = "5m", price: str = "trade"
+) -> list[str]:
     from binance_extractor.timeutil import iso
 
     return ["klines", "--interval", interval, "--symbols", ",".join(symbols), "--start", iso(start), "--end", iso(end),
-            "--source", "archive", "--sink", sink]  # fmt: skip
+            "--source", "archive", "--sink", sink, "--price", price]  # fmt: skip
 
 
 def in_process(
-    sink: str, symbols: list[str], start: datetime, end: datetime, interval: str = "5m"
+    sink: str, symbols: list[str], start: datetime, end: datetime, interval: str = "5m", price: str = "trade"
 ) -> tuple[int, float]:
     from binance_extractor import cli
 
     t0 = time.perf_counter()
-    results = cli.execute(cli_argv(sink, symbols, start, end, interval))
+    results = cli.execute(cli_argv(sink, symbols, start, end, interval, price))
     elapsed = time.perf_counter() - t0
     bad = [r.to_dict() for r in results if r.outcome != "success"]
     if bad:
@@ -191,6 +194,7 @@ def main() -> None:
         print(f"sample: {len(symbols)} symbols x {len(labels)} months of m5 ({labels[0]}..{labels[-1]}), "
               f"emulator latency {args.latency * 1000:.0f} ms; generating zips...", flush=True)  # fmt: skip
         prewarm(f"{url}/archive", symbols, labels, "5m")
+        prewarm(f"{url}/archive", symbols, labels, "5m", folder="markPriceKlines")
         d1_start, d1_end = months_back(args.d1_months)
         d1_labels = month_labels(d1_start, d1_end)
         prewarm(f"{url}/archive", symbols, d1_labels, "1d")
@@ -212,6 +216,10 @@ def main() -> None:
             rows, secs = in_process(sink, symbols, start, end)
             assert rows == sample_rows, (rows, sample_rows)
             one = line("archive -> bulk, one process", rows, secs)
+            # mark-price klines: the same columnar path into mark_klines_m5 (8 columns instead of 12)
+            rows, secs = in_process(sink, symbols, start, end, price="mark")
+            assert rows == sample_rows, (rows, sample_rows)
+            line("archive -> bulk, mark-price klines, one process", rows, secs)
             os.environ[env] = uri + names[1]
             rows, secs = processes(sink, symbols, start, end, args.processes)
             many = line(f"archive -> bulk, {args.processes} processes (start-up incl.)", rows, secs)
