@@ -21,6 +21,7 @@ from binance_extractor import clock, config, extract, freshness, telemetry
 from binance_extractor.catalog import price_of
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
+from binance_extractor.gaps.settings import grid_of
 from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.masking import mask
 from binance_extractor.sinks.base import Sink, stores
@@ -244,8 +245,9 @@ def run_job(
             telemetry.instruments.counter("binance.jobs").add(1, outcome)
             telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
             telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)
-            if job.kind is DataKind.KLINES and job.timeframe is not None and result.last_time is not None:
-                freshness.record_freshness(job.symbol, job.timeframe, result.last_time)  # binance.freshness.lag
+            grid = grid_of(job.dataset)  # every series on a time grid: klines of each price, open interest
+            if grid is not None and result.last_time is not None:
+                freshness.record_freshness(job.symbol, grid, result.last_time, kind=job.kind)  # binance.freshness.lag
     if error is not None:
         raise error
     return result

@@ -168,6 +168,7 @@ def test_record_freshness_lag() -> None:
         assert cap.value("binance.freshness.lag", symbol="BTCUSDT", timeframe="5m") == 1200
         assert freshness.record_freshness("ETHUSDT", timeframes.parse("1h"), None, now=now) == -1
         assert cap.points("binance.freshness.lag")[0].attributes["timeframe"] == "5m"
+        assert cap.points("binance.freshness.lag")[0].attributes["kind"] == "klines"  # trade klines by default
         assert len(cap.points("binance.freshness.lag")) == 1
 
 

@@ -19,7 +19,7 @@ from binance_extractor.derivative_models import PRICE_MODELS, MarkKline, OpenInt
 from binance_extractor.errors import InputError, ValidationError
 from binance_extractor.extract import StuckCursorError, iter_klines
 from binance_extractor.prices import Price, pair_of
-from binance_extractor.timeutil import dt_to_ms, ms_to_dt
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.emulator import datasets as DS
 from tests.fixtures.clock import at_instants
 
@@ -342,3 +342,39 @@ def test_open_interest_sources(make_emulator, source):
     assert times == list(range(start, last, 300_000))
     used_rest = emu.count("/futures/data/openInterestHist") > 0
     assert used_rest == (source == "auto")
+
+
+# ----------------------------------------------------------------------------- freshness
+
+
+def test_freshness_lag_covers_every_new_series(frozen_clock, make_emulator, tmp_path, monkeypatch):
+    """``binance.freshness.lag`` is set after the jobs of every series on a time grid, kept apart by ``kind``:
+    the price klines per timeframe (newest closed candle) and open interest (newest 5-minute mark before now)."""
+    from binance_extractor import cli, telemetry
+
+    monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path))
+    make_emulator()
+    hour = frozen_clock.now_ms() - frozen_clock.now_ms() % HOUR
+    now = hour + 7 * 60_000 + 30_000  # HH:07:30: the 5m candle HH:05 is forming, HH:00 is the newest closed
+    frozen_clock.set(now)
+
+    def span(end_ms: int) -> list[str]:
+        return ["--symbols", "BTCUSDT", "--start", iso(ms_to_dt(now - 2 * HOUR)), "--end", iso(ms_to_dt(end_ms)),
+                "--sink", "sqlite"]  # fmt: skip
+
+    behind = now - 20 * 60_000  # HH-1:47:30: the newest candle stored opens HH-1:45 (closed now), the newest mark too
+    with telemetry.capture() as cap:
+        cli.execute(["klines", "--price", "mark", "--interval", "5m", *span(now)])
+        cli.execute(["klines", "--price", "index", "--interval", "5m", *span(behind)])
+        cli.execute(["klines", "--price", "premium", "--interval", "1h", *span(now)])
+        cli.execute(["open-interest", *span(now)])
+        cli.execute(["open-interest", "--symbols", "ETHUSDT", *span(behind)[2:]])
+        lag = {(p.attributes["kind"], p.attributes["symbol"], p.attributes["timeframe"]): p.value
+               for p in cap.points("binance.freshness.lag")}  # fmt: skip
+    assert lag == {
+        ("mark_klines", "BTCUSDT", "5m"): 0,
+        ("index_klines", "BTCUSDT", "5m"): 15 * 60,  # HH-1:50 .. HH:00 missing
+        ("premium_klines", "BTCUSDT", "1h"): 0,
+        ("open_interest", "BTCUSDT", "5m"): 0,  # the HH:05 mark is stored
+        ("open_interest", "ETHUSDT", "5m"): 20 * 60,  # HH-1:50 .. HH:05 missing
+    }

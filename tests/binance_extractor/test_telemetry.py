@@ -504,5 +504,5 @@ def test_a_klines_run_emits_the_documented_spans_and_metrics(
     assert jobs == 1
     assert weight and weight[0].value >= 1
     # the newest stored candle is from 2024: the store is far behind the newest closed candle
-    assert [dict(p.attributes) for p in lag] == [{"symbol": "BTCUSDT", "timeframe": "5m"}]
+    assert [dict(p.attributes) for p in lag] == [{"kind": "klines", "symbol": "BTCUSDT", "timeframe": "5m"}]
     assert lag[0].value > 365 * 86400
