@@ -219,7 +219,7 @@ def main() -> None:
             # mark-price klines: the same columnar path into mark_klines_m5 (8 columns instead of 12)
             rows, secs = in_process(sink, symbols, start, end, price="mark")
             assert rows == sample_rows, (rows, sample_rows)
-            line("archive -> bulk, mark-price klines, one process", rows, secs)
+            line("archive -> bulk, mark-price klines", rows, secs)
             os.environ[env] = uri + names[1]
             rows, secs = processes(sink, symbols, start, end, args.processes)
             many = line(f"archive -> bulk, {args.processes} processes (start-up incl.)", rows, secs)

@@ -317,7 +317,7 @@ DATASETS[DataKind.OPEN_INTEREST] = DatasetEntry(
     model=OpenInterest,
     command="open-interest",
     endpoint="/futures/data/openInterestHist",
-    weight=lambda p: 0,  # its own 1000 requests / 5 min / IP instead (weights.OPEN_INTEREST_LIMIT)
+    weight=lambda p: 0,  # its own 1000 requests / 5 min / IP instead (weights.OPEN_INTEREST_WINDOW)
     archive_path="metrics",
 )
 DERIVATIVE_KINDS = (DataKind.MARK_KLINES, DataKind.INDEX_KLINES, DataKind.PREMIUM_KLINES, DataKind.OPEN_INTEREST)

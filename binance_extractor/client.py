@@ -209,7 +209,7 @@ class BinanceFuturesClient:
                     rule=self.limiter.rule,
                     margin=self.limiter.margin,
                     max_ban_wait=self.limiter.max_ban_wait,
-                    funding_limit=weights.OPEN_INTEREST_LIMIT,
+                    window=weights.OPEN_INTEREST_WINDOW,
                 )
             return self._oi_limiter
 

@@ -24,7 +24,7 @@ from binance_extractor.budget import state as S
 from binance_extractor.errors import BudgetUnavailableError, InputError, IPBannedError
 from binance_extractor.masking import register_secret, url_password
 from binance_extractor.ratelimit import WeightRule
-from binance_extractor.weights import FUNDING_LIMIT
+from binance_extractor.weights import FUNDING_WINDOW, RequestWindow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,7 +107,8 @@ class SharedBudget:
         margin: float = 0.95,
         max_ban_wait: float = 300.0,
         ttl_s: float | None = None,
-        funding_limit: tuple[int, float] = FUNDING_LIMIT,
+        window: RequestWindow = FUNDING_WINDOW,
+        funding_limit: tuple[int, float] | None = None,
         now: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -119,7 +120,12 @@ class SharedBudget:
         self.max_ban_wait = max_ban_wait
         env_ttl = os.environ.get("BINANCE_EXTRACTOR_BUDGET_TTL")
         self.ttl_s = ttl_s if ttl_s is not None else float(env_ttl) if env_ttl else DEFAULT_TTL_S
-        self.funding_limit = funding_limit
+        # the separate window (``acquire(..., funding=True)``): fundingRate's by default, openInterestHist's for the
+        # client's open-interest budget; ``funding_limit`` overrides its numbers (tests, small emulators)
+        if funding_limit is not None:
+            window = RequestWindow(window.endpoint, window.paths, int(funding_limit[0]), float(funding_limit[1]))
+        self.window = window
+        self.funding_limit = window.limit
         self._now = now
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -180,7 +186,7 @@ class SharedBudget:
                 what = {"ban": "IP ban (HTTP 418)", "pause": "weight limit pause (HTTP 429)"}
                 log.warning(
                     "%s: waiting until %s",
-                    what.get(grant.reason, "fundingRate limit (500 / 5 min / IP)"),
+                    what.get(grant.reason, self.window.label),
                     _iso(grant.until),
                 )
             wait = max(grant.wait_s, 0.001)

@@ -6,8 +6,11 @@ import logging
 
 import pytest
 
+from binance_extractor import weights
 from binance_extractor.budget import SharedBudget, open_store
 from binance_extractor.budget.sqlite_store import SqliteStore
+from binance_extractor.catalog import DataKind
+from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import BudgetUnavailableError, IPBannedError
 from binance_extractor.ratelimit import WeightRule
 
@@ -77,3 +80,34 @@ def test_a_release_the_store_cannot_record_only_logs_and_the_next_acquire_fails_
     assert "unreachable" in caplog.text and "expires in 90 s" in caplog.text
     with pytest.raises(BudgetUnavailableError, match="nothing was sent"):
         b.acquire(2)
+
+
+@pytest.mark.parametrize(
+    ("window", "label"),
+    [
+        (weights.FUNDING_WINDOW, "fundingRate limit (500 / 5 min / IP)"),
+        (weights.OPEN_INTEREST_WINDOW, "openInterestHist limit (1000 / 5 min / IP)"),
+    ],
+)
+def test_a_wait_in_a_separate_window_names_that_window(tmp_path, caplog, window, label):
+    """Each separate window's wait is logged with its own endpoint and numbers (from weights/catalog), never the
+    fundingRate text for the open-interest window."""
+    ft = FakeTime()
+    store = SqliteStore(tmp_path / "budget.sqlite")
+    b = SharedBudget(store, "k", rule=WeightRule(100, 60), margin=0.002, now=ft.now, sleep=ft.sleep, window=window)
+    assert b.window is window and b.limits().funding_window_s == 300.0
+    with caplog.at_level(logging.WARNING, logger="binance_extractor.budget"):
+        for _ in range(b.limits().funding_budget + 1):  # one more than the window holds: a wait
+            b.release(b.acquire(0, funding=True), None)
+    waits = [r.getMessage() for r in caplog.records if "waiting until" in r.getMessage()]
+    assert len(waits) == 1 and waits[0].startswith(f"{label}: waiting until 2025-12-01T12:0")
+    assert ft.slept
+
+
+def test_the_client_counts_open_interest_in_the_open_interest_window(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINANCE_EXTRACTOR_BUDGET_URL", f"sqlite:///{tmp_path}/budget.sqlite")
+    client = BinanceFuturesClient("http://127.0.0.1:9", "key")
+    oi = client._limiter_for(DataKind.OPEN_INTEREST.entry.endpoint)
+    assert oi.window is weights.OPEN_INTEREST_WINDOW and oi.funding_limit == (1000, 300.0)
+    assert client.limiter.window is weights.FUNDING_WINDOW  # fundingRate and fundingInfo: the budget's own window
+    assert weights.FUNDING_WINDOW.paths == {DataKind.FUNDING.entry.endpoint, "/fapi/v1/fundingInfo"}
