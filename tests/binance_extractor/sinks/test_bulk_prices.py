@@ -145,3 +145,33 @@ def test_a_file_with_a_bad_checksum_is_refused_and_nothing_of_it_written(
         assert sink.count(table) == done.rows_written == 5 * 288
     finally:
         sink.close()
+
+
+def test_copy_moves_price_klines_as_blocks_exactly(
+    sqlite_conn_id: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, emu: Emulator, client: Any
+) -> None:
+    """``copy`` reads a price-kline table as columns and loads it as a block of its series (it used to select the
+    trade klines' columns from it); a second copy changes nothing."""
+    from urllib.parse import quote
+
+    from binance_extractor import store_copy
+
+    monkeypatch.setenv("AIRFLOW_CONN_SQLITE_COPY", "sqlite://" + quote(str(tmp_path / "copy.sqlite"), safe=""))
+    start, end = parse_time("2025-02-20T00:00:00Z"), parse_time("2025-02-22T00:00:00Z")
+    source, target = new_sink("sqlite", sqlite_conn_id), new_sink("sqlite", "sqlite_copy")
+    try:
+        source.ensure_schema()
+        target.ensure_schema()
+        for price in (Price.PREMIUM, Price.INDEX):
+            run_job(job(price, start, end, "archive"), [source], client)
+        tables = [PRICE_KINDS[p].table(M5) for p in (Price.PREMIUM, Price.INDEX)]
+        results = store_copy.copy_stores(source, target, tables)
+        assert sum(r.written for r in results) == 2 * 2 * 288
+        for price in (Price.PREMIUM, Price.INDEX):
+            assert stored(target, price)[0] == stored(source, price)[0]
+            assert stored(target, price)[1].equals(stored(source, price)[1])
+        store_copy.copy_stores(source, target, tables)
+        assert [target.count(t) for t in tables] == [2 * 288, 2 * 288]
+    finally:
+        source.close()
+        target.close()
