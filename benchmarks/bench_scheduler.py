@@ -70,16 +70,23 @@ def start_emulator(contracts: int, symbols_file: Path, latency: float) -> tuple[
 
 
 class CpuMeter:
-    """CPU seconds of every process in a session (process group), sampled; ended processes keep their last."""
+    """CPU seconds of every process in the script's session and its children's (standalone's own), sampled;
+    ended processes keep their last sample."""
 
     def __init__(self, pgid: int) -> None:
         self.pgid = pgid
         self.seen: dict[tuple[int, float], float] = {}
 
     def sample(self) -> None:
+        sids = {self.pgid}  # run-airflow.sh starts standalone with setsid: its own session, found as a child
+        try:
+            for child in psutil.Process(self.pgid).children():
+                sids.add(os.getsid(child.pid))
+        except (psutil.Error, OSError):
+            pass
         for p in psutil.process_iter(["pid", "create_time"]):
             try:
-                if os.getpgid(p.pid) != self.pgid:
+                if os.getsid(p.pid) not in sids:
                     continue
                 t = p.cpu_times()
                 self.seen[(p.pid, p.info["create_time"])] = t.user + t.system
@@ -102,7 +109,9 @@ def freshness(data_dir: Path, symbols: list[str]) -> dict[str, tuple[int, float 
     out: dict[str, tuple[int, float | None]] = {}
     if not path.exists():
         return {t: (0, None) for t in TABLES}
-    store = SqliteSink(path=str(path))
+    os.environ["BINANCE_EXTRACTOR_DATA_DIR"] = str(data_dir)  # the store `make run` writes (sqlite_default)
+    os.environ.pop("AIRFLOW_CONN_SQLITE_DEFAULT", None)
+    store = SqliteSink()
     try:
         for table in TABLES:
             fresh, worst = 0, 0.0
@@ -204,7 +213,11 @@ def scheduler(args: argparse.Namespace) -> None:
                 print(f"  {elapsed:6.0f} s  " + "  ".join(f"{t.replace('klines_', '')}:{f}" for t, (f, _) in
                       state.items()) + f"  cpu {meter.total:.0f} s", flush=True)  # fmt: skip
             time.sleep(1)
-        runs = dag_runs(f"http://localhost:{port}", home)
+        try:
+            runs = dag_runs(f"http://localhost:{port}", home)
+        except Exception as exc:  # the figures above still stand
+            print(f"could not read the DAG runs: {type(exc).__name__}: {exc}")
+            runs = {}
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
             try:
