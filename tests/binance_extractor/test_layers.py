@@ -67,6 +67,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "jobs",
         (
             "pipeline",
+            "symbol_batch",
             "gaps",
             "reader",
             "health",
