@@ -52,6 +52,7 @@ class Settings:
     kubernetes: dict[str, Any] = field(default_factory=dict)
     symbols_per_task: int = 1
     max_tasks_per_run: int | None = None
+    derivatives: dict[str, Any] = field(default_factory=dict)
 
 
 def _env_bool(name: str) -> bool | None:
@@ -116,6 +117,7 @@ def settings() -> Settings:
         max_tasks_per_run=None
         if raw.get("max_tasks_per_run") is None
         else _at_least_one("max_tasks_per_run", raw["max_tasks_per_run"]),
+        derivatives=dict(raw.get("derivatives") or {}),
     )
 
 
@@ -127,6 +129,24 @@ def _at_least_one(name: str, value: Any) -> int:
     if number < 1:
         raise InputError(f"{name} must be at least 1, not {number}")
     return number
+
+
+DERIVATIVE_SERIES = ("mark_klines", "index_klines", "premium_klines", "open_interest")
+
+
+def derivative_kinds() -> list[str]:
+    """The derivative series enabled in ``derivatives:`` (docs/DATASETS.md), in catalog order; none by default,
+    so a trade-only deployment schedules, scans and creates nothing for them. An unknown name is an input error."""
+    raw = settings().derivatives
+    unknown = [name for name in raw if name not in DERIVATIVE_SERIES]
+    if unknown:
+        raise InputError(f"unknown series {unknown[0]!r} in derivatives: use {', '.join(DERIVATIVE_SERIES)}")
+    return [name for name in DERIVATIVE_SERIES if (raw.get(name) or {}).get("enabled", False) is True]
+
+
+def derivative_cron(name: str, default: str) -> str:
+    """The cron of a derivative series' DAGs (``derivatives.<name>.cron``), else ``default``."""
+    return str((settings().derivatives.get(name) or {}).get("cron") or default)
 
 
 def parse_symbols(value: str | list[str]) -> list[str]:

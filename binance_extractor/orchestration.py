@@ -396,6 +396,8 @@ def freshness_target(kind: DataKind, timeframe: Timeframe | None = None, grace_m
         return timeframe.delta + grace
     if kind is DataKind.FUNDING:
         return FUNDING_MAX_INTERVAL + grace
+    if kind is DataKind.OPEN_INTEREST:
+        return timedelta(minutes=5) + grace  # sampled every 5 minutes
     return TRADES_INTERVAL + grace
 
 

@@ -341,6 +341,34 @@ def trades_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
     return _scheduled_dag("binance_trades", DataKind.AGG_TRADES, HOURLY, **_hourly(doc_md, "trades", runtime))
 
 
+def derivative_dags(doc_md: str | None = None, runtime: str | None = None) -> dict[str, DAG]:
+    """The series enabled under ``derivatives:`` in config.yaml (none by default): ``binance_<series>_<tf>`` for
+    mark/index/premium-index klines on every scheduled timeframe, ``binance_open_interest`` every 5 minutes."""
+    settings = config.settings()
+    dags: dict[str, DAG] = {}
+    for name in config.derivative_kinds():
+        kind = DataKind(name)
+        if not kind.entry.per_timeframe:
+            cron = config.derivative_cron(name, "*/5 * * * *")
+            dag = _scheduled_dag(f"binance_{name}", kind, cron, **_hourly(doc_md, name, runtime))
+            dags[dag.dag_id] = dag
+            continue
+        for tf_name, spec in settings.timeframes.items():
+            tf = timeframes.parse(tf_name)  # config.yaml names it: a boundary
+            cron = config.derivative_cron(name, str(spec["cron"]))
+            dag = _scheduled_dag(
+                f"binance_{name}_{tf.name}",
+                kind,
+                cron,
+                timeframe=tf,
+                doc_md=doc_md,
+                tags=[name, tf.name],
+                runtime=runtime,
+            )
+            dags[dag.dag_id] = dag
+    return dags
+
+
 def _hourly(doc_md: str | None, tag: str, runtime: str | None) -> dict[str, Any]:
     return {"timeframe": None, "doc_md": doc_md, "tags": [tag], "runtime": runtime}
 
