@@ -69,6 +69,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "jobs",
         (
             "pipeline",
+            "symbol_batch",
             "gaps",
             "reader",
             "health",
