@@ -115,11 +115,12 @@ class KlineBlock:
 
     @staticmethod
     def concat(blocks: list[KlineBlock]) -> KlineBlock:
-        """Consecutive files of one (symbol, interval), in time order, as one block: one bulk load, one commit."""
+        """Consecutive files of one (series, symbol, interval), in time order, as one block: one bulk load, one
+        commit."""
         first = blocks[0]
-        if any((b.symbol, b.timeframe) != (first.symbol, first.timeframe) for b in blocks):
-            raise ValueError("only blocks of one symbol and interval can be joined")
-        return KlineBlock(first.symbol, first.timeframe, pa.concat_tables([b.columns for b in blocks]))
+        if any((b.kind, b.symbol, b.timeframe) != (first.kind, first.symbol, first.timeframe) for b in blocks):
+            raise ValueError("only blocks of one series, symbol and interval can be joined")
+        return KlineBlock(first.symbol, first.timeframe, pa.concat_tables([b.columns for b in blocks]), first.kind)
 
     def slice(self, start: int, length: int) -> KlineBlock:
         return KlineBlock(self.symbol, self.timeframe, self.columns.slice(start, length), self.kind)

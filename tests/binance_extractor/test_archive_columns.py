@@ -245,3 +245,16 @@ def test_the_columnar_archive_run_yields_blocks_of_the_series(emu: Emulator, pri
     got = [m for b in blocks for m in b.to_models()]
     rows = DS.price_rows(emu, price.value, "BTCUSDT", "5m", s, e - 1)
     assert got == [PRICE_MODELS[price].from_rest(price.subject("BTCUSDT"), "5m", r) for r in rows]
+
+
+def test_joined_blocks_keep_their_series() -> None:
+    """The pipeline joins consecutive files into one load (KlineBlock.concat): the join is still a block of the
+    same series, so it goes into its own table; blocks of two series are never joined."""
+    first = parse_block(f"{HEADER}\n{P1}\n".encode(), "XUSDT", M5, 0, 2**62, DataKind.PREMIUM_KLINES)
+    second = parse_block(f"{HEADER}\n{P2}\n".encode(), "XUSDT", M5, 0, 2**62, DataKind.PREMIUM_KLINES)
+    joined = KlineBlock.concat([first, second])
+    assert joined.kind is DataKind.PREMIUM_KLINES and len(joined) == 2
+    check_block(DataKind.PREMIUM_KLINES.table(M5), joined)
+    trade = parse_block(f"{HEADER}\n{ROW1}\n".encode(), "XUSDT", M5, 0, 2**62)
+    with pytest.raises(ValueError, match="one series"):
+        KlineBlock.concat([trade, second])
