@@ -149,7 +149,7 @@ def plan_range(kind: DataKind, run_type: str, data_interval_start: datetime, dat
 
 
 def weekly_chunks(
-    start: datetime, end: datetime, n_symbols: int = 1, max_tasks: int = 1024
+    start: datetime, end: datetime, n_symbols: int = 1, max_tasks: int = config.MAX_MAP_LENGTH
 ) -> list[tuple[datetime, datetime]]:
     """Split [start, end) into weekly chunks; widen them (whole weeks) so symbols x chunks <= ``max_tasks``."""
     start, end = _utc(start), _utc(end)
@@ -278,7 +278,7 @@ def plan_manual(
     request: ManualRequest,
     symbols: Sequence[str],
     *,
-    max_tasks: int = 1024,
+    max_tasks: int = config.MAX_MAP_LENGTH,
     requested_by: str | None = None,
     xcom: bool = False,
 ) -> list[ExtractionSpec]:

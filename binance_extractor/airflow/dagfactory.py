@@ -341,9 +341,9 @@ def max_map_length() -> int:
     try:
         from airflow.configuration import conf
 
-        return conf.getint("core", "max_map_length", fallback=1024)
+        return conf.getint("core", "max_map_length", fallback=config.MAX_MAP_LENGTH)
     except Exception:  # a worker without airflow-core: the documented default
-        return int(os.environ.get("AIRFLOW__CORE__MAX_MAP_LENGTH", "1024"))
+        return int(os.environ.get("AIRFLOW__CORE__MAX_MAP_LENGTH", config.MAX_MAP_LENGTH))
 
 
 def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
@@ -508,4 +508,29 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
         verified = verify(specs)
         filled >> verified
         verified >> report(found, specs)
+    return dag
+
+
+MAINTENANCE_ID = "binance_maintenance"
+MAINTENANCE_CRON = "0 3 * * *"
+
+
+def maintenance_dag(doc_md: str | None = None) -> DAG:
+    """``binance_maintenance``: retention on every configured sink, daily 03:00 UTC, in-process (it asks the
+    exchange nothing, so no pool slot and no pod); the factory's retries, timeout and alerts like every family."""
+    with _dag(
+        MAINTENANCE_ID,
+        CronTriggerTimetable(MAINTENANCE_CRON, timezone="UTC"),
+        tags=["maintenance"],
+        doc_md=doc_md,
+        description="Retention: delete rows older than each table's configured age, daily 03:00 UTC",
+    ) as dag:
+
+        @task(task_id="retention")
+        def retention() -> list[dict[str, Any]]:
+            from binance_extractor import cli
+
+            return cli.execute(["retention"])
+
+        retention()
     return dag
