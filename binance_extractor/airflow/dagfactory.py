@@ -16,10 +16,10 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, CronTriggerTimetable, Param, task
 
-from binance_extractor import config, jobspecs, orchestration, timeframes
-from binance_extractor.airflow import callbacks
+from binance_extractor import config, timeframes
+from binance_extractor.airflow import callbacks, jobspecs, orchestration
+from binance_extractor.airflow.orchestration import POOL
 from binance_extractor.kinds import DataKind
-from binance_extractor.orchestration import POOL
 from binance_extractor.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -433,7 +433,7 @@ GAP_FILLER_CRON = "0 2 * * *"
 def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
     """``binance_klines_gap_filler``: detect -> chunk -> fill (mapped) -> verify -> report, daily 02:00 UTC."""
     from binance_extractor import gaps
-    from binance_extractor.airflow import gapfill
+    from binance_extractor.airflow import gap_tasks, gapfill
 
     runtime = runtime or config.runtime()
     with _dag(
@@ -467,7 +467,7 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
             holes = [gaps.Hole.from_dict(h) for h in found["holes"]]
             groups = gaps.plan_groups(holes, settings)
             by = requested_by(context)
-            specs = [gaps.fill_spec(g, requested_by=by, xcom=runtime == "kubernetes") for g in groups]
+            specs = [gap_tasks.fill_spec(g, requested_by=by, xcom=runtime == "kubernetes") for g in groups]
             log.info("%d hole(s) -> %d chunk(s) in %d task(s)", len(holes), sum(map(len, groups)), len(specs))
             return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
@@ -475,7 +475,7 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
         def verify(specs: Any, **context: Any) -> dict[str, Any]:
             """Re-detect every chunk: a hole still open that is neither confirmed exchange-side nor "not fillable
             yet" (the evidence rule could not confirm it yet) fails the run."""
-            chunks = gaps.chunks_of_specs(specs)
+            chunks = gap_tasks.chunks_of_specs(specs)
             open_holes = gapfill.verify(chunks, gapfill.fill_results(context))
             if gaps.failures(open_holes):
                 raise fail(gaps.GapClosureError(gaps.closure_message(open_holes)))
@@ -489,7 +489,7 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
             from binance_extractor.timeutil import parse_time
 
             results = gapfill.fill_results(context)
-            chunks = gaps.chunks_of_specs(specs)
+            chunks = gap_tasks.chunks_of_specs(specs)
             symbols = sorted({s["symbol"] for s in found["scans"]})
             after = gapfill.scan(symbols, parse_time(found["end"])) if symbols else []
             open_holes = gapfill.verify(chunks, results)

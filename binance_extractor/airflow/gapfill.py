@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from binance_extractor import config, gaps, jobspecs, orchestration
+from binance_extractor import config, gaps
+from binance_extractor.airflow import jobspecs, orchestration
 
 log = logging.getLogger(__name__)
 

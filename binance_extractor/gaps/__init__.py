@@ -21,8 +21,9 @@ The package, one layer per module: ``settings`` (constants, ``GapSettings``, whi
 ``Chunk``, ``Scan``, ``ChunkResult``), ``chunking`` (weekly chunks, task groups, ledger arithmetic), ``detection``
 (``scan``; the queries themselves are each store's ``gap_queries()`` dialect in ``sinks/``), ``evidence`` (the one
 rule that decides what the ledger may record exchange-side, and "not fillable yet"), ``repair`` (``fill_chunk``),
-``recheck`` (ledger rows from before the rule, asked again), ``report`` (closure check, report, metrics) and
-``tasks`` (a fill task's argv and label). What is closed is ``exchange_clock.closed_before`` (re-exported).
+``recheck`` (ledger rows from before the rule, asked again) and ``report`` (closure check, report, metrics); a fill
+task's argv and label are the DAG's (``airflow/gap_tasks.py``). What is closed is
+``exchange_clock.closed_before`` (re-exported).
 The public names are re-exported here: ``from binance_extractor import gaps; gaps.scan(...)``.
 """
 
@@ -69,7 +70,6 @@ from binance_extractor.gaps.settings import (
     gap_dataset,
     parse_tables,
 )
-from binance_extractor.gaps.tasks import FillSpec, chunks_of_specs, fill_arguments, fill_spec
 from binance_extractor.sinks.gap_dialect import FUNDING_NEIGHBOURS, FundingPair
 
 __all__ = [
@@ -84,7 +84,6 @@ __all__ = [
     "STATES",
     "Chunk",
     "ChunkResult",
-    "FillSpec",
     "FundingPair",
     "GapClosureError",
     "GapSettings",
@@ -93,7 +92,6 @@ __all__ = [
     "Scan",
     "build_report",
     "chunk_holes",
-    "chunks_of_specs",
     "closed_before",
     "closed_end",
     "closure_message",
@@ -102,10 +100,8 @@ __all__ = [
     "detect_range",
     "emit_metrics",
     "failures",
-    "fill_arguments",
     "fill_chunk",
     "fill_chunks",
-    "fill_spec",
     "funding_intervals",
     "funding_ms_of",
     "gap_dataset",

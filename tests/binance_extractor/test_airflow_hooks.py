@@ -8,8 +8,8 @@ from pathlib import Path
 from binance_extractor import cli
 from binance_extractor.airflow import dagfactory
 from binance_extractor.airflow.hooks import BinanceFuturesHook
+from binance_extractor.airflow.jobspecs import Output
 from binance_extractor.budget import budget_key
-from binance_extractor.jobspecs import Output
 
 FIXTURES = Path("/work/shared/fixtures/binance-real")
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from binance_extractor import cli, clock, gaps, telemetry
+from binance_extractor.airflow import gap_tasks
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.gaps import Chunk, GapClosureError, GapSettings, Hole
 from binance_extractor.sinks import open_sinks
@@ -509,10 +510,10 @@ def test_many_holes_stay_under_the_mapped_task_cap(sqlite_store: str, emulator: 
     settings = GapSettings(max_mapped_tasks=5)
     groups = gaps.plan_groups(scan.holes, settings)
     assert len(groups) == 5 and sum(map(len, groups)) == 36
-    specs = [gaps.fill_spec(g, source="rest", sinks=["sqlite"], requested_by="test") for g in groups]
+    specs = [gap_tasks.fill_spec(g, source="rest", sinks=["sqlite"], requested_by="test") for g in groups]
     argvs = [s.to_argv() for s in specs]
     planned = [s.task_kwargs(pod=False) for s in specs]
-    assert gaps.chunks_of_specs(json.loads(json.dumps(planned))) == [c for g in groups for c in g]
+    assert gap_tasks.chunks_of_specs(json.loads(json.dumps(planned))) == [c for g in groups for c in g]
     assert argvs[0][:3] == ["fill-gaps", "--chunk", groups[0][0].spec()]
     emulator.reset_stats()
     (report,) = cli.execute(argvs[0])

@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import cli, orchestration, timeframes
-from binance_extractor.errors import InputError
-from binance_extractor.jobspecs import XCOM_FILE, ExtractionSpec
-from binance_extractor.kinds import DataKind
-from binance_extractor.orchestration import (
+from binance_extractor import cli, timeframes
+from binance_extractor.airflow import orchestration
+from binance_extractor.airflow.jobspecs import XCOM_FILE, ExtractionSpec
+from binance_extractor.airflow.orchestration import (
     build_arguments,
     plan_manual,
     plan_range,
@@ -22,6 +21,8 @@ from binance_extractor.orchestration import (
     validate_manual,
     weekly_chunks,
 )
+from binance_extractor.errors import InputError
+from binance_extractor.kinds import DataKind
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

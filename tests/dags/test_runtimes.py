@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import jobspecs, orchestration, timeframes
-from binance_extractor.airflow import dagfactory
-from binance_extractor.jobspecs import ExtractionSpec
+from binance_extractor import timeframes
+from binance_extractor.airflow import dagfactory, jobspecs, orchestration
+from binance_extractor.airflow.jobspecs import ExtractionSpec
 from binance_extractor.kinds import DataKind
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from binance_extractor import catalog, clock, config, timeframes
+from binance_extractor.airflow.jobspecs import ExtractionSpec, Output
 from binance_extractor.errors import ExtractorError, InputError
-from binance_extractor.jobspecs import ExtractionSpec, Output
 from binance_extractor.kinds import SCHEDULED_KINDS, DataKind
 from binance_extractor.symbols import SYMBOL_PATTERN, split_syntax
 from binance_extractor.timeframes import Timeframe
