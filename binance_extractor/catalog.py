@@ -318,10 +318,12 @@ class StoreEntry:
 STORES: dict[str, StoreEntry] = {
     e.name: e
     for e in (
-        StoreEntry("sqlite", "sqlite", True, "binance_extractor.sinks.sqlite:SqliteSink", "sqlite_default"),
-        StoreEntry("mysql", "mysql", True, "binance_extractor.sinks.mysql:MySqlSink", "mysql_default"),
-        StoreEntry("postgres", "postgresql", True, "binance_extractor.sinks.postgres:PostgresSink", "postgres_default"),
-        StoreEntry("mongo", "mongodb", True, "binance_extractor.sinks.mongo:MongoSink", "mongo_default"),
+        StoreEntry("sqlite", "sqlite", True, "binance_extractor.sinks.sqlite:SqliteStore", "sqlite_default"),
+        StoreEntry("mysql", "mysql", True, "binance_extractor.sinks.mysql:MySqlStore", "mysql_default"),
+        StoreEntry(
+            "postgres", "postgresql", True, "binance_extractor.sinks.postgres:PostgresStore", "postgres_default"
+        ),
+        StoreEntry("mongo", "mongodb", True, "binance_extractor.sinks.mongo:MongoStore", "mongo_default"),
         StoreEntry("jsonl", "file", False, "binance_extractor.sinks.jsonl:JsonlSink", "-"),
     )
 }

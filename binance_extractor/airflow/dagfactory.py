@@ -109,7 +109,7 @@ def _resolve(requested: list[str], source: str) -> dict[str, Any]:
     from binance_extractor.errors import InputError
 
     try:
-        resolution = orchestration.resolve_symbols(requested, _validator(), source)
+        resolution = orchestration.validate_symbols(requested, _validator(), source)
     except InputError as exc:
         raise fail(exc) from None
     for sym, why in resolution.invalid.items():
@@ -119,7 +119,7 @@ def _resolve(requested: list[str], source: str) -> dict[str, Any]:
 
 
 @task(task_id="resolve_symbols", pool=POOL)
-def resolve_symbols() -> dict[str, Any]:
+def symbols_task() -> dict[str, Any]:
     """Variable ``binance_symbols`` > env ``BINANCE_SYMBOLS`` > config.yaml, checked against exchangeInfo."""
     from airflow.sdk import Variable
 
@@ -290,7 +290,7 @@ def _scheduled_dag(
             log.info("%s run: %d task(s), e.g. %s", run_type, len(specs), example)
             return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
-        resolved = resolve_symbols()
+        resolved = symbols_task()
         extracted = _extraction(kind.command, dag_id, runtime, plan(resolved))
         _summary_task(kind, timeframe, runtime, asset)(resolved, extracted)
     return dag

@@ -98,7 +98,7 @@ def check_symbol_syntax(symbols: Iterable[str]) -> tuple[list[str], dict[str, st
 Validator = Callable[[list[str]], tuple[list[str], dict[str, str]]]
 
 
-def resolve_symbols(requested: Sequence[str], validate: Validator, source: str = "config") -> SymbolResolution:
+def validate_symbols(requested: Sequence[str], validate: Validator, source: str = "config") -> SymbolResolution:
     """Check ``requested`` against the exchange: unknown/delisted ones are reported and skipped, not fatal.
 
     ``validate`` is ``BinanceFuturesClient.validate_symbols`` (one exchangeInfo call). Only an empty result is an
@@ -130,7 +130,7 @@ class RunRange:
     incremental: bool
 
 
-def plan_range(kind: DataKind, run_type: str, data_interval_start: datetime, data_interval_end: datetime) -> RunRange:
+def run_range(kind: DataKind, run_type: str, data_interval_start: datetime, data_interval_end: datetime) -> RunRange:
     """Range per run type.
 
     - backfill runs (``run_type == "backfill"``): exactly their data interval, so re-running is idempotent.
@@ -203,7 +203,7 @@ def plan_scheduled(
     xcom: bool = False,
 ) -> list[ExtractionSpec]:
     """One spec per symbol for a scheduled DAG run."""
-    rng = plan_range(kind, run_type, data_interval_start, data_interval_end)
+    rng = run_range(kind, run_type, data_interval_start, data_interval_end)
     output = Output.of(sinks, None, requested_by, xcom)
     return [ExtractionSpec(kind, sym, rng.end, rng.start, timeframe, rng.incremental, output) for sym in symbols]
 

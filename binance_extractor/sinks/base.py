@@ -256,7 +256,7 @@ class Sink(ABC):
 class Store(Sink):
     """A database sink: also reads, keeps the audit runs and the gap ledger, applies retention, answers gap queries.
 
-    Subclasses: SqliteSink, MySqlSink, PostgresSink (via SqlSink), MongoSink.
+    Subclasses: SqliteStore, MySqlStore, PostgresStore (via SqlStore), MongoStore.
     """
 
     @abstractmethod

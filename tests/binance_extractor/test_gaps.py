@@ -23,7 +23,7 @@ from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.gaps import Chunk, GapClosureError, GapSettings, Hole
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.schema import spec_for
-from binance_extractor.sinks.sql import SqlSink
+from binance_extractor.sinks.sql import SqlStore
 from binance_extractor.sinks.sql_gaps import SqlGapQueries
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.emulator import Emulator
@@ -333,7 +333,7 @@ def test_mysql_detection_is_an_index_range_scan_returning_only_holes(mysql_conn_
     try:
         delete(sink, "klines_m5", "BTCUSDT", m + HOUR, m + HOUR + 2 * M5)
         queries = sink.gap_queries()
-        assert isinstance(queries, SqlGapQueries) and isinstance(sink, SqlSink)
+        assert isinstance(queries, SqlGapQueries) and isinstance(sink, SqlStore)
         args = ["BTCUSDT", sink.db_time(ms_to_dt(m)), sink.db_time(ms_to_dt(m + 4 * HOUR)), M5]
         assert sink.query(queries.kline_sql("klines_m5"), args) == [
             (ms_to_dt(m + HOUR - M5).replace(tzinfo=None), ms_to_dt(m + HOUR + 2 * M5).replace(tzinfo=None))
