@@ -31,7 +31,9 @@ def add_export_parser(sub: Any) -> None:
         "--split", action="store_true", help="one file per symbol and month: OUTPUT/TABLE/SYMBOL/YYYY-MM.EXT"
     )
     p.add_argument(
-        "--sink", help="store to read: sqlite, mysql, postgres or mongo (default: the first of BINANCE_EXTRACTOR_SINKS)"
+        "--sink",
+        help=f"store to read: {catalog.sink_list(catalog.STORE_NAMES, ' or ')} "
+        "(default: the first of BINANCE_EXTRACTOR_SINKS)",
     )
     p.add_argument("--conn-id", help="Airflow connection id of that store")
     p.add_argument("--batch-rows", type=int, default=reader.DEFAULT_BATCH_ROWS, help="klines per read (memory bound)")

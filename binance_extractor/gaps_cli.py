@@ -150,7 +150,9 @@ def _check(args: argparse.Namespace) -> None:
     names = cli_options.parse_sinks(args.sink)
     cli_options.parse_conn_ids(args.conn_id, names)
     if not store_names(names):
-        raise InputError(f"gap detection needs a database sink: --sink {catalog.sink_list(catalog.STORE_NAMES)}")
+        raise InputError(
+            f"gap detection needs a database sink: --sink {catalog.sink_list(catalog.STORE_NAMES, ' or ')}"
+        )
 
 
 def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:
