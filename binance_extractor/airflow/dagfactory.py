@@ -493,10 +493,7 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
             symbols = sorted({s["symbol"] for s in found["scans"]})
             after = gapfill.scan(symbols, parse_time(found["end"])) if symbols else []
             open_holes = gapfill.verify(chunks, results)
-            out = gaps.build_report(found["scans"], results, after, open_holes)
-            for line in gaps.report_lines(out):
-                log.info("%s", line)
-            gaps.emit_metrics(out)
+            out = gaps.report_run(found["scans"], results, after, open_holes)
             if gaps.failures(open_holes):
                 context["ti"].xcom_push(key="report", value=out)
                 raise fail(gaps.GapClosureError(gaps.closure_message(open_holes)))

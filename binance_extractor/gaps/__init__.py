@@ -21,7 +21,8 @@ The package, one layer per module: ``settings`` (constants, ``GapSettings``, whi
 ``Chunk``, ``Scan``, ``ChunkResult``), ``chunking`` (weekly chunks, task groups, ledger arithmetic), ``detection``
 (``scan``; the queries themselves are each store's ``gap_queries()`` dialect in ``sinks/``), ``evidence`` (the one
 rule that decides what the ledger may record exchange-side, and "not fillable yet"), ``repair`` (``fill_chunk``),
-``recheck`` (ledger rows from before the rule, asked again) and ``report`` (closure check, report, metrics); a fill
+``recheck`` (ledger rows from before the rule, asked again), ``report`` (closure check, report, metrics) and
+``filler`` (one gap-filler run's detection and report, for the DAG and the CLI alike); a fill
 task's argv and label are the DAG's (``airflow/gap_tasks.py``). What is closed is
 ``exchange_clock.closed_before`` (re-exported).
 The public names are re-exported here: ``from binance_extractor import gaps; gaps.scan(...)``.
@@ -44,6 +45,7 @@ from binance_extractor.gaps.detection import (
     scan,
 )
 from binance_extractor.gaps.evidence import NOT_FILLABLE_YET, pending_of, pending_records, prune_pending
+from binance_extractor.gaps.filler import find_holes, report_run
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole, Scan
 from binance_extractor.gaps.recheck import recheck
 from binance_extractor.gaps.repair import fill_chunk, fill_chunks
@@ -102,6 +104,7 @@ __all__ = [
     "failures",
     "fill_chunk",
     "fill_chunks",
+    "find_holes",
     "funding_intervals",
     "funding_ms_of",
     "gap_dataset",
@@ -119,6 +122,7 @@ __all__ = [
     "recheck",
     "redetect",
     "report_lines",
+    "report_run",
     "scan",
     "verify",
 ]
