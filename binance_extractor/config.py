@@ -51,6 +51,7 @@ class Settings:
     retention: dict[str, int | None] = field(default_factory=dict)
     gap_filler: dict[str, Any] = field(default_factory=dict)
     kubernetes: dict[str, Any] = field(default_factory=dict)
+    derivatives: dict[str, Any] = field(default_factory=dict)
 
 
 def _env_bool(name: str) -> bool | None:
@@ -104,7 +105,26 @@ def settings() -> Settings:
         retention=dict(raw.get("retention") or {}),
         gap_filler=dict(raw.get("gap_filler") or {}),
         kubernetes=dict(raw.get("kubernetes") or {}),
+        derivatives=dict(raw.get("derivatives") or {}),
     )
+
+
+DERIVATIVE_SERIES = ("mark_klines", "index_klines", "premium_klines", "open_interest")
+
+
+def derivative_kinds() -> list[str]:
+    """The derivative series enabled in ``derivatives:`` (docs/DATASETS.md), in catalog order; none by default,
+    so a trade-only deployment schedules, scans and creates nothing for them. An unknown name is an input error."""
+    raw = settings().derivatives
+    unknown = [name for name in raw if name not in DERIVATIVE_SERIES]
+    if unknown:
+        raise InputError(f"unknown series {unknown[0]!r} in derivatives: use {', '.join(DERIVATIVE_SERIES)}")
+    return [name for name in DERIVATIVE_SERIES if (raw.get(name) or {}).get("enabled", False) is True]
+
+
+def derivative_cron(name: str, default: str) -> str:
+    """The cron of a derivative series' DAGs (``derivatives.<name>.cron``), else ``default``."""
+    return str((settings().derivatives.get(name) or {}).get("cron") or default)
 
 
 def parse_symbols(value: str | list[str]) -> list[str]:

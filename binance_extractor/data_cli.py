@@ -1,4 +1,5 @@
-"""The data commands: ``klines``, ``funding``, ``trades`` (extraction), ``symbols`` and ``retention``."""
+"""The data commands: ``klines`` (``--price``), ``funding``, ``trades``, ``open-interest`` (extraction), ``symbols``
+and ``retention``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from typing import Any
 
 from binance_extractor import config, timeframes
+from binance_extractor.catalog import PRICE_KINDS
 from binance_extractor.cli_options import (
     SOURCES,
     make_client,
@@ -21,6 +23,7 @@ from binance_extractor.cli_options import (
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import DataKind, command_kind
 from binance_extractor.pipeline import Job, JobResult, run_job
+from binance_extractor.prices import Price
 
 log = logging.getLogger("binance_extractor")
 
@@ -43,6 +46,22 @@ def add_klines(sub: Any) -> None:
     klines = _data_parser(sub, "klines", "Closed candles of one interval for each symbol.")
     klines.add_argument("--interval", required=True, help="Binance interval (5m, 1h, 1d ...) or m5, h1, d1 ...")
     klines.add_argument("--source", choices=SOURCES, default="auto", help="archive, REST or both (default: auto)")
+    klines.add_argument(
+        "--price",
+        choices=[p.value for p in Price],
+        default=Price.TRADE.value,
+        help="trade (default), mark, index (the symbol's pair) or premium (index) klines: docs/DATASETS.md",
+    )
+
+
+def add_open_interest(sub: Any) -> None:
+    oi = _data_parser(sub, "open-interest", "Open interest (5-minute marks) for each symbol.")
+    oi.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="auto",
+        help="rest: the last 30 days only; archive: the daily metrics files; auto: both (default)",
+    )
 
 
 def add_funding(sub: Any) -> None:
@@ -73,7 +92,9 @@ def add_retention(sub: Any) -> None:
 
 def run_data_command(args: argparse.Namespace) -> list[JobResult]:
     kind = command_kind(args.command, getattr(args, "kind", "agg"))
-    timeframe = timeframes.parse(args.interval) if kind is DataKind.KLINES else None  # the CLI boundary
+    if kind is DataKind.KLINES:
+        kind = PRICE_KINDS[Price.parse(getattr(args, "price", None) or "trade")]  # klines --price
+    timeframe = timeframes.parse(args.interval) if kind.entry.per_timeframe else None  # the CLI boundary
     start, end = times(args)
     sink_names = parse_sinks(args.sink)
     parse_conn_ids(args.conn_id, sink_names)  # bad input fails before any network or database access

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from binance_extractor import clock, config, extract, freshness, telemetry
+from binance_extractor.catalog import price_of
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
 from binance_extractor.kinds import DataKind, Dataset
@@ -174,6 +175,7 @@ def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: dateti
     s, e = dt_to_ms(start), dt_to_ms(end)
     if job.timeframe is not None:
         tf = job.timeframe
+        price = price_of(job.kind)  # trade klines, or mark/index/premium-index klines
         if job.source in ("auto", "archive"):
             try:
                 from binance_extractor import archive
@@ -181,9 +183,21 @@ def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: dateti
                 archive = None  # type: ignore[assignment]
             if archive is not None and hasattr(archive, "iter_klines"):
                 return archive.iter_klines(
-                    client, job.symbol, tf, s, e, source=job.source, columnar=True, workers=archive.BULK_WORKERS
+                    client,
+                    job.symbol,
+                    tf,
+                    s,
+                    e,
+                    source=job.source,
+                    columnar=True,
+                    workers=archive.BULK_WORKERS,
+                    price=price,
                 )
-        return extract.iter_klines(client, job.symbol, tf, s, e)
+        return extract.iter_klines(client, job.symbol, tf, s, e, price=price)
+    if job.kind is DataKind.OPEN_INTEREST:
+        from binance_extractor import open_interest
+
+        return open_interest.iter_source(client, job.symbol, s, e, source=job.source)
     if job.kind is DataKind.FUNDING:
         return extract.iter_funding(client, job.symbol, s, e)
     if job.kind is DataKind.AGG_TRADES:
@@ -230,7 +244,7 @@ def run_job(
             telemetry.instruments.counter("binance.jobs").add(1, outcome)
             telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
             telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)
-            if job.timeframe is not None and result.last_time is not None:
+            if job.kind is DataKind.KLINES and job.timeframe is not None and result.last_time is not None:
                 freshness.record_freshness(job.symbol, job.timeframe, result.last_time)  # binance.freshness.lag
     if error is not None:
         raise error

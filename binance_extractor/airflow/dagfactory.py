@@ -175,42 +175,6 @@ def extract_local(argv: list[str], map_label: str = "", spec: dict[str, Any] | N
     return [r.to_dict() if hasattr(r, "to_dict") else r for r in results]  # fill-gaps returns plain dicts
 
 
-def _last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None] | None:
-    """Newest stored key per symbol, read from the configured sinks (the oldest across sinks counts).
-
-    None when no configured sink can be read back (JSON lines only).
-    """
-    from binance_extractor.sinks import open_stores, store_names
-
-    out: dict[str, datetime | None] = {}
-    readable = store_names(config.sink_names())  # write-only sinks (JSON lines) cannot tell
-    if not readable:
-        return None
-    sinks = open_stores(readable)
-    try:
-        for sym in symbols:
-            times = [s.last_time(table, sym) for s in sinks]
-            out[sym] = None if any(t is None for t in times) or not times else min(t for t in times if t)
-    finally:
-        for s in sinks:
-            s.close()
-    return out
-
-
-def _last_times_from_results(results: list[Any]) -> dict[str, datetime | None]:
-    """Kubernetes runtime: the pods read their sinks; their JobResults carry the newest stored key."""
-    from binance_extractor.timeutil import parse_time
-
-    out: dict[str, datetime | None] = {}
-    for item in results:
-        for res in item if isinstance(item, list) else [item]:
-            if res and res.get("last_time"):
-                t = parse_time(str(res["last_time"]))
-                prev = out.get(res["symbol"])
-                out[res["symbol"]] = t if prev is None else max(prev, t)
-    return out
-
-
 def _summary_task(kind: DataKind, timeframe: Timeframe | None, runtime: str, asset: Asset) -> Any:
     table = kind.table(timeframe)
 
@@ -219,9 +183,9 @@ def _summary_task(kind: DataKind, timeframe: Timeframe | None, runtime: str, ass
         """Rows and freshness lag per symbol; fails if a symbol is older than one interval + grace."""
         resolution = orchestration.SymbolResolution.from_dict(resolved)
         results = list(results)
-        last = None if runtime == "kubernetes" else _last_times_from_sinks(table, resolution.valid)
+        last = None if runtime == "kubernetes" else orchestration.last_times_from_sinks(table, resolution.valid)
         if last is None:  # the pods read their own sinks: their results carry the newest stored key
-            last = _last_times_from_results(results)
+            last = orchestration.last_times_from_results(results)
         report = orchestration.summarize(
             table,
             resolution.valid,
@@ -328,6 +292,34 @@ def funding_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
 def trades_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
     """``binance_trades``: aggregate trades, exactly each hour's data interval."""
     return _scheduled_dag("binance_trades", DataKind.AGG_TRADES, HOURLY, **_hourly(doc_md, "trades", runtime))
+
+
+def derivative_dags(doc_md: str | None = None, runtime: str | None = None) -> dict[str, DAG]:
+    """The series enabled under ``derivatives:`` in config.yaml (none by default): ``binance_<series>_<tf>`` for
+    mark/index/premium-index klines on every scheduled timeframe, ``binance_open_interest`` every 5 minutes."""
+    settings = config.settings()
+    dags: dict[str, DAG] = {}
+    for name in config.derivative_kinds():
+        kind = DataKind(name)
+        if not kind.entry.per_timeframe:
+            cron = config.derivative_cron(name, "*/5 * * * *")
+            dag = _scheduled_dag(f"binance_{name}", kind, cron, **_hourly(doc_md, name, runtime))
+            dags[dag.dag_id] = dag
+            continue
+        for tf_name, spec in settings.timeframes.items():
+            tf = timeframes.parse(tf_name)  # config.yaml names it: a boundary
+            cron = config.derivative_cron(name, str(spec["cron"]))
+            dag = _scheduled_dag(
+                f"binance_{name}_{tf.name}",
+                kind,
+                cron,
+                timeframe=tf,
+                doc_md=doc_md,
+                tags=[name, tf.name],
+                runtime=runtime,
+            )
+            dags[dag.dag_id] = dag
+    return dags
 
 
 def _hourly(doc_md: str | None, tag: str, runtime: str | None) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from binance_extractor import config, timeframes
+from binance_extractor.catalog import PRICE_KINDS, price_of
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import SCHEDULED_KINDS, DataKind, command_kind
+from binance_extractor.prices import Price
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, parse_time
 
@@ -102,15 +104,17 @@ class ExtractionSpec:
         if self.kind not in SCHEDULED_KINDS:
             names = ", ".join(k.value for k in SCHEDULED_KINDS)
             raise InputError(f"no extraction spec for {self.kind.value}: use one of {names}")
-        if self.kind is DataKind.KLINES and self.timeframe is None:
-            raise InputError("klines need an interval")
-        if self.kind is not DataKind.KLINES:
+        if self.kind.entry.per_timeframe and self.timeframe is None:
+            raise InputError(f"{self.kind.value} need an interval")
+        if not self.kind.entry.per_timeframe:
             object.__setattr__(self, "timeframe", None)
         self.output.to_argv()  # unknown sinks are bad input at planning time
 
     def to_argv(self) -> list[str]:
         """THE argv of ``python -m binance_extractor`` for this task: pods and local tasks run the same."""
         argv = [self.kind.command]
+        if self.kind.entry.per_timeframe and self.kind is not DataKind.KLINES:
+            argv += ["--price", price_of(self.kind).value]  # mark, index or premium-index klines
         if self.timeframe is not None:
             argv += ["--interval", self.timeframe.interval]
         argv += ["--symbols", self.symbol]
@@ -133,6 +137,7 @@ class ExtractionSpec:
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind.command,  # the DAG family, as in argv
+            "price": price_of(self.kind).value if self.kind.entry.per_timeframe else None,
             "symbol": self.symbol,
             "start": None if self.start is None else iso(_utc(self.start)),
             "end": iso(_utc(self.end)),
@@ -144,8 +149,11 @@ class ExtractionSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExtractionSpec:
         interval = data.get("interval")
+        kind = command_kind(str(data["kind"]))
+        if kind is DataKind.KLINES and data.get("price"):
+            kind = PRICE_KINDS[Price.parse(str(data["price"]))]
         return cls(
-            kind=command_kind(str(data["kind"])),
+            kind=kind,
             symbol=str(data["symbol"]),
             end=parse_time(str(data["end"])),
             start=None if data.get("start") is None else parse_time(str(data["start"])),

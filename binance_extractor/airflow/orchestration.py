@@ -362,6 +362,8 @@ def freshness_target(kind: DataKind, timeframe: Timeframe | None = None, grace_m
         return timeframe.delta + grace
     if kind is DataKind.FUNDING:
         return FUNDING_MAX_INTERVAL + grace
+    if kind is DataKind.OPEN_INTEREST:
+        return timedelta(minutes=5) + grace  # sampled every 5 minutes
     return TRADES_INTERVAL + grace
 
 
@@ -409,3 +411,39 @@ def _utc(dt: datetime) -> datetime:
 
 def _iso_or_none(dt: datetime | None) -> str:
     return iso(dt) if dt is not None else "none"
+
+
+def last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None] | None:
+    """Newest stored key per symbol, read from the configured sinks (the oldest across sinks counts).
+
+    None when no configured sink can be read back (JSON lines only).
+    """
+    from binance_extractor.sinks import open_stores, store_names
+
+    out: dict[str, datetime | None] = {}
+    readable = store_names(config.sink_names())  # write-only sinks (JSON lines) cannot tell
+    if not readable:
+        return None
+    sinks = open_stores(readable)
+    try:
+        for sym in symbols:
+            times = [s.last_time(table, sym) for s in sinks]
+            out[sym] = None if any(t is None for t in times) or not times else min(t for t in times if t)
+    finally:
+        for s in sinks:
+            s.close()
+    return out
+
+
+def last_times_from_results(results: list[Any]) -> dict[str, datetime | None]:
+    """Kubernetes runtime: the pods read their sinks; their JobResults carry the newest stored key."""
+    from binance_extractor.timeutil import parse_time
+
+    out: dict[str, datetime | None] = {}
+    for item in results:
+        for res in item if isinstance(item, list) else [item]:
+            if res and res.get("last_time"):
+                t = parse_time(str(res["last_time"]))
+                prev = out.get(res["symbol"])
+                out[res["symbol"]] = t if prev is None else max(prev, t)
+    return out

@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "exchange_clock",
         ),
     ),
-    ("vocabulary", ("models", "catalog", "kinds", "config", "weights")),
+    ("vocabulary", ("prices", "models", "derivative_models", "catalog", "kinds", "config", "weights")),
     (
         "storage and exchange",
         (
@@ -56,6 +56,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "archive_files",
             "archive_periods",
             "extract",
+            "open_interest",
             "freshness",
             "stream.plan",
             "stream.seam",

@@ -86,5 +86,5 @@ def test_kubernetes_summary_reads_last_times_from_the_pods_results():
         [{"symbol": "BTCUSDT", "rows_written": 0, "last_time": "2024-01-01T00:50:00.000Z"}],
         [{"symbol": "ETHUSDT", "rows_written": 0, "last_time": None}],
     ]
-    assert dagfactory._last_times_from_results(results) == {"BTCUSDT": T0 + timedelta(minutes=55)}
+    assert orchestration.last_times_from_results(results) == {"BTCUSDT": T0 + timedelta(minutes=55)}
     assert orchestration.rows_per_symbol(results) == {"BTCUSDT": 3, "ETHUSDT": 0}

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.emulator import data as D
+from tests.emulator import datasets as DS
 
 FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "hang", "reset", "repeat_page")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
@@ -379,6 +380,7 @@ class Emulator:
             self._banned_until = 0.0
             self._f_window = -1
             self._f_used = 0
+            self._oi_window = None  # openInterestHist's own limit (tests/emulator/datasets.py)
 
     # ------------------------------------------------------------------ rate limiting
 
@@ -907,13 +909,15 @@ class _Handler(BaseHTTPRequestHandler):
             gate = emu._gate(path)
             if gate is not None:
                 gate.wait()
-            route = _ROUTES.get(path)
+            route = _ROUTES.get(path) or DS.route(path)
             if route is None:
                 rec.status = 404
                 self._send(404, b"", {"Content-Type": "text/html"}, head)
                 return
             weight = route[0](params)
             used, err = emu._admit(weight, route[1])
+            if err is None:
+                err = DS.admit(emu, path)  # openInterestHist's own request limit
             rec.used_after = used
             headers = {"Content-Type": "application/json", emu.weight_header: str(used)}
             if err is None:
@@ -972,6 +976,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, {"Content-Type": "text/html"})
 
     def _archive(self, emu: Emulator, sub: str, rec: RequestRecord, head: bool) -> None:
+        result = DS.archive(emu, sub)
+        if result is not False:
+            self._archive_answer(result, rec, head)
+            return
         result = None
         try:
             mod = importlib.import_module("tests.emulator.archive")
@@ -982,6 +990,13 @@ class _Handler(BaseHTTPRequestHandler):
         handle = getattr(mod, "handle", None)
         if handle is not None:
             result = handle(emu, sub)
+        if result is None:
+            rec.status = 404
+            self._send(404, b"", {"Content-Type": "text/plain"}, head)
+            return
+        self._archive_answer(result, rec, head)
+
+    def _archive_answer(self, result: Any, rec: RequestRecord, head: bool) -> None:
         if result is None:
             rec.status = 404
             self._send(404, b"", {"Content-Type": "text/plain"}, head)
@@ -1049,6 +1064,9 @@ class _Handler(BaseHTTPRequestHandler):
             limit = _limit(params, 100, 500)
             from_id = _int_param(params, "fromId")
             return json.dumps(emu.historical_trades(spec.symbol, from_id, limit), separators=(",", ":")).encode()
+        body = DS.serve(emu, path, params)
+        if body is not None:
+            return body
         raise ApiError(404, -1000, "Unknown path.")
 
 
