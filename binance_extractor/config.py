@@ -109,7 +109,7 @@ def settings() -> Settings:
     )
 
 
-DERIVATIVE_SERIES = ("mark_klines", "index_klines", "premium_klines", "open_interest")
+DERIVATIVE_SERIES = tuple(k.value for k in catalog.DERIVATIVE_KINDS)  # the names of the ``derivatives:`` sections
 
 
 def derivative_kinds() -> list[str]:

@@ -24,8 +24,7 @@ def add_export_parser(sub: Any) -> None:
     p.add_argument(
         "--table",
         required=True,
-        help="klines_m5 (or m5/5m), funding_rates, agg_trades, trades, mark_klines_m5, index_klines_m5, "
-        "premium_klines_m5, open_interest",
+        help=f"{catalog.table_names()} (klines also as m5/5m)",
     )
     p.add_argument("--symbols", help="comma-separated (default: every symbol stored in the table)")
     p.add_argument("--start", help="ISO 8601 (UTC if no offset) or epoch ms; inclusive (default: first stored row)")

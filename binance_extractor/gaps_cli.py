@@ -49,7 +49,7 @@ def _scope_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--table",
         action="append",
-        help="klines_m5 (or m5/5m), funding_rates, agg_trades; repeatable or comma-separated (default: all)",
+        help=f"{gaps.GAP_TABLES} (klines also as m5/5m); repeatable or comma-separated (default: all)",
     )
     p.add_argument("--symbols", help="comma-separated (default: every symbol stored in the table)")
     p.add_argument("--start", help="expected first row (ISO or epoch ms); default: first stored row per symbol")
