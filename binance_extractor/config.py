@@ -51,6 +51,8 @@ class Settings:
     retention: dict[str, int | None] = field(default_factory=dict)
     gap_filler: dict[str, Any] = field(default_factory=dict)
     kubernetes: dict[str, Any] = field(default_factory=dict)
+    symbols_per_task: int = 1
+    max_tasks_per_run: int | None = None
     derivatives: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +93,13 @@ def settings() -> Settings:
         raw["history_days"] = int(os.environ["BINANCE_EXTRACTOR_HISTORY_DAYS"])
     if os.environ.get("BINANCE_EXTRACTOR_MAX_CATCHUP_DAYS"):
         raw["max_catchup_days"] = int(os.environ["BINANCE_EXTRACTOR_MAX_CATCHUP_DAYS"])
+    for env, key in (
+        ("BINANCE_EXTRACTOR_SYMBOLS_PER_TASK", "symbols_per_task"),
+        ("BINANCE_EXTRACTOR_MAX_TASKS_PER_RUN", "max_tasks_per_run"),
+    ):
+        if os.environ.get(env):
+            value = os.environ[env].strip()
+            raw[key] = None if key == "max_tasks_per_run" and value.lower() in ("none", "null") else value
     full = _env_bool("BINANCE_EXTRACTOR_FULL_HISTORY")
     if full is not None:
         raw["full_history"] = full
@@ -105,8 +114,22 @@ def settings() -> Settings:
         retention=dict(raw.get("retention") or {}),
         gap_filler=dict(raw.get("gap_filler") or {}),
         kubernetes=dict(raw.get("kubernetes") or {}),
+        symbols_per_task=_at_least_one("symbols_per_task", raw.get("symbols_per_task", 1)),
+        max_tasks_per_run=None
+        if raw.get("max_tasks_per_run") is None
+        else _at_least_one("max_tasks_per_run", raw["max_tasks_per_run"]),
         derivatives=dict(raw.get("derivatives") or {}),
     )
+
+
+def _at_least_one(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise InputError(f"{name} must be at least 1, not {number}")
+    return number
 
 
 DERIVATIVE_SERIES = tuple(k.value for k in catalog.DERIVATIVE_KINDS)  # the names of the ``derivatives:`` sections

@@ -24,6 +24,7 @@ from binance_extractor.errors import InputError
 from binance_extractor.kinds import DataKind, command_kind
 from binance_extractor.pipeline import Job, JobResult, run_job
 from binance_extractor.prices import Price
+from binance_extractor.symbol_batch import run_batch
 
 log = logging.getLogger("binance_extractor")
 
@@ -37,6 +38,16 @@ def _data_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser
         "--incremental",
         action="store_true",
         help="resume after the newest stored row (bounded by max_catchup_days; empty: history_days back)",
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="with several symbols: a failing symbol does not stop the others; fail at the end naming the failed ones",
+    )
+    p.add_argument(
+        "--skip-succeeded",
+        action="store_true",
+        help="skip symbols the stores' audit shows a success of this --requested-by for (a retry of the same run)",
     )
     sink_options(p)
     return p
@@ -98,15 +109,24 @@ def run_data_command(args: argparse.Namespace) -> list[JobResult]:
     start, end = times(args)
     sink_names = parse_sinks(args.sink)
     parse_conn_ids(args.conn_id, sink_names)  # bad input fails before any network or database access
+    if args.skip_succeeded and args.requested_by in ("", "cli"):
+        raise InputError("--skip-succeeded needs the --requested-by label of the run whose tries it resumes")
     client = make_client(args)
     try:
         symbols = resolve_symbols(args, client)
         sinks = open_sinks_for(args)
         try:
-            results = []
             bar = _progress_bar(args)
-            for symbol in symbols:
-                job = Job(
+
+            def run(job: Job) -> JobResult:
+                if bar is not None:
+                    bar.set_description(f"{job.symbol} {job.interval or kind}")
+                result = run_job(job, sinks, client, progress=bar.update if bar is not None else None)
+                log.info("extracted %s", job.table, extra={"event": "job_done", **result.to_dict()})
+                return result
+
+            jobs = [
+                Job(
                     kind=kind,
                     symbol=symbol,
                     timeframe=timeframe,
@@ -116,18 +136,13 @@ def run_data_command(args: argparse.Namespace) -> list[JobResult]:
                     source=getattr(args, "source", "rest"),
                     requested_by=args.requested_by,
                 )
-                if bar is not None:
-                    bar.set_description(f"{symbol} {job.interval or kind}")
-                result = run_job(job, sinks, client, progress=bar.update if bar is not None else None)
-                log.info(
-                    "extracted %s",
-                    job.table,
-                    extra={"event": "job_done", **result.to_dict()},
-                )
-                results.append(result)
+                for symbol in symbols
+            ]
+            outcome = run_batch(jobs, sinks, run, skip_succeeded=args.skip_succeeded, keep_going=args.keep_going)
             if bar is not None:
                 bar.close()
-            return results
+            outcome.raise_if_failed()
+            return outcome.results
         finally:
             for sink in sinks:
                 sink.close()

@@ -234,12 +234,22 @@ def _scheduled_dag(
         doc_md=doc_md,
         description=f"Binance USD-M {table} per symbol ({cron} UTC, {runtime} runtime)",
         dagrun_timeout=timeout,
+        params={"symbols_per_task": Param(None, **orchestration.SYMBOLS_PER_TASK_SCHEMA)},
     ) as dag:
 
         @task(task_id="plan")
         def plan(resolved: Any, **context: Any) -> list[dict[str, Any]]:
-            """One spec per symbol: incremental up to the interval end, or exactly the interval for backfills."""
+            """One spec per symbol (or chunk of ``symbols_per_task``): incremental up to the interval end, or
+            exactly the interval for backfills."""
+            from binance_extractor.errors import InputError
+
             run_type = str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type))
+            try:
+                per_task = orchestration.symbols_per_task(
+                    len(resolved["valid"]), (context.get("params") or {}).get("symbols_per_task")
+                )
+            except InputError as exc:
+                raise fail(exc) from None
             specs = orchestration.plan_scheduled(
                 kind,
                 resolved["valid"],
@@ -249,9 +259,10 @@ def _scheduled_dag(
                 timeframe=timeframe,
                 requested_by=requested_by(context),
                 xcom=runtime == "kubernetes",
+                symbols_per_task=per_task,
             )
             example = " ".join(specs[0].to_argv()) if specs else "-"
-            log.info("%s run: %d task(s), e.g. %s", run_type, len(specs), example)
+            log.info("%s run: %d task(s) of %d symbol(s), e.g. %s", run_type, len(specs), per_task, example)
             return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
         resolved = symbols_task()

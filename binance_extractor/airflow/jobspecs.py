@@ -87,9 +87,21 @@ def task_kwargs(argv: list[str], label: str, spec: Mapping[str, Any], *, pod: bo
     return {"arguments" if pod else "argv": argv, "map_label": label, "spec": dict(spec)}
 
 
+LABEL_CHARS = 200  # Airflow's rendered_map_index column holds 250 characters
+
+
+def symbols_label(symbols: Sequence[str]) -> str:
+    """``BTCUSDT`` / ``BTCUSDT,ETHUSDT`` / ``BTCUSDT..SOLUSDT (40)`` when the list does not fit the UI column."""
+    joined = ",".join(symbols)
+    if len(joined) <= LABEL_CHARS:
+        return joined
+    return f"{symbols[0]}..{symbols[-1]} ({len(symbols)})"
+
+
 @dataclass(frozen=True)
 class ExtractionSpec:
-    """One symbol's klines, funding or aggregate-trades run over ``[start, end)`` (or incremental up to ``end``)."""
+    """One symbol's klines, funding or aggregate-trades run over ``[start, end)`` (or incremental up to ``end``);
+    ``more_symbols``: the rest of a chunk when a task carries several symbols (``symbols_per_task``, #25)."""
 
     kind: DataKind
     symbol: str
@@ -98,8 +110,14 @@ class ExtractionSpec:
     timeframe: Timeframe | None = None
     incremental: bool = False
     output: Output = field(default_factory=Output)
+    more_symbols: tuple[str, ...] = ()
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return (self.symbol, *self.more_symbols)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "more_symbols", tuple(self.more_symbols))
         object.__setattr__(self, "kind", DataKind.parse(self.kind))
         if self.kind not in SCHEDULED_KINDS:
             names = ", ".join(k.value for k in SCHEDULED_KINDS)
@@ -117,7 +135,7 @@ class ExtractionSpec:
             argv += ["--price", price_of(self.kind).value]  # mark, index or premium-index klines
         if self.timeframe is not None:
             argv += ["--interval", self.timeframe.interval]
-        argv += ["--symbols", self.symbol]
+        argv += ["--symbols", ",".join(self.symbols)]
         if self.start is not None:
             argv += ["--start", iso(_utc(self.start))]
         argv += ["--end", iso(_utc(self.end))]
@@ -125,20 +143,24 @@ class ExtractionSpec:
             argv.append("--incremental")
         if self.kind is DataKind.AGG_TRADES:
             argv += ["--kind", "agg"]
+        if self.more_symbols:  # a chunk: one bad symbol does not stop the rest; a retry redoes only the failed
+            argv += ["--keep-going", "--skip-succeeded"]
         return argv + self.output.to_argv()
 
     @property
     def label(self) -> str:
-        """UI label (``map_index_template``): the symbol, plus the range when the task has a fixed one."""
+        """UI label (``map_index_template``): the symbol(s), plus the range when the task has a fixed one."""
+        names = symbols_label(self.symbols)
         if self.incremental or self.start is None:
-            return self.symbol
-        return f"{self.symbol} {iso(_utc(self.start))[:16]}..{iso(_utc(self.end))[:16]}"
+            return names
+        return f"{names} {iso(_utc(self.start))[:16]}..{iso(_utc(self.end))[:16]}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind.command,  # the DAG family, as in argv
             "price": price_of(self.kind).value if self.kind.entry.per_timeframe else None,
             "symbol": self.symbol,
+            "symbols": list(self.symbols),
             "start": None if self.start is None else iso(_utc(self.start)),
             "end": iso(_utc(self.end)),
             "interval": self.timeframe.interval if self.timeframe else None,
@@ -160,6 +182,7 @@ class ExtractionSpec:
             timeframe=timeframes.parse(str(interval)) if interval else None,  # XCom: a boundary
             incremental=bool(data.get("incremental")),
             output=Output.from_dict(data.get("output") or {}),
+            more_symbols=tuple(str(s) for s in (data.get("symbols") or [])[1:]),
         )
 
     def task_kwargs(self, *, pod: bool) -> dict[str, Any]:

@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "timeutil",
             "timeframes",
             "symbols",
+            "prices",
             "masking",
             "breaker",
             "ratelimit",
@@ -43,7 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "exchange_clock",
         ),
     ),
-    ("vocabulary", ("prices", "models", "derivative_models", "catalog", "kinds", "config", "weights")),
+    ("vocabulary", ("models", "derivative_models", "catalog", "kinds", "config", "weights")),
     (
         "storage and exchange",
         (
@@ -68,6 +69,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "jobs",
         (
             "pipeline",
+            "symbol_batch",
             "gaps",
             "reader",
             "health",

@@ -144,7 +144,8 @@ class Emulator:
     windows and bans; default the wall clock), api_keys, trade_id_offset, slow_seconds,
     funding_limit / funding_window_seconds (the separate fundingRate limit), historical_trades_ms (how far back
     historicalTrades serves; older ids get an empty page), trade_bucket_ms (two synthetic trades per bucket:
-    86 ms is about 2 million a day), host, port (0 = free port).
+    86 ms is about 2 million a day), contracts (that many extra synthetic USDT perpetuals, ``C0000USDT``...,
+    for scale runs; ``perpetuals(n)`` lists n symbols), host, port (0 = free port).
     """
 
     def __init__(
@@ -164,6 +165,7 @@ class Emulator:
         funding_window_seconds: int = 300,
         historical_trades_ms: int | None = None,
         trade_bucket_ms: int = D.TRADE_BUCKET_MS,
+        contracts: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -182,6 +184,7 @@ class Emulator:
         self.historical_trades_ms = historical_trades_ms  # like Binance: older trades by id answer "200, []"
         self.host, self.port = host, port
         self.symbols: dict[str, D.SymbolSpec] = D.default_symbols(self.now_ms())
+        self.symbols.update(D.extra_contracts(contracts))
         self.real = D.real_data(trade_id_offset)
         self._gen = {s: D.Synthetic(spec) for s, spec in self.symbols.items()}
         self._trades = {
@@ -204,6 +207,14 @@ class Emulator:
         self._stopped = threading.Event()  # releases requests held by the "hang" fault
         self.reset_limits()
         self._max_used = 0
+
+    def perpetuals(self, count: int | None = None) -> list[str]:
+        """The first ``count`` (all when None) TRADING USDT perpetuals with synthetic data: the default ones
+        (``include/config.yaml``'s), then the extra ``contracts`` (``C0000USDT``...). A symbol list for scale runs."""
+        names = [s for s, spec in self.symbols.items() if _scale_symbol(spec)]
+        if count is not None and count > len(names):
+            raise ValueError(f"only {len(names)} perpetuals; make the emulator with contracts={count}")
+        return names if count is None else names[:count]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -778,6 +789,11 @@ class Emulator:
             "nextFundingTime": future[0] if future else 0,
             "time": now,
         }
+
+
+def _scale_symbol(spec: D.SymbolSpec) -> bool:
+    """A contract that serves every interval, funding and trades: synthetic, TRADING, quoted in USDT."""
+    return spec.synthetic and spec.status == "TRADING" and spec.quote_asset == "USDT" and spec.symbol != "NEWUSDT"
 
 
 def _live_fixture_row(row: list[Any], t: int, close: int, now: int) -> list[Any]:
