@@ -228,7 +228,7 @@ def stages(archive_url: str, symbol: str, label: str, interval: str, db: str, ta
         ("unzip + csv.reader", t_csv),
         ("models.Kline.from_rest", t_val),
         ("archive.parse_zip (all of it)", t_parse),
-        ("MySqlSink.write (5000-row batches)", t_sink),
+        ("MySqlStore.write (5000-row batches)", t_sink),
     ):
         print(f"  {name:<36}{secs * 1000:>8.0f} ms {n / secs:>12,.0f} rows/s")
 
@@ -252,7 +252,7 @@ def raw_mysql(db: str, table: str, symbols: list[str]) -> tuple[int, float]:
     """Plain MySQLdb executemany of the sink's upsert, same rows, into a copy of the table (new keys: inserts)."""
     import MySQLdb
 
-    from binance_extractor.sinks.mysql import MySqlSink
+    from binance_extractor.sinks.mysql import MySqlStore
     from binance_extractor.sinks.schema import spec_for
 
     conn = MySQLdb.connect(**MYSQL, db=db)
@@ -265,7 +265,7 @@ def raw_mysql(db: str, table: str, symbols: list[str]) -> tuple[int, float]:
     conn.commit()
     raw = f"{table}_raw"
     cur.execute(f"CREATE TABLE IF NOT EXISTS `{raw}` LIKE `{table}`")
-    sql = MySqlSink._upsert_sql(MySqlSink.__new__(MySqlSink), spec_for(table)).replace(f"`{table}`", f"`{raw}`", 1)
+    sql = MySqlStore._upsert_sql(MySqlStore.__new__(MySqlStore), spec_for(table)).replace(f"`{table}`", f"`{raw}`", 1)
     t0 = time.perf_counter()
     for i in range(0, len(rows), 5000):
         cur.executemany(sql, rows[i : i + 5000])

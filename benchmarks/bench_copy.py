@@ -48,10 +48,10 @@ def fill_source(path: Path, symbols: int, candles: int, agg: int) -> Any:
     from binance_extractor import timeframes
     from binance_extractor.archive_columns import KLINE_ORDER, KlineBlock
     from binance_extractor.models import AggTrade
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
     os.environ["AIRFLOW_CONN_BENCH_SOURCE"] = "sqlite://" + quote(str(path), safe="")
-    source = SqliteSink("bench_source")
+    source = SqliteStore("bench_source")
     tf = timeframes.parse("1m")
     for s, symbol in enumerate(SYMBOLS[:symbols]):
         opens = [START_MS + i * tf.ms for i in range(candles)]

@@ -63,7 +63,7 @@ def main() -> int:
     args = ap.parse_args()
     import MySQLdb
 
-    from binance_extractor.sinks.mysql import MySqlSink
+    from binance_extractor.sinks.mysql import MySqlStore
 
     small_db, big_db = f"bx_bench_{uuid.uuid4().hex[:8]}", f"bx_bench_{uuid.uuid4().hex[:8]}"
     admin = MySQLdb.connect(**MYSQL, autocommit=True)
@@ -74,7 +74,7 @@ def main() -> int:
         sinks = {}
         for name, db, n in (("small", small_db, per_symbol // 10), ("large", big_db, per_symbol)):
             os.environ["AIRFLOW_CONN_MYSQL_DEFAULT"] = f"mysql://root@127.0.0.1:3306/{db}"
-            sink = MySqlSink()
+            sink = MySqlStore()
             sink.ensure_schema()
             sink._connection()  # bind this database now
             total = fill(sink, n, args.symbols)

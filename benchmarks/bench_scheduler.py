@@ -102,7 +102,7 @@ def freshness(data_dir: Path, symbols: list[str]) -> dict[str, tuple[int, float 
     """Per table: (contracts fresh by the KPI rule, worst overdue/lag seconds) at this instant."""
     from binance_extractor import clock, health, kpis
     from binance_extractor.kinds import Dataset
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
     now = clock.now_ms()
     path = data_dir / "binance.sqlite"
@@ -111,7 +111,7 @@ def freshness(data_dir: Path, symbols: list[str]) -> dict[str, tuple[int, float 
         return {t: (0, None) for t in TABLES}
     os.environ["BINANCE_EXTRACTOR_DATA_DIR"] = str(data_dir)  # the store `make run` writes (sqlite_default)
     os.environ.pop("AIRFLOW_CONN_SQLITE_DEFAULT", None)
-    store = SqliteSink()
+    store = SqliteStore()
     try:
         for table in TABLES:
             fresh, worst = 0, 0.0
@@ -274,8 +274,7 @@ def pods(args: argparse.Namespace) -> None:
     """Pod-rendering cost of the kubernetes runtime, offline (no scheduler, no cluster)."""
     os.environ["BINANCE_EXTRACTOR_RUNTIME"] = "kubernetes"
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bx-bench-pods-"))
-    from binance_extractor import orchestration
-    from binance_extractor.airflow import dagfactory
+    from binance_extractor.airflow import dagfactory, orchestration
     from binance_extractor.kinds import DataKind
     from binance_extractor.timeframes import parse
 

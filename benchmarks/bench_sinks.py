@@ -118,7 +118,7 @@ def report(name: str, n: int, t: tuple[float, float, float, float]) -> list[tupl
 def bench_mysql(rows: list[Kline], rounds: int) -> list[tuple[str, int, float, float]]:
     import MySQLdb
 
-    from binance_extractor.sinks.mysql import INIT_COMMAND, MySqlSink
+    from binance_extractor.sinks.mysql import INIT_COMMAND, MySqlStore
     from binance_extractor.sinks.schema import kline_spec
 
     db_sink, db_raw = f"bx_bench_{uuid.uuid4().hex[:8]}", f"bx_bench_{uuid.uuid4().hex[:8]}"
@@ -127,7 +127,7 @@ def bench_mysql(rows: list[Kline], rounds: int) -> list[tuple[str, int, float, f
         admin.cursor().execute(f"CREATE DATABASE `{db}`")
     try:
         os.environ["AIRFLOW_CONN_MYSQL_DEFAULT"] = f"mysql://root@127.0.0.1:3306/{db_sink}"
-        sink = MySqlSink()
+        sink = MySqlStore()
         spec = kline_spec("klines_m5")
         sql, convert = sink._writer(spec)
         conn = MySQLdb.connect(**MYSQL, db=db_raw, init_command=INIT_COMMAND)
@@ -178,11 +178,11 @@ def bench_sqlite(rows: list[Kline], rounds: int) -> list[tuple[str, int, float, 
     from urllib.parse import quote
 
     from binance_extractor.sinks.schema import kline_spec
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
     path, raw_path = _TMP / "sink.sqlite", _TMP / "raw.sqlite"
     os.environ["AIRFLOW_CONN_SQLITE_DEFAULT"] = "sqlite://" + quote(str(path), safe="")
-    sink = SqliteSink()
+    sink = SqliteStore()
     spec = kline_spec("klines_m5")
     sql, convert = sink._writer(spec)
     conn = sqlite3.connect(raw_path, isolation_level=None)
@@ -218,7 +218,7 @@ def bench_mongo(rows: list[Kline], rounds: int) -> list[tuple[str, int, float, f
     import pymongo
     from pymongo import UpdateOne
 
-    from binance_extractor.sinks.mongo import MongoSink
+    from binance_extractor.sinks.mongo import MongoStore
     from binance_extractor.sinks.schema import kline_spec
 
     workdir = _TMP / "mongo"
@@ -236,7 +236,7 @@ def bench_mongo(rows: list[Kline], rounds: int) -> list[tuple[str, int, float, f
             except OSError:
                 time.sleep(0.05)
         os.environ["AIRFLOW_CONN_MONGO_DEFAULT"] = f"mongo://127.0.0.1:{port}/bench_sink"
-        sink = MongoSink()
+        sink = MongoStore()
         spec = kline_spec("klines_m5")
         docs = [sink._doc(spec, r) for r in rows]
         client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient("127.0.0.1", port)

@@ -377,20 +377,24 @@ class StoreEntry:
     ``jsonl``: the output path, ``-`` = stdout)."""
 
     name: str
+    title: str  # what docs and help texts call it
     scheme: str
     reads_back: bool
     opener: str
     default_conn_id: str
 
 
+_SINKS = "binance_extractor.sinks"
 STORES: dict[str, StoreEntry] = {
     e.name: e
     for e in (
-        StoreEntry("sqlite", "sqlite", True, "binance_extractor.sinks.sqlite:SqliteSink", "sqlite_default"),
-        StoreEntry("mysql", "mysql", True, "binance_extractor.sinks.mysql:MySqlSink", "mysql_default"),
-        StoreEntry("postgres", "postgresql", True, "binance_extractor.sinks.postgres:PostgresSink", "postgres_default"),
-        StoreEntry("mongo", "mongodb", True, "binance_extractor.sinks.mongo:MongoSink", "mongo_default"),
-        StoreEntry("jsonl", "file", False, "binance_extractor.sinks.jsonl:JsonlSink", "-"),
+        StoreEntry("sqlite", "SQLite", "sqlite", True, f"{_SINKS}.sqlite:SqliteStore", "sqlite_default"),
+        StoreEntry("mysql", "MySQL/MariaDB", "mysql", True, f"{_SINKS}.mysql:MySqlStore", "mysql_default"),
+        StoreEntry(
+            "postgres", "PostgreSQL", "postgresql", True, f"{_SINKS}.postgres:PostgresStore", "postgres_default"
+        ),
+        StoreEntry("mongo", "MongoDB", "mongodb", True, f"{_SINKS}.mongo:MongoStore", "mongo_default"),
+        StoreEntry("jsonl", "JSON lines", "file", False, f"{_SINKS}.jsonl:JsonlSink", "-"),
     )
 }
 SINK_NAMES = tuple(STORES)  # every --sink name
@@ -406,6 +410,12 @@ def store(name: str) -> StoreEntry:
         raise InputError(f"unknown sink {name!r}: use one of {', '.join(SINK_NAMES)}") from None
 
 
-def sink_list(names: tuple[str, ...] = SINK_NAMES) -> str:
-    """``sqlite, mysql, postgres, mongo, jsonl`` for help texts and docs."""
-    return ", ".join(names)
+def sink_list(names: tuple[str, ...] = SINK_NAMES, last: str = ", ") -> str:
+    """``sqlite, mysql, postgres, mongo, jsonl`` for help texts and errors (``last=" or "``: ``... or mongo``)."""
+    return ", ".join(names[:-1]) + last + names[-1] if len(names) > 1 else "".join(names)
+
+
+def store_titles() -> str:
+    """``SQLite, MySQL/MariaDB, PostgreSQL, MongoDB or JSON lines``: what the CLI's description names."""
+    titles = [e.title for e in STORES.values()]
+    return ", ".join(titles[:-1]) + " or " + titles[-1]

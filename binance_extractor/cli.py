@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from binance_extractor import logs, telemetry
+from binance_extractor import catalog, logs, telemetry
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.version import __version__
 
@@ -56,7 +56,7 @@ def _function(command: str, which: int) -> Callable[..., Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m binance_extractor",
-        description="Extract Binance USD-M Futures market data into MySQL, MongoDB, SQLite or JSON lines.",
+        description=f"Extract Binance USD-M Futures market data into {catalog.store_titles()}.",
     )
     parser.add_argument("--version", action="version", version=f"binance_extractor {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")

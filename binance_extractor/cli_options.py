@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from binance_extractor import clock, config
+from binance_extractor import catalog, clock, config
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import InputError
 from binance_extractor.symbols import split_syntax
@@ -24,8 +24,7 @@ def sink_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sink",
         action="append",
-        help="mysql, postgres, mongo, sqlite, jsonl; repeatable or comma-separated "
-        "(default: BINANCE_EXTRACTOR_SINKS or sqlite)",
+        help=f"{catalog.sink_list()}; repeatable or comma-separated (default: BINANCE_EXTRACTOR_SINKS or sqlite)",
     )
     p.add_argument(
         "--conn-id", action="append", help="Airflow connection id for the sink, or SINK=CONN_ID with several sinks"

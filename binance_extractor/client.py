@@ -107,8 +107,9 @@ class BinanceFuturesClient:
         self.status_counts: Counter[int] = Counter()  # HTTP status -> responses (0: no response)
 
     @classmethod
-    def from_env(cls, **kwargs: Any) -> BinanceFuturesClient:
-        """Settings from ``BINANCE_FUTURES_BASE_URL`` and ``BINANCE_API_KEY`` (outside Airflow).
+    def from_env(cls, base_url: str | None = None, api_key: str | None = None, **kwargs: Any) -> BinanceFuturesClient:
+        """Settings from ``BINANCE_FUTURES_BASE_URL`` and ``BINANCE_API_KEY`` (outside Airflow), unless the caller
+        has them (the Airflow connection: ``airflow/hooks.py``); the weight budget is keyed on the base URL's host.
 
         ``BINANCE_HTTP_MAX_ATTEMPTS`` and ``BINANCE_HTTP_BACKOFF_MAX`` (seconds) tune the retry budget.
         """
@@ -118,7 +119,8 @@ class BinanceFuturesClient:
         ):
             if os.environ.get(env):
                 kwargs.setdefault(name, cast(os.environ[env]))
-        return cls(config.base_url(), config.api_key(), **kwargs)
+        key = api_key if api_key is not None else config.api_key()
+        return cls(base_url or config.base_url(), key, **kwargs)
 
     def __repr__(self) -> str:  # never shows the key
         return f"BinanceFuturesClient({self.base_url!r}, api_key={'set' if self._api_key else 'unset'})"

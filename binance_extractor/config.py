@@ -34,6 +34,7 @@ DEFAULT_NAMESPACE = "petrosa-apps"
 DEFAULT_SERVICE_ACCOUNT = "binance-extractor"
 DEFAULT_IMAGE = f"binance-extractor:{__version__}"
 DEFAULT_POOL_SLOTS = 4
+MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length: mapped tasks per task, at most
 DEFAULT_BASE_URL = "https://fapi.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 
@@ -131,7 +132,7 @@ def _at_least_one(name: str, value: Any) -> int:
     return number
 
 
-DERIVATIVE_SERIES = ("mark_klines", "index_klines", "premium_klines", "open_interest")
+DERIVATIVE_SERIES = tuple(k.value for k in catalog.DERIVATIVE_KINDS)  # the names of the ``derivatives:`` sections
 
 
 def derivative_kinds() -> list[str]:

@@ -21,8 +21,12 @@ def add_copy_parser(sub: Any) -> None:
         "an interrupted copy continues where it stopped when run again."
     )
     p = sub.add_parser("copy", help=help_text, description=help_text)
-    p.add_argument("--from", dest="source", required=True, help="store to read: sqlite, mysql, postgres or mongo")
-    p.add_argument("--to", dest="target", required=True, help="store to write: sqlite, mysql, postgres or mongo")
+    p.add_argument(
+        "--from", dest="source", required=True, help=f"store to read: {catalog.sink_list(catalog.STORE_NAMES, ' or ')}"
+    )
+    p.add_argument(
+        "--to", dest="target", required=True, help=f"store to write: {catalog.sink_list(catalog.STORE_NAMES, ' or ')}"
+    )
     p.add_argument("--from-conn-id", help="Airflow connection id of the source (default: the store's default)")
     p.add_argument("--to-conn-id", help="Airflow connection id of the target (default: the store's default)")
     p.add_argument(

@@ -24,8 +24,7 @@ def add_export_parser(sub: Any) -> None:
     p.add_argument(
         "--table",
         required=True,
-        help="klines_m5 (or m5/5m), funding_rates, agg_trades, trades, mark_klines_m5, index_klines_m5, "
-        "premium_klines_m5, open_interest",
+        help=f"{catalog.table_names()} (klines also as m5/5m)",
     )
     p.add_argument("--symbols", help="comma-separated (default: every symbol stored in the table)")
     p.add_argument("--start", help="ISO 8601 (UTC if no offset) or epoch ms; inclusive (default: first stored row)")
@@ -36,7 +35,9 @@ def add_export_parser(sub: Any) -> None:
         "--split", action="store_true", help="one file per symbol and month: OUTPUT/TABLE/SYMBOL/YYYY-MM.EXT"
     )
     p.add_argument(
-        "--sink", help="store to read: sqlite, mysql, postgres or mongo (default: the first of BINANCE_EXTRACTOR_SINKS)"
+        "--sink",
+        help=f"store to read: {catalog.sink_list(catalog.STORE_NAMES, ' or ')} "
+        "(default: the first of BINANCE_EXTRACTOR_SINKS)",
     )
     p.add_argument("--conn-id", help="Airflow connection id of that store")
     p.add_argument("--batch-rows", type=int, default=reader.DEFAULT_BATCH_ROWS, help="klines per read (memory bound)")

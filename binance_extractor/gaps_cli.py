@@ -20,7 +20,6 @@ from typing import Any
 from binance_extractor import catalog, cli_options, config, gaps
 from binance_extractor import symbols as symbols_rule
 from binance_extractor.errors import ExtractorError, InputError
-from binance_extractor.kinds import DataKind
 from binance_extractor.sinks import store_names
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ def _scope_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--table",
         action="append",
-        help="klines_m5 (or m5/5m), funding_rates, agg_trades; repeatable or comma-separated (default: all)",
+        help=f"{gaps.GAP_TABLES} (klines also as m5/5m); repeatable or comma-separated (default: all)",
     )
     p.add_argument("--symbols", help="comma-separated (default: every symbol stored in the table)")
     p.add_argument("--start", help="expected first row (ISO or epoch ms); default: first stored row per symbol")
@@ -118,27 +117,16 @@ def _scan(
 ) -> list[gaps.Scan]:
     """Detection over the command's scope up to ``closed`` (the exchange's closed bound, taken once per command)."""
     start, end = cli_options.times(args)
-    datasets = gaps.parse_tables(args.table)
-    symbols = _symbols(args)
-    starts = None
-    funding_hours = None
-    full = start is None and (args.full_history or config.settings().full_history)
-    if full and client is not None:
-        stores = gaps.db_sinks(sinks)
-        names = symbols or sorted({s for d in datasets for sink in stores for s in sink.symbols(d.table)})
-        starts = gaps.onboard_starts(client, names)
-    if client is not None and any(d.kind is DataKind.FUNDING for d in datasets):
-        funding_hours = gaps.funding_intervals(client)
-    return gaps.scan(
+    return gaps.find_holes(
         sinks,
-        datasets,
-        symbols,
+        client,
+        gaps.parse_tables(args.table),
+        _symbols(args),
+        closed=closed,
+        settings=settings,
         start=start,
         end=end,
-        starts=starts,
-        settings=settings,
-        now=closed,
-        funding_hours=funding_hours,
+        full_history=start is None and (args.full_history or config.settings().full_history),
     )
 
 
@@ -150,7 +138,9 @@ def _check(args: argparse.Namespace) -> None:
     names = cli_options.parse_sinks(args.sink)
     cli_options.parse_conn_ids(args.conn_id, names)
     if not store_names(names):
-        raise InputError(f"gap detection needs a database sink: --sink {catalog.sink_list(catalog.STORE_NAMES)}")
+        raise InputError(
+            f"gap detection needs a database sink: --sink {catalog.sink_list(catalog.STORE_NAMES, ' or ')}"
+        )
 
 
 def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -200,7 +190,7 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
         closed = gaps.closed_before(client)  # one bound for the scans before and after the fill
         if not chunks:
             before = _scan(args, sinks, settings, client, closed)
-            gaps.prune_pending(sinks, before)
+            gaps.prune_pending(sinks, before)  # "not fillable yet" rows of holes filled since
             chunks = gaps.chunk_holes(gaps.holes_of(before), settings.chunk_ms)
             log.info("%d hole(s) in %d chunk(s)", len(gaps.holes_of(before)), len(chunks))
         results = gaps.fill_chunks(
@@ -213,11 +203,7 @@ def run_fill(args: argparse.Namespace) -> list[dict[str, Any]]:
         client.close()
         for sink in sinks:
             sink.close()
-    report = gaps.build_report(before, result_dicts, after, open_holes)
+    report = gaps.report_run(before, result_dicts, after, open_holes, metrics=bool(before))
     report["chunks"] = result_dicts
-    for line in gaps.report_lines(report):
-        log.info("%s", line)
-    if before:
-        gaps.emit_metrics(report)
     gaps.raise_if_open(open_holes)
     return [report]

@@ -20,7 +20,9 @@ def add_import_parser(sub: Any) -> None:
     p = sub.add_parser("import", help=help_text, description=help_text)
     p.add_argument("--input", required=True, help="an export file, or a directory (searched for .parquet/.csv)")
     p.add_argument("--table", help="the table the files hold (default: from the Parquet metadata or the --split tree)")
-    p.add_argument("--sink", required=True, help="store to restore into: sqlite, mysql, postgres or mongo")
+    p.add_argument(
+        "--sink", required=True, help=f"store to restore into: {catalog.sink_list(catalog.STORE_NAMES, ' or ')}"
+    )
     p.add_argument("--conn-id", help="Airflow connection id of that store")
     p.add_argument("--batch-rows", type=int, default=restore.DEFAULT_BATCH_ROWS, help="rows read at once")
     p.add_argument("--xcom-file", help="write the JSON results here")

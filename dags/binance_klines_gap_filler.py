@@ -5,10 +5,10 @@ every kline table (`klines_m5` ... `klines_d1`), `funding_rates` and `agg_trades
 (Variable `binance_symbols` > `BINANCE_SYMBOLS` > `include/config.yaml`), through the configured sinks:
 
 1. **detect**: holes per (table, symbol) between the first stored row (or the listing date with `full_history`)
-   and the last closed interval, found in the database (`LAG(...) OVER (PARTITION BY symbol ...)` in MySQL and
-   SQLite, `$setWindowFields` + `$shift` in MongoDB). Holes already confirmed as exchange-side (`gap_ledger`)
-   are left out; `gap_filler.min_gap_candles` / `max_gap_candles` filter by size. Funding holes follow each
-   contract's own interval (1h, 4h or 8h); aggregate-trade holes are breaks in `agg_trade_id`.
+   and the last closed interval, found in the database (`LAG(...) OVER (PARTITION BY symbol ...)` in MySQL,
+   PostgreSQL and SQLite, `$setWindowFields` + `$shift` in MongoDB). Holes already confirmed as exchange-side
+   (`gap_ledger`) are left out; `gap_filler.min_gap_candles` / `max_gap_candles` filter by size. Funding holes
+   follow each contract's own interval (1h, 4h or 8h); aggregate-trade holes are breaks in `agg_trade_id`.
 2. **chunk**: holes split into weekly chunks (`chunk_days`), grouped so that at most `max_mapped_tasks`
    (below Airflow's `max_map_length`) mapped tasks run.
 3. **fill**: one mapped task per group (pool `binance_api`), `python -m binance_extractor fill-gaps --chunk ...`

@@ -5,7 +5,7 @@ Trigger it from the UI form (or `POST /api/v2/dags/binance_klines_manual/dagRuns
 - `symbols`: list of symbols, e.g. `["BTCUSDT", "ETHUSDT"]`
 - `interval`: any Binance interval (`1m` ... `1M`)
 - `start` / `end`: ISO 8601 UTC, half-open `[start, end)` on the candle open time
-- `sinks`: empty for the deployment default, or any of `sqlite`, `mysql`, `mongo`, `jsonl`
+- `sinks`: empty for the deployment default, or any of `sqlite`, `mysql`, `postgres`, `mongo`, `jsonl`
 
 The form is validated by JSON schema; the first task validates again (REST triggers skip the form) and fails
 with a one-line message on bad input. The range is split into weekly chunks, one mapped task per

@@ -34,9 +34,9 @@ def test_there_are_examples_for_both() -> None:
 
 @pytest.mark.mysql
 def test_mysql_examples(mysql_conn_id: str) -> None:
-    from binance_extractor.sinks.mysql import MySqlSink
+    from binance_extractor.sinks.mysql import MySqlStore
 
-    with MySqlSink(mysql_conn_id) as sink:
+    with MySqlStore(mysql_conn_id) as sink:
         rows = fill(sink)
         day, hourly = (sink.query(sql.replace("%", "%%")) for sql in examples("mysql")[:2])
     assert len(day) == 288  # 2021-11-15, every 5 minutes
@@ -47,9 +47,9 @@ def test_mysql_examples(mysql_conn_id: str) -> None:
 
 
 def test_sqlite_examples(sqlite_conn_id: str) -> None:
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
-    with SqliteSink(sqlite_conn_id) as sink:
+    with SqliteStore(sqlite_conn_id) as sink:
         rows = fill(sink)
         path = sink.path
     conn = sqlite3.connect(path)

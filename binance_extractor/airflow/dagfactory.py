@@ -16,10 +16,10 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, CronTriggerTimetable, Param, task
 
-from binance_extractor import config, jobspecs, orchestration, timeframes
-from binance_extractor.airflow import callbacks
+from binance_extractor import config, timeframes
+from binance_extractor.airflow import callbacks, jobspecs, orchestration
+from binance_extractor.airflow.orchestration import POOL
 from binance_extractor.kinds import DataKind
-from binance_extractor.orchestration import POOL
 from binance_extractor.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _resolve(requested: list[str], source: str) -> dict[str, Any]:
     from binance_extractor.errors import InputError
 
     try:
-        resolution = orchestration.resolve_symbols(requested, _validator(), source)
+        resolution = orchestration.validate_symbols(requested, _validator(), source)
     except InputError as exc:
         raise fail(exc) from None
     for sym, why in resolution.invalid.items():
@@ -119,7 +119,7 @@ def _resolve(requested: list[str], source: str) -> dict[str, Any]:
 
 
 @task(task_id="resolve_symbols", pool=POOL)
-def resolve_symbols() -> dict[str, Any]:
+def symbols_task() -> dict[str, Any]:
     """Variable ``binance_symbols`` > env ``BINANCE_SYMBOLS`` > config.yaml, checked against exchangeInfo."""
     from airflow.sdk import Variable
 
@@ -175,42 +175,6 @@ def extract_local(argv: list[str], map_label: str = "", spec: dict[str, Any] | N
     return [r.to_dict() if hasattr(r, "to_dict") else r for r in results]  # fill-gaps returns plain dicts
 
 
-def _last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None] | None:
-    """Newest stored key per symbol, read from the configured sinks (the oldest across sinks counts).
-
-    None when no configured sink can be read back (JSON lines only).
-    """
-    from binance_extractor.sinks import open_stores, store_names
-
-    out: dict[str, datetime | None] = {}
-    readable = store_names(config.sink_names())  # write-only sinks (JSON lines) cannot tell
-    if not readable:
-        return None
-    sinks = open_stores(readable)
-    try:
-        for sym in symbols:
-            times = [s.last_time(table, sym) for s in sinks]
-            out[sym] = None if any(t is None for t in times) or not times else min(t for t in times if t)
-    finally:
-        for s in sinks:
-            s.close()
-    return out
-
-
-def _last_times_from_results(results: list[Any]) -> dict[str, datetime | None]:
-    """Kubernetes runtime: the pods read their sinks; their JobResults carry the newest stored key."""
-    from binance_extractor.timeutil import parse_time
-
-    out: dict[str, datetime | None] = {}
-    for item in results:
-        for res in item if isinstance(item, list) else [item]:
-            if res and res.get("last_time"):
-                t = parse_time(str(res["last_time"]))
-                prev = out.get(res["symbol"])
-                out[res["symbol"]] = t if prev is None else max(prev, t)
-    return out
-
-
 def _summary_task(kind: DataKind, timeframe: Timeframe | None, runtime: str, asset: Asset) -> Any:
     table = kind.table(timeframe)
 
@@ -219,9 +183,9 @@ def _summary_task(kind: DataKind, timeframe: Timeframe | None, runtime: str, ass
         """Rows and freshness lag per symbol; fails if a symbol is older than one interval + grace."""
         resolution = orchestration.SymbolResolution.from_dict(resolved)
         results = list(results)
-        last = None if runtime == "kubernetes" else _last_times_from_sinks(table, resolution.valid)
+        last = None if runtime == "kubernetes" else orchestration.last_times_from_sinks(table, resolution.valid)
         if last is None:  # the pods read their own sinks: their results carry the newest stored key
-            last = _last_times_from_results(results)
+            last = orchestration.last_times_from_results(results)
         report = orchestration.summarize(
             table,
             resolution.valid,
@@ -301,7 +265,7 @@ def _scheduled_dag(
             log.info("%s run: %d task(s) of %d symbol(s), e.g. %s", run_type, len(specs), per_task, example)
             return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
-        resolved = resolve_symbols()
+        resolved = symbols_task()
         extracted = _extraction(kind.command, dag_id, runtime, plan(resolved))
         _summary_task(kind, timeframe, runtime, asset)(resolved, extracted)
     return dag
@@ -380,9 +344,9 @@ def max_map_length() -> int:
     try:
         from airflow.configuration import conf
 
-        return conf.getint("core", "max_map_length", fallback=1024)
+        return conf.getint("core", "max_map_length", fallback=config.MAX_MAP_LENGTH)
     except Exception:  # a worker without airflow-core: the documented default
-        return int(os.environ.get("AIRFLOW__CORE__MAX_MAP_LENGTH", "1024"))
+        return int(os.environ.get("AIRFLOW__CORE__MAX_MAP_LENGTH", config.MAX_MAP_LENGTH))
 
 
 def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
@@ -472,7 +436,7 @@ GAP_FILLER_CRON = "0 2 * * *"
 def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
     """``binance_klines_gap_filler``: detect -> chunk -> fill (mapped) -> verify -> report, daily 02:00 UTC."""
     from binance_extractor import gaps
-    from binance_extractor.airflow import gapfill
+    from binance_extractor.airflow import gap_tasks, gapfill
 
     runtime = runtime or config.runtime()
     with _dag(
@@ -506,7 +470,7 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
             holes = [gaps.Hole.from_dict(h) for h in found["holes"]]
             groups = gaps.plan_groups(holes, settings)
             by = requested_by(context)
-            specs = [gaps.fill_spec(g, requested_by=by, xcom=runtime == "kubernetes") for g in groups]
+            specs = [gap_tasks.fill_spec(g, requested_by=by, xcom=runtime == "kubernetes") for g in groups]
             log.info("%d hole(s) -> %d chunk(s) in %d task(s)", len(holes), sum(map(len, groups)), len(specs))
             return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
@@ -514,7 +478,7 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
         def verify(specs: Any, **context: Any) -> dict[str, Any]:
             """Re-detect every chunk: a hole still open that is neither confirmed exchange-side nor "not fillable
             yet" (the evidence rule could not confirm it yet) fails the run."""
-            chunks = gaps.chunks_of_specs(specs)
+            chunks = gap_tasks.chunks_of_specs(specs)
             open_holes = gapfill.verify(chunks, gapfill.fill_results(context))
             if gaps.failures(open_holes):
                 raise fail(gaps.GapClosureError(gaps.closure_message(open_holes)))
@@ -528,14 +492,11 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
             from binance_extractor.timeutil import parse_time
 
             results = gapfill.fill_results(context)
-            chunks = gaps.chunks_of_specs(specs)
+            chunks = gap_tasks.chunks_of_specs(specs)
             symbols = sorted({s["symbol"] for s in found["scans"]})
             after = gapfill.scan(symbols, parse_time(found["end"])) if symbols else []
             open_holes = gapfill.verify(chunks, results)
-            out = gaps.build_report(found["scans"], results, after, open_holes)
-            for line in gaps.report_lines(out):
-                log.info("%s", line)
-            gaps.emit_metrics(out)
+            out = gaps.report_run(found["scans"], results, after, open_holes)
             if gaps.failures(open_holes):
                 context["ti"].xcom_push(key="report", value=out)
                 raise fail(gaps.GapClosureError(gaps.closure_message(open_holes)))
@@ -547,4 +508,29 @@ def gap_filler_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG
         verified = verify(specs)
         filled >> verified
         verified >> report(found, specs)
+    return dag
+
+
+MAINTENANCE_ID = "binance_maintenance"
+MAINTENANCE_CRON = "0 3 * * *"
+
+
+def maintenance_dag(doc_md: str | None = None) -> DAG:
+    """``binance_maintenance``: retention on every configured sink, daily 03:00 UTC, in-process (it asks the
+    exchange nothing, so no pool slot and no pod); the factory's retries, timeout and alerts like every family."""
+    with _dag(
+        MAINTENANCE_ID,
+        CronTriggerTimetable(MAINTENANCE_CRON, timezone="UTC"),
+        tags=["maintenance"],
+        doc_md=doc_md,
+        description="Retention: delete rows older than each table's configured age, daily 03:00 UTC",
+    ) as dag:
+
+        @task(task_id="retention")
+        def retention() -> list[dict[str, Any]]:
+            from binance_extractor import cli
+
+            return cli.execute(["retention"])
+
+        retention()
     return dag

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from binance_extractor import config, gaps, jobspecs, orchestration
+from binance_extractor import config, gaps
+from binance_extractor.airflow import jobspecs, orchestration
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ def scan(symbols: list[str], end: Any, *, recheck: bool = False) -> list[gaps.Sc
     before the evidence rule (``gaps.recheck``; none are left after the first run that does it), and afterwards drop
     the "not fillable yet" rows of holes filled since."""
     settings = gaps.GapSettings.load()
-    starts = None
     from binance_extractor.airflow.hooks import BinanceFuturesHook
 
     client = BinanceFuturesHook(jobspecs.BINANCE_CONN_ID).get_client()  # env fallback without it
@@ -58,22 +58,17 @@ def scan(symbols: list[str], end: Any, *, recheck: bool = False) -> list[gaps.Sc
                     row["end"],
                     row["status"],
                 )
-        if config.settings().full_history:
-            starts = gaps.onboard_starts(client, symbols)
-        funding_hours = gaps.funding_intervals(client)  # each contract's own interval for funding tails
-        scans = gaps.scan(
+        return gaps.find_holes(
             sinks,
+            client,
             gaps.default_datasets(),
             symbols,
-            end=end,
-            starts=starts,
+            closed=gaps.closed_before(client),  # what is closed: the exchange's clock, as for the fills
             settings=settings,
-            now=gaps.closed_before(client),  # what is closed: the exchange's clock, as for the fills
-            funding_hours=funding_hours,
+            end=end,
+            full_history=config.settings().full_history,
+            prune=recheck,  # the detect task: "not fillable yet" rows of holes filled since
         )
-        if recheck:
-            gaps.prune_pending(sinks, scans)  # "not fillable yet" rows of holes filled since
-        return scans
     finally:
         client.close()
         close(sinks)

@@ -53,11 +53,10 @@ class BinanceFuturesHook(BaseHook):
         return base.rstrip("/"), (conn.password or config.api_key())
 
     def get_client(self, **kwargs: Any) -> BinanceFuturesClient:
+        """The client built from the connection's base URL and key, so its weight budget is that host's."""
         base, key = self.settings()
-        client = BinanceFuturesClient.from_env(**kwargs)
-        client.base_url, client._api_key = base, key
         logs.register_secret(key)
-        return client
+        return BinanceFuturesClient.from_env(base, key, **kwargs)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: ping, then exchangeInfo (proves the base URL serves USD-M Futures)."""

@@ -15,7 +15,8 @@ import json
 import os
 from typing import Any
 
-from binance_extractor import config, jobspecs, orchestration
+from binance_extractor import config
+from binance_extractor.airflow import jobspecs, orchestration
 
 POOL_DESCRIPTION = "Binance API requesters: bounds concurrent exchange calls"
 

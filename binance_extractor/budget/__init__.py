@@ -32,7 +32,7 @@ T = TypeVar("T")
 DEFAULT_TTL_S = 90.0  # longer than any request may take (connect 5 s + read 30 s, with room)
 
 
-class Store(Protocol):
+class BudgetStore(Protocol):
     def transact(self, key: str, fn: Callable[[dict], T]) -> T: ...
 
     def describe(self) -> str: ...
@@ -46,7 +46,7 @@ class Ticket:
     weight: int
 
 
-def open_store(url: str | None = None) -> Store:
+def open_budget_store(url: str | None = None) -> BudgetStore:
     """``BINANCE_EXTRACTOR_BUDGET_URL``: unset = ``<data dir>/budget.sqlite``; ``sqlite:///path``; ``redis://``;
     ``mysql://`` / ``mariadb://`` / ``postgresql://`` (SQLAlchemy URLs). A URL that cannot work (unknown scheme,
     a driver that is not installed, a timeout parameter that is not a number) is one ``InputError`` line."""
@@ -54,25 +54,25 @@ def open_store(url: str | None = None) -> Store:
     register_secret(url_password(url))  # whatever text shows the URL from now on, its password is masked
     register_secret(unquote(url_password(url) or ""))
     if not url:
-        from binance_extractor.budget.sqlite_store import SqliteStore
+        from binance_extractor.budget.sqlite_store import SqliteBudgetStore
 
-        return SqliteStore(config.data_dir() / "budget.sqlite")
+        return SqliteBudgetStore(config.data_dir() / "budget.sqlite")
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sqlite":
-        from binance_extractor.budget.sqlite_store import SqliteStore
+        from binance_extractor.budget.sqlite_store import SqliteBudgetStore
 
         path = url.split("://", 1)[1]
-        return SqliteStore(config.data_dir() / "budget.sqlite" if path in ("", "/") else _sqlite_path(path))
+        return SqliteBudgetStore(config.data_dir() / "budget.sqlite" if path in ("", "/") else _sqlite_path(path))
     if scheme in ("redis", "rediss", "unix"):
-        from binance_extractor.budget.redis_store import RedisStore
+        from binance_extractor.budget.redis_store import RedisBudgetStore
 
-        return RedisStore(url)
+        return RedisBudgetStore(url)
     if scheme.split("+")[0] in ("mysql", "mariadb", "postgresql", "postgres"):
-        from binance_extractor.budget.sql_store import SqlStore
+        from binance_extractor.budget.sql_store import SqlBudgetStore
 
         if scheme in ("postgres", "postgresql"):  # psycopg 3, as the PostgreSQL sink: its waits take a deadline
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return SqlStore(url)
+        return SqlBudgetStore(url)
     raise InputError(
         "BINANCE_EXTRACTOR_BUDGET_URL must be sqlite:///PATH, redis://HOST:PORT/DB, mysql://..., mariadb://... or "
         f"postgresql://..., not {scheme}://"
@@ -100,7 +100,7 @@ class SharedBudget:
 
     def __init__(
         self,
-        store: Store,
+        store: BudgetStore,
         key: str,
         *,
         rule: WeightRule | None = None,
@@ -237,7 +237,7 @@ class SharedBudget:
 
 def open_budget(base_url: str, **kwargs: Any) -> SharedBudget:
     """The budget configured by the environment for ``base_url``."""
-    return SharedBudget(open_store(), budget_key(base_url), **kwargs)
+    return SharedBudget(open_budget_store(), budget_key(base_url), **kwargs)
 
 
-__all__ = ["SharedBudget", "Store", "Ticket", "budget_key", "open_budget", "open_store"]
+__all__ = ["BudgetStore", "SharedBudget", "Ticket", "budget_key", "open_budget", "open_budget_store"]

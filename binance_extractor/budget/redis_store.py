@@ -17,7 +17,7 @@ from binance_extractor.masking import mask_url
 T = TypeVar("T")
 
 
-class RedisStore:
+class RedisBudgetStore:
     def __init__(self, url: str, socket_timeout_s: float = 5.0) -> None:
         import redis  # imported on use: the embedded default needs no Redis client
 

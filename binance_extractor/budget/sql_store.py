@@ -41,7 +41,7 @@ def _lock_conflict(exc: Any) -> bool:
     return code in _LOCK_CONFLICT_CODES or getattr(orig, "pgcode", None) in _LOCK_CONFLICT_STATES
 
 
-class SqlStore:
+class SqlBudgetStore:
     def __init__(self, url: str) -> None:
         import sqlalchemy as sa  # imported on use: only this store needs it
 

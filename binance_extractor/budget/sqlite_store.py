@@ -19,7 +19,7 @@ from binance_extractor.errors import BudgetUnavailableError
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteBudgetStore:
     def __init__(self, path: Path, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s

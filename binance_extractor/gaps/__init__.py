@@ -22,7 +22,9 @@ The package, one layer per module: ``settings`` (constants, ``GapSettings``, whi
 (``scan``; the queries themselves are each store's ``gap_queries()`` dialect in ``sinks/``), ``evidence`` (the one
 rule that decides what the ledger may record exchange-side, and "not fillable yet"), ``repair`` (``fill_chunk``),
 ``recheck`` (ledger rows from before the rule, asked again), ``report`` (closure check, report, metrics) and
-``tasks`` (a fill task's argv and label). What is closed is ``exchange_clock.closed_before`` (re-exported).
+``filler`` (one gap-filler run's detection and report, for the DAG and the CLI alike); a fill
+task's argv and label are the DAG's (``airflow/gap_tasks.py``). What is closed is
+``exchange_clock.closed_before`` (re-exported).
 The public names are re-exported here: ``from binance_extractor import gaps; gaps.scan(...)``.
 """
 
@@ -43,6 +45,7 @@ from binance_extractor.gaps.detection import (
     scan,
 )
 from binance_extractor.gaps.evidence import NOT_FILLABLE_YET, pending_of, pending_records, prune_pending
+from binance_extractor.gaps.filler import find_holes, report_run
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole, Scan
 from binance_extractor.gaps.recheck import recheck
 from binance_extractor.gaps.repair import fill_chunk, fill_chunks
@@ -70,7 +73,6 @@ from binance_extractor.gaps.settings import (
     grid_of,
     parse_tables,
 )
-from binance_extractor.gaps.tasks import FillSpec, chunks_of_specs, fill_arguments, fill_spec
 from binance_extractor.sinks.gap_dialect import FUNDING_NEIGHBOURS, FundingPair
 
 __all__ = [
@@ -85,7 +87,6 @@ __all__ = [
     "STATES",
     "Chunk",
     "ChunkResult",
-    "FillSpec",
     "FundingPair",
     "GapClosureError",
     "GapSettings",
@@ -94,7 +95,6 @@ __all__ = [
     "Scan",
     "build_report",
     "chunk_holes",
-    "chunks_of_specs",
     "closed_before",
     "closed_end",
     "closure_message",
@@ -103,10 +103,9 @@ __all__ = [
     "detect_range",
     "emit_metrics",
     "failures",
-    "fill_arguments",
     "fill_chunk",
     "fill_chunks",
-    "fill_spec",
+    "find_holes",
     "funding_intervals",
     "funding_ms_of",
     "gap_dataset",
@@ -125,6 +124,7 @@ __all__ = [
     "recheck",
     "redetect",
     "report_lines",
+    "report_run",
     "scan",
     "verify",
 ]

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from binance_extractor import catalog
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.chunking import merge, minus_known
@@ -24,7 +25,9 @@ def db_sinks(sinks: Sequence[Sink]) -> list[Store]:
     """The stores detection can query (JSON lines output is a write-only sink)."""
     out = stores(sinks)
     if not out:
-        raise InputError("gap detection needs a database sink: --sink sqlite, mysql, postgres or mongo")
+        raise InputError(
+            f"gap detection needs a database sink: --sink {catalog.sink_list(catalog.STORE_NAMES, ' or ')}"
+        )
     return out
 
 

@@ -14,7 +14,7 @@ from binance_extractor.timeframes import Timeframe
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Mondays 00:00 UTC
-MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
+MAX_MAP_LENGTH = config.MAX_MAP_LENGTH
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
 STATES = ("found", "filled", "confirmed", "not_fillable_yet", "remaining")
 GAP_KINDS = (  # the kinds with gap detection

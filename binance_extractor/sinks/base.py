@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from binance_extractor import catalog, clock
+from binance_extractor import clock
+from binance_extractor.catalog import Row
 from binance_extractor.errors import InputError, SinkError
 from binance_extractor.kinds import DataKind, Dataset
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Row = catalog.Row  # every dataset's model (catalog.DATASETS)
 T = TypeVar("T")
 
 
@@ -255,7 +255,7 @@ class Sink(ABC):
 class Store(Sink):
     """A database sink: also reads, keeps the audit runs and the gap ledger, applies retention, answers gap queries.
 
-    Subclasses: SqliteSink, MySqlSink, PostgresSink (via SqlSink), MongoSink.
+    Subclasses: SqliteStore, MySqlStore, PostgresStore (via SqlStore), MongoStore.
     """
 
     @abstractmethod

@@ -44,7 +44,7 @@ DEFAULT_DB = "binance"
 T = TypeVar("T")
 
 
-class MongoSink(Store):
+class MongoStore(Store):
     name = "mongo"
 
     def __init__(

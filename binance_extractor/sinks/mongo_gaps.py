@@ -12,7 +12,7 @@ from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
 
 class MongoAggregates(Protocol):
-    """What the Mongo gap dialect asks of a store (public; ``mongo.MongoSink`` has it), so this module needs
+    """What the Mongo gap dialect asks of a store (public; ``mongo.MongoStore`` has it), so this module needs
     nothing from ``mongo.py`` (which imports it)."""
 
     def aggregate(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]: ...

@@ -27,7 +27,7 @@ from binance_extractor.catalog import STORES
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec, spec_for
-from binance_extractor.sinks.sql import ServerSqlSink
+from binance_extractor.sinks.sql import ServerSqlStore
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ _TYPES: dict[ColType, str] = {
 }
 
 
-class MySqlSink(ServerSqlSink):
+class MySqlStore(ServerSqlStore):
     default_port = 3306
     name = "mysql"
     ph = "%s"

@@ -20,7 +20,7 @@ from binance_extractor.catalog import STORES
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec, spec_for
-from binance_extractor.sinks.sql import ServerSqlSink
+from binance_extractor.sinks.sql import ServerSqlStore
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
@@ -47,7 +47,7 @@ def bulk_upsert_sql(spec: TableSpec, stage: str) -> str:
     return f'INSERT INTO "{spec.name}" ({cols}) SELECT {cols} FROM "{stage}" ON CONFLICT ({key}) DO UPDATE SET {sets}'
 
 
-class PostgresSink(ServerSqlSink):
+class PostgresStore(ServerSqlStore):
     default_port = 5432
     name = "postgres"
     ph = "%s"
@@ -121,7 +121,7 @@ class PostgresSink(ServerSqlSink):
         yield
 
     def _prepare(self, table: str) -> TableSpec:
-        """As SqlSink's, but a new ``klines_<tf>`` table is created under the schema lock: two processes racing
+        """As SqlStore's, but a new ``klines_<tf>`` table is created under the schema lock: two processes racing
         on ``CREATE TABLE IF NOT EXISTS`` would otherwise collide on the catalog's unique index."""
         spec = spec_for(table)
         if not self._schema_ok:

@@ -1,5 +1,5 @@
 """What the SQL stores share above their core (``sql_core.py``): reads, the run audit, the gap ledger, retention,
-and the gap dialect (``sql_gaps.py``); ``ServerSqlSink`` for the stores on a database server.
+and the gap dialect (``sql_gaps.py``); ``ServerSqlStore`` for the stores on a database server.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class SqlSink(SqlCore):
+class SqlStore(SqlCore):
     """A DB-API store: reads, audit, ledger and retention over ``SqlCore``'s connection and transactions."""
 
     def gap_queries(self) -> SqlGapQueries:
@@ -301,7 +301,7 @@ class SqlSink(SqlCore):
         return self._tx(run)
 
 
-class ServerSqlSink(SqlSink):
+class ServerSqlStore(SqlStore):
     """A SQL store behind an Airflow hook on a database server (MySQL, PostgreSQL): where it is, and what to mask.
 
     Error texts name the server and never the password, whatever the dialect.

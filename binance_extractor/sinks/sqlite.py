@@ -19,7 +19,7 @@ from binance_extractor.catalog import STORES
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec
-from binance_extractor.sinks.sql import SqlSink
+from binance_extractor.sinks.sql import SqlStore
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def _hook(conn_id: str) -> tuple[Any, str]:
     return SqliteHook(sqlite_conn_id=conn_id), str(conn.host or "")
 
 
-class SqliteSink(SqlSink):
+class SqliteStore(SqlStore):
     name = "sqlite"
     least_sql = "MIN"
     greatest_sql = "MAX"

@@ -8,7 +8,8 @@ from pathlib import Path
 from binance_extractor import cli
 from binance_extractor.airflow import dagfactory
 from binance_extractor.airflow.hooks import BinanceFuturesHook
-from binance_extractor.jobspecs import Output
+from binance_extractor.airflow.jobspecs import Output
+from binance_extractor.budget import budget_key
 
 FIXTURES = Path("/work/shared/fixtures/binance-real")
 
@@ -27,6 +28,20 @@ def test_connection_supplies_base_url_and_key(emulator, monkeypatch):
     ok, message = hook.test_connection()
     assert ok and message.startswith(f"reached {emulator.url}: ") and message.endswith(" symbols")
     assert [r.path for r in emulator.requests[-2:]] == ["/fapi/v1/ping", "/fapi/v1/exchangeInfo"]
+
+
+def test_the_weight_budget_is_keyed_on_the_connections_host(emulator, monkeypatch):
+    """The client is built from the connection, so its weight budget belongs to the connection's exchange host,
+    not to the environment's (two hosts never share, nor split, one IP budget by accident)."""
+    monkeypatch.setenv("BINANCE_FUTURES_BASE_URL", "http://127.0.0.1:9")  # the environment names another host
+    conn = {"conn_type": "binance", "host": emulator.url, "password": "test-key"}
+    monkeypatch.setenv("AIRFLOW_CONN_BINANCE_DEFAULT", json.dumps(conn))
+    client = BinanceFuturesHook().get_client()
+    try:
+        assert client.limiter.key == budget_key(emulator.url) != budget_key("http://127.0.0.1:9")
+        assert client.server_time() > 0  # and the budget it draws on is that host's
+    finally:
+        client.close()
 
 
 def test_host_without_scheme_and_environment_fallback(emulator, monkeypatch):

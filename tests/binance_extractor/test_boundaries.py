@@ -158,8 +158,8 @@ TIMEFRAME_BOUNDARIES = {
     "stream/cli.py": "--intervals",
     "stream/messages.py": "the WebSocket kline event's interval",
     "gaps/settings.py": "--table and the config's timeframes",
-    "orchestration.py": "the manual DAG's form",
-    "jobspecs.py": "ExtractionSpec.from_dict: a spec read back from XCom",
+    "airflow/orchestration.py": "the manual DAG's form",
+    "airflow/jobspecs.py": "ExtractionSpec.from_dict: a spec read back from XCom",
     "airflow/dagfactory.py": "DAG files / config.yaml naming a timeframe; the manual request read back from XCom",
 }
 

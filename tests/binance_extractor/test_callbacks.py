@@ -70,8 +70,8 @@ def test_dag_failure_callback_emits_one_event_and_one_metric(probe: DagRunResult
 
 
 def test_symbol_from_the_pods_job_spec_not_its_arguments() -> None:
+    from binance_extractor.airflow.jobspecs import ExtractionSpec
     from binance_extractor.airflow.operators import TracedKubernetesPodOperator
-    from binance_extractor.jobspecs import ExtractionSpec
 
     spec = ExtractionSpec(DataKind.KLINES, "SOLUSDT", datetime(2024, 1, 1, tzinfo=UTC), timeframe=M5, incremental=True)
     pod = TracedKubernetesPodOperator(

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binance_extractor import cli_options, clock, freshness, orchestration, timeframes
+from binance_extractor import cli_options, clock, freshness, timeframes
+from binance_extractor.airflow import orchestration
 from binance_extractor.clock import FixedClock
 from binance_extractor.errors import InputError
 from binance_extractor.timeutil import dt_to_ms

@@ -14,9 +14,9 @@ import pytest
 
 from binance_extractor import store_copy
 from binance_extractor.sinks.columns import from_rows
-from binance_extractor.sinks.mysql import MySqlSink
+from binance_extractor.sinks.mysql import MySqlStore
 from binance_extractor.sinks.schema import spec_for
-from binance_extractor.sinks.sqlite import SqliteSink
+from binance_extractor.sinks.sqlite import SqliteStore
 from binance_extractor.timeutil import ms_to_dt
 from tests.binance_extractor.store_dump import BOOKKEEPING, TABLES, dump, dump_all, fill
 from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def source(sqlite_conn_id: str) -> Any:
-    s = SqliteSink(sqlite_conn_id)
+    s = SqliteStore(sqlite_conn_id)
     s.ensure_schema()
     fill(s)
     yield s
@@ -35,7 +35,7 @@ def source(sqlite_conn_id: str) -> Any:
 
 @pytest.fixture
 def target(mysql_conn_id: str) -> Any:
-    t = MySqlSink(mysql_conn_id, retry_attempts=2)
+    t = MySqlStore(mysql_conn_id, retry_attempts=2)
     yield t
     t.close()
 
@@ -85,7 +85,7 @@ class Interrupted(Exception):
     pass
 
 
-class FailingTarget(MySqlSink):
+class FailingTarget(MySqlStore):
     """A target that dies (as a killed process would) at its ``fail_at``-th bulk load."""
 
     fail_at = 4
@@ -173,7 +173,7 @@ def test_read_columns_is_read_as_text_and_epoch_ms_on_every_store(
 
 
 def test_read_columns_rewrites_exponent_text_an_older_sqlite_file_holds(sqlite_conn_id: str, tmp_path: Path) -> None:
-    s = SqliteSink(sqlite_conn_id)
+    s = SqliteStore(sqlite_conn_id)
     fill(s)
     s._tx(lambda cur: cur.execute("UPDATE klines_h1 SET open = '1.0E-7', volume = '0E-8' WHERE trade_count = 0"))
     cols = s.read_columns("klines_h1", "XRPUSDT")

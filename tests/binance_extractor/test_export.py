@@ -98,12 +98,12 @@ def test_split_per_symbol_and_month(store: Sink, tmp_path: Path) -> None:  # noq
 
 
 def test_a_failed_export_leaves_no_file(tmp_path: Path, sqlite_conn_id: str) -> None:
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
-    sink = SqliteSink(sqlite_conn_id)
+    sink = SqliteStore(sqlite_conn_id)
     sink.write("klines_m5", klines("XRPUSDT", n=120))
 
-    class Broken(SqliteSink):
+    class Broken(SqliteStore):
         calls = 0
 
         def read(self, *a, **kw):  # type: ignore[no-untyped-def]
@@ -143,9 +143,9 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def test_cli_export_and_bad_input(tmp_path: Path, sqlite_conn_id: str) -> None:
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
-    with SqliteSink(sqlite_conn_id) as sink:
+    with SqliteStore(sqlite_conn_id) as sink:
         sink.write("klines_m5", klines("XRPUSDT", n=40))
     env = {"AIRFLOW_CONN_SQLITE_DEFAULT": os.environ["AIRFLOW_CONN_SQLITE_DEFAULT"], "BINANCE_LOG_FORMAT": "text"}
     out = tmp_path / "x.csv"

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from binance_extractor import cli, clock, gaps, telemetry
+from binance_extractor.airflow import gap_tasks
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.gaps import Chunk, GapClosureError, GapSettings, Hole
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.schema import spec_for
-from binance_extractor.sinks.sql import SqlSink
+from binance_extractor.sinks.sql import SqlStore
 from binance_extractor.sinks.sql_gaps import SqlGapQueries
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.emulator import Emulator
@@ -332,7 +333,7 @@ def test_mysql_detection_is_an_index_range_scan_returning_only_holes(mysql_conn_
     try:
         delete(sink, "klines_m5", "BTCUSDT", m + HOUR, m + HOUR + 2 * M5)
         queries = sink.gap_queries()
-        assert isinstance(queries, SqlGapQueries) and isinstance(sink, SqlSink)
+        assert isinstance(queries, SqlGapQueries) and isinstance(sink, SqlStore)
         args = ["BTCUSDT", sink.db_time(ms_to_dt(m)), sink.db_time(ms_to_dt(m + 4 * HOUR)), M5]
         assert sink.query(queries.kline_sql("klines_m5"), args) == [
             (ms_to_dt(m + HOUR - M5).replace(tzinfo=None), ms_to_dt(m + HOUR + 2 * M5).replace(tzinfo=None))
@@ -509,10 +510,10 @@ def test_many_holes_stay_under_the_mapped_task_cap(sqlite_store: str, emulator: 
     settings = GapSettings(max_mapped_tasks=5)
     groups = gaps.plan_groups(scan.holes, settings)
     assert len(groups) == 5 and sum(map(len, groups)) == 36
-    specs = [gaps.fill_spec(g, source="rest", sinks=["sqlite"], requested_by="test") for g in groups]
+    specs = [gap_tasks.fill_spec(g, source="rest", sinks=["sqlite"], requested_by="test") for g in groups]
     argvs = [s.to_argv() for s in specs]
     planned = [s.task_kwargs(pod=False) for s in specs]
-    assert gaps.chunks_of_specs(json.loads(json.dumps(planned))) == [c for g in groups for c in g]
+    assert gap_tasks.chunks_of_specs(json.loads(json.dumps(planned))) == [c for g in groups for c in g]
     assert argvs[0][:3] == ["fill-gaps", "--chunk", groups[0][0].spec()]
     emulator.reset_stats()
     (report,) = cli.execute(argvs[0])

@@ -162,9 +162,9 @@ def test_mysql_health_reads_indexes_never_scans(mysql_conn_id: str) -> None:
     """MariaDB's Handler_read_rnd_next counts rows read sequentially (table scans, and the window function's
     temporary table): a health read must stay proportional to the window (1 day = 288 candles a symbol), far
     below one scan of the table (3000 rows a symbol)."""
-    from binance_extractor.sinks.mysql import MySqlSink
+    from binance_extractor.sinks.mysql import MySqlStore
 
-    sink = MySqlSink(mysql_conn_id)
+    sink = MySqlStore(mysql_conn_id)
     sink.ensure_schema()
     rows = fill(sink, n=3000, cut=(1000, 1010))
     conn = sink._connection()
@@ -190,9 +190,9 @@ def test_mysql_health_reads_indexes_never_scans(mysql_conn_id: str) -> None:
 
 def test_sqlite_health_statements_all_use_an_index(sqlite_conn_id: str) -> None:
     """Every statement a health read runs on SQLite, checked with EXPLAIN QUERY PLAN: no bare table SCAN."""
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
-    sink = SqliteSink(sqlite_conn_id)
+    sink = SqliteStore(sqlite_conn_id)
     rows = fill(sink, n=300, cut=(100, 104))
     sink.record_gap(GapRecord("klines_m5", "XRPUSDT", rows[10].open_time, rows[11].open_time, "t", "rest", 1))
     conn = sink._connection()

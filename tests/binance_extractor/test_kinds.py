@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from binance_extractor import gaps, timeframes
+from binance_extractor.airflow.jobspecs import ExtractionSpec
 from binance_extractor.errors import InputError
-from binance_extractor.jobspecs import ExtractionSpec
 from binance_extractor.kinds import SCHEDULED_KINDS, DataKind, Dataset, command_kind
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.pipeline import Job

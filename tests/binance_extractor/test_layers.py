@@ -79,8 +79,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "store_copy",
             "store_rows",
             "stream.tail",
-            "jobspecs",
-            "orchestration",
         ),
     ),
     ("commands", ("cli", "cli_options", "data_cli", "gaps_cli", "export_cli", "import_cli", "copy_cli", "stream")),

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from binance_extractor import gaps, masking, telemetry, timeframes
-from binance_extractor.budget import open_store
+from binance_extractor.budget import open_budget_store
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import BudgetUnavailableError, InputError
 from binance_extractor.gaps.repair import fill_chunk
@@ -96,11 +96,11 @@ def test_sql_budget_urls_never_show_the_password(scheme: str, password: str) -> 
     url = f"{scheme}://extractor:{password}@127.0.0.1:9/binance"
     if "@" in password:
         with pytest.raises(InputError) as refused:
-            open_store(url)
+            open_budget_store(url)
         assert "percent-encode" in str(refused.value) and "\n" not in str(refused.value)
         assert_hidden(password, str(refused.value))
         return
-    store = open_store(url)
+    store = open_budget_store(url)
     with pytest.raises(BudgetUnavailableError) as err:
         store.transact("k", lambda st: None)
     assert "127.0.0.1:9/binance unreachable" in str(err.value)

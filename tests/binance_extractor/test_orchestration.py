@@ -8,20 +8,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import cli, orchestration, timeframes
-from binance_extractor.errors import InputError
-from binance_extractor.jobspecs import XCOM_FILE, ExtractionSpec
-from binance_extractor.kinds import DataKind
-from binance_extractor.orchestration import (
+from binance_extractor import cli, timeframes
+from binance_extractor.airflow import orchestration
+from binance_extractor.airflow.jobspecs import XCOM_FILE, ExtractionSpec
+from binance_extractor.airflow.orchestration import (
     build_arguments,
     plan_manual,
-    plan_range,
     plan_scheduled,
-    resolve_symbols,
+    run_range,
     summarize,
     validate_manual,
+    validate_symbols,
     weekly_chunks,
 )
+from binance_extractor.errors import InputError
+from binance_extractor.kinds import DataKind
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -52,7 +53,7 @@ def test_symbols_variable_wins_over_env_and_config(monkeypatch):
 
 
 def test_resolve_reports_and_skips_unknown_delisted_and_malformed(exchange):
-    res = resolve_symbols(["ETHUSDT", "NOPEUSDT", "OLDUSDT", "BTC-USDT", "BTCUSDT"], exchange, "env")
+    res = validate_symbols(["ETHUSDT", "NOPEUSDT", "OLDUSDT", "BTC-USDT", "BTCUSDT"], exchange, "env")
     assert res.valid == ["ETHUSDT", "BTCUSDT"]  # order kept
     assert set(res.invalid) == {"NOPEUSDT", "OLDUSDT", "BTC-USDT"}
     assert "SETTLING" in res.invalid["OLDUSDT"]
@@ -62,9 +63,9 @@ def test_resolve_reports_and_skips_unknown_delisted_and_malformed(exchange):
 
 def test_resolve_fails_clearly_when_nothing_is_left(exchange):
     with pytest.raises(InputError, match="none of the requested symbols"):
-        resolve_symbols(["NOPEUSDT"], exchange)
+        validate_symbols(["NOPEUSDT"], exchange)
     with pytest.raises(InputError, match="no symbols configured"):
-        resolve_symbols([], exchange)
+        validate_symbols([], exchange)
     with pytest.raises(InputError, match="not valid JSON"):
         orchestration.parse_symbol_list("[BTCUSDT")
 
@@ -74,21 +75,19 @@ def test_resolve_fails_clearly_when_nothing_is_left(exchange):
 
 def test_range_per_run_type():
     s, e = T0, T0 + timedelta(minutes=5)
-    assert plan_range(DataKind.KLINES, "scheduled", s, e) == orchestration.RunRange(s, e, True)
-    assert plan_range(DataKind.KLINES, "manual", s, e).incremental
-    assert plan_range(DataKind.FUNDING, "scheduled", s, e).incremental
-    assert plan_range(DataKind.KLINES, "backfill", s, e) == orchestration.RunRange(s, e, False)
-    assert not plan_range(DataKind.AGG_TRADES, "scheduled", s, e).incremental
+    assert run_range(DataKind.KLINES, "scheduled", s, e) == orchestration.RunRange(s, e, True)
+    assert run_range(DataKind.KLINES, "manual", s, e).incremental
+    assert run_range(DataKind.FUNDING, "scheduled", s, e).incremental
+    assert run_range(DataKind.KLINES, "backfill", s, e) == orchestration.RunRange(s, e, False)
+    assert not run_range(DataKind.AGG_TRADES, "scheduled", s, e).incremental
     with pytest.raises(InputError, match="empty data interval"):
-        plan_range(DataKind.KLINES, "scheduled", e, e)
+        run_range(DataKind.KLINES, "scheduled", e, e)
 
 
 def test_pendulum_and_naive_times_become_utc():
     import pendulum
 
-    rng = plan_range(
-        DataKind.KLINES, "backfill", pendulum.datetime(2024, 1, 1, 1, tz="Europe/Paris"), T0 + timedelta(1)
-    )
+    rng = run_range(DataKind.KLINES, "backfill", pendulum.datetime(2024, 1, 1, 1, tz="Europe/Paris"), T0 + timedelta(1))
     assert rng.start == T0 and rng.start.tzinfo is UTC and type(rng.start) is datetime
 
 

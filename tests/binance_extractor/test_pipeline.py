@@ -12,7 +12,7 @@ from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.clock import FixedClock
 from binance_extractor.kinds import DataKind
 from binance_extractor.pipeline import Job, run_job
-from binance_extractor.sinks.sqlite import SqliteSink
+from binance_extractor.sinks.sqlite import SqliteStore
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
 HOUR = 3_600_000
@@ -27,7 +27,7 @@ def pinned(make_emulator, sqlite_conn_id, monkeypatch):
     monkeypatch.setenv("BINANCE_EXTRACTOR_FULL_HISTORY", "false")
     fixed = FixedClock(dt_to_ms(datetime(2026, 12, 2, 15, 7, tzinfo=UTC)))  # a Wednesday, mid-candle
     emu = make_emulator(clock=fixed)
-    sink = SqliteSink(sqlite_conn_id)
+    sink = SqliteStore(sqlite_conn_id)
     with clock.using(fixed):
         yield fixed, emu, sink
     sink.close()
@@ -41,7 +41,7 @@ def incremental(interval: str, symbol: str = "BTCUSDT") -> Job:
     return Job(DataKind.KLINES, symbol, timeframes.parse(interval), incremental=True, source="rest")
 
 
-def opens(sink: SqliteSink, interval: str, symbol: str = "BTCUSDT") -> list[datetime]:
+def opens(sink: SqliteStore, interval: str, symbol: str = "BTCUSDT") -> list[datetime]:
     return [r["open_time"] for r in sink.read(DataKind.KLINES.table(timeframes.parse(interval)), symbol)]
 
 

@@ -101,9 +101,9 @@ def test_a_value_too_precise_for_decimal128_is_refused() -> None:
 
 
 def test_default_store_is_the_first_configured_database(sqlite_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
-    with SqliteSink(sqlite_conn_id) as sink:
+    with SqliteStore(sqlite_conn_id) as sink:
         sink.write("klines_m5", klines("XRPUSDT", n=12))
     monkeypatch.setenv("BINANCE_EXTRACTOR_SINKS", "jsonl,sqlite")
     assert len(binance_extractor.read("m5", "XRPUSDT")) == 12

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binance_extractor import cli, orchestration
+from binance_extractor import cli
+from binance_extractor.airflow import orchestration
+from binance_extractor.airflow.jobspecs import ExtractionSpec, symbols_label
 from binance_extractor.errors import InputError
-from binance_extractor.jobspecs import ExtractionSpec, symbols_label
 from binance_extractor.kinds import DataKind
 from binance_extractor.timeframes import parse
 

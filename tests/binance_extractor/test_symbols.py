@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from binance_extractor import gaps, models, orchestration, symbols
-from binance_extractor.airflow import callbacks
+from binance_extractor import gaps, models, symbols
+from binance_extractor.airflow import callbacks, orchestration
 from binance_extractor.errors import InputError, ValidationError
 
 GOOD = ["BTCUSDT", "1000PEPEUSDT", "BTCUSDT_250328", "A"]

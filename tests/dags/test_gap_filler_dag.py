@@ -18,6 +18,7 @@ import pendulum
 import pytest
 
 from binance_extractor import cli, clock, gaps
+from binance_extractor.airflow import gap_tasks
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.base import GapRecord
 from binance_extractor.timeutil import iso, ms_to_dt
@@ -60,7 +61,7 @@ def test_kubernetes_runtime_runs_fill_gaps_in_pods() -> None:
     assert mapped.operator_class.__name__ == "TracedKubernetesPodOperator"
     assert mapped.partial_kwargs["pool"] == "binance_api"
     chunk = gaps.Chunk(gaps.gap_dataset("klines_m5"), "BTCUSDT", 0, 5 * MIN * 12, 0, 5 * MIN * 12)
-    spec = gaps.fill_spec([chunk], requested_by="airflow:test", xcom=True)
+    spec = gap_tasks.fill_spec([chunk], requested_by="airflow:test", xcom=True)
     argv = spec.to_argv()
     op = mapped.unmap(spec.task_kwargs(pod=True))
     assert op.spec == spec.to_dict() and op.map_label == f"klines_m5 BTCUSDT {chunk.spec().split('/')[2][:16]}"

@@ -73,3 +73,17 @@ def test_bad_retention_setting_is_one_line_exit_2(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip() == "error: retention for klines_m5 must be a positive number of days, not -3"
+
+
+def test_the_maintenance_dag_comes_from_the_factory(dagbag):
+    """Retries, timeout and alerts are the factory's, like every other family (it used to set its own: 2, none)."""
+    from binance_extractor.airflow import callbacks, dagfactory
+
+    dag = dagbag.get_dag("binance_maintenance")
+    (task,) = dag.tasks
+    assert task.task_id == "retention" and task.pool == "default_pool"
+    assert task.retries == dagfactory.DEFAULT_ARGS["retries"] == 3
+    assert task.execution_timeout == dagfactory.DEFAULT_ARGS["execution_timeout"]
+    assert task.retry_exponential_backoff == 2.0 and task.max_retry_delay == timedelta(minutes=10)
+    assert dag.on_failure_callback is callbacks.on_dag_failure or callbacks.on_dag_failure in dag.on_failure_callback
+    assert {"binance", "maintenance"} <= set(dag.tags) and dag.max_active_runs == 1 and not dag.catchup

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from binance_extractor import jobspecs, orchestration, timeframes
-from binance_extractor.airflow import dagfactory
-from binance_extractor.jobspecs import ExtractionSpec
+from binance_extractor import timeframes
+from binance_extractor.airflow import dagfactory, jobspecs, orchestration
+from binance_extractor.airflow.jobspecs import ExtractionSpec
 from binance_extractor.kinds import DataKind
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -86,5 +86,5 @@ def test_kubernetes_summary_reads_last_times_from_the_pods_results():
         [{"symbol": "BTCUSDT", "rows_written": 0, "last_time": "2024-01-01T00:50:00.000Z"}],
         [{"symbol": "ETHUSDT", "rows_written": 0, "last_time": None}],
     ]
-    assert dagfactory._last_times_from_results(results) == {"BTCUSDT": T0 + timedelta(minutes=55)}
+    assert orchestration.last_times_from_results(results) == {"BTCUSDT": T0 + timedelta(minutes=55)}
     assert orchestration.rows_per_symbol(results) == {"BTCUSDT": 3, "ETHUSDT": 0}

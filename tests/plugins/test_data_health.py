@@ -23,14 +23,14 @@ def store_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
     """A SQLite store with XRPUSDT (a 5-candle hole cut) and BTCUSDT m5 candles, set as the configured store."""
     from urllib.parse import quote
 
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.sqlite import SqliteStore
 
     path = tmp_path_factory.mktemp("health") / "store.sqlite"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_SQLITE_DEFAULT", "sqlite://" + quote(str(path), safe=""))
         mp.setenv("BINANCE_EXTRACTOR_SINKS", "sqlite")
         rows = klines("XRPUSDT", n=120)
-        with SqliteSink("sqlite_default") as sink:
+        with SqliteStore("sqlite_default") as sink:
             sink.write("klines_m5", rows[:40] + rows[45:])
             sink.write("klines_m5", klines("BTCUSDT", n=120))
             sink.write("funding_rates", funding())

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from binance_extractor.sinks.sqlite import SqliteSink
+from binance_extractor.sinks.sqlite import SqliteStore
 from tests.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def test_flag_starts_the_tail_and_stop_flushes_it(
     assert "stream: stopped" in log and '"command": "stream"' in log
     assert emulator.stream.connections_total == 1
     monkeypatch.setenv("AIRFLOW_CONN_SQLITE_DEFAULT", env["AIRFLOW_CONN_SQLITE_DEFAULT"])
-    sink = SqliteSink()
+    sink = SqliteStore()
     try:
         assert sink.count("klines_h1", "BTCUSDT") >= 47  # two days of closed hours, stored by the tail's fill
     finally:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from binance_extractor.budget import SharedBudget, budget_key, open_store
+from binance_extractor.budget import SharedBudget, budget_key, open_budget_store
 from binance_extractor.budget import state as S
 from binance_extractor.ratelimit import WeightRule
 from tests.emulator import Emulator
@@ -48,7 +48,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
 
 
 def budget_for(emu: Emulator, store_url: str) -> SharedBudget:
-    return SharedBudget(open_store(store_url), budget_key(emu.url))
+    return SharedBudget(open_budget_store(store_url), budget_key(emu.url))
 
 
 @pytest.mark.parametrize(("procs", "backend"), [(4, "sqlite"), (8, "sqlite"), (4, "redis"), (4, "mysql")])
@@ -83,7 +83,7 @@ def test_sigkilled_process_reservations_expire_and_never_deadlock(tmp_path, make
     emu.inject("hang", times=4, path="/fapi/v1/klines")
     victim = spawn(emu, env, "--pages", "8", "--page", "1500", "--in-flight", "4")  # weight 10 a page
     shared = budget_for(emu, store)
-    survivor_limits = SharedBudget(open_store(store), shared.key, rule=WeightRule(48, 2), ttl_s=4).limits()
+    survivor_limits = SharedBudget(open_budget_store(store), shared.key, rule=WeightRule(48, 2), ttl_s=4).limits()
 
     def blocks_the_survivor(state: S.State) -> bool:
         """What the victim holds keeps a weight-10 request out: four pages in flight (40 + 10 > 45), or, when its

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from binance_extractor import weights
-from binance_extractor.budget import SharedBudget, open_store
-from binance_extractor.budget.sqlite_store import SqliteStore
+from binance_extractor.budget import SharedBudget, open_budget_store
+from binance_extractor.budget.sqlite_store import SqliteBudgetStore
 from binance_extractor.catalog import DataKind
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import BudgetUnavailableError, IPBannedError
@@ -29,7 +29,7 @@ class FakeTime:
 
 
 def budget(tmp_path, ft: FakeTime, **kw) -> SharedBudget:
-    store = SqliteStore(tmp_path / "budget.sqlite")
+    store = SqliteBudgetStore(tmp_path / "budget.sqlite")
     return SharedBudget(store, "k", rule=WeightRule(100, 60), margin=1.0, now=ft.now, sleep=ft.sleep, **kw)
 
 
@@ -61,17 +61,17 @@ def test_the_rule_from_exchange_info_is_shared(tmp_path):
     ft = FakeTime()
     b = budget(tmp_path, ft)
     b.set_rule(WeightRule(300, 60))
-    fresh = SharedBudget(SqliteStore(tmp_path / "budget.sqlite"), "k", now=ft.now)
+    fresh = SharedBudget(SqliteBudgetStore(tmp_path / "budget.sqlite"), "k", now=ft.now)
     assert not fresh.rule_known and fresh.load_shared_rule()
     assert fresh.rule == WeightRule(300, 60) and fresh.budget == 285  # x weight_margin 0.95
     ft.t += 7200
-    stale = SharedBudget(SqliteStore(tmp_path / "budget.sqlite"), "k", now=ft.now)
+    stale = SharedBudget(SqliteBudgetStore(tmp_path / "budget.sqlite"), "k", now=ft.now)
     assert not stale.load_shared_rule()  # an old answer is asked again
 
 
 def test_a_release_the_store_cannot_record_only_logs_and_the_next_acquire_fails_cleanly(redis_server, caplog):
     server, url = redis_server
-    b = SharedBudget(open_store(url), "k", rule=WeightRule(100, 60), ttl_s=90)
+    b = SharedBudget(open_budget_store(url), "k", rule=WeightRule(100, 60), ttl_s=90)
     ticket = b.acquire(2)
     server.kill()
     server.wait()
@@ -93,7 +93,7 @@ def test_a_wait_in_a_separate_window_names_that_window(tmp_path, caplog, window,
     """Each separate window's wait is logged with its own endpoint and numbers (from weights/catalog), never the
     fundingRate text for the open-interest window."""
     ft = FakeTime()
-    store = SqliteStore(tmp_path / "budget.sqlite")
+    store = SqliteBudgetStore(tmp_path / "budget.sqlite")
     b = SharedBudget(store, "k", rule=WeightRule(100, 60), margin=0.002, now=ft.now, sleep=ft.sleep, window=window)
     assert b.window is window and b.limits().funding_window_s == 300.0
     with caplog.at_level(logging.WARNING, logger="binance_extractor.budget"):

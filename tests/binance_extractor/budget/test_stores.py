@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from binance_extractor.budget import budget_key, open_store
-from binance_extractor.budget.redis_store import RedisStore
-from binance_extractor.budget.sql_store import SqlStore
-from binance_extractor.budget.sqlite_store import SqliteStore
+from binance_extractor.budget import budget_key, open_budget_store
+from binance_extractor.budget.redis_store import RedisBudgetStore
+from binance_extractor.budget.sql_store import SqlBudgetStore
+from binance_extractor.budget.sqlite_store import SqliteBudgetStore
 from binance_extractor.errors import BudgetUnavailableError, InputError
 
 ROOT = Path(__file__).resolve().parents[3]
 INCREMENT = """
 import sys
-from binance_extractor.budget import open_store
-store = open_store(sys.argv[1])
+from binance_extractor.budget import open_budget_store
+store = open_budget_store(sys.argv[1])
 for _ in range(200):
     store.transact(sys.argv[2], lambda st: st.__setitem__("n", st.get("n", 0) + 1))
 """
@@ -39,11 +39,11 @@ def test_updates_from_several_processes_are_atomic(backend, tmp_path):
     key = f"test-atomic-{uuid.uuid4().hex}"
     procs = [subprocess.Popen([sys.executable, "-c", INCREMENT, url, key], cwd=ROOT) for _ in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
-    store = open_store(url)
+    store = open_budget_store(url)
     assert store.transact(key, lambda st: st["n"]) == 800  # no lost update
-    if isinstance(store, RedisStore):
+    if isinstance(store, RedisBudgetStore):
         store._client.delete(key)
-    if isinstance(store, SqlStore):
+    if isinstance(store, SqlBudgetStore):
         with store._engine.begin() as conn:
             conn.exec_driver_sql(f"DELETE FROM binance_weight_budget WHERE name = '{key}'")
     store.close()
@@ -52,8 +52,8 @@ def test_updates_from_several_processes_are_atomic(backend, tmp_path):
 def test_default_store_is_a_sqlite_file_in_the_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("BINANCE_EXTRACTOR_BUDGET_URL", raising=False)
-    store = open_store()
-    assert isinstance(store, SqliteStore) and store.path == tmp_path / "budget.sqlite"
+    store = open_budget_store()
+    assert isinstance(store, SqliteBudgetStore) and store.path == tmp_path / "budget.sqlite"
     store.transact("k", lambda st: st.update(x=1))
     assert (tmp_path / "budget.sqlite").exists()
 
@@ -67,18 +67,18 @@ def test_budget_key_separates_budget_names_and_exchanges(monkeypatch):
 def test_unreachable_stores_raise_one_clear_line(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(BudgetUnavailableError, match=r"store sqlite:///.* unreachable .*nothing was sent"):
-        SqliteStore(tmp_path / "file" / "budget.sqlite").transact("k", lambda st: None)
+        SqliteBudgetStore(tmp_path / "file" / "budget.sqlite").transact("k", lambda st: None)
     with pytest.raises(BudgetUnavailableError, match=r"store redis://:\*\*\*@127.0.0.1:9/0 unreachable") as err:
-        RedisStore("redis://:secret@127.0.0.1:9/0", socket_timeout_s=1).transact("k", lambda st: None)
+        RedisBudgetStore("redis://:secret@127.0.0.1:9/0", socket_timeout_s=1).transact("k", lambda st: None)
     assert "secret" not in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(BudgetUnavailableError, match=r"store mysql://root:\*\*\*@127.0.0.1:9/x unreachable") as err:
-        SqlStore("mysql://root:secret@127.0.0.1:9/x").transact("k", lambda st: None)
+        SqlBudgetStore("mysql://root:secret@127.0.0.1:9/x").transact("k", lambda st: None)
     assert "secret" not in str(err.value)
 
 
 def test_unknown_store_scheme_is_input_error():
     with pytest.raises(InputError, match="BINANCE_EXTRACTOR_BUDGET_URL"):
-        open_store("memcached://x")
+        open_budget_store("memcached://x")
 
 
 @pytest.mark.parametrize("scheme", ["mariadb", "postgresql"])
@@ -100,8 +100,8 @@ def test_a_process_cut_off_inside_its_transaction_holds_the_budget_only_briefly(
     proxy = TcpProxy(host, port)
     proxy.start()
     key = f"test-cut-off-{uuid.uuid4().hex}"
-    other = open_store(f"{scheme}://{path.format(f'{host}:{port}')}")
-    cut_off = open_store(f"{scheme}://{path.format(f'127.0.0.1:{proxy.port}')}?{short}")
+    other = open_budget_store(f"{scheme}://{path.format(f'{host}:{port}')}")
+    cut_off = open_budget_store(f"{scheme}://{path.format(f'127.0.0.1:{proxy.port}')}?{short}")
     try:
         other.transact(key, lambda st: st.update(n=0))
         with pytest.raises(BudgetUnavailableError, match=r"unreachable .*nothing was sent"):

@@ -16,7 +16,7 @@ import sys
 import time
 
 from binance_extractor import timeframes
-from binance_extractor.budget import SharedBudget, budget_key, open_store
+from binance_extractor.budget import SharedBudget, budget_key, open_budget_store
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError
 from binance_extractor.extract import KLINE_PAGE, iter_klines
@@ -41,7 +41,7 @@ def main() -> int:
     args = ap.parse_args()
     n, window = args.funding_limit.split("/")
     budget = SharedBudget(
-        open_store(),
+        open_budget_store(),
         budget_key(args.url),
         margin=args.margin,
         max_ban_wait=args.max_ban_wait,

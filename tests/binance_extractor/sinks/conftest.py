@@ -116,14 +116,14 @@ def assert_utc(value: datetime) -> None:
 
 
 def new_sink(kind: str, conn_id: str, **kw: Any) -> Sink:
-    from binance_extractor.sinks.mongo import MongoSink
-    from binance_extractor.sinks.mysql import MySqlSink
-    from binance_extractor.sinks.postgres import PostgresSink
-    from binance_extractor.sinks.sqlite import SqliteSink
+    from binance_extractor.sinks.mongo import MongoStore
+    from binance_extractor.sinks.mysql import MySqlStore
+    from binance_extractor.sinks.postgres import PostgresStore
+    from binance_extractor.sinks.sqlite import SqliteStore
 
     if kind == "mongo":
         kw.setdefault("server_timeout_ms", 2000)
-    cls: Any = {"sqlite": SqliteSink, "mysql": MySqlSink, "postgres": PostgresSink, "mongo": MongoSink}[kind]
+    cls: Any = {"sqlite": SqliteStore, "mysql": MySqlStore, "postgres": PostgresStore, "mongo": MongoStore}[kind]
     return cls(conn_id, **kw)
 
 

@@ -15,7 +15,7 @@ from bson.decimal128 import Decimal128
 
 from binance_extractor.errors import SinkError
 from binance_extractor.models import Kline
-from binance_extractor.sinks.mongo import MongoSink
+from binance_extractor.sinks.mongo import MongoStore
 from tests.binance_extractor.sinks.conftest import klines, trades
 from tests.fixtures.databases import MongoServer
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.mongo
 
 
 def test_collections_have_unique_key_indexes_and_decimal128(mongo_conn_id: str, mongo_server: MongoServer) -> None:
-    sink = MongoSink(mongo_conn_id, server_timeout_ms=2000)
+    sink = MongoStore(mongo_conn_id, server_timeout_ms=2000)
     sink.write("klines_m5", klines(n=5))
     sink.write("trades", trades(n=5))
     db = sink._database()
@@ -37,7 +37,7 @@ def test_collections_have_unique_key_indexes_and_decimal128(mongo_conn_id: str, 
 
 
 def test_inexact_decimal_is_refused_before_anything_is_sent(mongo_conn_id: str) -> None:
-    sink = MongoSink(mongo_conn_id, server_timeout_ms=2000)
+    sink = MongoStore(mongo_conn_id, server_timeout_ms=2000)
     rows = klines(n=10)
     bad = rows[5].model_copy(update={"high": Decimal("1.0000000000000000000000000000000000001")})
     with pytest.raises(SinkError, match="does not fit Decimal128 exactly"):
@@ -49,7 +49,7 @@ def test_inexact_decimal_is_refused_before_anything_is_sent(mongo_conn_id: str) 
 def test_wrong_scheme_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", "mysql://127.0.0.1:1/x")
     with pytest.raises(SinkError, match="conn_type must be 'mongo'"):
-        MongoSink().ensure_schema()
+        MongoStore().ensure_schema()
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def own_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[MongoServer]:
 
 def test_server_going_away_then_rerun_completes(own_server: MongoServer) -> None:
     rows = klines(n=300)
-    sink = MongoSink(retry_attempts=2, server_timeout_ms=500, retry_max_wait=0.2)
+    sink = MongoStore(retry_attempts=2, server_timeout_ms=500, retry_max_wait=0.2)
     sink.write("klines_m5", rows[:100])
     own_server.stop()
     with pytest.raises(SinkError) as err:
@@ -75,7 +75,7 @@ def test_server_going_away_then_rerun_completes(own_server: MongoServer) -> None
     assert "\n" not in msg and len(msg) < 600
     sink.close()
     own_server.start()  # same storage and port: a later run of the whole range completes
-    again = MongoSink(server_timeout_ms=5000)
+    again = MongoStore(server_timeout_ms=5000)
     assert again.write("klines_m5", rows) == 300
     assert [Kline(**r) for r in again.read("klines_m5", "XRPUSDT")] == rows
     again.close()

@@ -11,7 +11,7 @@ import pytest
 
 from binance_extractor.errors import SinkError
 from binance_extractor.models import Kline
-from binance_extractor.sinks.mysql import MySqlSink
+from binance_extractor.sinks.mysql import MySqlStore
 from tests.binance_extractor.sinks.conftest import funding, klines, trades
 from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, TcpProxy, free_port, mysql_admin
 
@@ -19,15 +19,15 @@ pytestmark = pytest.mark.mysql
 
 
 @pytest.fixture
-def mysql(mysql_conn_id: str) -> Iterator[MySqlSink]:
-    sink = MySqlSink(mysql_conn_id, retry_attempts=3)
+def mysql(mysql_conn_id: str) -> Iterator[MySqlStore]:
+    sink = MySqlStore(mysql_conn_id, retry_attempts=3)
     sink.ensure_schema()
     yield sink
     sink.close()
 
 
 @pytest.mark.parametrize("table", ["klines_m5", "funding_rates", "trades", "agg_trades"])
-def test_last_time_uses_the_primary_key(mysql: MySqlSink, table: str) -> None:
+def test_last_time_uses_the_primary_key(mysql: MySqlStore, table: str) -> None:
     mysql.write("klines_m5", klines("AAAUSDT", 300) + klines("BBBUSDT", 300))
     mysql.write("funding_rates", funding())
     mysql.write("trades", trades())
@@ -37,7 +37,7 @@ def test_last_time_uses_the_primary_key(mysql: MySqlSink, table: str) -> None:
     assert "filesort" not in (plan["Extra"] or "").lower(), plan
 
 
-def test_columns_are_exact_and_utc(mysql: MySqlSink) -> None:
+def test_columns_are_exact_and_utc(mysql: MySqlStore) -> None:
     admin = mysql_admin()
     cur = admin.cursor()
     db = mysql._hook().connection.schema
@@ -57,7 +57,7 @@ def test_columns_are_exact_and_utc(mysql: MySqlSink) -> None:
     admin.close()
 
 
-def test_values_too_wide_for_the_column_fail_the_whole_batch(mysql: MySqlSink) -> None:
+def test_values_too_wide_for_the_column_fail_the_whole_batch(mysql: MySqlStore) -> None:
     rows = klines(n=50)
     huge = rows[20].model_copy(update={"quote_volume": Decimal("1e25")})  # a valid model, 26 integer digits
     with pytest.raises(SinkError, match=r"\(1264\) Out of range"):
@@ -68,7 +68,7 @@ def test_values_too_wide_for_the_column_fail_the_whole_batch(mysql: MySqlSink) -
 def test_closed_port_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", f"mysql://root@127.0.0.1:{port}/test")
-    sink = MySqlSink(retry_attempts=2, retry_max_wait=0.2)
+    sink = MySqlStore(retry_attempts=2, retry_max_wait=0.2)
     with pytest.raises(SinkError) as err:
         sink.ensure_schema()
     msg = str(err.value)
@@ -94,12 +94,12 @@ def test_wrong_password_message_has_no_password(
     user, password = mysql_user
     base = f"{MYSQL_HOST}:{MYSQL_PORT}/{mysql_database}"
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", f"mysql://{user}:{password}@{base}")
-    good = MySqlSink(retry_attempts=1)
+    good = MySqlStore(retry_attempts=1)
     good.ensure_schema()  # the right password works: credentials come from the Airflow connection
     good.close()
     wrong = "Wr0ng-" + uuid.uuid4().hex
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", f"mysql://{user}:{wrong}@{base}")
-    sink = MySqlSink(retry_attempts=2, retry_max_wait=0.2)
+    sink = MySqlStore(retry_attempts=2, retry_max_wait=0.2)
     with pytest.raises(SinkError) as err:
         sink.write("klines_m5", klines(n=2))
     msg = str(err.value)
@@ -110,10 +110,10 @@ def test_wrong_password_message_has_no_password(
 
 def test_undefined_connection_id() -> None:
     with pytest.raises(SinkError, match="connection id 'no_such_mysql' is not defined"):
-        MySqlSink("no_such_mysql", retry_attempts=1).ensure_schema()
+        MySqlStore("no_such_mysql", retry_attempts=1).ensure_schema()
 
 
-def test_killed_connection_is_retried_transparently(mysql: MySqlSink) -> None:
+def test_killed_connection_is_retried_transparently(mysql: MySqlStore) -> None:
     rows = klines(n=400)
     mysql.write("klines_m5", rows[:200])
     admin = mysql_admin()
@@ -126,7 +126,7 @@ def test_killed_connection_is_retried_transparently(mysql: MySqlSink) -> None:
 def test_database_going_away_then_rerun_completes(mysql_proxy_conn_id: tuple[str, TcpProxy]) -> None:
     conn_id, proxy = mysql_proxy_conn_id
     rows = klines(n=600)
-    sink = MySqlSink(conn_id, retry_attempts=3, retry_max_wait=0.3)
+    sink = MySqlStore(conn_id, retry_attempts=3, retry_max_wait=0.3)
     sink.write("klines_m5", rows[:200])
     proxy.cut()  # network to the database is gone, and stays gone
     with pytest.raises(SinkError) as err:
@@ -135,7 +135,7 @@ def test_database_going_away_then_rerun_completes(mysql_proxy_conn_id: tuple[str
     assert msg.startswith(f"mysql sink (127.0.0.1:{proxy.port}/"), msg
     assert any(code in msg for code in ("(2013)", "(2006)", "(2002)", "(2003)")), msg
     proxy.start()  # it comes back: a later run of the whole range completes, nothing lost or duplicated
-    again = MySqlSink(conn_id, retry_attempts=3)
+    again = MySqlStore(conn_id, retry_attempts=3)
     assert again.write("klines_m5", rows) == 600
     got: list[Any] = again.read("klines_m5", "XRPUSDT")
     assert [Kline(**r) for r in got] == rows
@@ -143,7 +143,7 @@ def test_database_going_away_then_rerun_completes(mysql_proxy_conn_id: tuple[str
     sink.close()
 
 
-def test_a_value_mysql_would_round_fails_the_whole_batch(mysql: MySqlSink) -> None:
+def test_a_value_mysql_would_round_fails_the_whole_batch(mysql: MySqlStore) -> None:
     rows = klines(n=2000)  # one batch of ~600 KB: far more than mysqlclient's default 64 KiB statement
     fine = rows[10].model_copy(update={"volume": Decimal("1.000000000000000001")})  # 18 places: exact
     mysql.write("klines_m5", [fine])

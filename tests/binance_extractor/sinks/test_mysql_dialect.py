@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from binance_extractor.errors import SinkError
-from binance_extractor.sinks.mysql import MySqlSink, data_warning, uses_row_alias
+from binance_extractor.sinks.mysql import MySqlStore, data_warning, uses_row_alias
 from binance_extractor.sinks.schema import spec_for
 from tests.binance_extractor.sinks.conftest import klines
 
@@ -23,8 +23,8 @@ DEPRECATED = "'VALUES function' is deprecated and will be removed in a future re
 
 
 @pytest.fixture
-def mysql(mysql_conn_id: str) -> Iterator[MySqlSink]:
-    sink = MySqlSink(mysql_conn_id, retry_attempts=1)
+def mysql(mysql_conn_id: str) -> Iterator[MySqlStore]:
+    sink = MySqlStore(mysql_conn_id, retry_attempts=1)
     sink.ensure_schema()
     yield sink
     sink.close()
@@ -47,14 +47,14 @@ def test_row_alias_only_from_mysql_8_0_19(version: str, alias: bool) -> None:
     assert uses_row_alias(version) is alias
 
 
-def test_mariadb_is_detected_and_keeps_values(mysql: MySqlSink) -> None:
+def test_mariadb_is_detected_and_keeps_values(mysql: MySqlStore) -> None:
     assert "mariadb" in mysql.server_version.lower()
     sql = mysql._upsert_sql(spec_for("klines_m5"))
     assert "`close` = VALUES(`close`)" in sql and " AS new " not in sql
 
 
 def test_a_mysql_8_version_gets_the_row_alias_statement(mysql_conn_id: str) -> None:
-    sink = MySqlSink(mysql_conn_id, server_version="8.0.36")
+    sink = MySqlStore(mysql_conn_id, server_version="8.0.36")
     try:
         sql = sink._upsert_sql(spec_for("klines_m5"))
     finally:
@@ -65,7 +65,7 @@ def test_a_mysql_8_version_gets_the_row_alias_statement(mysql_conn_id: str) -> N
     assert "`open_time` = new" not in sql  # key columns are never updated
 
 
-def test_a_batch_is_one_multi_row_statement_and_an_idempotent_upsert(mysql: MySqlSink) -> None:
+def test_a_batch_is_one_multi_row_statement_and_an_idempotent_upsert(mysql: MySqlStore) -> None:
     def inserts() -> int:
         return int(mysql.query("SHOW SESSION STATUS LIKE 'Com_insert'")[0][1])
 
@@ -78,7 +78,7 @@ def test_a_batch_is_one_multi_row_statement_and_an_idempotent_upsert(mysql: MySq
     assert [r["volume"] for r in rows] == [k.volume for k in klines(n=300, extra=Decimal("0.25"))]
 
 
-def test_a_deprecation_warning_from_the_server_does_not_fail_the_batch(mysql: MySqlSink) -> None:
+def test_a_deprecation_warning_from_the_server_does_not_fail_the_batch(mysql: MySqlStore) -> None:
     def run(cur: Any) -> tuple[Any, ...]:
         cur.execute("SET SESSION old = 0")  # MariaDB's own 1287 "... is deprecated", like MySQL 8's VALUES()
         count = cur.connection.warning_count()
@@ -92,7 +92,7 @@ def test_a_deprecation_warning_from_the_server_does_not_fail_the_batch(mysql: My
     assert count == 1 and warning[1] == 1287 and "deprecated" in warning[2]
 
 
-def test_a_rounded_value_reported_by_the_server_fails_the_whole_batch(mysql: MySqlSink) -> None:
+def test_a_rounded_value_reported_by_the_server_fails_the_whole_batch(mysql: MySqlStore) -> None:
     rows = klines(n=50)
     rows[30] = rows[30].model_copy(update={"volume": Decimal("1.1234567890123456789")})  # 19 decimals: 1265
     with pytest.raises(SinkError, match=r"klines_m5 cannot store a value exactly \(Note 1265: "):
@@ -110,7 +110,7 @@ def test_warning_filter() -> None:
 
 @pytest.mark.parametrize("row_alias", [False, True], ids=["values", "row-alias"])
 def test_the_bulk_upsert_runs_in_both_spellings_and_updates_in_place(
-    mysql: MySqlSink, mysql_database: str, row_alias: bool
+    mysql: MySqlStore, mysql_database: str, row_alias: bool
 ) -> None:
     """The archive path's set-based upsert: MySQL 8's derived-table alias form is also valid on MariaDB, so both
     spellings run here for real against a staged copy of changed candles."""

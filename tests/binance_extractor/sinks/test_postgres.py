@@ -16,7 +16,7 @@ from binance_extractor import config
 from binance_extractor.errors import SinkError
 from binance_extractor.models import Kline
 from binance_extractor.sinks import open_sinks
-from binance_extractor.sinks.postgres import PostgresSink
+from binance_extractor.sinks.postgres import PostgresStore
 from binance_extractor.timeutil import dt_to_ms
 from tests.binance_extractor.sinks.conftest import klines
 from tests.fixtures.databases import POSTGRES_HOST, POSTGRES_PORT, TcpProxy, free_port, postgres_admin
@@ -25,14 +25,14 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg(postgres_conn_id: str) -> Iterator[PostgresSink]:
-    sink = PostgresSink(postgres_conn_id, retry_attempts=3)
+def pg(postgres_conn_id: str) -> Iterator[PostgresStore]:
+    sink = PostgresStore(postgres_conn_id, retry_attempts=3)
     sink.ensure_schema()
     yield sink
     sink.close()
 
 
-def test_columns_are_exact_and_utc(pg: PostgresSink, postgres_database: str) -> None:
+def test_columns_are_exact_and_utc(pg: PostgresStore, postgres_database: str) -> None:
     with postgres_admin() as admin:
         admin.execute(f"ALTER DATABASE \"{postgres_database}\" SET timezone TO 'Asia/Tokyo'")  # not UTC on purpose
     pg.close()
@@ -50,7 +50,7 @@ def test_columns_are_exact_and_utc(pg: PostgresSink, postgres_database: str) -> 
     assert Kline(**got) == wide
 
 
-def test_gap_detection_runs_in_the_database(pg: PostgresSink) -> None:
+def test_gap_detection_runs_in_the_database(pg: PostgresStore) -> None:
     rows = klines(n=100)
     pg.write("klines_m5", rows[:40] + rows[43:90] + rows[91:])
     lo, hi = dt_to_ms(rows[0].open_time), dt_to_ms(rows[-1].open_time) + 300_000
@@ -66,7 +66,7 @@ def test_selected_by_name_and_environment(postgres_conn_id: str, monkeypatch: py
     assert config.sink_names() == ["postgres"]
     (sink,) = open_sinks()
     try:
-        assert isinstance(sink, PostgresSink) and sink.conn_id == "postgres_default"
+        assert isinstance(sink, PostgresStore) and sink.conn_id == "postgres_default"
         assert sink.write("klines_m5", klines(n=3)) == 3
     finally:
         sink.close()
@@ -75,7 +75,7 @@ def test_selected_by_name_and_environment(postgres_conn_id: str, monkeypatch: py
 def test_closed_port_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", f"postgres://postgres@127.0.0.1:{port}/x")
-    sink = PostgresSink(retry_attempts=2, retry_max_wait=0.2)
+    sink = PostgresStore(retry_attempts=2, retry_max_wait=0.2)
     with pytest.raises(SinkError) as err:
         sink.ensure_schema()
     msg = str(err.value)
@@ -100,7 +100,7 @@ def test_undefined_database_message_has_no_password(
     user, password = pg_user  # trust auth here: a wrong password is not refused, a missing database is
     base = f"{POSTGRES_HOST}:{POSTGRES_PORT}/no_such_db_{uuid.uuid4().hex[:6]}"
     monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", f"postgres://{user}:{password}@{base}")
-    sink = PostgresSink(retry_attempts=2, retry_max_wait=0.2)
+    sink = PostgresStore(retry_attempts=2, retry_max_wait=0.2)
     with pytest.raises(SinkError) as err:
         sink.write("klines_m5", klines(n=2))
     msg = str(err.value)
@@ -111,10 +111,10 @@ def test_undefined_database_message_has_no_password(
 
 def test_undefined_connection_id() -> None:
     with pytest.raises(SinkError, match="connection id 'no_such_pg' is not defined"):
-        PostgresSink("no_such_pg", retry_attempts=1).ensure_schema()
+        PostgresStore("no_such_pg", retry_attempts=1).ensure_schema()
 
 
-def test_killed_connection_is_retried_transparently(pg: PostgresSink) -> None:
+def test_killed_connection_is_retried_transparently(pg: PostgresStore) -> None:
     rows = klines(n=400)
     pg.write("klines_m5", rows[:200])
     pid = pg.query("SELECT pg_backend_pid()")[0][0]
@@ -131,7 +131,7 @@ def test_database_going_away_then_rerun_completes(postgres_database: str, monkey
         "AIRFLOW_CONN_POSTGRES_DEFAULT", f"postgres://postgres@127.0.0.1:{proxy.port}/{postgres_database}"
     )
     rows = klines(n=600)
-    sink = PostgresSink(retry_attempts=3, retry_max_wait=0.3)
+    sink = PostgresStore(retry_attempts=3, retry_max_wait=0.3)
     try:
         sink.write("klines_m5", rows[:200])
         proxy.cut()  # network to the database is gone, and stays gone
@@ -139,7 +139,7 @@ def test_database_going_away_then_rerun_completes(postgres_database: str, monkey
             sink.write("klines_m5", rows[200:400])
         assert str(err.value).startswith(f"postgres sink (127.0.0.1:{proxy.port}/"), str(err.value)
         proxy.start()  # it comes back: a later run of the whole range completes, nothing lost or duplicated
-        again = PostgresSink(retry_attempts=3)
+        again = PostgresStore(retry_attempts=3)
         assert again.write("klines_m5", rows) == 600
         got: list[Any] = again.read("klines_m5", "XRPUSDT")
         assert [Kline(**r) for r in got] == rows
@@ -149,7 +149,7 @@ def test_database_going_away_then_rerun_completes(postgres_database: str, monkey
         proxy.cut()
 
 
-def test_last_time_is_served_by_the_primary_key(pg: PostgresSink) -> None:
+def test_last_time_is_served_by_the_primary_key(pg: PostgresStore) -> None:
     pg.write("klines_m5", klines("AAAUSDT", 300) + klines("BBBUSDT", 300))
     pg._tx(lambda cur: cur.execute("ANALYZE klines_m5"))  # fresh statistics, as autovacuum would keep them
     plan = "\n".join(r[0] for r in pg.query("EXPLAIN " + pg.last_time_sql("klines_m5"), ["AAAUSDT"]))

@@ -11,7 +11,7 @@ import pytest
 from binance_extractor import config
 from binance_extractor.errors import SinkError
 from binance_extractor.models import Kline
-from binance_extractor.sinks.sqlite import SqliteSink, default_path
+from binance_extractor.sinks.sqlite import SqliteStore, default_path
 from tests.binance_extractor.sinks.conftest import klines
 
 
@@ -19,7 +19,7 @@ def test_embedded_default_without_any_connection(tmp_path: Path, monkeypatch: py
     monkeypatch.delenv("AIRFLOW_CONN_SQLITE_DEFAULT", raising=False)
     monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path / "data"))
     assert default_path() == config.data_dir() / "binance.sqlite"
-    sink = SqliteSink()
+    sink = SqliteStore()
     rows = klines(n=30)
     assert sink.write("klines_m5", rows) == 30
     sink.close()
@@ -34,7 +34,7 @@ def test_embedded_default_without_any_connection(tmp_path: Path, monkeypatch: py
 
 def test_configured_connection_wins(sqlite_conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path / "unused"))
-    sink = SqliteSink(sqlite_conn_id)
+    sink = SqliteStore(sqlite_conn_id)
     sink.write("klines_m5", klines(n=3))
     sink.close()
     assert (tmp_path / "sink.sqlite").is_file() and not (tmp_path / "unused").exists()
@@ -42,11 +42,11 @@ def test_configured_connection_wins(sqlite_conn_id: str, tmp_path: Path, monkeyp
 
 def test_undefined_connection_id() -> None:
     with pytest.raises(SinkError, match="connection id 'nope' is not defined"):
-        SqliteSink("nope").ensure_schema()
+        SqliteStore("nope").ensure_schema()
 
 
 def test_locked_database_retries_then_fails_then_rerun_completes(sqlite_conn_id: str, tmp_path: Path) -> None:
-    sink = SqliteSink(sqlite_conn_id, retry_attempts=2, busy_timeout_ms=100, retry_max_wait=0.1)
+    sink = SqliteStore(sqlite_conn_id, retry_attempts=2, busy_timeout_ms=100, retry_max_wait=0.1)
     rows = klines(n=100)
     sink.write("klines_m5", rows[:50])
     holder = sqlite3.connect(tmp_path / "sink.sqlite", isolation_level=None)
@@ -64,7 +64,7 @@ def test_locked_database_retries_then_fails_then_rerun_completes(sqlite_conn_id:
 def test_writer_thread_can_use_a_sink_opened_elsewhere(sqlite_conn_id: str) -> None:
     import threading
 
-    sink = SqliteSink(sqlite_conn_id)
+    sink = SqliteStore(sqlite_conn_id)
     sink.ensure_schema()  # opened on this thread, written from another (as the pipeline's writer does)
     t = threading.Thread(target=sink.write, args=("klines_m5", klines(n=10)))
     t.start()
@@ -109,7 +109,7 @@ def test_write_and_the_bulk_path_store_the_same_decimal_text(sqlite_conn_id: str
             }
         ),
     )
-    with SqliteSink(sqlite_conn_id) as sink:
+    with SqliteStore(sqlite_conn_id) as sink:
         sink.write("klines_m5", [model])
         sink.write_block("klines_m5", block)
     cols = ", ".join(plain)

@@ -154,18 +154,18 @@ def test_mysql_write_timeout_ends_a_statement_the_network_stopped_taking(
     mysql_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A statement larger than the socket buffers: the client blocks in send(), and only write_timeout ends it."""
-    from binance_extractor.sinks.mysql import MySqlSink
+    from binance_extractor.sinks.mysql import MySqlStore
 
     monkeypatch.setenv("BINANCE_EXTRACTOR_DB_RETRY_ATTEMPTS", "1")
     direct = f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{mysql_database}"
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", direct)
-    MySqlSink("mysql_default").ensure_schema()
+    MySqlStore("mysql_default").ensure_schema()
     rows = [k for c in "ABCDEFGHIJKL" for k in klines(f"{c * 3}USDT", 1999)]  # ~24k rows: ~7 MB as one statement
     proxy = TcpProxy(MYSQL_HOST, MYSQL_PORT, recv_buffer=65536)
     proxy.start()
     proxied = f"mysql://root@127.0.0.1:{proxy.port}/{mysql_database}?write_timeout=2"
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", proxied)
-    sink = MySqlSink("mysql_default", batch_size=len(rows))
+    sink = MySqlStore("mysql_default", batch_size=len(rows))
     try:
         assert sink.count("klines_m5") == 0  # connected
         proxy.stall()
@@ -177,7 +177,7 @@ def test_mysql_write_timeout_ends_a_statement_the_network_stopped_taking(
         sink.close()
         proxy.cut()
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", direct)
-    assert MySqlSink("mysql_default").count("klines_m5") == 0  # not one row of the statement landed
+    assert MySqlStore("mysql_default").count("klines_m5") == 0  # not one row of the statement landed
 
 
 def test_unset_extras_get_defaults_that_fail_within_a_minute() -> None:

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from binance_extractor.airflow.jobspecs import Output, task_kwargs
 from binance_extractor.gaps.models import Chunk, iso_ms
-from binance_extractor.jobspecs import Output, task_kwargs
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from binance_extractor import catalog, clock, config, timeframes
+from binance_extractor.airflow.jobspecs import ExtractionSpec, Output
 from binance_extractor.errors import ExtractorError, InputError
-from binance_extractor.jobspecs import ExtractionSpec, Output
 from binance_extractor.kinds import SCHEDULED_KINDS, DataKind
 from binance_extractor.symbols import SYMBOL_PATTERN, split_syntax
 from binance_extractor.timeframes import Timeframe
@@ -98,7 +98,7 @@ def check_symbol_syntax(symbols: Iterable[str]) -> tuple[list[str], dict[str, st
 Validator = Callable[[list[str]], tuple[list[str], dict[str, str]]]
 
 
-def resolve_symbols(requested: Sequence[str], validate: Validator, source: str = "config") -> SymbolResolution:
+def validate_symbols(requested: Sequence[str], validate: Validator, source: str = "config") -> SymbolResolution:
     """Check ``requested`` against the exchange: unknown/delisted ones are reported and skipped, not fatal.
 
     ``validate`` is ``BinanceFuturesClient.validate_symbols`` (one exchangeInfo call). Only an empty result is an
@@ -130,7 +130,7 @@ class RunRange:
     incremental: bool
 
 
-def plan_range(kind: DataKind, run_type: str, data_interval_start: datetime, data_interval_end: datetime) -> RunRange:
+def run_range(kind: DataKind, run_type: str, data_interval_start: datetime, data_interval_end: datetime) -> RunRange:
     """Range per run type.
 
     - backfill runs (``run_type == "backfill"``): exactly their data interval, so re-running is idempotent.
@@ -149,7 +149,7 @@ def plan_range(kind: DataKind, run_type: str, data_interval_start: datetime, dat
 
 
 def weekly_chunks(
-    start: datetime, end: datetime, n_symbols: int = 1, max_tasks: int = 1024
+    start: datetime, end: datetime, n_symbols: int = 1, max_tasks: int = config.MAX_MAP_LENGTH
 ) -> list[tuple[datetime, datetime]]:
     """Split [start, end) into weekly chunks; widen them (whole weeks) so symbols x chunks <= ``max_tasks``."""
     start, end = _utc(start), _utc(end)
@@ -204,7 +204,7 @@ def plan_scheduled(
     symbols_per_task: int = 1,
 ) -> list[ExtractionSpec]:
     """One spec per chunk of ``symbols_per_task`` symbols (1: one per symbol) for a scheduled DAG run."""
-    rng = plan_range(kind, run_type, data_interval_start, data_interval_end)
+    rng = run_range(kind, run_type, data_interval_start, data_interval_end)
     output = Output.of(sinks, None, requested_by, xcom)
     return [
         ExtractionSpec(kind, chunk[0], rng.end, rng.start, timeframe, rng.incremental, output, tuple(chunk[1:]))
@@ -312,7 +312,7 @@ def plan_manual(
     request: ManualRequest,
     symbols: Sequence[str],
     *,
-    max_tasks: int = 1024,
+    max_tasks: int = config.MAX_MAP_LENGTH,
     requested_by: str | None = None,
     xcom: bool = False,
 ) -> list[ExtractionSpec]:
@@ -445,3 +445,39 @@ def _utc(dt: datetime) -> datetime:
 
 def _iso_or_none(dt: datetime | None) -> str:
     return iso(dt) if dt is not None else "none"
+
+
+def last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None] | None:
+    """Newest stored key per symbol, read from the configured sinks (the oldest across sinks counts).
+
+    None when no configured sink can be read back (JSON lines only).
+    """
+    from binance_extractor.sinks import open_stores, store_names
+
+    out: dict[str, datetime | None] = {}
+    readable = store_names(config.sink_names())  # write-only sinks (JSON lines) cannot tell
+    if not readable:
+        return None
+    sinks = open_stores(readable)
+    try:
+        for sym in symbols:
+            times = [s.last_time(table, sym) for s in sinks]
+            out[sym] = None if any(t is None for t in times) or not times else min(t for t in times if t)
+    finally:
+        for s in sinks:
+            s.close()
+    return out
+
+
+def last_times_from_results(results: list[Any]) -> dict[str, datetime | None]:
+    """Kubernetes runtime: the pods read their sinks; their JobResults carry the newest stored key."""
+    from binance_extractor.timeutil import parse_time
+
+    out: dict[str, datetime | None] = {}
+    for item in results:
+        for res in item if isinstance(item, list) else [item]:
+            if res and res.get("last_time"):
+                t = parse_time(str(res["last_time"]))
+                prev = out.get(res["symbol"])
+                out[res["symbol"]] = t if prev is None else max(prev, t)
+    return out
