@@ -13,7 +13,6 @@ from typing import Any
 from binance_extractor.sinks import open_stores
 from binance_extractor.sinks.base import GAP_CONFIRMED
 from binance_extractor.timeutil import dt_to_ms
-
 from tests.emulator import data as D
 from tests.simulation.schedule import DAGS
 from tests.simulation.tail import TAIL_TIMEFRAMES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.simulation.checks import check_all
@@ -34,7 +35,9 @@ class Result:
         return "\n".join(lines)
 
 
-def run_seed(seed: int, days: int = 30) -> Result:
+def run_seed(seed: int, days: int = 30, tamper: Callable[[World], None] | None = None) -> Result:
+    """Run ``seed`` for ``days`` simulated days. ``tamper(world)`` runs just before the checks (the tests' proof
+    that the checks catch a store or a ledger that differs from the exchange)."""
     quiet_logs()
     started = time.perf_counter()
     result = Result(seed, days)
@@ -76,6 +79,8 @@ def run_seed(seed: int, days: int = 30) -> Result:
                 if remaining:
                     result.problems.append(f"holes remain after the last gap filler: {remaining[:3]}")
             result.problems += sched.unreported
+            if tamper is not None:
+                tamper(w)
             result.problems += check_all(w, final_tick)
         except Exception as exc:  # the simulation itself broke: a failure of the seed, with its trace
             import traceback

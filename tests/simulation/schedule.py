@@ -26,7 +26,6 @@ from binance_extractor.airflow.dagfactory import GAP_FILLER_CRON
 from binance_extractor.kinds import DataKind
 from binance_extractor.timeframes import Timeframe, parse
 from binance_extractor.timeutil import ms_to_dt
-
 from tests.simulation.world import DAY, HOUR, MINUTE, World, _iso
 
 
@@ -41,8 +40,8 @@ class Dag:
 
 DAGS = (
     Dag("binance_klines_m5", DataKind.KLINES, parse("m5"), 5 * MINUTE, 1),
-    Dag("binance_klines_m15", DataKind.KLINES, parse("m15"), 15 * MINUTE, 1),
-    Dag("binance_klines_m30", DataKind.KLINES, parse("m30"), 30 * MINUTE, 1),
+    Dag("binance_klines_m15", DataKind.KLINES, parse("m15"), 15 * MINUTE, 0.5),
+    Dag("binance_klines_m30", DataKind.KLINES, parse("m30"), 30 * MINUTE, 0.5),
     Dag("binance_klines_h1", DataKind.KLINES, parse("h1"), HOUR, 1),
     Dag("binance_klines_d1", DataKind.KLINES, parse("d1"), DAY, 1),
     Dag("binance_funding_rates", DataKind.FUNDING, None, HOUR, 1),

@@ -25,7 +25,6 @@ from binance_extractor.stream import plan
 from binance_extractor.stream.tail import Tail, TailConfig, _Fill
 from binance_extractor.timeframes import parse
 from binance_extractor.timeutil import dt_to_ms
-
 from tests.emulator import data as D
 from tests.emulator.stream import _event
 from tests.simulation.world import HOUR, MINUTE, World

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from binance_extractor import clock, config
 from binance_extractor.budget import open_budget
 from binance_extractor.clock import FixedClock
 from binance_extractor.ratelimit import WeightRule
 from binance_extractor.timeutil import dt_to_ms
-
 from tests.emulator import Emulator
 
 MINUTE = 60_000
@@ -111,7 +111,7 @@ class World:
         self._clock_before = clock.set_clock(self.clock)
         # A month in seconds of real time: the IP weight budget (per real minute) is scaled up to match; 429s are
         # injected instead (``plan_http_faults``) and must be honoured without a ban.
-        self.emu = Emulator(clock=self.exchange_now, trade_bucket_ms=300_000, weight_limit=240_000).start()
+        self.emu = Emulator(clock=self.exchange_now, trade_bucket_ms=900_000, weight_limit=240_000).start()
         env["BINANCE_FUTURES_BASE_URL"] = self.emu.url
         env["BINANCE_ARCHIVE_BASE_URL"] = self.emu.archive_url
         for key, value in env.items():
