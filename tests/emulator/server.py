@@ -28,9 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.emulator import data as D
 
-FAULT_KINDS = (
-    "502", "503", "504", "-1001", "truncated", "malformed", "slow", "hang", "reset", "repeat_page", "429"
-)
+FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "hang", "reset", "repeat_page", "429")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _INT_RE = re.compile(r"^-?[0-9]{1,20}$")
 

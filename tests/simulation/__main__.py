@@ -11,13 +11,7 @@ import multiprocessing
 import sys
 import time
 
-
-def _one(args: tuple[int, int]) -> tuple[int, bool, str, float]:
-    from tests.simulation.run import run_seed
-
-    seed, days = args
-    result = run_seed(seed, days)
-    return seed, result.ok, result.describe(), result.seconds
+from tests.simulation.run import one_seed as _one
 
 
 def main(argv: list[str] | None = None) -> int:

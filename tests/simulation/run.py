@@ -109,3 +109,10 @@ def run_seed(seed: int, days: int = 30, tamper: Callable[[World], None] | None =
                 tail.stop()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def one_seed(args: tuple[int, int]) -> tuple[int, bool, str, float]:
+    """``run_seed`` for a worker process of the soak (importable, so a spawned worker can unpickle it)."""
+    seed, days = args
+    result = run_seed(seed, days)
+    return seed, result.ok, result.describe(), result.seconds
