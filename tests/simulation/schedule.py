@@ -39,15 +39,16 @@ class Dag:
 
 
 DAGS = (
-    Dag("binance_klines_m5", DataKind.KLINES, parse("m5"), 5 * MINUTE, 1),
-    Dag("binance_klines_m15", DataKind.KLINES, parse("m15"), 15 * MINUTE, 0.5),
-    Dag("binance_klines_m30", DataKind.KLINES, parse("m30"), 30 * MINUTE, 0.5),
-    Dag("binance_klines_h1", DataKind.KLINES, parse("h1"), HOUR, 1),
+    Dag("binance_klines_m5", DataKind.KLINES, parse("m5"), 5 * MINUTE, 0.5),
+    Dag("binance_klines_m15", DataKind.KLINES, parse("m15"), 15 * MINUTE, 0.25),
+    Dag("binance_klines_m30", DataKind.KLINES, parse("m30"), 30 * MINUTE, 0.25),
+    Dag("binance_klines_h1", DataKind.KLINES, parse("h1"), HOUR, 0.5),
     Dag("binance_klines_d1", DataKind.KLINES, parse("d1"), DAY, 1),
-    Dag("binance_funding_rates", DataKind.FUNDING, None, HOUR, 1),
-    Dag("binance_trades", DataKind.AGG_TRADES, None, HOUR, 1),
+    Dag("binance_funding_rates", DataKind.FUNDING, None, HOUR, 0.5),
+    Dag("binance_trades", DataKind.AGG_TRADES, None, HOUR, 0.5),
 )
 assert GAP_FILLER_CRON == "0 2 * * *"  # the gap filler's instant below
+FILLER_SHARE = 1 / 3
 
 
 @dataclass
@@ -79,9 +80,10 @@ class Scheduler:
                 if tick == first or rng.random() < share:
                     w.at(tick + self._delay(), dag.name, lambda d=dag, t=tick: self.run_dag(d, t))
         day = (w.start // DAY + 1) * DAY
-        while day + 2 * HOUR <= w.end:
+        while day + 2 * HOUR <= w.end:  # the 02:00 run, on a third of the days (and the last one, after the end)
             tick = day + 2 * HOUR
-            w.at(tick + self._delay(), "gap_filler", lambda t=tick: self.run_gap_filler(t))
+            if rng.random() < FILLER_SHARE:
+                w.at(tick + self._delay(), "gap_filler", lambda t=tick: self.run_gap_filler(t))
             day += DAY
 
     def _delay(self) -> int:

@@ -130,8 +130,8 @@ class SimTail:
         gen = self.gen
         rng = self.w.rng
         first = self.w.now() + rng.randrange(100, 1200)  # the first message: an update of the open candle
-        for i in range(8):  # updates every second for a while (the seam's early fill listens to them)
-            self.w.at(first + i * 1000, "tail-update", lambda g=gen: self.updates(g))
+        for after in (0, 1000, 3500, 5000):  # updates (the seam's early fill listens to their event times)
+            self.w.at(first + after, "tail-update", lambda g=gen: self.updates(g))
         rotate = self.w.now() + int(plan.ROTATE_AFTER_S * 1000)
         self.w.at(rotate, "tail-rotate", lambda g=gen: self.rotate(g))
 
@@ -187,8 +187,8 @@ class SimTail:
                 if gen != self.gen:
                     return
             self.last_open[key] = cur
-        for i in range(1, 5):
-            self.w.at(self.w.now() + i * 1000, "tail-update", lambda g=gen: self.updates(g))
+        for after in (1000, 3500):
+            self.w.at(self.w.now() + after, "tail-update", lambda g=gen: self.updates(g))
 
     # ------------------------------------------------------------------ the tail's writer, on simulated time
 
