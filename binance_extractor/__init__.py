@@ -2,7 +2,9 @@
 
 from typing import Any
 
-__version__ = "0.1.0"
+from binance_extractor.version import __version__
+
+__all__ = ["__version__", "read"]
 
 
 def read(*args: Any, **kwargs: Any) -> Any:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from binance_extractor.catalog import DataKind
 from binance_extractor.errors import ValidationError
 from binance_extractor.models import Kline
 from binance_extractor.symbols import is_symbol
@@ -73,7 +74,7 @@ class KlineBlock:
 
     @property
     def table(self) -> str:
-        return self.timeframe.table
+        return DataKind.KLINES.table(self.timeframe)
 
     def open_ms(self) -> list[int]:
         return [int(v) for v in self.columns["open_time"].to_pylist()]

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from binance_extractor import timeutil
+from binance_extractor.catalog import DataKind
 from binance_extractor.timeframes import Timeframe
 
 PREFIX = "data/futures/um"
+KLINES_FOLDER = DataKind.KLINES.entry.archive_path or ""
 DAY_MS = 86_400_000
 
 
@@ -27,8 +29,9 @@ class Period:
     def filename(self, symbol: str, interval: str) -> str:
         return f"{symbol}-{interval}-{self.label}.zip"
 
-    def path(self, symbol: str, interval: str) -> str:
-        return f"{PREFIX}/{self.kind}/klines/{symbol}/{interval}/{self.filename(symbol, interval)}"
+    def path(self, symbol: str, interval: str, folder: str = KLINES_FOLDER) -> str:
+        """The file's path under the archive's root; ``folder`` is the dataset's (``DatasetEntry.archive_path``)."""
+        return f"{PREFIX}/{self.kind}/{folder}/{symbol}/{interval}/{self.filename(symbol, interval)}"
 
     def days(self) -> list[Period]:
         """The daily periods of a month (used while its monthly file is not yet published)."""

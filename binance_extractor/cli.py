@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from binance_extractor import __version__, logs, telemetry
+from binance_extractor import logs, telemetry
 from binance_extractor.errors import ExtractorError, InputError
+from binance_extractor.version import __version__
 
 log = logging.getLogger("binance_extractor")
 

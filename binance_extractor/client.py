@@ -33,6 +33,7 @@ from tenacity import (
 from binance_extractor import config, logs, telemetry, weights
 from binance_extractor.breaker import CircuitBreaker, CircuitOpen
 from binance_extractor.budget import SharedBudget, Ticket, open_budget
+from binance_extractor.catalog import DataKind, klines_weight
 from binance_extractor.errors import (
     BinanceAPIError,
     CircuitOpenError,
@@ -45,7 +46,6 @@ from binance_extractor.errors import (
 from binance_extractor.exchange_clock import ExchangeClock
 from binance_extractor.ratelimit import WeightRule
 from binance_extractor.timeutil import ms_to_dt
-from binance_extractor.weights import klines_weight
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +269,14 @@ class BinanceFuturesClient:
         self, symbol: str, interval: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 499
     ) -> list[list[Any]]:
         params = _params(symbol=symbol, interval=interval, limit=limit, startTime=start_ms, endTime=end_ms)
-        return self.request("/fapi/v1/klines", params)
+        return self.request(DataKind.KLINES.entry.endpoint, params)
 
     def funding_rate(
         self, symbol: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """``GET /fapi/v1/fundingRate``; also counted in the shared 500 requests / 5 min / IP window."""
         params = _params(symbol=symbol, limit=limit, startTime=start_ms, endTime=end_ms)
-        return self.request("/fapi/v1/fundingRate", params)
+        return self.request(DataKind.FUNDING.entry.endpoint, params)
 
     def funding_intervals(self) -> dict[str, int]:
         """``GET /fapi/v1/fundingInfo``: symbol -> current funding interval in hours, for the symbols the exchange
@@ -294,7 +294,7 @@ class BinanceFuturesClient:
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         params = _params(symbol=symbol, limit=limit, fromId=from_id, startTime=start_ms, endTime=end_ms)
-        return self.request("/fapi/v1/aggTrades", params)
+        return self.request(DataKind.AGG_TRADES.entry.endpoint, params)
 
     def trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
         """Recent trades only (``/fapi/v1/trades``)."""
@@ -302,7 +302,9 @@ class BinanceFuturesClient:
 
     def historical_trades(self, symbol: str, from_id: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Older trades by id (``/fapi/v1/historicalTrades``): needs the API key."""
-        return self.request("/fapi/v1/historicalTrades", _params(symbol=symbol, limit=limit, fromId=from_id), key=True)
+        return self.request(
+            DataKind.TRADES.entry.endpoint, _params(symbol=symbol, limit=limit, fromId=from_id), key=True
+        )
 
     def premium_index(self, symbol: str) -> dict[str, Any]:
         return self.request("/fapi/v1/premiumIndex", {"symbol": symbol})

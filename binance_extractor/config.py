@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from binance_extractor import catalog
 from binance_extractor.errors import InputError
+from binance_extractor.version import __version__
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,11 +32,10 @@ DEFAULT_CONFIG = resource_path("config.yaml")
 DEFAULT_POD_TEMPLATE = resource_path("extractor-pod.yaml")
 DEFAULT_NAMESPACE = "petrosa-apps"
 DEFAULT_SERVICE_ACCOUNT = "binance-extractor"
-DEFAULT_IMAGE = "binance-extractor:0.1.0"
+DEFAULT_IMAGE = f"binance-extractor:{__version__}"
 DEFAULT_POOL_SLOTS = 4
 DEFAULT_BASE_URL = "https://fapi.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
-VALID_SINKS = ("sqlite", "mysql", "postgres", "mongo", "jsonl")
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,11 @@ def data_dir() -> Path:
 
 def sink_names(value: str | None = None) -> list[str]:
     """``BINANCE_EXTRACTOR_SINKS`` (or ``value``), e.g. ``mysql,mongo``; default: the embedded SQLite."""
-    raw = value if value is not None else os.environ.get("BINANCE_EXTRACTOR_SINKS", "sqlite")
+    raw = value if value is not None else os.environ.get("BINANCE_EXTRACTOR_SINKS", catalog.DEFAULT_STORE)
     names = [n.strip().lower() for n in raw.replace(" ", ",").split(",") if n.strip()]
-    bad = [n for n in names if n not in VALID_SINKS]
-    if bad:
-        raise InputError(f"unknown sink {bad[0]!r}: use one of {', '.join(VALID_SINKS)}")
-    return names or ["sqlite"]
+    for name in names:
+        catalog.store(name)  # an unknown name: InputError naming the valid ones
+    return names or [catalog.DEFAULT_STORE]
 
 
 def runtime() -> str:

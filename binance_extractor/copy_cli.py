@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binance_extractor import config, reader, store_copy
+from binance_extractor import catalog, config, reader, store_copy
 from binance_extractor import symbols as symbols_rule
 from binance_extractor.errors import InputError
 
@@ -45,8 +45,8 @@ def add_copy_parser(sub: Any) -> None:
 def run_copy(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Validate every option before opening either store."""
     for flag, name in (("--from", args.source), ("--to", args.target)):
-        if name not in reader.STORES:
-            raise InputError(f"{flag} {name!r}: use {', '.join(reader.STORES)}")
+        if name not in catalog.STORE_NAMES:
+            raise InputError(f"{flag} {name!r}: use {', '.join(catalog.STORE_NAMES)}")
     if args.source == args.target and (args.from_conn_id or "") == (args.to_conn_id or ""):
         raise InputError("--from and --to are the same store: give --from-conn-id or --to-conn-id")
     tables = [t for value in args.table or [] for t in value.split(",") if t.strip()]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binance_extractor import config, export, reader
+from binance_extractor import catalog, config, export, reader
 from binance_extractor import symbols as symbols_rule
 from binance_extractor.errors import InputError
 
-STORES = reader.STORES
+STORES = catalog.STORE_NAMES
 
 
 def add_export_parser(sub: Any) -> None:

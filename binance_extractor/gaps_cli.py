@@ -17,10 +17,11 @@ import argparse
 import logging
 from typing import Any
 
-from binance_extractor import cli_options, config, gaps
+from binance_extractor import catalog, cli_options, config, gaps
 from binance_extractor import symbols as symbols_rule
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.kinds import DataKind
+from binance_extractor.sinks import store_names
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,8 @@ def _check(args: argparse.Namespace) -> None:
     _symbols(args)
     names = cli_options.parse_sinks(args.sink)
     cli_options.parse_conn_ids(args.conn_id, names)
-    if not any(n in gaps.DB_SINKS for n in names):
-        raise InputError("gap detection needs a database sink: --sink sqlite, mysql, postgres or mongo")
+    if not store_names(names):
+        raise InputError(f"gap detection needs a database sink: --sink {catalog.sink_list(catalog.STORE_NAMES)}")
 
 
 def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from binance_extractor import reader, restore
+from binance_extractor import catalog, reader, restore
 from binance_extractor.errors import InputError
 
 
@@ -28,8 +28,8 @@ def add_import_parser(sub: Any) -> None:
 
 def run_import(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Check the files and the store name first; nothing is written unless every file validates."""
-    if args.sink not in reader.STORES:
-        raise InputError(f"cannot import into {args.sink!r}: use {', '.join(reader.STORES)}")
+    if args.sink not in catalog.STORE_NAMES:
+        raise InputError(f"cannot import into {args.sink!r}: use {', '.join(catalog.STORE_NAMES)}")
     restore.find_inputs(args.input, args.table)
     sink, owned = reader.open_store(args.sink, args.conn_id)
     try:

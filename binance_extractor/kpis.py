@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from binance_extractor import clock
-from binance_extractor.kinds import Dataset
+from binance_extractor.kinds import Dataset, has_candles
 from binance_extractor.timeutil import dt_to_ms, parse_time
 
 COMPLETENESS_TARGET = 0.9995
@@ -88,8 +88,7 @@ def _freshness(rows: Sequence[Mapping[str, Any]], now_ms: int) -> Kpi:
     overdue = [
         (seconds, r)
         for r in rows
-        if r["table"].startswith("klines_")
-        and (seconds := overdue_seconds(r["table"], r.get("last"), now_ms)) is not None
+        if has_candles(r["table"]) and (seconds := overdue_seconds(r["table"], r.get("last"), now_ms)) is not None
     ]
     if not overdue:
         return Kpi("freshness", None, FRESHNESS_TARGET_S, "seconds", False, "no klines stored")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from binance_extractor import clock, config, timeframes
+from binance_extractor import catalog, clock, config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.jobspecs import ExtractionSpec, Output
 from binance_extractor.kinds import SCHEDULED_KINDS, DataKind
@@ -224,7 +224,7 @@ MANUAL_SCHEMA: dict[str, dict[str, Any]] = {
     "end": {"type": "string", "format": "date-time", "title": "End (UTC, exclusive)"},
     "sinks": {
         "type": "array",
-        "items": {"type": "string", "enum": list(config.VALID_SINKS)},
+        "items": {"type": "string", "enum": list(catalog.SINK_NAMES)},
         "uniqueItems": True,
         "title": "Sinks",
         "description": "Empty: the deployment default (BINANCE_EXTRACTOR_SINKS)",

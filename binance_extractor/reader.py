@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from binance_extractor import catalog
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import Sink, Store, utc_ms
@@ -27,9 +28,6 @@ DEFAULT_BATCH_ROWS = 50_000
 _FUNDING_WINDOW = timedelta(days=365)  # at most one row per hour: < 9k rows
 _TRADES_WINDOW = timedelta(minutes=10)  # busy contracts trade thousands of times a minute
 _MS = timedelta(milliseconds=1)
-
-
-STORES = ("sqlite", "mysql", "postgres", "mongo")  # the stores that read back (JSON lines only writes)
 
 
 def resolve_table(name: str) -> str:
@@ -151,22 +149,22 @@ def iter_batches(
 
 
 def open_store(store: Any = None, conn_id: str | None = None) -> tuple[Store, bool]:
-    """A Sink instance as given, or a named store (``sqlite``/``mysql``/``mongo``; default: the configured one).
+    """A Sink instance as given, or a named store (``catalog.STORE_NAMES``; default: the configured one).
 
     Returns the sink and whether the caller opened it (and so must close it).
     """
     if isinstance(store, Store):
         return store, False
     if isinstance(store, Sink):
-        raise InputError(f"cannot read from {store.name!r}: use {', '.join(STORES)}")
+        raise InputError(f"cannot read from {store.name!r}: use {catalog.sink_list(catalog.STORE_NAMES)}")
     from binance_extractor import config
     from binance_extractor.sinks import open_sink, store_names
 
-    name = store or next(iter(store_names(config.sink_names())), "sqlite")
-    if name not in STORES:
-        raise InputError(f"cannot read from {name!r}: use {', '.join(STORES)}")
+    name = store or next(iter(store_names(config.sink_names())), catalog.DEFAULT_STORE)
+    if name not in catalog.STORE_NAMES:
+        raise InputError(f"cannot read from {name!r}: use {catalog.sink_list(catalog.STORE_NAMES)}")
     opened = open_sink(name, conn_id)
-    assert isinstance(opened, Store)  # every name in STORES opens a Store
+    assert isinstance(opened, Store)  # every name in STORE_NAMES opens a Store
     return opened, True
 
 
@@ -191,7 +189,7 @@ def read(
     """Stored rows of ``table`` for ``symbols`` in ``[start, end)`` as a pandas (default) or polars DataFrame.
 
     Prices and quantities are exact decimals (Arrow ``decimal128(38, 18)`` columns), times aware UTC; rows are
-    ordered by symbol then key. ``store`` is a Sink or ``sqlite``/``mysql``/``mongo`` (default: the configured
+    ordered by symbol then key. ``store`` is a Sink or a store's name (default: the configured
     store, as the DAGs write it); ``start``/``end`` take datetimes, ISO 8601 text or epoch milliseconds.
     """
     import pyarrow as pa

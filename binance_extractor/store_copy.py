@@ -19,14 +19,15 @@ from datetime import timedelta
 from typing import Any
 
 from binance_extractor import reader, store_rows
+from binance_extractor.catalog import AUDIT_TABLE, LEDGER_TABLE
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import GapRecord, RunRecord, Store
 
 log = logging.getLogger(__name__)
 
-LEDGER = "gap_ledger"
-AUDIT = "extraction_runs"
+LEDGER = LEDGER_TABLE
+AUDIT = AUDIT_TABLE
 BOOKKEEPING = (LEDGER, AUDIT)
 PAGE_ROWS = 5_000
 _MS = timedelta(milliseconds=1)

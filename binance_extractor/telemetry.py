@@ -20,7 +20,6 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from binance_extractor import __version__
 from binance_extractor.masking import mask
 from binance_extractor.telemetry_capture import Capture
 from binance_extractor.telemetry_exporters import (
@@ -41,6 +40,7 @@ from binance_extractor.telemetry_exporters import (
     resource,
 )
 from binance_extractor.telemetry_propagation import current_ids, extract_context_from_env, inject_traceparent
+from binance_extractor.version import __version__
 
 __all__ = [
     "BATCH_BUCKETS",

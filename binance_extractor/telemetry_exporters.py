@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from binance_extractor import __version__
+from binance_extractor.version import __version__
 
 log = logging.getLogger("binance_extractor.telemetry")
 

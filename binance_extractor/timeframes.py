@@ -1,4 +1,4 @@
-"""Timeframes: the project's names (``m5``), Binance's intervals (``5m``) and table names (``klines_m5``).
+"""Timeframes: the project's names (``m5``) and Binance's intervals (``5m``) (tables: ``catalog``).
 
 Every Binance kline interval is supported; the five scheduled ones are listed in ``SCHEDULED``.
 The calendar month (``1M``) has no fixed length, so candle arithmetic goes through this module.
@@ -28,10 +28,6 @@ class Timeframe:
 
     name: str
     interval: str
-
-    @property
-    def table(self) -> str:
-        return f"klines_{self.name}"
 
     @property
     def is_monthly(self) -> bool:
@@ -99,10 +95,9 @@ def days_in_month(year: int, month: int) -> int:
 
 @lru_cache(maxsize=128)
 def parse(value: str) -> Timeframe:
-    """Accept ``m5``/``5m``/``klines_m5`` (and ``1M``/``mo1`` for months); raise InputError otherwise."""
+    """Accept ``m5``/``5m`` (and ``1M``/``mo1`` for months); raise InputError otherwise. Table names
+    (``klines_m5``) are read by ``catalog.dataset_of_table``."""
     raw = value.strip()
-    if raw.startswith("klines_"):
-        raw = raw[len("klines_") :]
     if raw in ("1M", "mo1", "M1"):
         return Timeframe("mo1", "1M")
     if raw in BINANCE_INTERVALS:

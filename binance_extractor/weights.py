@@ -1,44 +1,28 @@
-"""Every endpoint's request weight, in one table (Binance USD-M Futures docs), and the fundingRate limit."""
+"""Every endpoint's request weight (Binance USD-M Futures docs): the datasets' endpoints from the catalog, the
+others here; and the fundingRate limit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from binance_extractor.catalog import DATASETS, DataKind, Weight, klines_weight
+
+__all__ = ["FUNDING_LIMIT", "FUNDING_PATHS", "WEIGHTS", "klines_weight", "weight"]
+
+FUNDING_PATH = DataKind.FUNDING.entry.endpoint
 # fundingRate shares 500 requests per 5 minutes per IP with fundingInfo (not listed in exchangeInfo).
 FUNDING_LIMIT: tuple[int, float] = (500, 300.0)
-FUNDING_PATHS = frozenset({"/fapi/v1/fundingRate", "/fapi/v1/fundingInfo"})
+FUNDING_PATHS = frozenset({FUNDING_PATH, "/fapi/v1/fundingInfo"})
 
-
-def klines_weight(limit: int) -> int:
-    """GET /fapi/v1/klines weight by limit: 1 / 2 / 5 / 10."""
-    if limit < 100:
-        return 1
-    if limit < 500:
-        return 2
-    if limit <= 1000:
-        return 5
-    return 10
-
-
-def _limit(params: Mapping[str, Any], default: int) -> int:
-    try:
-        return int(params.get("limit") or default)
-    except (TypeError, ValueError):
-        return default
-
-
-WEIGHTS: dict[str, Callable[[Mapping[str, Any]], int]] = {
+WEIGHTS: dict[str, Weight] = {
     "/fapi/v1/ping": lambda p: 1,
     "/fapi/v1/time": lambda p: 1,
     "/fapi/v1/exchangeInfo": lambda p: 1,
-    "/fapi/v1/klines": lambda p: klines_weight(_limit(p, 500)),
-    "/fapi/v1/fundingRate": lambda p: 1,
     "/fapi/v1/fundingInfo": lambda p: 1,
-    "/fapi/v1/aggTrades": lambda p: 20,
     "/fapi/v1/trades": lambda p: 5,
-    "/fapi/v1/historicalTrades": lambda p: 20,
     "/fapi/v1/premiumIndex": lambda p: 1 if p.get("symbol") else 10,
+    **{entry.endpoint: entry.weight for entry in DATASETS.values()},
 }
 
 
@@ -47,4 +31,5 @@ def weight(path: str, params: Mapping[str, Any] | None = None) -> int:
     try:
         return WEIGHTS[path](params or {})
     except KeyError:
-        raise KeyError(f"no weight known for {path}: add it to binance_extractor.weights.WEIGHTS") from None
+        hint = "add it to binance_extractor.weights.WEIGHTS (a dataset's: its catalog entry)"
+        raise KeyError(f"no weight known for {path}: {hint}") from None

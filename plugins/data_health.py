@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from binance_extractor import kpis
+from binance_extractor.kinds import DataKind, has_candles
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ async def airflow_user(request: Request) -> Any:
 def default_tables() -> list[str]:
     from binance_extractor import gaps
 
-    return [*(d.table for d in gaps.default_datasets()), "trades"]
+    return [*(d.table for d in gaps.default_datasets()), DataKind.TRADES.table()]
 
 
 def _open_store() -> Any:
@@ -234,7 +235,7 @@ def render_page(
             f"<td><ul>{runs}</ul></td></tr>"
         )
     empty = "" if rows else '<p id="no-data">No data stored yet.</p>'
-    options = sorted({(r["table"], r["symbol"]) for r in rows if r["table"].startswith("klines_")})
+    options = sorted({(r["table"], r["symbol"]) for r in rows if has_candles(r["table"])})
     select = "".join(
         f'<option value="{_e(t)}|{_e(s)}"{" selected" if (t, s) == (chart_table, chart_symbol) else ""}>'
         f"{_e(s)} {_e(t)}</option>"
@@ -294,7 +295,7 @@ def build_app(auth: Callable[..., Any] | None = None, store: Callable[[], Any] =
         if chart_sel and "|" in chart_sel:
             table, symbol = chart_sel.split("|", 1)
         else:
-            first = next((r for r in rows if r["table"].startswith("klines_")), None)
+            first = next((r for r in rows if has_candles(r["table"])), None)
             table, symbol = (first["table"], first["symbol"]) if first else ("", "")
         points = chart(table, symbol, 200, end or None, store=store) if table else []
         chart_html = svg_chart(points, f"{symbol} {table}") if table else ""

@@ -7,7 +7,7 @@
 # Exchange:       BINANCE_FUTURES_BASE_URL (default https://fapi.binance.com)
 # Port:           AIRFLOW_PORT (default 8080); the Execution API URL follows it.
 # Set-up:         `python -m binance_extractor setup-airflow`: pool binance_api (BINANCE_API_POOL_SLOTS, default 4,
-#                 see README "Pool"), Variable binance_symbols, connection binance_default (Test button enabled).
+#                 see docs/USAGE.md), Variable binance_symbols, connection binance_default (Test button enabled).
 # Overrides for tests: RUN_AIRFLOW_HOME (instead of <repo>/airflow_home), any AIRFLOW__* variable.
 set -euo pipefail
 set +m  # no job control: the background job stays in our group, so setsid makes it a group leader in place

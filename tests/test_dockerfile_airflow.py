@@ -97,7 +97,7 @@ def test_runs_as_the_airflow_user_with_the_shipped_config(parser: DockerfilePars
 
 
 def test_astro_dev_start_is_not_supported_as_documented() -> None:
-    """README "astro dev start: not supported": no Astro Runtime base, no packages.txt, no airflow_settings.yaml."""
+    """docs/DEPLOY.md "astro dev start: not supported": no Astro Runtime base, packages.txt or airflow_settings.yaml."""
     text = (ROOT / "Dockerfile").read_text()
     assert "astro-runtime" not in text and "astrocrpublic" not in text
     assert not (ROOT / "packages.txt").exists() and not (ROOT / "airflow_settings.yaml").exists()

@@ -47,7 +47,8 @@ def test_every_locked_package_has_hashes() -> None:
 
 
 def test_make_install_and_make_lock_use_the_lock() -> None:
-    """README "Pins": `make install` installs the lock hash-checked, dev tools held to it; `make lock` rebuilds it."""
+    """docs/DEPLOY.md "Pins": `make install` installs the lock with hashes, dev tools held to it; `make lock`
+    redoes it."""
     install = (ROOT / "scripts" / "install.sh").read_text()
     assert "--require-hashes -r requirements.lock" in install
     assert "-r requirements-dev.txt -c requirements.lock" in install

@@ -1,4 +1,4 @@
-"""The README's SQL examples ("Reading the data") run as written on real MariaDB and SQLite stores."""
+"""The SQL examples of docs/STORAGE.md ("Reading the data") run as written on real MariaDB and SQLite stores."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from binance_extractor.sinks.base import GapRecord, Sink
 from tests.binance_extractor.sinks.conftest import klines
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "STORAGE.md"
 
 
 def examples(dialect: str) -> list[str]:
-    text = README.read_text()
+    text = DOC.read_text()
     return re.findall(rf"<!-- sql:{dialect} -->\n```sql\n(.*?)```", text, flags=re.S)
 
 

@@ -377,7 +377,7 @@ def manual_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
             return {
                 **resolved,
                 "interval": request.timeframe.interval,
-                "table": request.timeframe.table,
+                "table": DataKind.KLINES.table(request.timeframe),
                 "start": iso(request.start),
                 "end": iso(request.end),
                 "sinks": request.sinks,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from binance_extractor import __version__
 from binance_extractor.config import DEFAULT_BASE_URL
+from binance_extractor.version import __version__
 
 CONN_TYPE = "binance"
 HOOK_NAME = "Binance USD-M Futures"

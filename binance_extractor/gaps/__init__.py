@@ -57,7 +57,6 @@ from binance_extractor.gaps.report import (
 )
 from binance_extractor.gaps.settings import (
     DAY_MS,
-    DB_SINKS,
     FUNDING_DEFAULT_MS,
     GAP_TABLES,
     HOUR_MS,
@@ -75,7 +74,6 @@ from binance_extractor.sinks.gap_dialect import FUNDING_NEIGHBOURS, FundingPair
 
 __all__ = [
     "DAY_MS",
-    "DB_SINKS",
     "FUNDING_DEFAULT_MS",
     "FUNDING_NEIGHBOURS",
     "GAP_TABLES",

@@ -15,9 +15,9 @@ DAY_MS = 86_400_000
 MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Mondays 00:00 UTC
 MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
-DB_SINKS = ("sqlite", "mysql", "postgres", "mongo")  # the --sink names that answer gap queries
 STATES = ("found", "filled", "confirmed", "not_fillable_yet", "remaining")
-GAP_TABLES = "klines_<tf>, funding_rates or agg_trades"
+GAP_KINDS = (DataKind.KLINES, DataKind.FUNDING, DataKind.AGG_TRADES)  # the kinds with gap detection
+GAP_TABLES = ", ".join(k.entry.pattern for k in GAP_KINDS[:-1]) + " or " + GAP_KINDS[-1].entry.pattern
 
 
 class GapClosureError(ExtractorError):
@@ -80,9 +80,6 @@ class GapSettings:
         return max(1, int(self.chunk_days * DAY_MS))
 
 
-GAP_KINDS = (DataKind.KLINES, DataKind.FUNDING, DataKind.AGG_TRADES)
-
-
 def gap_dataset(table: str) -> Dataset:
     """The dataset of a table with gap detection (klines, funding, agg trades); others are an InputError."""
     try:
@@ -111,12 +108,12 @@ def parse_tables(values: Sequence[str] | None) -> list[Dataset]:
             name = item.strip()
             if not name:
                 continue
-            if name not in ("funding_rates", "agg_trades"):
-                try:
-                    name = timeframes.parse(name).table  # the CLI boundary: m5/5m/klines_m5
-                except InputError:
-                    raise InputError(f"unknown table {name!r}: use {GAP_TABLES}") from None
-            dataset = gap_dataset(name)
+            try:
+                dataset = Dataset.parse(name)  # the CLI boundary: klines_m5, m5/5m, funding_rates
+            except InputError:
+                raise InputError(f"unknown table {name!r}: use {GAP_TABLES}") from None
+            if dataset.kind not in GAP_KINDS:
+                raise InputError(f"no gap detection for table {name!r}: use {GAP_TABLES}")
             if dataset not in out:
                 out.append(dataset)
     if not out:

@@ -1,15 +1,17 @@
-"""Storage sinks: MySQL (primary), PostgreSQL, MongoDB, embedded SQLite (default) and JSON Lines.
+"""Storage sinks: the stores of ``catalog.STORES`` (MySQL, PostgreSQL, MongoDB, embedded SQLite) and JSON Lines.
 
 ``open_sinks`` is the one way callers get them: names default to ``BINANCE_EXTRACTOR_SINKS``
-(see ``config.sink_names``), connection ids default to ``mysql_default``/``postgres_default``/``mongo_default``/
-``sqlite_default``; for ``jsonl`` the "connection id" is the output path (``-`` = stdout).
+(see ``config.sink_names``), connection ids to each store's ``default_conn_id`` in the catalog; for ``jsonl``
+the "connection id" is the output path (``-`` = stdout).
 Each sink's schema is ensured on open.
 """
 
 from __future__ import annotations
 
-from binance_extractor import config
-from binance_extractor.errors import InputError
+import importlib
+from collections.abc import Callable
+
+from binance_extractor import catalog, config
 from binance_extractor.sinks.base import GapRecord, RunRecord, Sink, Store, stores, time_column
 
 __all__ = [
@@ -25,41 +27,18 @@ __all__ = [
     "time_column",
 ]
 
-STORE_NAMES = ("sqlite", "mysql", "postgres", "mongo")  # the names that open a Store; "jsonl" is a write-only Sink
-
 
 def store_names(names: list[str]) -> list[str]:
     """The names among ``names`` that open a ``Store`` (they read back), order kept."""
-    return [n for n in names if n in STORE_NAMES]
+    return [n for n in names if n in catalog.STORE_NAMES]
 
 
 def open_sink(name: str, conn_id: str | None = None) -> Sink:
-    """One sink by name, not yet connected (connecting happens on first use)."""
-    if name == "sqlite":
-        from binance_extractor.sinks.sqlite import DEFAULT_CONN_ID as SQLITE_ID
-        from binance_extractor.sinks.sqlite import SqliteSink
-
-        return SqliteSink(conn_id or SQLITE_ID)
-    if name == "mysql":
-        from binance_extractor.sinks.mysql import DEFAULT_CONN_ID as MYSQL_ID
-        from binance_extractor.sinks.mysql import MySqlSink
-
-        return MySqlSink(conn_id or MYSQL_ID)
-    if name == "postgres":
-        from binance_extractor.sinks.postgres import DEFAULT_CONN_ID as POSTGRES_ID
-        from binance_extractor.sinks.postgres import PostgresSink
-
-        return PostgresSink(conn_id or POSTGRES_ID)
-    if name == "mongo":
-        from binance_extractor.sinks.mongo import DEFAULT_CONN_ID as MONGO_ID
-        from binance_extractor.sinks.mongo import MongoSink
-
-        return MongoSink(conn_id or MONGO_ID)
-    if name == "jsonl":
-        from binance_extractor.sinks.jsonl import JsonlSink
-
-        return JsonlSink(conn_id or "-")
-    raise InputError(f"unknown sink {name!r}: use one of {', '.join(config.VALID_SINKS)}")
+    """One sink by name (``catalog.STORES``), not yet connected (connecting happens on first use)."""
+    entry = catalog.store(name)
+    module, _, cls = entry.opener.partition(":")
+    factory: Callable[[str], Sink] = getattr(importlib.import_module(module), cls)
+    return factory(conn_id or entry.default_conn_id)
 
 
 def open_sinks(

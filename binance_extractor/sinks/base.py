@@ -21,7 +21,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from binance_extractor import clock
 from binance_extractor.errors import InputError, SinkError
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 
 if TYPE_CHECKING:
@@ -48,19 +48,21 @@ def model_for(table: str) -> type[Row]:
 
 def check_rows(table: str, rows: Sequence[Row]) -> None:
     """Refuse a batch holding another kind of row (a caller bug) before anything is written."""
-    model = model_for(table)
+    dataset = Dataset.of_table(table)
+    model = dataset.model
     for r in rows:
         if type(r) is not model:
             raise InputError(f"{table} holds {model.__name__} rows, got a {type(r).__name__}")
-        if isinstance(r, Kline) and table != r.timeframe.table:
-            raise InputError(f"{table} cannot hold {r.interval} klines")
+        if dataset.timeframe is not None and getattr(r, "timeframe", None) != dataset.timeframe:
+            raise InputError(f"{table} cannot hold {getattr(r, 'interval', '?')} klines")
 
 
 def check_block(table: str, block: KlineBlock) -> None:
     """Refuse a columnar block of another interval's candles (a caller bug) before anything is written."""
-    if not table.startswith("klines_"):
-        raise InputError(f"{table} holds {model_for(table).__name__} rows, got a block of klines")
-    if block.table != table:
+    dataset = Dataset.of_table(table)
+    if dataset.kind is not DataKind.KLINES:
+        raise InputError(f"{table} holds {dataset.model.__name__} rows, got a block of klines")
+    if block.timeframe != dataset.timeframe:
         raise InputError(f"{table} cannot hold {block.interval} klines")
 
 

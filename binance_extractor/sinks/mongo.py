@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from binance_extractor import clock, db_timeouts
+from binance_extractor.catalog import AUDIT_TABLE, LEDGER_TABLE, STORES
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks import base as _base
 from binance_extractor.sinks.base import (
@@ -32,13 +33,13 @@ from binance_extractor.sinks.base import (
     one_line,
     utc_ms,
 )
+from binance_extractor.sinks.mongo_gaps import MongoGapQueries
 from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, TableSpec, interval_of, spec_for
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
-    from binance_extractor.sinks.mongo_gaps import MongoGapQueries
 
-DEFAULT_CONN_ID = "mongo_default"
+DEFAULT_CONN_ID = STORES["mongo"].default_conn_id
 DEFAULT_DB = "binance"
 T = TypeVar("T")
 
@@ -304,69 +305,67 @@ class MongoSink(Store):
 
     # ---- audit and ledger --------------------------------------------------------------------------
     def record_run(self, run: RunRecord) -> None:
-        self._upsert("extraction_runs", run.as_row())
+        self._upsert(AUDIT_TABLE, run.as_row())
 
     def runs(self, limit: int = 100) -> list[RunRecord]:
-        spec = self._prepare("extraction_runs")
+        spec = self._prepare(AUDIT_TABLE)
         docs = self._call(
-            lambda db: list(db["extraction_runs"].find({}, {"_id": 0}).sort("started_at", -1).limit(int(limit)))
+            lambda db: list(db[AUDIT_TABLE].find({}, {"_id": 0}).sort("started_at", -1).limit(int(limit)))
         )
         return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
 
     def has_success(self, table: str, symbol: str) -> bool:
-        self._prepare("extraction_runs")
+        self._prepare(AUDIT_TABLE)
         flt = {"table_name": table, "symbol": symbol, "outcome": "success"}
-        return self._call(lambda db: db["extraction_runs"].find_one(flt, {"_id": 1})) is not None
+        return self._call(lambda db: db[AUDIT_TABLE].find_one(flt, {"_id": 1})) is not None
 
     def record_gap(self, gap: GapRecord) -> None:
         spec_for(gap.table)
-        self._upsert("gap_ledger", gap.as_row())
+        self._upsert(LEDGER_TABLE, gap.as_row())
 
     def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
-        self._prepare("gap_ledger")
+        self._prepare(LEDGER_TABLE)
         flt = {k: v for k, v in (("table_name", table), ("symbol", symbol)) if v is not None}
         order = [("table_name", 1), ("symbol", 1), ("gap_start", 1)]
-        docs = self._call(lambda db: list(db["gap_ledger"].find(flt, {"_id": 0}).sort(order)))
+        docs = self._call(lambda db: list(db[LEDGER_TABLE].find(flt, {"_id": 0}).sort(order)))
         return [GapRecord.from_row(d) for d in docs]
 
     def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
-        self._prepare("gap_ledger")
+        self._prepare(LEDGER_TABLE)
         key = {"table_name": table, "symbol": symbol, "gap_start": utc_ms(gap_start)}
-        self._call(lambda db: db["gap_ledger"].delete_one(key))
+        self._call(lambda db: db[LEDGER_TABLE].delete_one(key))
 
     def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
         """Through the (table_name, symbol, started_at) index, newest first."""
         docs = self._call(
             lambda db: list(
-                db["extraction_runs"]
+                db[AUDIT_TABLE]
                 .find({"table_name": table, "symbol": symbol}, {"_id": 0})
                 .sort("started_at", -1)
                 .limit(limit)
             )
         )
-        spec = spec_for("extraction_runs")
+        spec = spec_for(AUDIT_TABLE)
         return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
 
     def record_runs(self, runs: Sequence[RunRecord]) -> int:
-        spec = self._prepare("extraction_runs")
-        return self._upsert_docs("extraction_runs", spec, [self._doc(spec, r.as_row()) for r in runs]) if runs else 0
+        spec = self._prepare(AUDIT_TABLE)
+        return self._upsert_docs(AUDIT_TABLE, spec, [self._doc(spec, r.as_row()) for r in runs]) if runs else 0
 
     def record_gaps(self, gaps: Sequence[GapRecord]) -> int:
         for gap in gaps:
             spec_for(gap.table)
-        spec = self._prepare("gap_ledger")
-        return self._upsert_docs("gap_ledger", spec, [self._doc(spec, g.as_row()) for g in gaps]) if gaps else 0
+        spec = self._prepare(LEDGER_TABLE)
+        return self._upsert_docs(LEDGER_TABLE, spec, [self._doc(spec, g.as_row()) for g in gaps]) if gaps else 0
 
     def runs_page(self, after: str | None, limit: int) -> list[RunRecord]:
-        spec = self._prepare("extraction_runs")
+        spec = self._prepare(AUDIT_TABLE)
         flt = {} if after is None else {"run_id": {"$gt": after}}
-        docs = self._call(
-            lambda db: list(db["extraction_runs"].find(flt, {"_id": 0}).sort("run_id", 1).limit(int(limit)))
-        )
+        docs = self._call(lambda db: list(db[AUDIT_TABLE].find(flt, {"_id": 0}).sort("run_id", 1).limit(int(limit))))
         return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
 
     def gaps_page(self, after: tuple[str, str, datetime] | None, limit: int) -> list[GapRecord]:
-        spec = self._prepare("gap_ledger")
+        spec = self._prepare(LEDGER_TABLE)
         flt: dict[str, Any] = {}
         if after is not None:
             table, symbol, start = after
@@ -378,16 +377,19 @@ class MongoSink(Store):
                 ]
             }
         order = [("table_name", 1), ("symbol", 1), ("gap_start", 1)]
-        docs = self._call(lambda db: list(db["gap_ledger"].find(flt, {"_id": 0}).sort(order).limit(int(limit))))
+        docs = self._call(lambda db: list(db[LEDGER_TABLE].find(flt, {"_id": 0}).sort(order).limit(int(limit))))
         return [GapRecord.from_row(self._from_db(spec, d)) for d in docs]
 
     def data_tables(self) -> list[str]:
         return sorted(n for n in self._call(lambda db: db.list_collection_names()) if is_data_table(n))
 
     def gap_queries(self) -> MongoGapQueries:
-        from binance_extractor.sinks.mongo_gaps import MongoGapQueries
-
         return MongoGapQueries(self)
+
+    def aggregate(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run one aggregation pipeline over ``table`` (created on first use) with the store's retries."""
+        self._prepare(table)
+        return self._call(lambda db: list(db[table].aggregate(pipeline)))
 
     # ---- retention ---------------------------------------------------------------------------------
     def symbols(self, table: str) -> list[str]:

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from binance_extractor.catalog import DataKind
 from binance_extractor.sinks.gap_dialect import FAR, FUNDING_NEIGHBOURS, FundingPair, GapQueries
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
-if TYPE_CHECKING:
-    from binance_extractor.sinks.mongo import MongoSink
+
+class MongoAggregates(Protocol):
+    """What the Mongo gap dialect asks of a store (public; ``mongo.MongoSink`` has it), so this module needs
+    nothing from ``mongo.py`` (which imports it)."""
+
+    def aggregate(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
 
 
 class MongoGapQueries(GapQueries):
-    """The same questions as aggregation pipelines (``$setWindowFields`` + ``$shift``) on a MongoSink."""
+    """The same questions as aggregation pipelines (``$setWindowFields`` + ``$shift``) on a Mongo store."""
 
-    def __init__(self, sink: MongoSink) -> None:
+    def __init__(self, sink: MongoAggregates) -> None:
         self.sink = sink
 
     def _agg(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        self.sink._prepare(table)
-        return self.sink._call(lambda db: list(db[table].aggregate(pipeline)))
+        return self.sink.aggregate(table, pipeline)
 
     @staticmethod
     def _ms(value: Any) -> int:
@@ -62,7 +66,7 @@ class MongoGapQueries(GapQueries):
         return [(self._ms(d["prev"]), self._ms(d["cur"])) for d in self._agg(table, pipeline)]
 
     def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
-        match, c, _ = self._match("funding_rates", symbol, lo, hi)
+        match, c, _ = self._match(DataKind.FUNDING.table(), symbol, lo, hi)
         n = FUNDING_NEIGHBOURS
         shifts = {f"b{k}": (c, -k) for k in range(1, n + 2)} | {f"a{k}": (c, k) for k in range(1, n + 1)}
 
@@ -102,7 +106,7 @@ class MongoGapQueries(GapQueries):
             {"$sort": {"cur": 1}},
         ]
         out: list[FundingPair] = []
-        for d in self._agg("funding_rates", pipeline):
+        for d in self._agg(DataKind.FUNDING.table(), pipeline):
             prev, cur = self._ms(d["b1"]), self._ms(d["cur"])
             first, last = d.get(f"b{n + 1}"), d.get(f"a{n}")
             ctx = (prev if first is None else self._ms(first), cur if last is None else self._ms(last))
@@ -110,7 +114,7 @@ class MongoGapQueries(GapQueries):
         return out
 
     def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
-        match, c, i = self._match("agg_trades", symbol, lo, hi)
+        match, c, i = self._match(DataKind.AGG_TRADES.table(), symbol, lo, hi)
         pipeline = [
             match,
             self._window(i, {"prev_id": (i, -1), "prev_t": (c, -1)}),
@@ -121,5 +125,5 @@ class MongoGapQueries(GapQueries):
         ]
         return [
             (int(d["prev_id"]), int(d["cur_id"]), self._ms(d["prev_t"]), self._ms(d["cur_t"]))
-            for d in self._agg("agg_trades", pipeline)
+            for d in self._agg(DataKind.AGG_TRADES.table(), pipeline)
         ]

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from binance_extractor import db_timeouts
+from binance_extractor.catalog import STORES
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec, spec_for
@@ -30,7 +31,7 @@ from binance_extractor.sinks.sql import ServerSqlSink
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONN_ID = "mysql_default"
+DEFAULT_CONN_ID = STORES["mysql"].default_conn_id
 INIT_COMMAND = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION'"
 SCHEMA_LOCK = "binance_extractor_schema"
 SCHEMA_LOCK_WAIT_S = 60

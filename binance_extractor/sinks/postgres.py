@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from binance_extractor import db_timeouts
+from binance_extractor.catalog import STORES
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec, spec_for
@@ -24,7 +25,7 @@ from binance_extractor.sinks.sql import ServerSqlSink
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
 
-DEFAULT_CONN_ID = "postgres_default"
+DEFAULT_CONN_ID = STORES["postgres"].default_conn_id
 SCHEMA_LOCK_KEY = 0x62696E616E6365  # pg_advisory_xact_lock key of schema migrations ("binance")
 
 _TYPES: dict[ColType, str] = {

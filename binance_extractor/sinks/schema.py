@@ -1,46 +1,30 @@
-"""Logical schema shared by every sink: tables, columns, keys, and the versioned migrations.
+"""Logical schema shared by every sink: the tables' specs (data tables from the catalog, the bookkeeping tables
+here) and the versioned migrations.
 
-Sinks translate these declarations into their own DDL (MySQL, SQLite) or collections and indexes (Mongo),
-so a table is described once and every store agrees on names, keys and types.
+Sinks translate these declarations into their own DDL (MySQL, SQLite, PostgreSQL) or collections and indexes
+(Mongo), so a table is described once and every store agrees on names, keys and types.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Literal
 
 from binance_extractor import timeframes
-from binance_extractor.errors import InputError
+from binance_extractor.catalog import (
+    AUDIT_TABLE,
+    DATASETS,
+    KLINE_COLUMNS,
+    LEDGER_TABLE,
+    SCHEMA_TABLE,
+    ColType,
+    Column,
+    DataKind,
+    TableSpec,
+    dataset_of_table,
+)
+from binance_extractor.catalog import col as _c
 
-ColType = Literal["symbol", "time", "dec", "int", "bool", "str", "text"]
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: ColType
-    nullable: bool = False
-    length: int = 0  # for "str"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One table: its columns, its primary/unique key, the key-time column and the key ordering column."""
-
-    name: str
-    columns: tuple[Column, ...]
-    key: tuple[str, ...]
-    time_column: str | None  # the row's key time (ranges, last_time); None for bookkeeping tables
-    order_column: str  # the second key part: rows are ordered by it within a symbol
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
-
-    @property
-    def is_data(self) -> bool:
-        return self.time_column is not None
+__all__ = ["KLINE_COLUMNS", "LATEST_VERSION", "MIGRATIONS", "SCHEMA_TABLE", "ColType", "Column", "TableSpec"]
 
 
 @dataclass(frozen=True)
@@ -64,74 +48,9 @@ class Migration:
     fills: tuple[tuple[str, str, str], ...] = ()
 
 
-def _c(name: str, type_: ColType, nullable: bool = False, length: int = 0) -> Column:
-    return Column(name, type_, nullable, length)
-
-
-KLINE_COLUMNS = (
-    _c("symbol", "symbol"),
-    _c("open_time", "time"),
-    _c("close_time", "time"),
-    _c("open", "dec"),
-    _c("high", "dec"),
-    _c("low", "dec"),
-    _c("close", "dec"),
-    _c("volume", "dec"),
-    _c("quote_volume", "dec"),
-    _c("trade_count", "int"),
-    _c("taker_buy_base_volume", "dec"),
-    _c("taker_buy_quote_volume", "dec"),
-)
-
-_FIXED: dict[str, TableSpec] = {
-    "funding_rates": TableSpec(
-        "funding_rates",
-        (
-            _c("symbol", "symbol"),
-            _c("funding_time", "time"),
-            _c("funding_rate", "dec"),
-            _c("mark_price", "dec", nullable=True),
-            _c("next_funding_time", "time", nullable=True),
-        ),
-        ("symbol", "funding_time"),
-        "funding_time",
-        "funding_time",
-    ),
-    "agg_trades": TableSpec(
-        "agg_trades",
-        (
-            _c("symbol", "symbol"),
-            _c("agg_trade_id", "int"),
-            _c("price", "dec"),
-            _c("quantity", "dec"),
-            _c("first_trade_id", "int"),
-            _c("last_trade_id", "int"),
-            _c("time", "time"),
-            _c("is_buyer_maker", "bool"),
-        ),
-        ("symbol", "agg_trade_id"),
-        "time",
-        "agg_trade_id",
-    ),
-    "trades": TableSpec(
-        "trades",
-        (
-            _c("symbol", "symbol"),
-            _c("trade_id", "int"),
-            _c("price", "dec"),
-            _c("quantity", "dec"),
-            _c("quote_quantity", "dec"),
-            _c("time", "time"),
-            _c("is_buyer_maker", "bool"),
-            _c("commission", "dec", nullable=True),
-            _c("commission_asset", "str", nullable=True, length=16),
-        ),
-        ("symbol", "trade_id"),
-        "time",
-        "trade_id",
-    ),
-    "extraction_runs": TableSpec(
-        "extraction_runs",
+_BOOKKEEPING: dict[str, TableSpec] = {
+    AUDIT_TABLE: TableSpec(
+        AUDIT_TABLE,
         (
             _c("run_id", "str", length=36),
             _c("kind", "str", length=16),
@@ -152,8 +71,8 @@ _FIXED: dict[str, TableSpec] = {
         None,
         "run_id",
     ),
-    "gap_ledger": TableSpec(
-        "gap_ledger",
+    LEDGER_TABLE: TableSpec(
+        LEDGER_TABLE,
         (
             _c("table_name", "str", length=64),
             _c("symbol", "symbol"),
@@ -176,47 +95,45 @@ _FIXED: dict[str, TableSpec] = {
     ),
 }
 
-SCHEMA_TABLE = "schema_migrations"
-_KLINE_RE = re.compile(r"^klines_[a-z]+[0-9]+$")
+_FIRST_TABLES = (DataKind.FUNDING, DataKind.AGG_TRADES, DataKind.TRADES)  # migration 1 created them
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "market data tables and the run audit",
-        (*tuple(tf.table for tf in timeframes.scheduled()), "funding_rates", "agg_trades", "trades", "extraction_runs"),
+        (
+            *(DATASETS[DataKind.KLINES].table_name(tf) for tf in timeframes.scheduled()),
+            *(DATASETS[k].table for k in _FIRST_TABLES),
+            AUDIT_TABLE,
+        ),
     ),
     Migration(
         2,
         "gap ledger and run lookup index",
-        ("gap_ledger",),
-        (Index("extraction_runs", "ix_runs_table_symbol_started", ("table_name", "symbol", "started_at")),),
+        (LEDGER_TABLE,),
+        (Index(AUDIT_TABLE, "ix_runs_table_symbol_started", ("table_name", "symbol", "started_at")),),
     ),
     Migration(
         3,
         "gap ledger evidence; rows confirmed before it are legacy until re-checked",
         (),
-        columns=tuple(("gap_ledger", c) for c in ("status", "bound", "asked_at", "source", "reason")),
-        fills=(("gap_ledger", "status", "legacy"),),
+        columns=tuple((LEDGER_TABLE, c) for c in ("status", "bound", "asked_at", "source", "reason")),
+        fills=((LEDGER_TABLE, "status", "legacy"),),
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-def kline_spec(table: str) -> TableSpec:
-    return TableSpec(table, KLINE_COLUMNS, ("symbol", "open_time"), "open_time", "open_time")
-
-
 def spec_for(table: str) -> TableSpec:
-    """The spec of ``table``; ``klines_<tf>`` exists for every Binance interval. Unknown names: InputError."""
-    if table in _FIXED:
-        return _FIXED[table]
-    if _KLINE_RE.match(table):
-        tf = timeframes.parse(table)
-        if tf.table == table:
-            return kline_spec(table)
-    raise InputError(f"unknown table {table!r}: use klines_<tf>, funding_rates, agg_trades or trades")
+    """The spec of ``table``: a bookkeeping table, or a data table of the catalog (a per-timeframe series has
+    one for every Binance interval). Unknown names: InputError."""
+    if table in _BOOKKEEPING:
+        return _BOOKKEEPING[table]
+    kind, timeframe = dataset_of_table(table)
+    return DATASETS[kind].spec(timeframe)
 
 
 def interval_of(table: str) -> str | None:
-    """Binance interval of a klines table (``klines_m5`` -> ``5m``), else None."""
-    return timeframes.parse(table).interval if table.startswith("klines_") else None
+    """Binance interval of a per-timeframe table (``klines_m5`` -> ``5m``), else None."""
+    _, timeframe = dataset_of_table(table)
+    return None if timeframe is None else timeframe.interval

@@ -1,26 +1,47 @@
 """Gap detection on the SQL stores: ``LAG``/``LEAD`` window functions (MySQL/MariaDB, PostgreSQL, SQLite 3.25+).
 
 Only the pairs around a hole come back; the dialect differences (millisecond distance, LEAST/GREATEST) are
-the sink's own ``ms_between_sql``, ``least_sql`` and ``greatest_sql``.
+the store's own ``ms_between_sql``, ``least_sql`` and ``greatest_sql``. The store is typed as ``SqlQueries``: the
+few public members asked for, so this module needs nothing from ``sql.py`` (which imports it).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 
+from binance_extractor.catalog import DataKind
 from binance_extractor.sinks.gap_dialect import FAR, FUNDING_NEIGHBOURS, FundingPair, GapQueries
+from binance_extractor.sinks.schema import TableSpec
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
-if TYPE_CHECKING:
-    from binance_extractor.sinks.sql import SqlSink
+
+class SqlQueries(Protocol):
+    """What the SQL gap dialect asks of a store (all public; ``sql_core.SqlCore`` has them)."""
+
+    ph: str  # the placeholder
+    least_sql: str
+    greatest_sql: str
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def quote(self, name: str) -> str: ...
+
+    def table_spec(self, table: str) -> TableSpec: ...
+
+    def db_time(self, value: datetime) -> Any: ...
+
+    def py_time(self, value: Any) -> datetime: ...
+
+    def ms_between_sql(self, a: str, b: str) -> str: ...
 
 
 class SqlGapQueries(GapQueries):
-    """Window-function queries through a SqlSink's ``query`` (its connection, transactions and retries)."""
+    """Window-function queries through a SQL store's ``query`` (its connection, transactions and retries)."""
 
-    def __init__(self, sink: SqlSink) -> None:
+    def __init__(self, sink: SqlQueries) -> None:
         self.sink = sink
 
     def _t(self, ms: int) -> Any:
@@ -36,8 +57,8 @@ class SqlGapQueries(GapQueries):
         return self.sink.query(sql, args)
 
     def _names(self, table: str) -> tuple[str, str, str]:
-        spec = self.sink._prepare(table)
-        q = self.sink._q
+        spec = self.sink.table_spec(table)
+        q = self.sink.quote
         return q(table), q(spec.time_column or ""), q(spec.order_column)
 
     def stats(self, table: str, symbol: str, lo: int, hi: int) -> tuple[int, int | None, int | None]:
@@ -72,7 +93,7 @@ class SqlGapQueries(GapQueries):
 
     def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
         """Pairs further apart than the interval in force around them (see ``FundingPair``)."""
-        t, c, _ = self._names("funding_rates")
+        t, c, _ = self._names(DataKind.FUNDING.table())
         ph = self.sink.ph
         w = f"OVER (PARTITION BY symbol ORDER BY {c})"
         least, greatest = self.sink.least_sql, self.sink.greatest_sql
@@ -105,8 +126,8 @@ class SqlGapQueries(GapQueries):
 
     def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
         """(previous id, id, previous time, time) where ids are not consecutive."""
-        t, c, _ = self._names("agg_trades")
-        q, ph = self.sink._q, self.sink.ph
+        t, c, _ = self._names(DataKind.AGG_TRADES.table())
+        q, ph = self.sink.quote, self.sink.ph
         i = q("agg_trade_id")
         w = f"OVER (PARTITION BY symbol ORDER BY {i})"
         sql = (

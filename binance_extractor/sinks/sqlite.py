@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from binance_extractor import config
+from binance_extractor.catalog import STORES
 from binance_extractor.errors import SinkError
 from binance_extractor.sinks.base import check_block, one_line
 from binance_extractor.sinks.schema import ColType, Column, Index, TableSpec
@@ -33,7 +34,7 @@ _TYPES: dict[ColType, str] = {
     "str": "TEXT",
     "text": "TEXT",
 }
-DEFAULT_CONN_ID = "sqlite_default"
+DEFAULT_CONN_ID = STORES["sqlite"].default_conn_id
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 

@@ -367,7 +367,7 @@ class Tail:
             return
         by_table: dict[str, dict[tuple[Any, ...], Kline]] = {}
         for k in candles:
-            by_table.setdefault(k.timeframe.table, {})[k.key()] = k
+            by_table.setdefault(DataKind.KLINES.table(k.timeframe), {})[k.key()] = k
         first: dict[Pair, int] = {}  # streams whose seam start is unknown: read it before writing their candles
         for k in candles:
             pair = (k.symbol, k.timeframe)

@@ -43,7 +43,7 @@ def test_providers_manager_builds_the_binance_form():
 
 
 def test_airflow_connections_test_reaches_the_exchange(emulator, tmp_path):
-    """README step 6: `airflow connections test binance_default` with the connection from the environment."""
+    """docs/DEPLOY.md step 6: `airflow connections test binance_default` with the connection from the environment."""
     import os
     import subprocess
     import sys

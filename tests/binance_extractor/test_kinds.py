@@ -69,7 +69,9 @@ def test_commands_and_dag_families_map_to_one_kind() -> None:
 
 
 def test_gap_detection_kinds_and_bad_names() -> None:
-    assert gaps.gap_dataset(timeframes.parse("h1").table) == Dataset(DataKind.KLINES, timeframes.parse("h1"))
+    assert gaps.gap_dataset(DataKind.KLINES.table(timeframes.parse("h1"))) == Dataset(
+        DataKind.KLINES, timeframes.parse("h1")
+    )
     assert gaps.gap_dataset("agg_trades").kind is DataKind.AGG_TRADES
     with pytest.raises(InputError, match="no gap detection"):
         gaps.gap_dataset("trades")

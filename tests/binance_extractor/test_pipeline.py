@@ -42,7 +42,7 @@ def incremental(interval: str, symbol: str = "BTCUSDT") -> Job:
 
 
 def opens(sink: SqliteSink, interval: str, symbol: str = "BTCUSDT") -> list[datetime]:
-    return [r["open_time"] for r in sink.read(timeframes.parse(interval).table, symbol)]
+    return [r["open_time"] for r in sink.read(DataKind.KLINES.table(timeframes.parse(interval)), symbol)]
 
 
 def closed_opens(interval: str, start_ms: int, now_ms: int) -> list[datetime]:

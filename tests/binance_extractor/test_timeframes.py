@@ -4,6 +4,7 @@ import pytest
 
 from binance_extractor import timeframes
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.timeutil import dt_to_ms
 
 
@@ -18,13 +19,12 @@ from binance_extractor.timeutil import dt_to_ms
     ],
 )
 def test_scheduled_timeframes_map_to_binance_and_tables(name, interval, table):
-    for spelling in (name, interval, table):
-        tf = timeframes.parse(spelling)
-        assert (tf.name, tf.interval, tf.table) == (name, interval, table)
+    for tf in (timeframes.parse(name), timeframes.parse(interval), Dataset.of_table(table).timeframe):
+        assert tf is not None and (tf.name, tf.interval, DataKind.KLINES.table(tf)) == (name, interval, table)
 
 
 def test_every_binance_interval_follows_the_naming_rule():
-    tables = {timeframes.parse(i).table for i in timeframes.BINANCE_INTERVALS}
+    tables = {DataKind.KLINES.table(timeframes.parse(i)) for i in timeframes.BINANCE_INTERVALS}
     assert {"klines_h4", "klines_w1", "klines_m1", "klines_mo1", "klines_d3"} <= tables
     assert len(tables) == len(timeframes.BINANCE_INTERVALS)  # no collisions (m1 vs mo1)
 

@@ -21,7 +21,7 @@ SCHEMA = json.loads((Path(__file__).parent / "data" / "airflow-chart-1.22.0.valu
 BASE = yaml.safe_load((DEPLOY / "airflow-values.yaml").read_text())
 GITSYNC = yaml.safe_load((DEPLOY / "airflow-values-gitsync.yaml").read_text())
 REMOTE_LOGGING = yaml.safe_load((DEPLOY / "airflow-values-remote-logging.yaml").read_text())
-README = (ROOT / "README.md").read_text()
+DEPLOY_DOC = (ROOT / "docs" / "DEPLOY.md").read_text()
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def test_jwt_and_api_secret_keys_come_from_secrets_the_readme_creates() -> None:
         name = BASE[value]
         assert name, value
         pattern = rf"create secret generic {name} \\\n\s*--from-literal={key}="
-        assert re.search(pattern, README), f"README step 4 creates no Secret {name} with the key {key}"
+        assert re.search(pattern, DEPLOY_DOC), f"docs/DEPLOY.md step 4 creates no Secret {name} with the key {key}"
 
 
 def test_create_user_job_is_set_explicitly() -> None:

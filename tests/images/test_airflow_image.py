@@ -1,7 +1,7 @@
 """The Airflow image (the Dockerfile's default target), built and run: a consistent set of packages, the Binance
 provider registered, every DAG in /opt/airflow/dags parsing, the executor the Helm values pick importable, and a
 real ``airflow dags test`` (local runtime) loading from the exchange emulator into MariaDB, set up the way the
-chart's set-up Job does it (``python -m binance_extractor setup-airflow``), with the checks of README "Deploy to
+chart's set-up Job does it (``python -m binance_extractor setup-airflow``), with the checks of docs/DEPLOY.md "Deploy to
 Kubernetes" step 6 (the pool, ``airflow connections test binance_default``) and the Helm values' telemetry settings:
 Airflow's own metrics and the spans reach an OTLP receiver, the library's metrics a real Prometheus by remote write.
 """
@@ -122,9 +122,9 @@ airflow pools get binance_api -o json
     assert [(r["state"], r["logical_date"]) for r in runs] == [("success", logical_date.isoformat())], runs
     (pool,) = _json_after(out, "== pool")
     assert pool["pool"] == "binance_api" and int(pool["slots"]) >= 1
-    # README step 6: the exchange connection's test (ping + exchangeInfo) through the Binance hook. (A process of its
-    # own: that CLI never starts the library's telemetry, so its few exchange-call metrics would go through
-    # Airflow's OTLP exporter and blur the check below.)
+    # docs/DEPLOY.md step 6: the exchange connection's test (ping + exchangeInfo) through the Binance hook.
+    # (A process of its own: that CLI never starts the library's telemetry, so its few exchange-call metrics
+    # would go through Airflow's OTLP exporter and blur the check below.)
     connection = {k: env[k] for k in ("AIRFLOW_CONN_BINANCE_DEFAULT", "BINANCE_EXTRACTOR_BUDGET_NAME")}
     tested = _airflow(images, "connections", "test", "binance_default", env=connection, network="host")
     assert "Connection success!" in tested, tested[-2000:]

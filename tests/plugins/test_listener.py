@@ -123,8 +123,11 @@ def test_hooks_with_orm_objects_from_the_api_server_path(probe: DagRunResult) ->
         assert cap.spans("airflow.task") == []  # spans only in the task runner, not for API-side changes
 
 
-def test_hooks_never_raise(caplog: pytest.LogCaptureFixture) -> None:
-    import binance_listener  # the plugins folder is on sys.path once Airflow has loaded its plugins
+def test_hooks_never_raise(airflow_db: None, caplog: pytest.LogCaptureFixture) -> None:
+    from airflow.listeners.listener import get_listener_manager
+
+    get_listener_manager()  # loads Airflow's plugins, which puts the plugins folder on sys.path
+    import binance_listener
 
     class Broken:
         @property
