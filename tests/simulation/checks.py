@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from binance_extractor.kinds import DataKind
 from binance_extractor.sinks import open_stores
 from binance_extractor.sinks.base import GAP_CONFIRMED
 from binance_extractor.timeutil import dt_to_ms
@@ -66,7 +67,7 @@ def check_all(w: World, final_tick: int) -> list[str]:
                     problems += _trades(w, store, ledger, symbol, final_tick)
         for tf in TAIL_TIMEFRAMES:
             for symbol in w.symbols:
-                problems += _klines(w, store, ledger, tf.table, symbol, tf.interval, final_tick, False)
+                problems += _klines(w, store, ledger, DataKind.KLINES.table(tf), symbol, tf.interval, final_tick, False)
     finally:
         for s in stores:
             s.close()

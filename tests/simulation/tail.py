@@ -20,6 +20,7 @@ from typing import Any
 
 from binance_extractor import config
 from binance_extractor.client import BinanceFuturesClient
+from binance_extractor.kinds import DataKind
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
 from binance_extractor.stream.tail import Tail, TailConfig, _Fill
@@ -242,7 +243,7 @@ class SimTail:
         candles = self.held
         by_table: dict[str, dict[tuple[Any, ...], Kline]] = {}
         for k in candles:
-            by_table.setdefault(k.timeframe.table, {})[k.key()] = k
+            by_table.setdefault(DataKind.KLINES.table(k.timeframe), {})[k.key()] = k
         first: dict[Any, int] = {}
         for k in candles:
             pair = (k.symbol, k.timeframe)
