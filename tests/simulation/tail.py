@@ -92,7 +92,13 @@ class SimTail:
         asyncio.set_event_loop(self.loop)
         tail._stop_event = asyncio.Event()
         tail._queue = asyncio.Queue(maxsize=cfg.queue_size)
-        tail._sinks = _open_sinks()
+        try:
+            tail._sinks = _open_sinks()
+        except Exception as exc:  # Tail.run fails at its start (the database is down): the supervisor restarts it
+            tail._db.shutdown(wait=True)
+            self.w.log.add(self.w.now(), f"tail failed to start ({str(exc)[:100]}); restarted in 30 s")
+            self.w.at(self.w.now() + 30_000, "tail-start", self.start_process)
+            return
         tail._client = BinanceFuturesClient.from_env()
         self.tail = tail
         self.held, self.write_attempt, self.retry_at = [], 0, None
