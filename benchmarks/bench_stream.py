@@ -1,6 +1,7 @@
 """Close-to-row delay of the live tail (p50/p99) in SQLite and MariaDB, and the tail process's CPU and memory.
 
     .venv/bin/python benchmarks/bench_stream.py [--sinks sqlite,mysql] [--rounds 2] [--latency 0.05]
+    .venv/bin/python benchmarks/bench_stream.py --contracts 400 [--update-ms 250] [--lead 75]   # #25: 2,000 streams
 
 24 symbols x 5 intervals (5m, 15m, 30m, 1h, 1d) = 120 streams on one connection to the emulator's WebSocket
 server. The emulator's market clock and the tail's library clock are the real clock shifted by the same offset,
@@ -179,13 +180,134 @@ def baseline(emu: Emulator, clock: ShiftedClock, sink: str, env: dict[str, str],
         client.close()
 
 
+def _wait(cond: Any, what: str, timeout: float, proc: subprocess.Popen[str], lines: list[str]) -> None:
+    limit = time.monotonic() + timeout
+    while not cond():
+        if proc.poll() is not None:
+            raise SystemExit(f"the tail exited while waiting for {what}:\n" + "".join(lines[-30:]))
+        if time.monotonic() > limit:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def stored_exactly(env: dict[str, str], sink: str, close_log: list[tuple[str, str, int, float]], emu: Emulator) -> int:
+    """Every close the emulator sent is a stored row equal to what REST serves for it; returns how many."""
+    from binance_extractor.kinds import DataKind
+    from binance_extractor.models import Kline
+    from binance_extractor.sinks import open_stores
+    from binance_extractor.timeframes import parse as parse_tf
+    from binance_extractor.timeutil import dt_to_ms, ms_to_dt
+
+    os.environ.update(env)
+    (store,) = open_stores([sink])
+    wanted: dict[tuple[str, str], set[int]] = {}
+    for sym, iv, open_ms, _ in close_log:
+        wanted.setdefault((sym, iv), set()).add(open_ms)
+    try:
+        for (sym, iv), opens in wanted.items():
+            lo, hi = min(opens), max(opens)
+            rows = store.read(DataKind.KLINES.table(parse_tf(iv)), sym, ms_to_dt(lo), ms_to_dt(hi + 1))
+            got = {dt_to_ms(r["open_time"]): Kline(**r) for r in rows}
+            for t in opens:
+                (served,) = emu.klines_rows(sym, iv, t, t)
+                if got.get(t) != Kline.from_rest(sym, iv, served):
+                    raise SystemExit(f"{sym} {iv} {t}: stored {got.get(t)} != served {served}")
+    finally:
+        store.close()
+    return sum(len(v) for v in wanted.values())
+
+
+def _scale_sink(
+    emu: Emulator, clock: ShiftedClock, symbols: list[str], intervals: list[str], sink: str, hour: int, args: Any
+) -> None:
+    """One tail process over every stream into ``sink``, from ``args.lead`` s before ``hour`` to 5 s after it."""
+    from binance_extractor.stream import plan
+    from binance_extractor.timeframes import parse as parse_tf
+
+    streams = len(symbols) * len(intervals)
+    clock.offset_ms = hour - int(args.lead * 1000) - time.time_ns() // 1_000_000
+    extra, cleanup = sink_env(sink)
+    env = {
+        **os.environ,
+        "BINANCE_FUTURES_BASE_URL": emu.url,
+        "BINANCE_FUTURES_WS_URL": emu.ws_url,
+        "BINANCE_LOG_FORMAT": "json",
+        **extra,
+    }
+    cmd = [sys.executable, "-c", BOOT, str(clock.offset_ms), "stream", "--symbols", ",".join(symbols)]
+    cmd += ["--intervals", ",".join(intervals), "--sink", sink, "--no-fill", "--queue-size", "20000"]
+    emu.stream.connection_streams.clear()
+    emu.stream.close_log.clear()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    want = len(plan.split_streams([(s, parse_tf(i)) for s in symbols for i in intervals]))  # the tail's own plan
+    _wait(lambda: emu.stream.active >= want, f"{want} connections", 120, proc, lines)
+    ps = psutil.Process(proc.pid)
+    sent0 = emu.stream.updates_sent + emu.stream.closes_sent
+    cpu0, t0 = ps.cpu_times(), time.monotonic()
+    if clock.now_ms() >= hour:
+        print(f"  warning: the tail connected {(clock.now_ms() - hour) / 1000:.1f} s after the hour; raise --lead")
+    _wait(lambda: clock.now_ms() >= hour + 5000, "the hour's closes", args.lead + 120, proc, lines)
+    cpu1, window = ps.cpu_times(), time.monotonic() - t0
+    sent = emu.stream.updates_sent + emu.stream.closes_sent - sent0
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(120)
+    reader.join(5)
+    result = next(json.loads(x) for x in lines if x.startswith('{"command": "stream"'))
+    cpu = 100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / window
+    split = list(emu.stream.connection_streams)
+    closes = list(emu.stream.close_log)
+    now_perf, now_market = time.perf_counter(), clock.now_ms()  # the emulator's own delay: close time -> sent
+    sent_late = [now_market - (now_perf - at) * 1000 - (t + D.INTERVAL_MS[iv]) for _, iv, t, at in closes]
+    checked = stored_exactly(extra, sink, closes, emu)
+    ok = max(split) <= plan.MAX_STREAMS_PER_CONNECTION and sum(split) == streams
+    print(
+        f"{sink:6s} {len(symbols)} contracts x {len(intervals)} intervals = {streams:,} streams on {len(split)} "
+        f"connections (max {max(split)} streams each, documented limit {plan.MAX_STREAMS_PER_CONNECTION}: "
+        f"{'ok' if ok else 'EXCEEDED'})\n"
+        f"       {sent / window:,.0f} messages/s served (update every {args.update_ms} ms; the tail counted "
+        f"{result['messages']:,}); tail CPU {cpu:.0f} % of one core = {cpu * 1000 / streams:.1f} % per 1,000 "
+        f"streams\n"
+        f"       close -> stored p50 {result['lag_p50_ms'] / 1000:.3f} s, p99 {result['lag_p99_ms'] / 1000:.3f} s "
+        f"(target <= 2 s); {checked:,} closes sent, every one stored equal to REST; "
+        f"{result['candles_stored']:,} stored, {result['write_failures']} write failures\n"
+        f"       of which the emulator's own send delay (close time -> frame sent): p50 "
+        f"{_pct(sent_late, 0.5) / 1000:.3f} s, p99 {_pct(sent_late, 0.99) / 1000:.3f} s"
+    )
+    if cleanup:
+        cleanup()
+
+
+def scale(args: argparse.Namespace) -> None:
+    """#25: ``--contracts`` symbols x ``--scale-intervals`` streams, live updates every ``--update-ms``, no REST
+    fill: messages/s, the tail's CPU per 1,000 streams, close -> stored p50/p99 through an hour boundary (every
+    stream closes at once), every sampled close compared with REST, and the split into connections."""
+    clock = ShiftedClock(0)
+    emu = Emulator(clock=clock, latency=args.latency, contracts=args.contracts).start()
+    emu.stream.update_ms = args.update_ms
+    symbols = emu.perpetuals(args.contracts)
+    intervals = args.scale_intervals.split(",")
+    hour = D.ms(2026, 11, 2, 1)
+    for n, sink in enumerate(args.sinks.split(",")):
+        _scale_sink(emu, clock, symbols, intervals, sink, hour + n * 3600_000, args)  # each sink: the next hour
+    emu.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sinks", default="sqlite,mysql")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--lead", type=float, default=40.0, help="seconds before midnight each tail starts")
     ap.add_argument("--latency", type=float, default=0.05, help="emulator REST latency (s)")
+    ap.add_argument("--contracts", type=int, default=0, help="#25 scale mode: this many contracts (e.g. 400)")
+    ap.add_argument("--scale-intervals", default="1m,5m,15m,30m,1h", help="scale mode: intervals per contract")
+    ap.add_argument("--update-ms", type=int, default=250, help="scale mode: live update period of each stream")
     args = ap.parse_args()
+    if args.contracts:
+        scale(args)
+        return
     clock = ShiftedClock(0)
     emu = Emulator(clock=clock, latency=args.latency).start()
     base_env = {

@@ -37,9 +37,11 @@ from binance_extractor.archive_files import (
     to_klines,
 )
 from binance_extractor.archive_periods import DAY_MS, PREFIX, Period, archivable, plan_periods
+from binance_extractor.derivative_models import PRICE_MODELS
 from binance_extractor.errors import InputError
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.models import Kline
+from binance_extractor.prices import Price
 from binance_extractor.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,12 @@ def iter_klines(
     stats: ArchiveStats | None = None,
     min_candles: int = AUTO_MIN_CANDLES,
     columnar: bool = False,
-) -> Iterator[list[Kline] | KlineBlock]:
+    price: Price = Price.TRADE,
+) -> Iterator[list[Any] | KlineBlock]:
     """Ordered, non-overlapping batches of validated closed candles in ``[start_ms, end_ms)``.
+
+    ``price``: trade klines, or the mark/index/premium-index series (``PriceKline`` models from their own archive
+    folders, the index one per pair; always model batches, never columnar: the blocks hold trade-kline columns).
 
     ``columnar``: each complete archive file comes as one ``KlineBlock`` (parsed and validated by pyarrow, for
     the sinks' bulk loaders) instead of model batches; REST rows and files merged with REST fills stay models.
@@ -83,20 +89,23 @@ def iter_klines(
     if workers < 1:
         raise InputError(f"workers must be at least 1, not {workers}")
     stats = stats if stats is not None else ArchiveStats()
+    columnar = columnar and price is Price.TRADE
     if source == "rest" or (source == "auto" and not archivable(tf)):
-        yield from _rest(client, symbol, tf, start_ms, end_ms, now_ms, stats)
+        yield from _rest(client, symbol, tf, start_ms, end_ms, now_ms, stats, price)
         return
     if not archivable(tf):
         raise InputError(f"the archive path supports intervals dividing a day, not {tf.interval}: use --source rest")
     now = now_ms if now_ms is not None else closed_before(client)
     today = now - now % DAY_MS
     if source == "auto" and tf.count_between(start_ms, min(end_ms, today)) < min_candles:
-        yield from _rest(client, symbol, tf, start_ms, end_ms, now, stats)
+        yield from _rest(client, symbol, tf, start_ms, end_ms, now, stats, price)
         return
     buffer = _Batcher()
-    run = _Run(client, symbol, tf, start_ms, end_ms, source, now, stats)
+    run = _Run(client, symbol, tf, start_ms, end_ms, source, now, stats, price)
     session = _session(workers)
-    fetcher = ArchiveFetcher(symbol, tf, session, base_url or config.archive_url(), columnar=columnar)
+    fetcher = ArchiveFetcher(
+        price.subject(symbol), tf, session, base_url or config.archive_url(), columnar, folder=price.archive_dir
+    )
     parts = _prefetch(fetcher, plan_periods(start_ms, min(end_ms, today)), start_ms, end_ms, workers, stats)
     try:
         for part in parts:
@@ -109,7 +118,7 @@ def iter_klines(
         tail_start = max(start_ms, today)
         if tail_start < end_ms:
             if source == "auto":
-                for batch in _rest(client, symbol, tf, tail_start, end_ms, now, stats):
+                for batch in _rest(client, symbol, tf, tail_start, end_ms, now, stats, price):
                     yield from buffer.add(batch)
             else:
                 log.warning(
@@ -208,8 +217,15 @@ class _Run:
     source: str
     now: int
     stats: ArchiveStats
+    price: Price = Price.TRADE
 
-    def resolve(self, part: FilePart) -> Iterator[list[Kline] | KlineBlock]:
+    def _models(self, rows: list[list[str]]) -> list[Any]:
+        if self.price is Price.TRADE:
+            return to_klines(self.symbol, self.tf.interval, rows)
+        build, subject = PRICE_MODELS[self.price].from_rest, self.price.subject(self.symbol)
+        return [build(subject, self.tf.interval, row) for row in rows]
+
+    def resolve(self, part: FilePart) -> Iterator[list[Any] | KlineBlock]:
         lo, hi = max(part.period.lo_ms, self.start_ms), min(part.period.hi_ms, self.end_ms)
         if part.error is not None:
             self.stats.files_failed.append(part.filename)
@@ -246,27 +262,34 @@ class _Run:
             return
         if not holes:
             for i in range(0, len(part.rows), BATCH_SIZE):  # validated chunk by chunk: writing starts early
-                yield to_klines(self.symbol, self.tf.interval, part.rows[i : i + BATCH_SIZE])
+                yield self._models(part.rows[i : i + BATCH_SIZE])
             return
         fills = [k for batch in self._fill(holes, why=part.filename) for k in batch]
-        merged = sorted(to_klines(self.symbol, self.tf.interval, part.rows) + fills, key=_open_time)
+        merged = sorted(self._models(part.rows) + fills, key=_open_time)
         if merged:
             yield merged
 
-    def _fill(self, ranges: list[tuple[int, int]], why: str) -> Iterator[list[Kline]]:
+    def _fill(self, ranges: list[tuple[int, int]], why: str) -> Iterator[list[Any]]:
         for lo, hi in ranges:
             log.debug("%s %s: REST for [%s, %s) (%s)", self.symbol, self.tf.interval, _iso(lo), _iso(hi), why)
-            yield from _rest(self.client, self.symbol, self.tf, lo, hi, self.now, self.stats)
+            yield from _rest(self.client, self.symbol, self.tf, lo, hi, self.now, self.stats, self.price)
 
 
 def _rest(
-    client: Any, symbol: str, tf: Timeframe, lo: int, hi: int, now_ms: int | None, stats: ArchiveStats
-) -> Iterator[list[Kline]]:
+    client: Any,
+    symbol: str,
+    tf: Timeframe,
+    lo: int,
+    hi: int,
+    now_ms: int | None,
+    stats: ArchiveStats,
+    price: Price = Price.TRADE,
+) -> Iterator[list[Any]]:
     from binance_extractor import extract  # the REST path; imported late to keep this module light
 
     stats.rest_ranges.append((lo, hi))
     got = 0
-    for batch in extract.iter_klines(client, symbol, tf, lo, hi, now_ms=now_ms):
+    for batch in extract.iter_klines(client, symbol, tf, lo, hi, now_ms=now_ms, price=price):
         got += len(batch)
         stats.rest_rows += len(batch)
         yield batch
@@ -274,7 +297,7 @@ def _rest(
         stats.unfilled_ranges.append((lo, hi))
 
 
-def _open_time(k: Kline) -> datetime:
+def _open_time(k: Any) -> datetime:
     return k.open_time
 
 

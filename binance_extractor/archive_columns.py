@@ -79,6 +79,14 @@ class KlineBlock:
     def open_ms(self) -> list[int]:
         return [int(v) for v in self.columns["open_time"].to_pylist()]
 
+    @staticmethod
+    def concat(blocks: list[KlineBlock]) -> KlineBlock:
+        """Consecutive files of one (symbol, interval), in time order, as one block: one bulk load, one commit."""
+        first = blocks[0]
+        if any((b.symbol, b.timeframe) != (first.symbol, first.timeframe) for b in blocks):
+            raise ValueError("only blocks of one symbol and interval can be joined")
+        return KlineBlock(first.symbol, first.timeframe, pa.concat_tables([b.columns for b in blocks]))
+
     def slice(self, start: int, length: int) -> KlineBlock:
         return KlineBlock(self.symbol, self.timeframe, self.columns.slice(start, length))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -66,13 +67,25 @@ class ArchiveFetcher:
     """Downloads, verifies and parses archive files for one (symbol, interval); thread-safe for GETs."""
 
     def __init__(
-        self, symbol: str, tf: Timeframe, session: requests.Session, base_url: str, columnar: bool = False
+        self,
+        symbol: str,
+        tf: Timeframe,
+        session: requests.Session,
+        base_url: str,
+        columnar: bool = False,
+        *,
+        folder: str = "klines",
+        parse: Callable[[str, int, int], tuple[list[list[str]], list[int]]] | None = None,
     ) -> None:
+        """``folder`` picks the series (``klines``, ``markPriceKlines``... or ``metrics``); ``parse`` reads a
+        file's CSV text into (rows in the window, their times) when it is not kline-shaped (the metrics files)."""
         self.symbol = symbol
         self.tf = tf
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.columnar = columnar
+        self.folder = folder
+        self.parse = parse
         self.down = False  # set once a file failed for want of a host: later files fail fast
 
     def fetch(self, period: Period, lo_ms: int, hi_ms: int) -> list[FilePart]:
@@ -84,8 +97,9 @@ class ArchiveFetcher:
         return [part]
 
     def fetch_file(self, period: Period, lo_ms: int, hi_ms: int) -> FilePart:
-        name = period.filename(self.symbol, self.tf.interval)
-        url = f"{self.base_url}/{period.path(self.symbol, self.tf.interval)}"
+        label = "metrics" if self.folder == "metrics" else self.tf.interval
+        name = period.filename(self.symbol, label)
+        url = f"{self.base_url}/{period.path(self.symbol, label, self.folder)}"
         if self.down:
             return FilePart(period, name, error=ArchiveError(name, "archive host unreachable (skipped)"))
         retrying = Retrying(
@@ -104,6 +118,9 @@ class ArchiveFetcher:
                         if self.columnar:  # pyarrow releases the GIL: files parse in parallel with writing
                             block = parse_block(read_zip_bytes(body), self.symbol, self.tf, lo_ms, hi_ms)
                             return FilePart(period, name, open_ms=block.open_ms(), block=block)
+                        if self.parse is not None:
+                            rows, opens = self.parse(read_zip(body), lo_ms, hi_ms)
+                            return FilePart(period, name, rows, opens)
                         rows, opens = parse_rows(read_zip(body), lo_ms, hi_ms, f"{self.symbol} {self.tf.interval}")
                         return FilePart(period, name, rows, opens)
             except _BadFile as exc:

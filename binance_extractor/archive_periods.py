@@ -30,7 +30,10 @@ class Period:
         return f"{symbol}-{interval}-{self.label}.zip"
 
     def path(self, symbol: str, interval: str, folder: str = KLINES_FOLDER) -> str:
-        """The file's path under the archive's root; ``folder`` is the dataset's (``DatasetEntry.archive_path``)."""
+        """The file's path under the archive's root; ``folder`` is the dataset's (``DatasetEntry.archive_path``);
+        ``metrics`` files are daily with no interval folder (``interval`` is then the word ``metrics``)."""
+        if folder == "metrics":
+            return f"{PREFIX}/{self.kind}/metrics/{symbol}/{self.filename(symbol, interval)}"
         return f"{PREFIX}/{self.kind}/{folder}/{symbol}/{interval}/{self.filename(symbol, interval)}"
 
     def days(self) -> list[Period]:

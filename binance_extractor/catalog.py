@@ -24,12 +24,14 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from binance_extractor import timeframes
+from binance_extractor.derivative_models import IndexKline, MarkKline, OpenInterest, PremiumKline, PriceKline
 from binance_extractor.errors import InputError
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
+from binance_extractor.prices import Price
 from binance_extractor.timeframes import Timeframe
 
 ColType = Literal["symbol", "time", "dec", "int", "bool", "str", "text"]
-Row = Kline | FundingRate | AggTrade | Trade
+Row = Kline | FundingRate | AggTrade | Trade | PriceKline | OpenInterest
 Weight = Callable[[Mapping[str, Any]], int]
 
 
@@ -75,6 +77,10 @@ class DataKind(StrEnum):
     FUNDING = "funding"
     AGG_TRADES = "agg_trades"
     TRADES = "trades"
+    MARK_KLINES = "mark_klines"
+    INDEX_KLINES = "index_klines"
+    PREMIUM_KLINES = "premium_klines"
+    OPEN_INTEREST = "open_interest"
 
     @classmethod
     def parse(cls, name: str) -> DataKind:
@@ -262,6 +268,68 @@ DATASETS: dict[DataKind, DatasetEntry] = {
         weight=lambda p: 20,
     ),
 }
+
+PRICE_KLINE_COLUMNS = (
+    col("symbol", "symbol"),
+    col("open_time", "time"),
+    col("close_time", "time"),
+    col("open", "dec"),
+    col("high", "dec"),
+    col("low", "dec"),
+    col("close", "dec"),
+    col("sample_count", "int"),
+)
+
+# Issue #23: mark/index/premium-index klines (one table per timeframe, like klines; `klines --price`) and open
+# interest (5-minute marks). Facts and sources: docs/DATASETS.md.
+PRICE_KINDS: dict[Price, DataKind] = {
+    Price.TRADE: DataKind.KLINES,
+    Price.MARK: DataKind.MARK_KLINES,
+    Price.INDEX: DataKind.INDEX_KLINES,
+    Price.PREMIUM: DataKind.PREMIUM_KLINES,
+}
+for _price, _model in ((Price.MARK, MarkKline), (Price.INDEX, IndexKline), (Price.PREMIUM, PremiumKline)):
+    DATASETS[PRICE_KINDS[_price]] = DatasetEntry(
+        PRICE_KINDS[_price],
+        table=_price.table_prefix,
+        per_timeframe=True,
+        columns=PRICE_KLINE_COLUMNS,
+        order_column="open_time",
+        time_column="open_time",
+        model=_model,
+        command="klines",  # `klines --price mark|index|premium`
+        endpoint=_price.endpoint,
+        weight=lambda p: klines_weight(param_limit(p, 500)),
+        archive_path=_price.archive_dir,
+    )
+DATASETS[DataKind.OPEN_INTEREST] = DatasetEntry(
+    DataKind.OPEN_INTEREST,
+    table="open_interest",
+    per_timeframe=False,
+    columns=(
+        col("symbol", "symbol"),
+        col("time", "time"),
+        col("open_interest", "dec"),
+        col("open_interest_value", "dec"),
+    ),
+    order_column="time",
+    time_column="time",
+    model=OpenInterest,
+    command="open-interest",
+    endpoint="/futures/data/openInterestHist",
+    weight=lambda p: 0,  # its own 1000 requests / 5 min / IP instead (weights.OPEN_INTEREST_LIMIT)
+    archive_path="metrics",
+)
+DERIVATIVE_KINDS = (DataKind.MARK_KLINES, DataKind.INDEX_KLINES, DataKind.PREMIUM_KLINES, DataKind.OPEN_INTEREST)
+
+
+def price_of(kind: DataKind) -> Price:
+    """The price a candle kind follows (klines: trade)."""
+    for price, k in PRICE_KINDS.items():
+        if k is kind:
+            return price
+    raise InputError(f"{kind} is not a kline series")
+
 
 # The bookkeeping tables (their columns: sinks/schema.py).
 AUDIT_TABLE = "extraction_runs"

@@ -44,6 +44,7 @@ from binance_extractor.errors import (
     RetryableAPIError,
 )
 from binance_extractor.exchange_clock import ExchangeClock
+from binance_extractor.prices import Price
 from binance_extractor.ratelimit import WeightRule
 from binance_extractor.timeutil import ms_to_dt
 
@@ -88,6 +89,7 @@ class BinanceFuturesClient:
         # one budget for the IP: shared with every process using the same store and budget name
         self._owns_budget = budget is None
         self.limiter = budget or open_budget(self.base_url, margin=margin, max_ban_wait=max_ban_wait)
+        self._oi_limiter: SharedBudget | None = None  # openInterestHist's own request window, made on first use
         margin_ms = close_margin_ms if close_margin_ms is not None else _default_close_margin()
         self.exchange_clock = ExchangeClock(self.server_time, margin_ms=margin_ms)
         self.timeout = timeout
@@ -171,7 +173,9 @@ class BinanceFuturesClient:
                 self.limiter.load_shared_rule()
             else:
                 self._ensure_rule()
-        ticket: Ticket = self.limiter.acquire(weight, funding=path in weights.FUNDING_PATHS)
+        limiter = self._limiter_for(path)
+        separate = path in weights.FUNDING_PATHS or path in weights.OPEN_INTEREST_PATHS
+        ticket: Ticket = limiter.acquire(weight, funding=separate)
         used: int | None = None
         started = time.perf_counter()
         status = 0
@@ -190,10 +194,27 @@ class BinanceFuturesClient:
                     telemetry.instruments.gauge("binance.weight.budget", unit="{weight}").set(self.limiter.budget)
                 return self._decode(resp, path)
             finally:
-                self.limiter.release(ticket, used)
+                limiter.release(ticket, used)
                 attrs = {"endpoint": path, "status": status}
                 telemetry.instruments.counter("binance.http.requests").add(1, attrs)
                 telemetry.instruments.histogram("binance.http.duration").record(time.perf_counter() - started, attrs)
+
+    def _limiter_for(self, path: str) -> SharedBudget:
+        """The weight budget, or for ``/futures/data`` statistics their own shared window (1000 requests per
+        5 minutes per IP, weight 0): the same store, its own key, the "separate window" of the budget."""
+        if path not in weights.OPEN_INTEREST_PATHS:
+            return self.limiter
+        with self._info_lock:
+            if self._oi_limiter is None:
+                self._oi_limiter = SharedBudget(
+                    self.limiter.store,
+                    self.limiter.key + ":open-interest",
+                    rule=self.limiter.rule,
+                    margin=self.limiter.margin,
+                    max_ban_wait=self.limiter.max_ban_wait,
+                    funding_limit=weights.OPEN_INTEREST_LIMIT,
+                )
+            return self._oi_limiter
 
     def _decode(self, resp: requests.Response, path: str) -> Any:
         status = resp.status_code
@@ -211,7 +232,7 @@ class BinanceFuturesClient:
             raise RetryableAPIError(status, code, f"IP banned: {msg}", path)
         if status == 429:
             telemetry.instruments.counter("binance.ratelimit.events").add(1, {"kind": "429"})
-            self.limiter.pause(retry_after or 1.0)
+            self._limiter_for(path).pause(retry_after or 1.0)  # openInterestHist's own limit pauses only it
             raise RateLimitedError(status, code, msg, path, retry_after or 1.0)
         if status >= 500 or code == -1001:
             raise RetryableAPIError(status, code, msg, path)
@@ -308,6 +329,27 @@ class BinanceFuturesClient:
 
     def premium_index(self, symbol: str) -> dict[str, Any]:
         return self.request("/fapi/v1/premiumIndex", {"symbol": symbol})
+
+    def price_klines(
+        self,
+        price: Price,
+        symbol: str,
+        interval: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 499,
+    ) -> list[list[Any]]:
+        """Trade, mark, index or premium-index klines of ``symbol``: the index endpoint takes the symbol's pair."""
+        params = _params(interval=interval, limit=limit, startTime=start_ms, endTime=end_ms)
+        params[price.param] = price.subject(symbol)
+        return self.request(price.endpoint, params)
+
+    def open_interest_hist(
+        self, symbol: str, period: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """``GET /futures/data/openInterestHist``: weight 0, its own 1000 requests / 5 min / IP, last 30 days."""
+        params = _params(symbol=symbol, period=period, limit=limit, startTime=start_ms, endTime=end_ms)
+        return self.request("/futures/data/openInterestHist", params)
 
 
 def _params(**given: Any) -> dict[str, Any]:

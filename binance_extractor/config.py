@@ -50,6 +50,9 @@ class Settings:
     retention: dict[str, int | None] = field(default_factory=dict)
     gap_filler: dict[str, Any] = field(default_factory=dict)
     kubernetes: dict[str, Any] = field(default_factory=dict)
+    symbols_per_task: int = 1
+    max_tasks_per_run: int | None = None
+    derivatives: dict[str, Any] = field(default_factory=dict)
 
 
 def _env_bool(name: str) -> bool | None:
@@ -89,6 +92,13 @@ def settings() -> Settings:
         raw["history_days"] = int(os.environ["BINANCE_EXTRACTOR_HISTORY_DAYS"])
     if os.environ.get("BINANCE_EXTRACTOR_MAX_CATCHUP_DAYS"):
         raw["max_catchup_days"] = int(os.environ["BINANCE_EXTRACTOR_MAX_CATCHUP_DAYS"])
+    for env, key in (
+        ("BINANCE_EXTRACTOR_SYMBOLS_PER_TASK", "symbols_per_task"),
+        ("BINANCE_EXTRACTOR_MAX_TASKS_PER_RUN", "max_tasks_per_run"),
+    ):
+        if os.environ.get(env):
+            value = os.environ[env].strip()
+            raw[key] = None if key == "max_tasks_per_run" and value.lower() in ("none", "null") else value
     full = _env_bool("BINANCE_EXTRACTOR_FULL_HISTORY")
     if full is not None:
         raw["full_history"] = full
@@ -103,7 +113,40 @@ def settings() -> Settings:
         retention=dict(raw.get("retention") or {}),
         gap_filler=dict(raw.get("gap_filler") or {}),
         kubernetes=dict(raw.get("kubernetes") or {}),
+        symbols_per_task=_at_least_one("symbols_per_task", raw.get("symbols_per_task", 1)),
+        max_tasks_per_run=None
+        if raw.get("max_tasks_per_run") is None
+        else _at_least_one("max_tasks_per_run", raw["max_tasks_per_run"]),
+        derivatives=dict(raw.get("derivatives") or {}),
     )
+
+
+def _at_least_one(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise InputError(f"{name} must be at least 1, not {number}")
+    return number
+
+
+DERIVATIVE_SERIES = ("mark_klines", "index_klines", "premium_klines", "open_interest")
+
+
+def derivative_kinds() -> list[str]:
+    """The derivative series enabled in ``derivatives:`` (docs/DATASETS.md), in catalog order; none by default,
+    so a trade-only deployment schedules, scans and creates nothing for them. An unknown name is an input error."""
+    raw = settings().derivatives
+    unknown = [name for name in raw if name not in DERIVATIVE_SERIES]
+    if unknown:
+        raise InputError(f"unknown series {unknown[0]!r} in derivatives: use {', '.join(DERIVATIVE_SERIES)}")
+    return [name for name in DERIVATIVE_SERIES if (raw.get(name) or {}).get("enabled", False) is True]
+
+
+def derivative_cron(name: str, default: str) -> str:
+    """The cron of a derivative series' DAGs (``derivatives.<name>.cron``), else ``default``."""
+    return str((settings().derivatives.get(name) or {}).get("cron") or default)
 
 
 def parse_symbols(value: str | list[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The data commands: ``klines``, ``funding``, ``trades`` (extraction), ``symbols`` and ``retention``."""
+"""The data commands: ``klines`` (``--price``), ``funding``, ``trades``, ``open-interest`` (extraction), ``symbols``
+and ``retention``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from typing import Any
 
 from binance_extractor import config, timeframes
+from binance_extractor.catalog import PRICE_KINDS
 from binance_extractor.cli_options import (
     SOURCES,
     make_client,
@@ -21,6 +23,8 @@ from binance_extractor.cli_options import (
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import DataKind, command_kind
 from binance_extractor.pipeline import Job, JobResult, run_job
+from binance_extractor.prices import Price
+from binance_extractor.symbol_batch import run_batch
 
 log = logging.getLogger("binance_extractor")
 
@@ -35,6 +39,16 @@ def _data_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser
         action="store_true",
         help="resume after the newest stored row (bounded by max_catchup_days; empty: history_days back)",
     )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="with several symbols: a failing symbol does not stop the others; fail at the end naming the failed ones",
+    )
+    p.add_argument(
+        "--skip-succeeded",
+        action="store_true",
+        help="skip symbols the stores' audit shows a success of this --requested-by for (a retry of the same run)",
+    )
     sink_options(p)
     return p
 
@@ -43,6 +57,22 @@ def add_klines(sub: Any) -> None:
     klines = _data_parser(sub, "klines", "Closed candles of one interval for each symbol.")
     klines.add_argument("--interval", required=True, help="Binance interval (5m, 1h, 1d ...) or m5, h1, d1 ...")
     klines.add_argument("--source", choices=SOURCES, default="auto", help="archive, REST or both (default: auto)")
+    klines.add_argument(
+        "--price",
+        choices=[p.value for p in Price],
+        default=Price.TRADE.value,
+        help="trade (default), mark, index (the symbol's pair) or premium (index) klines: docs/DATASETS.md",
+    )
+
+
+def add_open_interest(sub: Any) -> None:
+    oi = _data_parser(sub, "open-interest", "Open interest (5-minute marks) for each symbol.")
+    oi.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="auto",
+        help="rest: the last 30 days only; archive: the daily metrics files; auto: both (default)",
+    )
 
 
 def add_funding(sub: Any) -> None:
@@ -73,19 +103,30 @@ def add_retention(sub: Any) -> None:
 
 def run_data_command(args: argparse.Namespace) -> list[JobResult]:
     kind = command_kind(args.command, getattr(args, "kind", "agg"))
-    timeframe = timeframes.parse(args.interval) if kind is DataKind.KLINES else None  # the CLI boundary
+    if kind is DataKind.KLINES:
+        kind = PRICE_KINDS[Price.parse(getattr(args, "price", None) or "trade")]  # klines --price
+    timeframe = timeframes.parse(args.interval) if kind.entry.per_timeframe else None  # the CLI boundary
     start, end = times(args)
     sink_names = parse_sinks(args.sink)
     parse_conn_ids(args.conn_id, sink_names)  # bad input fails before any network or database access
+    if args.skip_succeeded and args.requested_by in ("", "cli"):
+        raise InputError("--skip-succeeded needs the --requested-by label of the run whose tries it resumes")
     client = make_client(args)
     try:
         symbols = resolve_symbols(args, client)
         sinks = open_sinks_for(args)
         try:
-            results = []
             bar = _progress_bar(args)
-            for symbol in symbols:
-                job = Job(
+
+            def run(job: Job) -> JobResult:
+                if bar is not None:
+                    bar.set_description(f"{job.symbol} {job.interval or kind}")
+                result = run_job(job, sinks, client, progress=bar.update if bar is not None else None)
+                log.info("extracted %s", job.table, extra={"event": "job_done", **result.to_dict()})
+                return result
+
+            jobs = [
+                Job(
                     kind=kind,
                     symbol=symbol,
                     timeframe=timeframe,
@@ -95,18 +136,13 @@ def run_data_command(args: argparse.Namespace) -> list[JobResult]:
                     source=getattr(args, "source", "rest"),
                     requested_by=args.requested_by,
                 )
-                if bar is not None:
-                    bar.set_description(f"{symbol} {job.interval or kind}")
-                result = run_job(job, sinks, client, progress=bar.update if bar is not None else None)
-                log.info(
-                    "extracted %s",
-                    job.table,
-                    extra={"event": "job_done", **result.to_dict()},
-                )
-                results.append(result)
+                for symbol in symbols
+            ]
+            outcome = run_batch(jobs, sinks, run, skip_succeeded=args.skip_succeeded, keep_going=args.keep_going)
             if bar is not None:
                 bar.close()
-            return results
+            outcome.raise_if_failed()
+            return outcome.results
         finally:
             for sink in sinks:
                 sink.close()

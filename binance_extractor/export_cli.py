@@ -21,7 +21,12 @@ STORES = catalog.STORE_NAMES
 def add_export_parser(sub: Any) -> None:
     help_text = "Write stored rows to Parquet (decimal128) or CSV, streamed; optionally one file per symbol and month."
     p = sub.add_parser("export", help=help_text, description=help_text)
-    p.add_argument("--table", required=True, help="klines_m5 (or m5/5m), funding_rates, agg_trades, trades")
+    p.add_argument(
+        "--table",
+        required=True,
+        help="klines_m5 (or m5/5m), funding_rates, agg_trades, trades, mark_klines_m5, index_klines_m5, "
+        "premium_klines_m5, open_interest",
+    )
     p.add_argument("--symbols", help="comma-separated (default: every symbol stored in the table)")
     p.add_argument("--start", help="ISO 8601 (UTC if no offset) or epoch ms; inclusive (default: first stored row)")
     p.add_argument("--end", help="ISO 8601 or epoch ms; exclusive (default: after the last stored row)")

@@ -21,9 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from binance_extractor.client import BinanceFuturesClient
+from binance_extractor.derivative_models import PRICE_MODELS, PriceKline
 from binance_extractor.errors import ExtractorError, ValidationError
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
+from binance_extractor.prices import Price
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 
@@ -92,14 +94,19 @@ def iter_klines(
     *,
     now_ms: int | None = None,
     page: int = KLINE_PAGE,
-) -> Iterator[list[Kline]]:
-    """Validated batches of closed candles opening in [start_ms, end_ms), in order, each candle once."""
+    price: Price = Price.TRADE,
+) -> Iterator[list[Any]]:
+    """Validated batches of closed candles opening in [start_ms, end_ms), in order, each candle once.
+
+    ``price`` picks the series (trade klines, or mark/index/premium-index klines: ``PriceKline`` models, the
+    index one under the symbol's pair); paging, windows and the closed bound are the same for all of them.
+    """
     now = now_ms if now_ms is not None else closed_before(client)
     stop = min(end_ms, tf.floor_ms(now))  # the candle opening at floor(now) is still in progress
     windows = kline_windows(tf, start_ms, stop, page)
 
-    def fetch(window: tuple[int, int]) -> list[Kline]:
-        return _fetch_kline_window(client, symbol, tf, window[0], window[1], now, page)
+    def fetch(window: tuple[int, int]) -> list[Any]:
+        return _fetch_kline_window(client, symbol, tf, window[0], window[1], now, page, price)
 
     for batch in ordered_map(fetch, windows, client.max_in_flight):
         if batch:
@@ -107,14 +114,29 @@ def iter_klines(
 
 
 def _fetch_kline_window(
-    client: BinanceFuturesClient, symbol: str, tf: Timeframe, start: int, end: int, now: int, page: int
-) -> list[Kline]:
-    out: list[Kline] = []
+    client: BinanceFuturesClient,
+    symbol: str,
+    tf: Timeframe,
+    start: int,
+    end: int,
+    now: int,
+    page: int,
+    price: Price = Price.TRADE,
+) -> list[Any]:
+    out: list[Any] = []
     cursor = start
+    build: Callable[[str, str, list[Any]], Kline | PriceKline] = (
+        Kline.from_rest if price is Price.TRADE else PRICE_MODELS[price].from_rest
+    )
+    subject = price.subject(symbol)  # the index is the pair's
     while cursor < end:
         limit = min(page, max(1, tf.count_between(cursor, end)))
-        rows = client.klines(symbol, tf.interval, cursor, end - 1, limit=limit)
-        check_cursor("klines", symbol, cursor, [int(r[0]) for r in rows[:1]])  # startTime ignored: not a window
+        if price is Price.TRADE:
+            rows = client.klines(symbol, tf.interval, cursor, end - 1, limit=limit)
+        else:
+            rows = client.price_klines(price, symbol, tf.interval, cursor, end - 1, limit=limit)
+        what = "klines" if price is Price.TRADE else price.archive_dir
+        check_cursor(what, subject, cursor, [int(r[0]) for r in rows[:1]])  # startTime ignored: not a window
         last_open = None
         for row in rows:
             open_ms = int(row[0])
@@ -122,7 +144,7 @@ def _fetch_kline_window(
                 continue  # outside the window or out of order: never trusted, never duplicated
             if int(row[6]) >= now:
                 continue  # still open
-            out.append(Kline.from_rest(symbol, tf.interval, row))
+            out.append(build(subject, tf.interval, row))
             last_open = open_ms
         if len(rows) < limit or last_open is None:
             break

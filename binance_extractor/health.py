@@ -90,7 +90,7 @@ def lag_seconds(dataset: Dataset, last: datetime | None, now_ms: int) -> float |
     if last is None:
         return None
     last_ms = dt_to_ms(last)
-    tf = dataset.timeframe
+    tf = gaps.grid_of(dataset)  # candles, and open interest's 5-minute marks
     if tf is not None:
         return max(0, tf.floor_ms(now_ms) - tf.next_open_ms(last_ms)) / 1000
     step = FUNDING_MS if dataset.kind is DataKind.FUNDING else HOURLY_MS
@@ -102,7 +102,7 @@ def is_stale(dataset: Dataset, last: datetime | None, now_ms: int, grace_ms: int
     ago (a run has that long to store it); other tables when their lag exceeds the grace."""
     if last is None:
         return False
-    tf = dataset.timeframe
+    tf = gaps.grid_of(dataset)
     if tf is not None:
         first_missing_open = tf.next_open_ms(dt_to_ms(last))
         return now_ms > tf.next_open_ms(first_missing_open) - 1 + grace_ms
@@ -125,8 +125,9 @@ def window_bounds(
     lo = dt_to_ms(start) if start is not None else hi - int(days * 86_400_000)
     if start is not None and end is not None and end <= start:
         raise InputError("the window's end must be after its start")
-    if dataset.timeframe is not None:
-        lo = dataset.timeframe.ceil_ms(lo)
+    grid = gaps.grid_of(dataset)
+    if grid is not None:
+        lo = grid.ceil_ms(lo)
     return lo, max(lo, hi)
 
 
@@ -209,8 +210,9 @@ def symbol_health(
     pending = [g for g in ledger if g.status == GAP_PENDING]
     open_holes, _ = gaps.minus_known(holes, [(dt_to_ms(s), dt_to_ms(e)) for s, e in known])
     missing = sum(h.missing for h in open_holes)
-    if dataset.timeframe is not None:
-        expected: int | None = dataset.timeframe.count_between(lo, hi) if last is not None else 0
+    grid = gaps.grid_of(dataset)
+    if grid is not None:
+        expected: int | None = grid.count_between(lo, hi) if last is not None else 0
     elif dataset.kind is DataKind.TRADES:
         expected = None  # trade ids are not contiguous per symbol: nothing to expect
     else:

@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from binance_extractor import config, timeframes
+from binance_extractor.catalog import PRICE_KINDS, price_of
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import SCHEDULED_KINDS, DataKind, command_kind
+from binance_extractor.prices import Price
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, parse_time
 
@@ -85,9 +87,21 @@ def task_kwargs(argv: list[str], label: str, spec: Mapping[str, Any], *, pod: bo
     return {"arguments" if pod else "argv": argv, "map_label": label, "spec": dict(spec)}
 
 
+LABEL_CHARS = 200  # Airflow's rendered_map_index column holds 250 characters
+
+
+def symbols_label(symbols: Sequence[str]) -> str:
+    """``BTCUSDT`` / ``BTCUSDT,ETHUSDT`` / ``BTCUSDT..SOLUSDT (40)`` when the list does not fit the UI column."""
+    joined = ",".join(symbols)
+    if len(joined) <= LABEL_CHARS:
+        return joined
+    return f"{symbols[0]}..{symbols[-1]} ({len(symbols)})"
+
+
 @dataclass(frozen=True)
 class ExtractionSpec:
-    """One symbol's klines, funding or aggregate-trades run over ``[start, end)`` (or incremental up to ``end``)."""
+    """One symbol's klines, funding or aggregate-trades run over ``[start, end)`` (or incremental up to ``end``);
+    ``more_symbols``: the rest of a chunk when a task carries several symbols (``symbols_per_task``, #25)."""
 
     kind: DataKind
     symbol: str
@@ -96,24 +110,32 @@ class ExtractionSpec:
     timeframe: Timeframe | None = None
     incremental: bool = False
     output: Output = field(default_factory=Output)
+    more_symbols: tuple[str, ...] = ()
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return (self.symbol, *self.more_symbols)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "more_symbols", tuple(self.more_symbols))
         object.__setattr__(self, "kind", DataKind.parse(self.kind))
         if self.kind not in SCHEDULED_KINDS:
             names = ", ".join(k.value for k in SCHEDULED_KINDS)
             raise InputError(f"no extraction spec for {self.kind.value}: use one of {names}")
-        if self.kind is DataKind.KLINES and self.timeframe is None:
-            raise InputError("klines need an interval")
-        if self.kind is not DataKind.KLINES:
+        if self.kind.entry.per_timeframe and self.timeframe is None:
+            raise InputError(f"{self.kind.value} need an interval")
+        if not self.kind.entry.per_timeframe:
             object.__setattr__(self, "timeframe", None)
         self.output.to_argv()  # unknown sinks are bad input at planning time
 
     def to_argv(self) -> list[str]:
         """THE argv of ``python -m binance_extractor`` for this task: pods and local tasks run the same."""
         argv = [self.kind.command]
+        if self.kind.entry.per_timeframe and self.kind is not DataKind.KLINES:
+            argv += ["--price", price_of(self.kind).value]  # mark, index or premium-index klines
         if self.timeframe is not None:
             argv += ["--interval", self.timeframe.interval]
-        argv += ["--symbols", self.symbol]
+        argv += ["--symbols", ",".join(self.symbols)]
         if self.start is not None:
             argv += ["--start", iso(_utc(self.start))]
         argv += ["--end", iso(_utc(self.end))]
@@ -121,19 +143,24 @@ class ExtractionSpec:
             argv.append("--incremental")
         if self.kind is DataKind.AGG_TRADES:
             argv += ["--kind", "agg"]
+        if self.more_symbols:  # a chunk: one bad symbol does not stop the rest; a retry redoes only the failed
+            argv += ["--keep-going", "--skip-succeeded"]
         return argv + self.output.to_argv()
 
     @property
     def label(self) -> str:
-        """UI label (``map_index_template``): the symbol, plus the range when the task has a fixed one."""
+        """UI label (``map_index_template``): the symbol(s), plus the range when the task has a fixed one."""
+        names = symbols_label(self.symbols)
         if self.incremental or self.start is None:
-            return self.symbol
-        return f"{self.symbol} {iso(_utc(self.start))[:16]}..{iso(_utc(self.end))[:16]}"
+            return names
+        return f"{names} {iso(_utc(self.start))[:16]}..{iso(_utc(self.end))[:16]}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind.command,  # the DAG family, as in argv
+            "price": price_of(self.kind).value if self.kind.entry.per_timeframe else None,
             "symbol": self.symbol,
+            "symbols": list(self.symbols),
             "start": None if self.start is None else iso(_utc(self.start)),
             "end": iso(_utc(self.end)),
             "interval": self.timeframe.interval if self.timeframe else None,
@@ -144,14 +171,18 @@ class ExtractionSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExtractionSpec:
         interval = data.get("interval")
+        kind = command_kind(str(data["kind"]))
+        if kind is DataKind.KLINES and data.get("price"):
+            kind = PRICE_KINDS[Price.parse(str(data["price"]))]
         return cls(
-            kind=command_kind(str(data["kind"])),
+            kind=kind,
             symbol=str(data["symbol"]),
             end=parse_time(str(data["end"])),
             start=None if data.get("start") is None else parse_time(str(data["start"])),
             timeframe=timeframes.parse(str(interval)) if interval else None,  # XCom: a boundary
             incremental=bool(data.get("incremental")),
             output=Output.from_dict(data.get("output") or {}),
+            more_symbols=tuple(str(s) for s in (data.get("symbols") or [])[1:]),
         )
 
     def task_kwargs(self, *, pod: bool) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def _command_kinds() -> dict[str, DataKind]:
 
 
 COMMAND_KINDS = _command_kinds()
-SCHEDULED_KINDS = tuple(COMMAND_KINDS.values())  # the kinds with a scheduled DAG family
+# the kinds with a scheduled DAG family: one per command, plus the mark/index/premium klines (`klines --price`)
+SCHEDULED_KINDS = (*COMMAND_KINDS.values(), *(k for k in catalog.PRICE_KINDS.values() if k is not DataKind.KLINES))
 
 
 def command_kind(command: str, trades_kind: str = "agg") -> DataKind:

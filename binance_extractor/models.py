@@ -286,6 +286,20 @@ class FundingRate(_Row):
             raise ValidationError(f"FundingRate rejected ({symbol}): malformed row {row!r:.120}") from None
 
 
+def interval_timeframe(interval: str) -> timeframes.Timeframe:
+    """The timeframe of a validated row's ``interval`` field (the exchange's spelling): read here, once."""
+    return timeframes.parse(interval)
+
+
+def close_time_matches(interval: str, open_time: datetime, close_time: datetime) -> bool:
+    """A candle of the exchange's ``interval`` closes 1 ms before the next one opens (calendar months included)."""
+    tf = interval_timeframe(interval)
+    offset = tf.close_offset
+    if offset is not None:
+        return close_time - open_time == offset
+    return _ms(close_time) == tf.close_ms(_ms(open_time))
+
+
 def _ms(dt: datetime) -> int:
     from binance_extractor.timeutil import dt_to_ms
 

@@ -201,14 +201,48 @@ def plan_scheduled(
     sinks: Sequence[str] | None = None,
     requested_by: str | None = None,
     xcom: bool = False,
+    symbols_per_task: int = 1,
 ) -> list[ExtractionSpec]:
-    """One spec per symbol for a scheduled DAG run."""
+    """One spec per chunk of ``symbols_per_task`` symbols (1: one per symbol) for a scheduled DAG run."""
     rng = plan_range(kind, run_type, data_interval_start, data_interval_end)
     output = Output.of(sinks, None, requested_by, xcom)
-    return [ExtractionSpec(kind, sym, rng.end, rng.start, timeframe, rng.incremental, output) for sym in symbols]
+    return [
+        ExtractionSpec(kind, chunk[0], rng.end, rng.start, timeframe, rng.incremental, output, tuple(chunk[1:]))
+        for chunk in chunk_symbols(symbols, symbols_per_task)
+    ]
+
+
+def chunk_symbols(symbols: Sequence[str], per_task: int) -> list[list[str]]:
+    """``symbols`` in order, cut into chunks of ``per_task`` (the last may be shorter)."""
+    if per_task < 1:
+        raise InputError(f"symbols_per_task must be at least 1, not {per_task}")
+    items = list(symbols)
+    return [items[i : i + per_task] for i in range(0, len(items), per_task)]
+
+
+def symbols_per_task(n_symbols: int, requested: int | None = None) -> int:
+    """Symbols per mapped task: the DAG param when given, else config's ``symbols_per_task``, raised so one run
+    maps at most ``max_tasks_per_run`` tasks (why: docs/SCALE.md; every task instance costs the scheduler)."""
+    if requested is not None:
+        if int(requested) < 1:
+            raise InputError(f"symbols_per_task must be at least 1, not {requested}")
+        return int(requested)
+    cfg = config.settings()
+    per_task = cfg.symbols_per_task
+    if cfg.max_tasks_per_run is not None and n_symbols > 0:
+        per_task = max(per_task, math.ceil(n_symbols / cfg.max_tasks_per_run))
+    return per_task
 
 
 # --------------------------------------------------------------------------------------------- manual DAG
+
+# The scheduled DAGs' one param: null = config.yaml's rule (symbols_per_task, max_tasks_per_run).
+SYMBOLS_PER_TASK_SCHEMA: dict[str, Any] = {
+    "type": ["null", "integer"],
+    "minimum": 1,
+    "title": "Symbols per task",
+    "description": "Symbols each mapped extract task carries; empty: config.yaml (symbols_per_task, max_tasks_per_run)",
+}
 
 MANUAL_SCHEMA: dict[str, dict[str, Any]] = {
     "symbols": {
@@ -362,6 +396,8 @@ def freshness_target(kind: DataKind, timeframe: Timeframe | None = None, grace_m
         return timeframe.delta + grace
     if kind is DataKind.FUNDING:
         return FUNDING_MAX_INTERVAL + grace
+    if kind is DataKind.OPEN_INTEREST:
+        return timedelta(minutes=5) + grace  # sampled every 5 minutes
     return TRADES_INTERVAL + grace
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from binance_extractor import catalog
 from binance_extractor.errors import InputError
+from binance_extractor.gaps.settings import OPEN_INTEREST_GRID
 from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import Sink, Store, utc_ms
 from binance_extractor.sinks.schema import spec_for
@@ -31,14 +32,16 @@ _MS = timedelta(milliseconds=1)
 
 
 def resolve_table(name: str) -> str:
-    """``klines_m5``, ``m5`` or ``5m`` -> ``klines_m5``; ``funding_rates``, ``agg_trades``, ``trades`` as is."""
+    """``klines_m5``, ``m5`` or ``5m`` -> ``klines_m5``; other tables (``funding_rates``, ``mark_klines_h1``,
+    ``open_interest`` ...) as is."""
     return Dataset.parse(name).table
 
 
 def window_for(dataset: Dataset, batch_rows: int = DEFAULT_BATCH_ROWS) -> timedelta:
     """Time span read at once: ``batch_rows`` candles for klines, fixed spans for funding and trades."""
-    if dataset.timeframe is not None:
-        return dataset.timeframe.delta * max(1, batch_rows)
+    grid = dataset.timeframe or (OPEN_INTEREST_GRID if dataset.kind is DataKind.OPEN_INTEREST else None)
+    if grid is not None:
+        return grid.delta * max(1, batch_rows)
     if dataset.kind is DataKind.FUNDING:
         return _FUNDING_WINDOW
     return _TRADES_WINDOW

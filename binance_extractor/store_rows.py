@@ -19,10 +19,9 @@ import pyarrow as pa
 from binance_extractor.archive_columns import KLINE_ORDER, KlineBlock, block_of
 from binance_extractor.errors import ValidationError
 from binance_extractor.kinds import DataKind, Dataset
-from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
-from binance_extractor.sinks.base import Sink, Store
+from binance_extractor.sinks.base import Row, Sink, Store
 
-Prepared = KlineBlock | list[Kline | FundingRate | AggTrade | Trade]
+Prepared = KlineBlock | list[Row]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)

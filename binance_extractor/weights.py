@@ -13,6 +13,10 @@ __all__ = ["FUNDING_LIMIT", "FUNDING_PATHS", "WEIGHTS", "klines_weight", "weight
 FUNDING_PATH = DataKind.FUNDING.entry.endpoint
 # fundingRate shares 500 requests per 5 minutes per IP with fundingInfo (not listed in exchangeInfo).
 FUNDING_LIMIT: tuple[int, float] = (500, 300.0)
+# The /futures/data statistics (openInterestHist) weigh 0 but have their own IP limit: 1000 requests per 5 minutes
+# (docs/DATASETS.md). The client counts them in a window of their own, never in the weight budget.
+OPEN_INTEREST_LIMIT: tuple[int, float] = (1000, 300.0)
+OPEN_INTEREST_PATHS = frozenset({"/futures/data/openInterestHist"})
 FUNDING_PATHS = frozenset({FUNDING_PATH, "/fapi/v1/fundingInfo"})
 
 WEIGHTS: dict[str, Weight] = {

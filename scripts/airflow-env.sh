@@ -39,7 +39,9 @@ export BINANCE_EXTRACTOR_RUNTIME="${BINANCE_EXTRACTOR_RUNTIME:-local}"
 export BINANCE_EXTRACTOR_SINKS="${BINANCE_EXTRACTOR_SINKS:-sqlite}"
 export BINANCE_EXTRACTOR_DATA_DIR="${BINANCE_EXTRACTOR_DATA_DIR:-$ROOT/data}"
 export BINANCE_FUTURES_BASE_URL="${BINANCE_FUTURES_BASE_URL:-https://fapi.binance.com}"
-export BINANCE_API_POOL_SLOTS="${BINANCE_API_POOL_SLOTS:-4}"
+# The pool bounds concurrent exchange requesters; the shared IP budget paces their requests (docs/SCALE.md), so
+# locally it matches the executor's parallelism and never binds before it does.
+export BINANCE_API_POOL_SLOTS="${BINANCE_API_POOL_SLOTS:-$PARALLELISM}"
 # The connection form's Test button (the Binance connection pings the exchange and reads exchangeInfo).
 export AIRFLOW__CORE__TEST_CONNECTION="${AIRFLOW__CORE__TEST_CONNECTION:-Enabled}"
 

@@ -40,8 +40,13 @@ def _error_class(error: Any) -> str | None:
 
 
 def _spec_symbol(spec: Any) -> str | None:
-    """The ``symbol`` field of a planned job spec (``jobspecs``); fill specs have none."""
-    found = spec.get("symbol") if isinstance(spec, Mapping) else None
+    """The ``symbol`` field of a planned job spec (``jobspecs``), all of a chunk's; fill specs have none."""
+    if not isinstance(spec, Mapping):
+        return None
+    many = spec.get("symbols")
+    if isinstance(many, list | tuple) and len(many) > 1:
+        return ",".join(str(s) for s in many)
+    found = spec.get("symbol")
     return str(found) if found else None
 
 

@@ -270,12 +270,22 @@ def _scheduled_dag(
         doc_md=doc_md,
         description=f"Binance USD-M {table} per symbol ({cron} UTC, {runtime} runtime)",
         dagrun_timeout=timeout,
+        params={"symbols_per_task": Param(None, **orchestration.SYMBOLS_PER_TASK_SCHEMA)},
     ) as dag:
 
         @task(task_id="plan")
         def plan(resolved: Any, **context: Any) -> list[dict[str, Any]]:
-            """One spec per symbol: incremental up to the interval end, or exactly the interval for backfills."""
+            """One spec per symbol (or chunk of ``symbols_per_task``): incremental up to the interval end, or
+            exactly the interval for backfills."""
+            from binance_extractor.errors import InputError
+
             run_type = str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type))
+            try:
+                per_task = orchestration.symbols_per_task(
+                    len(resolved["valid"]), (context.get("params") or {}).get("symbols_per_task")
+                )
+            except InputError as exc:
+                raise fail(exc) from None
             specs = orchestration.plan_scheduled(
                 kind,
                 resolved["valid"],
@@ -285,9 +295,10 @@ def _scheduled_dag(
                 timeframe=timeframe,
                 requested_by=requested_by(context),
                 xcom=runtime == "kubernetes",
+                symbols_per_task=per_task,
             )
             example = " ".join(specs[0].to_argv()) if specs else "-"
-            log.info("%s run: %d task(s), e.g. %s", run_type, len(specs), example)
+            log.info("%s run: %d task(s) of %d symbol(s), e.g. %s", run_type, len(specs), per_task, example)
             return [s.task_kwargs(pod=runtime == "kubernetes") for s in specs]
 
         resolved = resolve_symbols()
@@ -328,6 +339,34 @@ def funding_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
 def trades_dag(doc_md: str | None = None, runtime: str | None = None) -> DAG:
     """``binance_trades``: aggregate trades, exactly each hour's data interval."""
     return _scheduled_dag("binance_trades", DataKind.AGG_TRADES, HOURLY, **_hourly(doc_md, "trades", runtime))
+
+
+def derivative_dags(doc_md: str | None = None, runtime: str | None = None) -> dict[str, DAG]:
+    """The series enabled under ``derivatives:`` in config.yaml (none by default): ``binance_<series>_<tf>`` for
+    mark/index/premium-index klines on every scheduled timeframe, ``binance_open_interest`` every 5 minutes."""
+    settings = config.settings()
+    dags: dict[str, DAG] = {}
+    for name in config.derivative_kinds():
+        kind = DataKind(name)
+        if not kind.entry.per_timeframe:
+            cron = config.derivative_cron(name, "*/5 * * * *")
+            dag = _scheduled_dag(f"binance_{name}", kind, cron, **_hourly(doc_md, name, runtime))
+            dags[dag.dag_id] = dag
+            continue
+        for tf_name, spec in settings.timeframes.items():
+            tf = timeframes.parse(tf_name)  # config.yaml names it: a boundary
+            cron = config.derivative_cron(name, str(spec["cron"]))
+            dag = _scheduled_dag(
+                f"binance_{name}_{tf.name}",
+                kind,
+                cron,
+                timeframe=tf,
+                doc_md=doc_md,
+                tags=[name, tf.name],
+                runtime=runtime,
+            )
+            dags[dag.dag_id] = dag
+    return dags
 
 
 def _hourly(doc_md: str | None, tag: str, runtime: str | None) -> dict[str, Any]:

@@ -67,6 +67,7 @@ from binance_extractor.gaps.settings import (
     GapSettings,
     default_datasets,
     gap_dataset,
+    grid_of,
     parse_tables,
 )
 from binance_extractor.gaps.tasks import FillSpec, chunks_of_specs, fill_arguments, fill_spec
@@ -109,6 +110,7 @@ __all__ = [
     "funding_intervals",
     "funding_ms_of",
     "gap_dataset",
+    "grid_of",
     "group_chunks",
     "holes_of",
     "merge",

@@ -12,7 +12,7 @@ from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.chunking import merge, minus_known
 from binance_extractor.gaps.models import Chunk, Hole, Scan
-from binance_extractor.gaps.settings import DAY_MS, FUNDING_DEFAULT_MS, HOUR_MS, GapSettings
+from binance_extractor.gaps.settings import DAY_MS, FUNDING_DEFAULT_MS, HOUR_MS, GapSettings, grid_of
 from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import Sink, Store, stores
 from binance_extractor.timeutil import dt_to_ms
@@ -61,7 +61,7 @@ def detect_range(
             cs, ce = ctx or (start, end)
             holes.append(Hole(dataset, symbol, start, end, missing, cs, ce))
 
-    tf = dataset.timeframe
+    tf = grid_of(dataset)
     if tf is not None:
         lo, hi = tf.ceil_ms(lo), hi
         if mn is None or mx is None:
@@ -127,7 +127,7 @@ def closed_end(dataset: Dataset, end_ms: int | None, now: int) -> int:
     ``exchange_clock.closed_before``: a candle whose close time is not before it is not a hole yet), the rest up
     to them."""
     end = now if end_ms is None else min(end_ms, now)
-    tf = dataset.timeframe
+    tf = grid_of(dataset)
     return tf.floor_ms(end) if tf is not None else end
 
 

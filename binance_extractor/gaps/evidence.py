@@ -33,9 +33,10 @@ from datetime import datetime
 from typing import Any
 
 from binance_extractor import clock
+from binance_extractor.catalog import price_of
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.models import Hole, Scan, iso_ms
-from binance_extractor.gaps.settings import GapSettings
+from binance_extractor.gaps.settings import GapSettings, grid_of
 from binance_extractor.kinds import DataKind
 from binance_extractor.sinks.base import GAP_CONFIRMED, GAP_PENDING, GapRecord, Sink, stores
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
@@ -131,14 +132,14 @@ def _confirmable_end(hole: Hole, limit_ms: int) -> int:
     aggregate-trade hole is all or nothing: its missing rows have no time grid)."""
     if hole.end_ms <= limit_ms:
         return hole.end_ms
-    tf = hole.dataset.timeframe
+    tf = grid_of(hole.dataset)
     if tf is not None:
         return min(hole.end_ms, tf.floor_ms(limit_ms))
     return hole.start_ms
 
 
 def _split(hole: Hole, at_ms: int) -> tuple[Hole, Hole]:
-    tf = hole.dataset.timeframe
+    tf = grid_of(hole.dataset)
 
     def part(start: int, end: int) -> Hole:
         missing = tf.count_between(start, end) if tf is not None else max(1, hole.missing)
@@ -163,7 +164,12 @@ def ask(hole: Hole, sinks: Sequence[Sink], client: Any, fetch: Hole | None = Non
     sent = getattr(client, "requests_sent", 0)
     kind, tf = hole.dataset.kind, hole.dataset.timeframe
     if tf is not None:
-        batches: Any = extract.iter_klines(client, symbol, tf, rng.start_ms, rng.end_ms, now_ms=bound)
+        price = price_of(kind)  # trade, mark, index or premium-index klines
+        batches: Any = extract.iter_klines(client, symbol, tf, rng.start_ms, rng.end_ms, now_ms=bound, price=price)
+    elif kind is DataKind.OPEN_INTEREST:
+        from binance_extractor import open_interest
+
+        batches = open_interest.iter_rest(client, symbol, rng.start_ms, rng.end_ms, now_ms=bound)
     elif kind is DataKind.FUNDING:
         batches = extract.iter_funding(client, symbol, rng.start_ms, rng.end_ms, now_ms=bound)
     else:
@@ -187,11 +193,18 @@ def check(
 ) -> list[Verdict]:
     """Judge ``hole`` (still open after a fill from ``source``): ask REST unless only the archive may be asked."""
     settings = settings or GapSettings()
-    if source == "archive" and hole.dataset.kind is DataKind.KLINES:
+    if hole.dataset.kind is DataKind.OPEN_INTEREST and beyond_rest_horizon(hole, client):
+        # openInterestHist serves only the latest 30 days: REST cannot be asked, so no proof is possible; the
+        # archive's metrics files (read by the fill) are the only source and the hole stays open
         evidence = Evidence("archive", 0, None, clock.now())
+        reason = "older than the 30 days openInterestHist serves: only the archive's metrics files could fill it"
+        verdicts = [Verdict(hole, PENDING, reason, evidence)]
+    elif source == "archive" and hole.dataset.timeframe is not None:
+        evidence = Evidence("archive", 0, None, clock.now())
+        verdicts = judge(hole, evidence, settings.ledger_settle_ms)
     else:
         evidence = ask(hole, sinks, client, fetch)
-    verdicts = judge(hole, evidence, settings.ledger_settle_ms)
+        verdicts = judge(hole, evidence, settings.ledger_settle_ms)
     for v in verdicts:
         log.info(
             "%s: %s%s (%d request(s), closed bound %s)",
@@ -202,6 +215,13 @@ def check(
             "-" if evidence.bound_ms is None else iso_ms(evidence.bound_ms),
         )
     return verdicts
+
+
+def beyond_rest_horizon(hole: Hole, client: Any) -> bool:
+    """Whether an open-interest hole starts before the oldest time REST still serves (exchange time)."""
+    from binance_extractor import open_interest
+
+    return hole.start_ms < open_interest.rest_floor(closed_before(client))
 
 
 def record(verdicts: Sequence[Verdict], sinks: Sequence[Sink], checked_by: str, method: str) -> None:

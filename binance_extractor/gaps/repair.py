@@ -33,7 +33,7 @@ def _job(hole: Hole, source: str, requested_by: str) -> Job:
         timeframe=hole.dataset.timeframe,
         start=ms_to_dt(hole.start_ms),
         end=ms_to_dt(hole.end_ms),
-        source=source if kind is DataKind.KLINES else "rest",
+        source=source if kind.entry.archive_path else "rest",  # candles and open interest have an archive
         requested_by=requested_by,
     )
 
@@ -128,7 +128,7 @@ def fill_chunk(
         if _overlaps(hole, served):
             again = next(v for v in verdicts if v.status == evidence.SERVED and _overlaps(hole, [v.hole]))
             judged.append(evidence.Verdict(hole, evidence.PENDING, again.reason, again.evidence))
-    method = f"refetch:{source}" if chunk.dataset.kind is DataKind.KLINES else "refetch:rest"
+    method = f"refetch:{source}" if chunk.dataset.kind.entry.archive_path else "refetch:rest"
     evidence.record(judged, sinks, requested_by, method)
     result.confirmed = sum(1 for v in judged if v.status == evidence.CONFIRMED)
     result.pending = [v.to_dict() for v in judged if v.status == evidence.PENDING]

@@ -9,6 +9,7 @@ from typing import Any
 from binance_extractor import config, timeframes
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.timeframes import Timeframe
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -16,7 +17,16 @@ MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Monday
 MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
 STATES = ("found", "filled", "confirmed", "not_fillable_yet", "remaining")
-GAP_KINDS = (DataKind.KLINES, DataKind.FUNDING, DataKind.AGG_TRADES)  # the kinds with gap detection
+GAP_KINDS = (  # the kinds with gap detection
+    DataKind.KLINES,
+    DataKind.FUNDING,
+    DataKind.AGG_TRADES,
+    DataKind.MARK_KLINES,
+    DataKind.INDEX_KLINES,
+    DataKind.PREMIUM_KLINES,
+    DataKind.OPEN_INTEREST,
+)
+OPEN_INTEREST_GRID = Timeframe("m5", "5m")  # open interest is sampled every 5 minutes (docs/DATASETS.md)
 GAP_TABLES = ", ".join(k.entry.pattern for k in GAP_KINDS[:-1]) + " or " + GAP_KINDS[-1].entry.pattern
 
 
@@ -80,6 +90,14 @@ class GapSettings:
         return max(1, int(self.chunk_days * DAY_MS))
 
 
+def grid_of(dataset: Dataset) -> Timeframe | None:
+    """The time grid the rows of ``dataset`` sit on (a hole is counted and split on it): a candle table's
+    timeframe, open interest's 5-minute marks; None for funding (1/4/8 h, jittered) and trades (ids)."""
+    if dataset.timeframe is not None:
+        return dataset.timeframe
+    return OPEN_INTEREST_GRID if dataset.kind is DataKind.OPEN_INTEREST else None
+
+
 def gap_dataset(table: str) -> Dataset:
     """The dataset of a table with gap detection (klines, funding, agg trades); others are an InputError."""
     try:
@@ -94,8 +112,13 @@ def gap_dataset(table: str) -> Dataset:
 def default_datasets() -> list[Dataset]:
     """Every scheduled kline timeframe (``timeframes:`` of the config), funding rates and aggregate trades."""
     names = list(config.settings().timeframes) or list(timeframes.SCHEDULED)
-    klines = [Dataset(DataKind.KLINES, timeframes.parse(n)) for n in names]  # the config boundary
-    return [*klines, Dataset(DataKind.FUNDING), Dataset(DataKind.AGG_TRADES)]
+    tfs = [timeframes.parse(n) for n in names]  # the config boundary
+    klines = [Dataset(DataKind.KLINES, tf) for tf in tfs]
+    extra: list[Dataset] = []
+    for name in config.derivative_kinds():  # the series enabled in `derivatives:` (all off by default)
+        kind = DataKind(name)
+        extra += [Dataset(kind, tf) for tf in tfs] if kind.entry.per_timeframe else [Dataset(kind)]
+    return [*klines, Dataset(DataKind.FUNDING), Dataset(DataKind.AGG_TRADES), *extra]
 
 
 def parse_tables(values: Sequence[str] | None) -> list[Dataset]:

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from binance_extractor import clock
+from binance_extractor import catalog, clock
 from binance_extractor.errors import InputError, SinkError
 from binance_extractor.kinds import DataKind, Dataset
-from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Row = Kline | FundingRate | AggTrade | Trade
+Row = catalog.Row  # every dataset's model (catalog.DATASETS)
 T = TypeVar("T")
 
 

@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "timeutil",
             "timeframes",
             "symbols",
+            "prices",
             "masking",
             "breaker",
             "ratelimit",
@@ -43,7 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "exchange_clock",
         ),
     ),
-    ("vocabulary", ("models", "catalog", "kinds", "config", "weights")),
+    ("vocabulary", ("models", "derivative_models", "catalog", "kinds", "config", "weights")),
     (
         "storage and exchange",
         (
@@ -56,6 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "archive_files",
             "archive_periods",
             "extract",
+            "open_interest",
             "freshness",
             "stream.plan",
             "stream.seam",
@@ -67,6 +69,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "jobs",
         (
             "pipeline",
+            "symbol_batch",
             "gaps",
             "reader",
             "health",

@@ -210,6 +210,30 @@ def default_symbols(now_ms: int) -> dict[str, SymbolSpec]:
     return out
 
 
+def contract_name(i: int) -> str:
+    """The ``i``-th extra synthetic contract (0-based): ``C0000USDT``, ``C0001USDT``... (sorts in index order)."""
+    return f"C{i:04d}USDT"
+
+
+def extra_contracts(count: int) -> dict[str, SymbolSpec]:
+    """``count`` deterministic synthetic USDT perpetuals for scale tests (#25), all TRADING, funding every 8 h.
+
+    Listed a day apart from 2024-01-01 (the 400th in early 2025), so a history of a few months or days has
+    candles for every one of them; prices, decimals and volumes vary by index, derived from its name's hash.
+    """
+    out: dict[str, SymbolSpec] = {}
+    for i in range(count):
+        name = contract_name(i)
+        h = seed_of(name)
+        dp = 2 + h % 6  # 2..7 price decimals
+        price = (1 + (h >> 8) % 9000) / 10 ** (dp - 1)
+        qty_dp = (h >> 24) % 4
+        spec = SymbolSpec(name, ms(2024, 1, 1) + i * DAY, price, dp, 1, qty_dp, 100.0 + (h >> 32) % 50_000)
+        spec.funding = [(spec.onboard_ms, 8)]
+        out[name] = spec
+    return out
+
+
 # ----------------------------------------------------------------------------- synthetic candles
 
 _TWO_PI = 2 * math.pi

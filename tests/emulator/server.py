@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.emulator import data as D
+from tests.emulator import datasets as DS
 
 FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "hang", "reset", "repeat_page", "429")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
@@ -143,7 +144,8 @@ class Emulator:
     windows and bans; default the wall clock), api_keys, trade_id_offset, slow_seconds,
     funding_limit / funding_window_seconds (the separate fundingRate limit), historical_trades_ms (how far back
     historicalTrades serves; older ids get an empty page), trade_bucket_ms (two synthetic trades per bucket:
-    86 ms is about 2 million a day), host, port (0 = free port).
+    86 ms is about 2 million a day), contracts (that many extra synthetic USDT perpetuals, ``C0000USDT``...,
+    for scale runs; ``perpetuals(n)`` lists n symbols), host, port (0 = free port).
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class Emulator:
         funding_window_seconds: int = 300,
         historical_trades_ms: int | None = None,
         trade_bucket_ms: int = D.TRADE_BUCKET_MS,
+        contracts: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -181,6 +184,7 @@ class Emulator:
         self.historical_trades_ms = historical_trades_ms  # like Binance: older trades by id answer "200, []"
         self.host, self.port = host, port
         self.symbols: dict[str, D.SymbolSpec] = D.default_symbols(self.now_ms())
+        self.symbols.update(D.extra_contracts(contracts))
         self.real = D.real_data(trade_id_offset)
         self._gen = {s: D.Synthetic(spec) for s, spec in self.symbols.items()}
         self._trades = {
@@ -205,6 +209,14 @@ class Emulator:
         self._stopped = threading.Event()  # releases requests held by the "hang" fault
         self.reset_limits()
         self._max_used = 0
+
+    def perpetuals(self, count: int | None = None) -> list[str]:
+        """The first ``count`` (all when None) TRADING USDT perpetuals with synthetic data: the default ones
+        (``include/config.yaml``'s), then the extra ``contracts`` (``C0000USDT``...). A symbol list for scale runs."""
+        names = [s for s, spec in self.symbols.items() if _scale_symbol(spec)]
+        if count is not None and count > len(names):
+            raise ValueError(f"only {len(names)} perpetuals; make the emulator with contracts={count}")
+        return names if count is None else names[:count]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -387,6 +399,7 @@ class Emulator:
             self._banned_until = 0.0
             self._f_window = -1
             self._f_used = 0
+            self._oi_window = None  # openInterestHist's own limit (tests/emulator/datasets.py)
 
     # ------------------------------------------------------------------ rate limiting
 
@@ -797,6 +810,11 @@ class Emulator:
         }
 
 
+def _scale_symbol(spec: D.SymbolSpec) -> bool:
+    """A contract that serves every interval, funding and trades: synthetic, TRADING, quoted in USDT."""
+    return spec.synthetic and spec.status == "TRADING" and spec.quote_asset == "USDT" and spec.symbol != "NEWUSDT"
+
+
 def _live_fixture_row(row: list[Any], t: int, close: int, now: int) -> list[Any]:
     """A fixture candle as it looked at ``now`` (second resolution): close moves between low and high."""
     from decimal import Decimal
@@ -932,13 +950,15 @@ class _Handler(BaseHTTPRequestHandler):
             gate = emu._gate(path)
             if gate is not None:
                 gate.wait()
-            route = _ROUTES.get(path)
+            route = _ROUTES.get(path) or DS.route(path)
             if route is None:
                 rec.status = 404
                 self._send(404, b"", {"Content-Type": "text/html"}, head)
                 return
             weight = route[0](params)
             used, err = emu._admit(weight, route[1])
+            if err is None:
+                err = DS.admit(emu, path)  # openInterestHist's own request limit
             rec.used_after = used
             headers = {"Content-Type": "application/json", emu.weight_header: str(used)}
             if err is None:
@@ -997,6 +1017,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, {"Content-Type": "text/html"})
 
     def _archive(self, emu: Emulator, sub: str, rec: RequestRecord, head: bool) -> None:
+        result = DS.archive(emu, sub)
+        if result is not False:
+            self._archive_answer(result, rec, head)
+            return
         result = None
         try:
             mod = importlib.import_module("tests.emulator.archive")
@@ -1007,6 +1031,13 @@ class _Handler(BaseHTTPRequestHandler):
         handle = getattr(mod, "handle", None)
         if handle is not None:
             result = handle(emu, sub)
+        if result is None:
+            rec.status = 404
+            self._send(404, b"", {"Content-Type": "text/plain"}, head)
+            return
+        self._archive_answer(result, rec, head)
+
+    def _archive_answer(self, result: Any, rec: RequestRecord, head: bool) -> None:
         if result is None:
             rec.status = 404
             self._send(404, b"", {"Content-Type": "text/plain"}, head)
@@ -1074,6 +1105,9 @@ class _Handler(BaseHTTPRequestHandler):
             limit = _limit(params, 100, 500)
             from_id = _int_param(params, "fromId")
             return json.dumps(emu.historical_trades(spec.symbol, from_id, limit), separators=(",", ":")).encode()
+        body = DS.serve(emu, path, params)
+        if body is not None:
+            return body
         raise ApiError(404, -1000, "Unknown path.")
 
 

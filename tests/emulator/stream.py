@@ -52,6 +52,8 @@ class StreamServer:
         self.slow_reader_seconds = 2.0
         self.send_buffer_bytes = 32 * 1024  # small kernel buffer, so a reader that stops is noticed
         self.refuse = False  # answer 503 to new connections (an exchange-side outage)
+        self.update_ms = 1000  # live-candle update period on the emulator's clock (Binance: 250 ms for futures)
+        self.connection_streams: list[int] = []  # streams per accepted connection, in order (#25: the split)
         self.cuts: Counter[str] = Counter()  # why connections were cut: drop, lifetime, slow, rate
         self.connections_total = 0
         self.client_messages = 0  # data frames clients sent (Binance allows 10 per second per connection)
@@ -185,6 +187,7 @@ class StreamServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
         self._active.add(ws)
         self.connections_total += 1
+        self.connection_streams.append(len(streams))
         reader = asyncio.create_task(self._read(ws))
         try:
             await self._serve(ws, streams)
@@ -234,7 +237,7 @@ class StreamServer:
                         self.close_log.append((sym, iv, t, time.perf_counter()))
                         self.closes_sent += 1
                     last_open[name] = cur
-            second = now // 1000
+            second = now // self.update_ms
             if second != last_second:
                 last_second = second
                 for name, sym, iv in streams:

@@ -129,11 +129,12 @@ def test_changed_candles_are_updated_in_place(store: tuple[str, str], emu: Emula
 
 
 class _CutBeforeUpsert:
-    """Wraps a DB-API connection: cuts the TCP proxy right before the upsert that follows a staged file (the
-    ``n``-th such statement), so the transaction loses its connection between staging and upsert."""
+    """Wraps a DB-API connection: cuts the TCP proxy mid-transaction in the ``n``-th archive file's load. Staged
+    path (the file's range already holds candles): right before the upsert from the stage. Direct path (an empty
+    range, loaded straight into the table): right after the range probe, so the LOAD DATA / COPY loses it."""
 
-    def __init__(self, conn: Any, proxy: TcpProxy, n: int, seen: list[int]) -> None:
-        self._conn, self._proxy, self._n, self._seen = conn, proxy, n, seen
+    def __init__(self, conn: Any, proxy: TcpProxy, n: int, seen: list[int], direct: bool = False) -> None:
+        self._conn, self._proxy, self._n, self._seen, self._direct = conn, proxy, n, seen, direct
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
@@ -141,6 +142,11 @@ class _CutBeforeUpsert:
     def cursor(self, *a: Any, **kw: Any) -> Any:
         cur = self._conn.cursor(*a, **kw)
         outer = self
+
+        def count_and_cut() -> None:
+            outer._seen.append(1)
+            if len(outer._seen) == outer._n:
+                outer._proxy.cut()
 
         class Cursor:
             def __getattr__(self, name: str) -> Any:
@@ -153,11 +159,12 @@ class _CutBeforeUpsert:
                 cur.close()
 
             def execute(self, sql: str, *args: Any) -> Any:
-                if "SELECT" in sql and sql.startswith("INSERT INTO") and "_bx_stage_" in sql:
-                    outer._seen.append(1)
-                    if len(outer._seen) == outer._n:
-                        outer._proxy.cut()
-                return cur.execute(sql, *args)
+                if not outer._direct and sql.startswith("INSERT INTO") and "SELECT" in sql and "_bx_stage_" in sql:
+                    count_and_cut()
+                out = cur.execute(sql, *args)
+                if outer._direct and sql.startswith("SELECT 1 FROM") and "BETWEEN" in sql:
+                    count_and_cut()
+                return out
 
         return Cursor()
 
@@ -179,20 +186,27 @@ def proxied(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         proxy.cut()
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "staged"])
 @pytest.mark.parametrize(
     "proxied",
     [pytest.param("mysql", marks=pytest.mark.mysql), pytest.param("postgres", marks=pytest.mark.postgres)],
     indirect=True,
 )
 def test_load_interrupted_mid_transaction_leaves_whole_files_and_converges(
-    proxied: tuple[str, str, TcpProxy], emu: Emulator, client: Any
+    proxied: tuple[str, str, TcpProxy], emu: Emulator, client: Any, direct: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kind, conn_id, proxy = proxied
+    monkeypatch.setenv("BINANCE_EXTRACTOR_BULK_GROUP_ROWS", "1")  # a transaction per file: the fourth is cut alone
     start, end = parse_time("2025-02-20T00:00:00Z"), parse_time("2025-02-27T00:00:00Z")  # 7 daily files of 288
+    seeded = expected(emu, start, end)[144::288]  # staged: one candle stored in each day's range already
+    if not direct:
+        seeder = new_sink(kind, conn_id)
+        seeder.write("klines_m5", seeded)
+        seeder.close()
     sink = new_sink(kind, conn_id, retry_attempts=1)
     seen: list[int] = []
     connect = sink._connect
-    sink._connect = lambda: _CutBeforeUpsert(connect(), proxy, 4, seen)  # type: ignore[method-assign]
+    sink._connect = lambda: _CutBeforeUpsert(connect(), proxy, 4, seen, direct)  # type: ignore[method-assign]
     try:
         with pytest.raises(SinkError) as err:
             run_job(job(start, end, "archive"), [sink], client)
@@ -202,7 +216,8 @@ def test_load_interrupted_mid_transaction_leaves_whole_files_and_converges(
     proxy.start()  # the database is back
     check = new_sink(kind, conn_id)
     try:
-        assert check.count("klines_m5", SYMBOL) == 3 * 288  # three files committed, the fourth rolled back whole
+        # three files committed, the fourth rolled back whole (the seeded candles of days 4..7 stay)
+        assert check.count("klines_m5", SYMBOL) == 3 * 288 + (0 if direct else 4)
         result = run_job(job(start, end, "archive"), [check], client)
         assert result.outcome == "success"
         assert [Kline(**r) for r in table(check)] == expected(emu, start, end)
@@ -229,7 +244,8 @@ def test_cli_killed_mid_archive_load_then_rerun_completes(
     store: tuple[str, str], make_emulator: Callable[..., Emulator]
 ) -> None:
     """A backfill process killed (SIGKILL) while bulk-loading archive files: SQL stores hold whole files only
-    (one transaction per file), and a re-run of the range leaves every candle exactly once in every store."""
+    (one transaction per file here; per group of files by default), and a re-run of the range leaves every candle
+    exactly once in every store."""
     kind, conn_id = store
     emu = make_emulator(latency=0.3)  # slow downloads so the kill lands mid-range (the CLI runs on the real clock)
     start = parse_time("2025-03-01T00:00:00Z")
@@ -246,7 +262,8 @@ def test_cli_killed_mid_archive_load_then_rerun_completes(
         finally:
             sink.close()
 
-    proc = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
+    env = {**os.environ, "BINANCE_EXTRACTOR_BULK_GROUP_ROWS": "1"}  # a transaction per file, as a kill finds it
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     try:
         while proc.poll() is None and stored() == 0:
