@@ -1,12 +1,12 @@
 # One-command entry points: install, run (Airflow on the embedded default), test (the whole suite), images (both
-# container images, with podman), wheel (the library as dist/binance_extractor-*.whl).
+# container images, with podman), wheel (the library as dist/binance_extractor-*.whl), soak (many simulated months).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock run test lint format typecheck bench services clean images wheel
+.PHONY: install lock run test lint format typecheck bench services clean images wheel soak
 
 install: $(STAMP)
 
@@ -58,6 +58,11 @@ typecheck: install
 
 test: install services lint typecheck
 	$(PY) -m pytest -n 2 --dist loadgroup tests
+
+# The deterministic simulation (docs/SIMULATION.md): SEEDS seeds of 30 simulated days over 2 processes.
+SEEDS ?= 200
+soak: install
+	$(PY) -m tests.simulation soak --seeds $(SEEDS) --jobs 2
 
 bench: install services
 	$(PY) benchmarks/run_all.py

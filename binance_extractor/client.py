@@ -170,8 +170,11 @@ class BinanceFuturesClient:
             if not self._api_key:
                 raise InputError(f"{path} needs an API key: set BINANCE_API_KEY or the binance_default password")
             headers["X-MBX-APIKEY"] = self._api_key
-        if not self.limiter.rule_known and path != "/fapi/v1/exchangeInfo":
-            self._ensure_rule()
+        if not self.limiter.rule_known:  # exchangeInfo itself is paced by a rule another process learned, if any
+            if path == "/fapi/v1/exchangeInfo":
+                self.limiter.load_shared_rule()
+            else:
+                self._ensure_rule()
         limiter = self._limiter_for(path)
         separate = path in weights.FUNDING_PATHS or path in weights.OPEN_INTEREST_PATHS
         ticket: Ticket = limiter.acquire(weight, funding=separate)

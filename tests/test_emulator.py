@@ -223,6 +223,36 @@ def test_outage_is_a_hole(emulator: Emulator) -> None:
     assert get(emulator, KL, symbol="ETHUSDT", interval="5m", startTime=s, endTime=e).json()  # other symbols intact
 
 
+def test_an_outage_published_late_is_served_from_its_publication_on(make_emulator: Any) -> None:
+    s, e = D.ms(2024, 2, 1, 10), D.ms(2024, 2, 1, 11) - 1
+    market = FixedClock(D.ms(2024, 2, 1, 11) + 5 * 60_000)
+    emu = make_emulator(clock=market)
+    full = get(emu, KL, symbol="BTCUSDT", interval="5m", startTime=s, endTime=e).json()
+    emu.add_outage("BTCUSDT", s, e, publish_at_ms=D.ms(2024, 2, 1, 11) + 30 * 60_000)
+    assert get(emu, KL, symbol="BTCUSDT", interval="5m", startTime=s, endTime=e).json() == []
+    assert emu.funding_rows("BTCUSDT", s, e) == [] and emu.klines_rows("BTCUSDT", "1h", s, e) == []
+    market.set(D.ms(2024, 2, 1, 11) + 30 * 60_000)  # published: the same request now gets every candle (no stale cache)
+    assert get(emu, KL, symbol="BTCUSDT", interval="5m", startTime=s, endTime=e).json() == full
+    assert len(emu.klines_rows("BTCUSDT", "1h", s, e)) == 1
+    emu.clear_outages()
+    assert emu.publish_at == {}
+
+
+def test_an_injected_429_fills_the_window_for_a_second_and_strikes_count(make_emulator: Any) -> None:
+    emu = make_emulator(ban_seconds=30)
+    windows = pin_windows(emu)
+    emu.inject("429", path=KL)
+    assert get(emu, "/fapi/v1/ping").status_code == 200  # another path: not this fault
+    r = get(emu, KL, symbol="BTCUSDT", interval="1m", limit=1)
+    assert r.status_code == 429 and r.json()["code"] == -1003 and r.headers["Retry-After"] == "1"
+    windows.advance(1.0)  # a client that waited Retry-After is served, and its strikes are forgotten
+    assert [get(emu, "/fapi/v1/ping").status_code for _ in range(4)] == [200] * 4
+    emu.inject("429", path=KL)
+    assert get(emu, KL, symbol="BTCUSDT", interval="1m", limit=1).status_code == 429
+    statuses = [get(emu, "/fapi/v1/ping").status_code for _ in range(3)]  # one that did not wait is banned
+    assert statuses == [429, 429, 418] and emu.count_418 == 1
+
+
 def test_kline_override(emulator: Emulator) -> None:
     t = D.ms(2024, 2, 1)
     row = get(emulator, KL, symbol="BTCUSDT", interval="1h", startTime=t, limit=1).json()[0]

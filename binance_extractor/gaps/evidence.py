@@ -14,8 +14,10 @@ A hole is recorded exchange-side (``confirmed``) only if all of these hold:
    so a candle the exchange publishes late after an incident is still fetched.
 
 Anything else stays an open hole, recorded ``pending`` and reported as "not fillable yet" (with why): neither a
-failure of the run nor confirmed, and judged again by the next run. A hole whose older part satisfies the rule
-(klines and funding; an aggregate-trade hole is judged whole) is split: that part is confirmed, the rest pending.
+failure of the run nor confirmed, and judged again by the next run. A klines hole whose older part satisfies the
+rule is split on the candle grid: that part is confirmed, the rest pending. Funding and aggregate-trade holes are
+judged whole: their rows have no time grid, so a part cut at the settle instant may lack nothing at all (the
+simulation found a ledger row for a funding range in which no event was due).
 
 Every path that records holes calls ``check`` (the gap filler's ``fill_chunk``, ``fill-gaps``, ``gaps
 --recheck-ledger`` and the gap filler DAG through them); ``judge`` is the rule itself, pure, and every ledger row
@@ -126,15 +128,13 @@ def judge(hole: Hole, evidence: Evidence, settle_ms: int) -> list[Verdict]:
 
 
 def _confirmable_end(hole: Hole, limit_ms: int) -> int:
-    """The end of the part of ``hole`` that ends by ``limit_ms`` (klines on the candle grid; an aggregate-trade
-    hole is all or nothing: its missing ids have no time grid)."""
+    """The end of the part of ``hole`` that ends by ``limit_ms`` (klines on the candle grid; a funding or
+    aggregate-trade hole is all or nothing: its missing rows have no time grid)."""
     if hole.end_ms <= limit_ms:
         return hole.end_ms
     tf = grid_of(hole.dataset)
     if tf is not None:
         return min(hole.end_ms, tf.floor_ms(limit_ms))
-    if hole.dataset.kind is DataKind.FUNDING:
-        return limit_ms
     return hole.start_ms
 
 

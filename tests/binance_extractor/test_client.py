@@ -159,3 +159,33 @@ def test_the_limit_comes_from_exchange_info_once_for_every_client_of_the_budget(
     second.klines("BTCUSDT", "5m", START, None, limit=10)
     assert second.limiter.rule == first.limiter.rule
     assert emu.count(path="/fapi/v1/exchangeInfo") == 1  # the second read it from the shared state
+
+
+def test_a_new_process_paces_its_first_exchange_info_by_the_rule_another_process_learned(make_emulator, tmp_path):
+    """Found by the simulation (docs/SIMULATION.md): a process's first request is exchangeInfo (symbol checks), and it
+    was paced by the default 2400 / min even when the IP's shared budget already knew the exchange's real limit, so
+    on an exchange whose limit differs it waited for the next window (or, with a lower limit, overspent)."""
+    from binance_extractor.budget import SharedBudget
+    from binance_extractor.budget.sqlite_store import SqliteStore
+    from binance_extractor.ratelimit import WeightRule
+
+    emu = make_emulator(weight_limit=24_000)
+    start = 1_800_000_000.0  # one budget window, however long the test takes
+
+    def never(seconds: float) -> None:
+        raise AssertionError(f"the first exchangeInfo waited {seconds:.1f} s under the default 2400 / min")
+
+    def shared(**kw) -> SharedBudget:
+        return SharedBudget(SqliteStore(tmp_path / "budget.sqlite"), "ip", now=lambda: start, **kw)
+
+    other = shared()
+    other.set_rule(WeightRule.from_exchange_info({"rateLimits": emu.exchange_info()["rateLimits"]}))
+    ticket = other.acquire(10)
+    other.release(ticket, used=5_000)  # the IP used 5000 this window: over 2400, well under 24000
+    client = BinanceFuturesClient(emu.url, budget=shared(sleep=never))
+    try:
+        client.exchange_info()
+    finally:
+        client.close()
+    assert client.limiter.rule.limit == 24_000
+    assert emu.count("/fapi/v1/exchangeInfo") == 1

@@ -194,3 +194,33 @@ def test_a_hole_not_fillable_yet_is_listed_so_until_a_run_fills_it(
         assert sink.gap_records("klines_m5", SYMBOL) == []  # no stale "not fillable yet" left behind
     finally:
         sink.close()
+
+
+# ------------------------------------------------------------------------------ funding holes are judged whole
+
+
+def test_a_funding_hole_is_never_split_into_a_ledger_row_that_misses_nothing(
+    make_emulator: Any, machine: FixedClock
+) -> None:
+    """Found by the simulation (seed 0, docs/SIMULATION.md): the 02:00 run split a funding hole reaching past the
+    settle time at "closed bound - 1 h" and confirmed its older part; the next run confirmed the rest, a range in
+    which no funding event was due, so the ledger held a row for nothing. A funding hole has no time grid: it is
+    confirmed whole, once all of it has settled."""
+    sym, day = "ETHUSDT", MIDNIGHT  # funding every 8 h: 00:00, 08:00, 16:00 (ms jitter)
+    machine.set(day - DAY + 17 * HOUR)
+    emu = exchange(make_emulator, machine, -2_669)
+    emu.add_outage(sym, day - 5 * MIN, day + 5 * MIN - 1)  # the exchange never had the 00:00 event
+    span = ["--start", iso(ms_to_dt(day - 2 * DAY)), "--end", iso(ms_to_dt(day - DAY + 17 * HOUR))]
+    cli.execute(["funding", "--symbols", sym, *span, "--sink", "sqlite"])
+    argv = ["fill-gaps", "--table", "funding_rates", "--symbols", sym, "--sink", "sqlite", "--source", "rest"]
+    for instant in (day + 2 * HOUR, day + DAY + 2 * HOUR, day + 2 * DAY + 2 * HOUR):  # the gap filler's 02:00
+        machine.set(instant)
+        cli.execute(argv)
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        rows = [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps("funding_rates", sym)]
+    finally:
+        sink.close()
+    missing = [day + t for t in range(0, 16)]  # the 00:00 event, whatever its ms jitter
+    assert len(rows) == 1, [(iso(ms_to_dt(s)), iso(ms_to_dt(e))) for s, e in rows]
+    assert any(rows[0][0] <= t < rows[0][1] for t in missing)

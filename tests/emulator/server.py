@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests.emulator import data as D
 from tests.emulator import datasets as DS
 
-FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "hang", "reset", "repeat_page")
+FAULT_KINDS = ("502", "503", "504", "-1001", "truncated", "malformed", "slow", "hang", "reset", "repeat_page", "429")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _INT_RE = re.compile(r"^-?[0-9]{1,20}$")
 
@@ -193,6 +193,8 @@ class Emulator:
             if self.symbols[s].synthetic
         }
         self.outages: dict[str, list[tuple[int, int]]] = {}
+        self.publish_at: dict[tuple[str, int, int], int] = {}  # late publication: the outage ends at this "now"
+        self._throttled_until = 0.0  # the "429" fault: the window counts as full until then (strikes count)
         self.overrides: dict[tuple[str, str, int], list[Any]] = {}
         self.faults: list[list[Any]] = []
         self.gates: list[Gate] = []
@@ -288,16 +290,22 @@ class Emulator:
 
     # ------------------------------------------------------------------ knobs
 
-    def add_outage(self, symbol: str, start_ms: int, end_ms: int) -> None:
-        """Remove every kline (any interval) opening in [start_ms, end_ms] and funding rows in it, for ``symbol``."""
+    def add_outage(self, symbol: str, start_ms: int, end_ms: int, publish_at_ms: int | None = None) -> None:
+        """Remove every kline (any interval) opening in [start_ms, end_ms] and funding rows in it, for ``symbol``.
+
+        ``publish_at_ms``: published late: from that market "now" on, REST and the streams serve the rows again
+        (an incident whose data the exchange backfills), so the hole was never exchange-side."""
         with self._lock:
             self.outages.setdefault(symbol, []).append((start_ms, end_ms))
+            if publish_at_ms is not None:
+                self.publish_at[(symbol, start_ms, end_ms)] = publish_at_ms
             self._version += 1
             self._body_cache.clear()
 
     def clear_outages(self) -> None:
         with self._lock:
             self.outages.clear()
+            self.publish_at.clear()
             self._version += 1
             self._body_cache.clear()
 
@@ -418,13 +426,17 @@ class Emulator:
                 return self._used, self._ban_error(now)
             if self._banned_until:  # a served ban wipes the strikes: the client starts over
                 self._banned_until, self._after_429 = 0.0, None
+            if self._throttled_until and now >= self._throttled_until:  # an injected 429 has passed
+                self._throttled_until, self._after_429 = 0.0, None
             if self._after_429 is not None:
                 self._after_429 += 1
                 if self._after_429 > self.tolerated_after_429:
                     self._banned_until = now + self.ban_seconds
                     return self._used, self._ban_error(now)
             window_end = (self._window + 1) * self.window_seconds
-            if self._used + weight > self.weight_limit:
+            if self._throttled_until > now:
+                window_end = self._throttled_until
+            if self._used + weight > self.weight_limit or self._throttled_until > now:
                 if self._after_429 is None:
                     self._after_429 = 0
                 retry = max(1, math.ceil(window_end - now))
@@ -479,8 +491,15 @@ class Emulator:
     def _out(self, symbol: str, t: int) -> tuple[int, int] | None:
         for s, e in self.outages.get(symbol, ()):
             if s <= t <= e:
+                published = self.publish_at.get((symbol, s, e))
+                if published is not None and self.now_ms() >= published:
+                    continue
                 return s, e
         return None
+
+    def _published(self, now: int) -> int:
+        """How many late outages are published at ``now`` (part of the body cache key)."""
+        return sum(1 for at in self.publish_at.values() if now >= at)
 
     def _open_times(
         self, symbol: str, interval: str, start: int | None, end: int | None, limit: int, now: int
@@ -582,7 +601,7 @@ class Emulator:
         if not times:
             return b"[]"
         closed = D.next_open(interval, times[-1]) - 1 < now
-        key = (symbol, interval, times[0], times[-1], len(times), self._version)
+        key = (symbol, interval, times[0], times[-1], len(times), self._version, self._published(now))
         if closed:
             cached = self._body_cache.get(key)
             if cached is not None:
@@ -872,6 +891,9 @@ _HTML = (
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: with Nagle on, the body waits for the client's delayed ACK (~40 ms
+    # per request on loopback), which made every keep-alive request ~30 ms slower than the exchange's own latency.
+    disable_nagle_algorithm = True
     server: _Server
     _rec: RequestRecord | None = None
 
@@ -913,6 +935,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             fault = emu._take_fault(path)
             rec.fault = fault
+            if fault == "429":  # the window is full for a second: the next requests before then are strikes
+                with emu._lock:
+                    emu._throttled_until = emu._wall() + 1.0
             if fault in ("502", "503", "504", "-1001", "reset"):
                 self._fault(emu, fault, rec)
                 return
