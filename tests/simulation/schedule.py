@@ -4,7 +4,7 @@ Each run is the one Airflow makes for a cron tick (``CronDataIntervalTimetable``
 tick), started a drawn moment after the tick (sometimes within a second of a candle's close), and it calls the
 library as the DAG's tasks do: ``orchestration.plan_scheduled`` then ``cli.execute`` of each spec's argv
 (``dagfactory.extract_local``), and for the 02:00 gap filler ``gapfill.scan`` (detect, with the ledger recheck),
-``gaps.plan_groups`` / ``gaps.fill_spec`` (chunk), ``cli.execute`` of each fill argv (fill), ``gapfill.verify``
+``gaps.plan_groups`` / ``gap_tasks.fill_spec`` (chunk), ``cli.execute`` of each fill argv (fill), ``gapfill.verify``
 (verify) and ``gaps.build_report`` (report). A task that raises failed (as its Airflow task would); the next runs
 heal what it left.
 
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from binance_extractor import cli, gaps, orchestration
-from binance_extractor.airflow import gapfill
+from binance_extractor import cli, gaps
+from binance_extractor.airflow import gap_tasks, gapfill, orchestration
 from binance_extractor.airflow.dagfactory import GAP_FILLER_CRON
 from binance_extractor.kinds import DataKind
 from binance_extractor.timeframes import Timeframe, parse
@@ -134,7 +134,7 @@ class Scheduler:
         holes = gaps.holes_of(scans)
         settings = gaps.GapSettings.load()
         groups = gaps.plan_groups(holes, settings)  # chunk
-        specs = [gaps.fill_spec(g, requested_by="sim:gap_filler") for g in groups]
+        specs = [gap_tasks.fill_spec(g, requested_by="sim:gap_filler") for g in groups]
         results: list[dict[str, Any]] = []
         for spec in specs:  # fill
             out = self.execute("gap_filler.fill", spec.to_argv())
