@@ -101,4 +101,4 @@ def test_astro_dev_start_is_not_supported_as_documented() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "astro-runtime" not in text and "astrocrpublic" not in text
     assert not (ROOT / "packages.txt").exists() and not (ROOT / "airflow_settings.yaml").exists()
-    assert "### `astro dev start`: not supported" in (ROOT / "README.md").read_text()
+    assert "### `astro dev start`: not supported" in (ROOT / "docs" / "DEPLOY.md").read_text()

@@ -166,7 +166,7 @@ def test_a_new_process_paces_its_first_exchange_info_by_the_rule_another_process
     was paced by the default 2400 / min even when the IP's shared budget already knew the exchange's real limit, so
     on an exchange whose limit differs it waited for the next window (or, with a lower limit, overspent)."""
     from binance_extractor.budget import SharedBudget
-    from binance_extractor.budget.sqlite_store import SqliteStore
+    from binance_extractor.budget.sqlite_store import SqliteBudgetStore
     from binance_extractor.ratelimit import WeightRule
 
     emu = make_emulator(weight_limit=24_000)
@@ -176,7 +176,7 @@ def test_a_new_process_paces_its_first_exchange_info_by_the_rule_another_process
         raise AssertionError(f"the first exchangeInfo waited {seconds:.1f} s under the default 2400 / min")
 
     def shared(**kw) -> SharedBudget:
-        return SharedBudget(SqliteStore(tmp_path / "budget.sqlite"), "ip", now=lambda: start, **kw)
+        return SharedBudget(SqliteBudgetStore(tmp_path / "budget.sqlite"), "ip", now=lambda: start, **kw)
 
     other = shared()
     other.set_rule(WeightRule.from_exchange_info({"rateLimits": emu.exchange_info()["rateLimits"]}))

@@ -256,6 +256,9 @@ def test_ui_connection_form_offers_the_binance_type(airflow, emu):
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", passwords["admin"])
             page.keyboard.press("Enter")
+            # The login page navigates to "/" once the token is set; on a busy machine that can start after the
+            # page went idle, and would then interrupt the next goto. Wait for that navigation itself.
+            page.wait_for_url(lambda url: "login" not in url, wait_until="load", timeout=120_000)
             page.wait_for_load_state("networkidle")
             page.goto(f"{airflow.url}/connections")
             page.get_by_role("button", name="Add Connection").click()

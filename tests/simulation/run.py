@@ -38,7 +38,11 @@ class Result:
 def run_seed(seed: int, days: int = 30, tamper: Callable[[World], None] | None = None) -> Result:
     """Run ``seed`` for ``days`` simulated days. ``tamper(world)`` runs just before the checks (the tests' proof
     that the checks catch a store or a ledger that differs from the exchange)."""
-    quiet_logs()
+    with quiet_logs():
+        return _run_seed(seed, days, tamper)
+
+
+def _run_seed(seed: int, days: int, tamper: Callable[[World], None] | None) -> Result:
     started = time.perf_counter()
     result = Result(seed, days)
     with World(seed, days) as w:

@@ -8,13 +8,14 @@ time (the library's own waits, retries and budget pauses take real time, which n
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,8 +252,16 @@ def _tmp_root() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def quiet_logs() -> None:
-    """The library logs every run; a seed's own log (``World.log``) says what matters."""
-    logging.getLogger().setLevel(logging.CRITICAL)
-    for name in ("binance_extractor", "airflow", "urllib3", "websockets"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """The library logs every run; a seed's own log (``World.log``) says what matters. The levels are restored
+    afterwards: a pytest worker runs other tests (of the logs themselves) after a seed."""
+    loggers = [logging.getLogger(name) for name in (None, "binance_extractor", "airflow", "urllib3", "websockets")]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, saved, strict=True):
+            logger.setLevel(level)
