@@ -14,7 +14,15 @@ from typing import Any, ClassVar
 from pydantic import model_validator
 
 from binance_extractor.errors import ValidationError
-from binance_extractor.models import Dec, Symbol, UTCms, _Row, close_time_matches, interval_timeframe
+from binance_extractor.models import (
+    Dec,
+    Symbol,
+    UTCms,
+    _Row,
+    check_ohlc,
+    close_time_matches,
+    interval_timeframe,
+)
 from binance_extractor.prices import Price
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso
@@ -38,13 +46,7 @@ class PriceKline(_Row):
 
     @model_validator(mode="after")
     def _consistent(self) -> PriceKline:
-        o, h, low, c = self.open, self.high, self.low, self.close
-        if h < o or h < c or h < low:
-            raise ValueError(f"high {h} below open/close/low")
-        if low > o or low > c:
-            raise ValueError(f"low {low} above open/close")
-        if low < 0 and not self.price.signed:
-            raise ValueError("negative price")
+        check_ohlc(self.open, self.high, self.low, self.close, signed=self.price.signed)
         if self.sample_count < 0:
             raise ValueError("negative sample_count")
         if not close_time_matches(self.interval, self.open_time, self.close_time):

@@ -103,6 +103,17 @@ def _describe(fields: dict[str, Any]) -> str:
     return str(symbol)
 
 
+def check_ohlc(o: Decimal, h: Decimal, low: Decimal, c: Decimal, *, signed: bool = False) -> None:
+    """One candle's prices agree: high is the maximum, low the minimum, and (unless ``signed``, as the premium
+    index) none is negative. Shared by every kline model."""
+    if h < o or h < c or h < low:
+        raise ValueError(f"high {h} below open/close/low")
+    if low > o or low > c:
+        raise ValueError(f"low {low} above open/close")
+    if low < 0 and not signed:  # low is the minimum, so this covers every price
+        raise ValueError("negative price")
+
+
 class Kline(_Row):
     """One closed candle of ``interval`` (Binance spelling, e.g. ``5m``)."""
 
@@ -124,13 +135,7 @@ class Kline(_Row):
 
     @model_validator(mode="after")
     def _consistent(self) -> Kline:
-        o, h, low, c = self.open, self.high, self.low, self.close
-        if h < o or h < c or h < low:
-            raise ValueError(f"high {h} below open/close/low")
-        if low > o or low > c:
-            raise ValueError(f"low {low} above open/close")
-        if low < 0:  # low is the minimum, so this covers every price
-            raise ValueError("negative price")
+        check_ohlc(self.open, self.high, self.low, self.close)
         for name in ("volume", "quote_volume", "taker_buy_base_volume", "taker_buy_quote_volume"):
             if getattr(self, name) < 0:
                 raise ValueError(f"negative {name}")
