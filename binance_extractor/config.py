@@ -234,11 +234,6 @@ def pod_template() -> Path:
 
 def pool_slots() -> int:
     """Slots of the ``binance_api`` pool (``BINANCE_API_POOL_SLOTS`` / ``kubernetes.pool_slots``), at least 1."""
-    raw = _deployment("BINANCE_API_POOL_SLOTS", "pool_slots", DEFAULT_POOL_SLOTS)
-    try:
-        slots = int(raw)
-    except (TypeError, ValueError):
-        raise InputError(f"BINANCE_API_POOL_SLOTS must be a whole number, not {raw!r}") from None
-    if slots < 1:
-        raise InputError(f"BINANCE_API_POOL_SLOTS must be at least 1, not {slots}")
-    return slots
+    return _at_least_one(
+        "BINANCE_API_POOL_SLOTS", _deployment("BINANCE_API_POOL_SLOTS", "pool_slots", DEFAULT_POOL_SLOTS)
+    )
