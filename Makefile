@@ -57,7 +57,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 test: install services lint typecheck
-	$(PY) -m pytest -n 2 --dist loadgroup tests
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=25 tests
 
 # The deterministic simulation (docs/SIMULATION.md): SEEDS seeds of 30 simulated days over 2 processes.
 SEEDS ?= 200
