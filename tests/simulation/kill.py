@@ -71,10 +71,15 @@ class Reaper:
                 fn(cur)  # every statement of the transaction has run ...
                 reaper.pending.pop(0)
                 reaper._dead = True
-                store._reset()  # ... and the process is gone: its connection closes without a commit
-                raise Killed()
+                raise Killed()  # ... and the process is gone before its commit
 
-            return original(store, dies_before_commit, write)
+            try:
+                return original(store, dies_before_commit, write)
+            finally:
+                # The database drops a dead process's connection and rolls its transaction back at once (``_tx``
+                # has rolled back); then the connection is gone. Closing it inside the transaction instead, with
+                # its cursor still open, would leave SQLite a zombie connection holding the write lock.
+                store._reset()
 
         SqlCore._tx = _tx  # type: ignore[method-assign]
 

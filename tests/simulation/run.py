@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,9 @@ from tests.simulation.checks import check_all
 from tests.simulation.schedule import Scheduler, run_all_once
 from tests.simulation.tail import SimTail
 from tests.simulation.world import DAY, HOUR, World, quiet_logs
+
+
+HUNG_SEED_S = 600  # far beyond any seed's run (15 to 80 s)
 
 
 @dataclass
@@ -122,5 +126,9 @@ def _run_seed(seed: int, days: int, tamper: Callable[[World], None] | None) -> R
 def one_seed(args: tuple[int, int]) -> tuple[int, bool, str, float]:
     """``run_seed`` for a worker process of the soak (importable, so a spawned worker can unpickle it)."""
     seed, days = args
-    result = run_seed(seed, days)
+    faulthandler.dump_traceback_later(HUNG_SEED_S)  # a seed that hangs prints where, in the soak's log
+    try:
+        result = run_seed(seed, days)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     return seed, result.ok, result.describe(), result.seconds
