@@ -12,7 +12,6 @@ from tests.simulation.schedule import Scheduler, run_all_once
 from tests.simulation.tail import SimTail
 from tests.simulation.world import DAY, HOUR, World, quiet_logs
 
-
 HUNG_SEED_S = 600  # far beyond any seed's run (15 to 80 s)
 
 
