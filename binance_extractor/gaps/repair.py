@@ -92,7 +92,7 @@ def fill_chunk(
         funding_ms = funding_ms_of(funding_intervals(client), chunk.symbol)  # the tail is judged by it
     before = redetect(chunk, sinks, settings, funding_ms)
     result.found = len(before)
-    evidence.forget_pending(sinks, chunk.table, chunk.symbol, chunk.start_ms, chunk.end_ms)  # judged again now
+    evidence.forget_pending(sinks, chunk.dataset, chunk.symbol, chunk.start_ms, chunk.end_ms)  # judged again now
     if not before:
         return result
     sent = getattr(client, "requests_sent", 0)
