@@ -69,7 +69,7 @@ def test_writer_thread_can_use_a_sink_opened_elsewhere(sqlite_conn_id: str) -> N
 
     sink = SqliteStore(sqlite_conn_id)
     sink.ensure_schema()  # opened on this thread, written from another (as the pipeline's writer does)
-    t = threading.Thread(target=sink.write, args=("klines_m5", klines(n=10)))
+    t = threading.Thread(target=sink.write, args=(KLINES_M5, klines(n=10)))
     t.start()
     t.join()
     assert sink.count(KLINES_M5) == 10
