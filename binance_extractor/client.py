@@ -111,14 +111,20 @@ class BinanceFuturesClient:
         """Settings from ``BINANCE_FUTURES_BASE_URL`` and ``BINANCE_API_KEY`` (outside Airflow), unless the caller
         has them (the Airflow connection: ``airflow/hooks.py``); the weight budget is keyed on the base URL's host.
 
-        ``BINANCE_HTTP_MAX_ATTEMPTS`` and ``BINANCE_HTTP_BACKOFF_MAX`` (seconds) tune the retry budget.
+        ``BINANCE_HTTP_MAX_ATTEMPTS`` and ``BINANCE_HTTP_BACKOFF_MAX`` (seconds) tune the retry budget;
+        ``BINANCE_HTTP_READ_TIMEOUT`` (seconds, default 30) is how long a response may keep the client waiting
+        before the request counts as failed and is retried.
         """
         for env, name, cast in (
             ("BINANCE_HTTP_MAX_ATTEMPTS", "max_attempts", int),
             ("BINANCE_HTTP_BACKOFF_MAX", "backoff_max", float),
+            ("BINANCE_HTTP_READ_TIMEOUT", "timeout", _read_timeout),
         ):
             if os.environ.get(env):
-                kwargs.setdefault(name, cast(os.environ[env]))
+                try:
+                    kwargs.setdefault(name, cast(os.environ[env]))
+                except ValueError:
+                    raise InputError(f"{env}={os.environ[env]!r} is not a positive number") from None
         key = api_key if api_key is not None else config.api_key()
         return cls(base_url or config.base_url(), key, **kwargs)
 
@@ -357,6 +363,14 @@ class BinanceFuturesClient:
 def _params(**given: Any) -> dict[str, Any]:
     """Query parameters without the unset (None) ones: Binance reads any parameter sent as a bound or cursor."""
     return {name: value for name, value in given.items() if value is not None}
+
+
+def _read_timeout(text: str) -> tuple[float, float]:
+    """(connect, read) seconds from ``BINANCE_HTTP_READ_TIMEOUT``: the connect timeout stays 5 s (or less)."""
+    seconds = float(text)
+    if not seconds > 0:
+        raise ValueError(text)
+    return (min(5.0, seconds), seconds)
 
 
 def _host_failure(exc: BaseException) -> bool:

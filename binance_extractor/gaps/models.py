@@ -153,6 +153,7 @@ class ChunkResult:
     rows_written: int = 0
     requests: int = 0
     error: str | None = None
+    funding_ms: int | None = None  # the contract's funding interval the fill judged the tail by (verify reuses it)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,4 +169,5 @@ class ChunkResult:
             "rows_written": self.rows_written,
             "requests": self.requests,
             "error": self.error,
+            "funding_ms": self.funding_ms,
         }

@@ -90,6 +90,7 @@ def fill_chunk(
     funding_ms = None
     if chunk.dataset.kind is DataKind.FUNDING and hasattr(client, "funding_intervals"):
         funding_ms = funding_ms_of(funding_intervals(client), chunk.symbol)  # the tail is judged by it
+    result.funding_ms = funding_ms
     before = redetect(chunk, sinks, settings, funding_ms)
     result.found = len(before)
     evidence.forget_pending(sinks, chunk.dataset, chunk.symbol, chunk.start_ms, chunk.end_ms)  # judged again now

@@ -24,6 +24,10 @@ def verify(
     ``not_fillable_yet``: the fill succeeded and the evidence rule (``gaps/evidence.py``) could not confirm the hole
     yet (the chunk's result lists it as pending): reported, not a failure. ``open``: the fill failed, never ran, or
     left a hole nobody judged: the closure check fails on it (``failures``, ``raise_if_open``).
+
+    A funding chunk is re-detected with the contract's funding interval its fill used (the result's
+    ``funding_ms``), as detection and the scan after the fill judge it: with the 8 h default, a missing tail of an
+    hourly contract went unseen here, so the run neither failed nor listed it (simulation seeds 164 and 196).
     """
     by_chunk = {r["chunk"]: r for r in results if r}
     open_holes: list[dict[str, Any]] = []
@@ -36,7 +40,8 @@ def verify(
         else:
             reason = "still open after a successful fill"
         judged = [] if result is None or result.get("error") else list(result.get("pending") or [])
-        for hole in redetect(chunk, sinks, settings):
+        funding_ms = result.get("funding_ms") if result is not None else None  # judged as the fill judged it
+        for hole in redetect(chunk, sinks, settings, funding_ms):
             why = next((p for p in judged if _overlaps(hole, Hole.from_dict(p))), None)
             if why is not None:
                 open_holes.append({**hole.to_dict(), "status": NOT_FILLABLE_YET, "reason": why.get("reason")})

@@ -189,3 +189,27 @@ def test_a_new_process_paces_its_first_exchange_info_by_the_rule_another_process
         client.close()
     assert client.limiter.rule.limit == 24_000
     assert emu.count("/fapi/v1/exchangeInfo") == 1
+
+
+def test_a_response_slower_than_the_read_timeout_is_retried_and_counted_once(make_emulator, monkeypatch):
+    """``BINANCE_HTTP_READ_TIMEOUT``: a response that keeps the client waiting longer fails that attempt (the
+    exchange still counted its weight) and the request is retried; the answer arrives once, exact."""
+    emu = make_emulator(slow_seconds=1.5)
+    monkeypatch.setenv("BINANCE_HTTP_READ_TIMEOUT", "0.4")
+    monkeypatch.setenv("BINANCE_HTTP_BACKOFF_MAX", "0.05")
+    client = BinanceFuturesClient.from_env()
+    assert client.timeout == (0.4, 0.4)
+    emu.inject("slow", times=1, path="/fapi/v1/klines")
+    assert count_klines(client, pages=1) == 499
+    deadline = time.monotonic() + 30  # the emulator records the slow request only when it has answered it
+    while len(asked := [r for r in emu.requests if r.path == "/fapi/v1/klines"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted([r.fault or "" for r in asked]) == ["", "slow"]  # the slow one timed out; its retry was answered
+    assert emu.count_418 == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3"])
+def test_a_read_timeout_that_is_not_a_positive_number_is_refused_in_one_line(monkeypatch, value):
+    monkeypatch.setenv("BINANCE_HTTP_READ_TIMEOUT", value)
+    with pytest.raises(InputError, match="BINANCE_HTTP_READ_TIMEOUT"):
+        BinanceFuturesClient.from_env("http://127.0.0.1:9")

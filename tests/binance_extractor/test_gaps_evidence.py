@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from binance_extractor import cli, clock
+from binance_extractor import cli, clock, gaps
 from binance_extractor.clock import FixedClock
 from binance_extractor.kinds import Dataset
 from binance_extractor.sinks import open_sinks
-from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
+from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, parse_time
 from tests.emulator import Emulator
 
 FUNDING_RATES = Dataset.of_table("funding_rates")
@@ -228,3 +228,33 @@ def test_a_funding_hole_is_never_split_into_a_ledger_row_that_misses_nothing(
     missing = [day + t for t in range(0, 16)]  # the 00:00 event, whatever its ms jitter
     assert len(rows) == 1, [(iso(ms_to_dt(s)), iso(ms_to_dt(e))) for s, e in rows]
     assert any(rows[0][0] <= t < rows[0][1] for t in missing)
+
+
+def test_a_funding_tail_not_fillable_yet_of_an_hourly_contract_is_reported_not_left_unsaid(
+    make_emulator: Any, machine: FixedClock
+) -> None:
+    """Found by the simulation (seeds 164 and 196, docs/SIMULATION.md): the fill judged an hourly contract's missing
+    funding tail by its 1 h interval and recorded it "not fillable yet", but the closure check re-detected the chunk
+    with the 8 h default, saw no hole, and listed nothing; the scan after the fill (1 h again) still found it. The run
+    succeeded and said nothing of a hole the exchange may yet publish. Verify now judges as the fill judged."""
+    sym, day = SYMBOL, MIDNIGHT  # funding every hour (the emulator's fundingInfo)
+    machine.set(day - 2 * HOUR)
+    emu = exchange(make_emulator, machine, 1_200)
+    emu.add_outage(sym, day - 5 * MIN, day + HOUR + 5 * MIN - 1)  # 00:00 and 01:00 missing, ended 55 min before 02:00
+    span = ["--start", iso(ms_to_dt(day - DAY)), "--end", iso(ms_to_dt(day - 2 * HOUR))]
+    cli.execute(["funding", "--symbols", sym, *span, "--sink", "sqlite"])
+    machine.set(day + 2 * HOUR)  # the gap filler's 02:00, up to its data interval's end (not the 02:00 event)
+    argv = ["fill-gaps", "--table", "funding_rates", "--symbols", sym, "--sink", "sqlite", "--source", "rest"]
+    argv += ["--end", iso(ms_to_dt(day + 2 * HOUR))]
+    (report,) = cli.execute(argv)
+    chunks = [gaps.Chunk.parse(r["chunk"]) for r in report["chunks"]]
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        checked = gaps.verify(chunks, [sink], report["chunks"])  # the DAG's verify and report tasks
+        assert sink.known_gaps("funding_rates", sym) == []
+    finally:
+        sink.close()
+    assert [h["status"] for h in checked] == [gaps.NOT_FILLABLE_YET], checked
+    start, end = dt_to_ms(parse_time(checked[0]["start"])), dt_to_ms(parse_time(checked[0]["end"]))
+    assert start <= day + 16 and day + HOUR < end  # the 00:00 and 01:00 events (ms jitter), not confirmed
+    assert report["totals"]["remaining"] == 0, report["totals"]  # nothing the run left unsaid

@@ -7,6 +7,7 @@ holds, decimals by their exact text (``format(Decimal, "f")`` keeps trailing zer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +21,24 @@ from tests.simulation.tail import TAIL_TIMEFRAMES
 from tests.simulation.world import DAY, World, _iso
 
 
-def _d(value: Any) -> str:
+def _text(value: Any) -> str:
+    """SQLite keeps the exchange's decimal text: compared as that exact text (trailing zeros included)."""
     return format(Decimal(str(value)), "f")
+
+
+def _value(value: Any) -> str:
+    """A fixed-scale column (MariaDB's DECIMAL(36,18)) holds the exact value at the column's scale: compared as
+    that value (trailing zeros dropped on both sides), never as a float."""
+    d = Decimal(str(value))
+    return format(d.normalize() if d != 0 else Decimal(0), "f")
+
+
+_EXACT = {"sqlite": _text, "mysql": _value}  # how each store keeps a decimal
+_as: list[Callable[[Any], str]] = [_text]  # the store being checked (``check_all`` sets it)
+
+
+def _d(value: Any) -> str:
+    return _as[0](value)
 
 
 def _kline_row(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -52,25 +69,34 @@ def check_all(w: World, final_tick: int) -> list[str]:
     problems: list[str] = []
     if emu.count_418:
         problems.append(f"the exchange had to send {emu.count_418} HTTP 418 (an IP ban)")
-    stores = open_stores(["sqlite"])
+    stores = open_stores(list(w.sinks))
     try:
-        store = stores[0]
-        ledger = store.gap_records()
-        for dag in DAGS:
-            table = dag.kind.table(dag.timeframe)
-            for symbol in w.symbols:
-                if dag.timeframe is not None:
-                    problems += _klines(w, store, ledger, table, symbol, dag.timeframe.interval, final_tick, True)
-                elif table == "funding_rates":
-                    problems += _funding(w, store, ledger, symbol, final_tick)
-                else:
-                    problems += _trades(w, store, ledger, symbol, final_tick)
-        for tf in TAIL_TIMEFRAMES:
-            for symbol in w.symbols:
-                problems += _klines(w, store, ledger, DataKind.KLINES.table(tf), symbol, tf.interval, final_tick, False)
+        for name, store in zip(w.sinks, stores, strict=True):
+            _as[0] = _EXACT[name]
+            found = _store(w, store, final_tick)
+            problems += [f"{name}: {p}" for p in found] if len(stores) > 1 else found
     finally:
         for s in stores:
             s.close()
+    return problems
+
+
+def _store(w: World, store: Any, final_tick: int) -> list[str]:
+    """One store against the exchange: the DAG tables, the ledger and the tail's tables."""
+    problems: list[str] = []
+    ledger = store.gap_records()
+    for dag in DAGS:
+        table = dag.kind.table(dag.timeframe)
+        for symbol in w.symbols:
+            if dag.timeframe is not None:
+                problems += _klines(w, store, ledger, table, symbol, dag.timeframe.interval, final_tick, True)
+            elif table == "funding_rates":
+                problems += _funding(w, store, ledger, symbol, final_tick)
+            else:
+                problems += _trades(w, store, ledger, symbol, final_tick)
+    for tf in TAIL_TIMEFRAMES:
+        for symbol in w.symbols:
+            problems += _klines(w, store, ledger, DataKind.KLINES.table(tf), symbol, tf.interval, final_tick, False)
     return problems
 
 

@@ -50,6 +50,7 @@ def _run_seed(seed: int, days: int, tamper: Callable[[World], None] | None) -> R
         w.plan_outages(rng.randint(1, 4))
         w.plan_http_faults(rng.randint(3, 12), with_429=rng.random() < 0.3)
         w.plan_db_outages(rng.randint(0, 3))
+        w.plan_kills(rng.randint(1, 4))
         sched = Scheduler(w)
         sched.plan()
         tail = SimTail(w)
@@ -59,6 +60,7 @@ def _run_seed(seed: int, days: int, tamper: Callable[[World], None] | None) -> R
             # The end: the faults stop, the database is up, the exchange has published everything it will.
             assert w.emu is not None
             w.emu.clear_faults()
+            w.reaper.pending.clear()
             if w.db_down:
                 w.db_down_until = w.now()
                 w._db_up()
@@ -93,11 +95,13 @@ def _run_seed(seed: int, days: int, tamper: Callable[[World], None] | None) -> R
             result.problems += traceback.format_exc().splitlines()[-12:]
         finally:
             result.summary = {
+                "mariadb": int("mysql" in w.sinks),
                 "outages": len(w.outages),
                 "late": sum(1 for o in w.outages if o.publish_at is not None),
                 "skew_ms": w.skew,
                 "runs": sched.stats.runs,
                 "failed_runs": sched.stats.failed,
+                "killed": w.reaper.kills,
                 "fillers": sched.stats.filler_runs,
                 "not_fillable_reported": sched.stats.reported_not_fillable,
                 "tail_closes": tail.closes,

@@ -113,7 +113,8 @@ class Scheduler:
         """One task instance (``extract_local``): its results, or None when it failed."""
         self.stats.runs += 1
         try:
-            return list(cli.execute(argv))
+            with self.w.reaper.task():
+                return list(cli.execute(argv))
         except Exception as exc:  # the task failed; Airflow would mark it failed and the next run heals
             self.stats.failed += 1
             self.w.log.add(self.w.now(), f"{name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
@@ -126,7 +127,8 @@ class Scheduler:
         end = ms_to_dt(tick)
         symbols = list(w.symbols)
         try:
-            scans = gapfill.scan(symbols, end, recheck=True)  # detect
+            with w.reaper.task():
+                scans = gapfill.scan(symbols, end, recheck=True)  # detect
         except Exception as exc:
             self.stats.filler_failed += 1
             w.log.add(w.now(), f"gap filler detect failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")

@@ -29,12 +29,17 @@ from binance_extractor.clock import FixedClock
 from binance_extractor.ratelimit import WeightRule
 from binance_extractor.timeutil import dt_to_ms
 from tests.emulator import Emulator
+from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, TcpProxy, mysql_admin
+from tests.simulation.kill import Reaper
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 EPOCH_START = dt_to_ms(datetime(2026, 3, 1, tzinfo=UTC))  # the first simulated day is drawn after this
-HTTP_FAULTS = ("502", "503", "504", "-1001", "reset", "truncated", "malformed")
+HTTP_FAULTS = ("502", "503", "504", "-1001", "reset", "truncated", "malformed", "timeout")
+READ_TIMEOUT_S = 1.0  # the client's read timeout in the simulation (real seconds; BINANCE_HTTP_READ_TIMEOUT) ...
+MARIADB_SHARE = 0.25
+SLOW_ANSWER_S = 1.6  # ... and how late the exchange answers a "timeout" request (its weight is still counted)
 FAULT_PATHS = ("/fapi/v1/klines", "/fapi/v1/fundingRate", "/fapi/v1/aggTrades", "/fapi/v1/time", None)
 
 
@@ -75,6 +80,11 @@ class World:
         self.start = EPOCH_START + rng.randrange(0, 200) * DAY + rng.randrange(0, 24 * 60) * MINUTE
         self.end = self.start + days * DAY
         self.skew = rng.randint(-3000, 3000)  # the exchange's clock minus ours, ms
+        # A quarter of the seeds keep MariaDB beside SQLite (every write goes to both; detection reads both),
+        # reached through a loopback proxy that a database outage cuts.
+        self.sinks: tuple[str, ...] = ("sqlite", "mysql") if rng.random() < MARIADB_SHARE else ("sqlite",)
+        self.mysql_db: str | None = None
+        self.mysql_proxy: TcpProxy | None = None
         self.clock = FixedClock(self.start)
         self.log = Log()
         self._heap: list[tuple[int, int, str, Callable[[], None]]] = []
@@ -85,6 +95,7 @@ class World:
         self.db_listeners: list[Callable[[], None]] = []  # called when the database goes down (close connections)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"sim-{seed}-", dir=_tmp_root()))
         self.emu: Emulator | None = None
+        self.reaper = Reaper()  # DAG task processes killed between a write and its commit
         self._env_before: dict[str, str | None] = {}
         self._clock_before: Any = None
 
@@ -94,15 +105,26 @@ class World:
         env = {
             "BINANCE_EXTRACTOR_DATA_DIR": str(self.workdir / "data"),
             "BINANCE_SYMBOLS": ",".join(self.symbols),
-            "BINANCE_EXTRACTOR_SINKS": "sqlite",
+            "BINANCE_EXTRACTOR_SINKS": ",".join(self.sinks),
             "BINANCE_EXTRACTOR_HISTORY_DAYS": "2",
             "BINANCE_EXTRACTOR_BUDGET_NAME": f"sim-{self.seed}",
             "BINANCE_EXTRACTOR_BUDGET_URL": "",
             "BINANCE_HTTP_BACKOFF_MAX": "0.05",  # the library's retry waits are real time: keep them short
-            "BINANCE_EXTRACTOR_DB_RETRY_ATTEMPTS": "2",
+            "BINANCE_HTTP_READ_TIMEOUT": str(READ_TIMEOUT_S),
+            "BINANCE_EXTRACTOR_DB_RETRY_ATTEMPTS": "1",  # a retry's back-off is real time; the tasks and the tail retry
             "BINANCE_API_KEY": "test-key",
         }
         (self.workdir / "data").mkdir(parents=True)
+        if "mysql" in self.sinks:
+            self.mysql_db = f"sim_{self.seed}_{os.getpid()}_{self.workdir.name[-6:]}".replace("-", "_")
+            admin = mysql_admin()
+            try:
+                admin.cursor().execute(f"CREATE DATABASE `{self.mysql_db}`")
+            finally:
+                admin.close()
+            self.mysql_proxy = TcpProxy(MYSQL_HOST, MYSQL_PORT)
+            self.mysql_proxy.start()
+            env["AIRFLOW_CONN_MYSQL_DEFAULT"] = f"mysql://root@127.0.0.1:{self.mysql_proxy.port}/{self.mysql_db}"
         # The deployment's config, with the gap filler's fill tasks capped low (a deployment may): fewer, larger
         # fill tasks, so a seed runs in seconds.
         raw = yaml.safe_load(config.DEFAULT_CONFIG.read_text(encoding="utf-8"))
@@ -112,7 +134,10 @@ class World:
         self._clock_before = clock.set_clock(self.clock)
         # A month in seconds of real time: the IP weight budget (per real minute) is scaled up to match; 429s are
         # injected instead (``plan_http_faults``) and must be honoured without a ban.
-        self.emu = Emulator(clock=self.exchange_now, trade_bucket_ms=900_000, weight_limit=240_000).start()
+        self.emu = Emulator(
+            clock=self.exchange_now, trade_bucket_ms=900_000, weight_limit=240_000, slow_seconds=SLOW_ANSWER_S
+        ).start()
+        self.reaper.install()
         env["BINANCE_FUTURES_BASE_URL"] = self.emu.url
         env["BINANCE_ARCHIVE_BASE_URL"] = self.emu.archive_url
         for key, value in env.items():
@@ -131,6 +156,7 @@ class World:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.reaper.uninstall()
         if self.emu is not None:
             self.emu.stop()
         for key, value in self._env_before.items():
@@ -141,6 +167,14 @@ class World:
         if self._clock_before is not None:
             clock.set_clock(self._clock_before)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.mysql_proxy is not None:
+            self.mysql_proxy.cut()
+        if self.mysql_db is not None:
+            admin = mysql_admin()
+            try:
+                admin.cursor().execute(f"DROP DATABASE IF EXISTS `{self.mysql_db}`")
+            finally:
+                admin.close()
 
     # ------------------------------------------------------------------ time
 
@@ -200,8 +234,21 @@ class World:
 
     def _inject(self, kind: str, path: str | None, times: int) -> None:
         assert self.emu is not None
-        self.emu.inject(kind, times=times, path=path)
+        self.emu.inject("slow" if kind == "timeout" else kind, times=times, path=path)
         self.log.add(self.now(), f"inject {kind} x{times} on {path or 'any path'}")
+
+    def plan_kills(self, count: int) -> None:
+        """DAG task processes killed between a write and its commit: from a drawn instant on, the next task dies
+        at the commit of its 1st to 6th write transaction (``kill.Reaper``)."""
+        rng = self.rng
+        for _ in range(count):
+            when = self.start + rng.randrange(0, self.end - self.start)
+            at_write = rng.randint(1, 6)
+            self.at(when, "kill", lambda n=at_write: self._arm_kill(n))
+
+    def _arm_kill(self, at_write: int) -> None:
+        self.reaper.arm(at_write)
+        self.log.add(self.now(), f"the next DAG task dies at the commit of its write transaction {at_write}")
 
     def plan_db_outages(self, count: int) -> None:
         rng = self.rng
@@ -216,7 +263,8 @@ class World:
 
     def _db_down(self, until: int) -> None:
         """The database is unreachable: every connection is dropped and none can be opened until ``until`` (the
-        store's file is moved away and a directory stands in its place: SQLite cannot open it)."""
+        store's file is moved away and a directory stands in its place: SQLite cannot open it; MariaDB's proxy
+        drops its connections and stops listening)."""
         if self.db_down:
             self.db_down_until = max(self.db_down_until, until)
             return
@@ -229,6 +277,8 @@ class World:
             if path.exists():
                 path.rename(aside / path.name)
         self.db_path.mkdir()
+        if self.mysql_proxy is not None:
+            self.mysql_proxy.cut()  # MariaDB: every connection dropped, nothing listens
         self.db_down, self.db_down_until = True, until
         self.log.add(self.now(), f"database down until {_iso(until)}")
         self.at(until, "db-up", self._db_up)
@@ -242,6 +292,8 @@ class World:
         aside = self.workdir / "aside"
         for item in aside.iterdir():
             item.rename(self.db_path.parent / item.name)
+        if self.mysql_proxy is not None:
+            self.mysql_proxy.start()
         self.db_down = False
         self.log.add(self.now(), "database up")
 
