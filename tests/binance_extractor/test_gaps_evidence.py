@@ -251,7 +251,7 @@ def test_a_funding_tail_not_fillable_yet_of_an_hourly_contract_is_reported_not_l
     (sink,) = open_sinks(["sqlite"])
     try:
         checked = gaps.verify(chunks, [sink], report["chunks"])  # the DAG's verify and report tasks
-        assert sink.known_gaps("funding_rates", sym) == []
+        assert sink.known_gaps(FUNDING_RATES, sym) == []
     finally:
         sink.close()
     assert [h["status"] for h in checked] == [gaps.NOT_FILLABLE_YET], checked
