@@ -192,6 +192,7 @@ def stages(archive_url: str, symbol: str, label: str, interval: str, db: str, ta
     import requests
 
     from binance_extractor import archive
+    from binance_extractor.kinds import Dataset
     from binance_extractor.models import Kline
     from binance_extractor.sinks import open_sinks
 
@@ -218,7 +219,7 @@ def stages(archive_url: str, symbol: str, label: str, interval: str, db: str, ta
     sink = open_sinks(["mysql"])[0]
     t = time.perf_counter()
     for i in range(0, len(models), 5000):
-        sink.write(table, models[i : i + 5000])
+        sink.write(Dataset.of_table(table), models[i : i + 5000])
     t_sink = time.perf_counter() - t
     sink.close()
     n = len(models)

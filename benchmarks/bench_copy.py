@@ -32,6 +32,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from binance_extractor.kinds import Dataset
+
+AGG_TRADES = Dataset.of_table("agg_trades")
+KLINES_M1 = Dataset.of_table("klines_m1")
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -68,7 +73,7 @@ def fill_source(path: Path, symbols: int, candles: int, agg: int) -> Any:
         }  # fmt: skip
         block = KlineBlock(symbol, tf, pa.table({n: cols[n] for n in KLINE_ORDER}))
         for i in range(0, candles, 50_000):
-            source.write_block("klines_m1", block.slice(i, 50_000))
+            source.write_block(KLINES_M1, block.slice(i, 50_000))
     trades = [
         AggTrade.build(
             symbol="BTCUSDT", agg_trade_id=1_000_000 + i, price=f"{42000 + i % 1000 / 10:.1f}",
@@ -78,7 +83,7 @@ def fill_source(path: Path, symbols: int, candles: int, agg: int) -> Any:
         for i in range(agg)
     ]  # fmt: skip
     for i in range(0, agg, 5000):
-        source.write("agg_trades", trades[i : i + 5000])
+        source.write(AGG_TRADES, trades[i : i + 5000])
     return source
 
 
@@ -193,10 +198,10 @@ def main() -> None:
                     prepared = [
                         p
                         for b in reader.iter_batches(source, table)
-                        for p in store_rows.prepare(table, b.rows, trusted=True)
+                        for p in store_rows.prepare(Dataset.of_table(table), b.rows, trusted=True)
                     ]
                     t0 = time.perf_counter()
-                    assert store_rows.write(bulk, table, prepared) == result.rows
+                    assert store_rows.write(bulk, Dataset.of_table(table), prepared) == result.rows
                     bulk_secs = time.perf_counter() - t0
                     path = work / f"{table}.csv"
                     rows = csv_of(source, table, path, bools)

@@ -34,7 +34,10 @@ os.environ["BINANCE_EXTRACTOR_DATA_DIR"] = str(_TMP / "data")
 from bench_sinks import MYSQL, make_klines  # noqa: E402
 
 from binance_extractor import export, health, reader, timeframes  # noqa: E402
+from binance_extractor.kinds import Dataset  # noqa: E402
 from binance_extractor.timeutil import dt_to_ms  # noqa: E402
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 
 def best(fn, rounds: int = 3) -> float:  # type: ignore[no-untyped-def]
@@ -52,7 +55,7 @@ def fill(sink, rows_per_symbol: int, symbols: int) -> int:  # type: ignore[no-un
     for s in range(symbols):
         rows = [r.model_copy(update={"symbol": f"BENCH{s}USDT"}) for r in base]
         for i in range(0, len(rows), 5000):
-            total += sink.write("klines_m5", rows[i : i + 5000])
+            total += sink.write(KLINES_M5, rows[i : i + 5000])
     return total
 
 
@@ -84,8 +87,8 @@ def main() -> int:
         big, big_rows = sinks["large"]
         small, small_rows = sinks["small"]
         tf = timeframes.parse("5m")
-        now_big = dt_to_ms(big.last_time("klines_m5", "BENCH0USDT")) + tf.ms + 1
-        now_small = dt_to_ms(small.last_time("klines_m5", "BENCH0USDT")) + tf.ms + 1
+        now_big = dt_to_ms(big.last_time(KLINES_M5, "BENCH0USDT")) + tf.ms + 1
+        now_small = dt_to_ms(small.last_time(KLINES_M5, "BENCH0USDT")) + tf.ms + 1
         t_small = best(lambda: health.table_health(small, "klines_m5", window_days=1, now_ms=now_small))
         t_big = best(lambda: health.table_health(big, "klines_m5", window_days=1, now_ms=now_big))
         scan_sql = (

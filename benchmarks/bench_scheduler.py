@@ -117,7 +117,7 @@ def freshness(data_dir: Path, symbols: list[str]) -> dict[str, tuple[int, float 
             fresh, worst = 0, 0.0
             for sym in symbols:
                 try:
-                    last = store.last_time(table, sym)
+                    last = store.last_time(Dataset.of_table(table), sym)
                 except Exception:
                     last = None
                 if table.startswith("klines_"):

@@ -36,7 +36,10 @@ os.environ.setdefault("AIRFLOW_HOME", str(_TMP / "airflow"))
 os.environ["BINANCE_EXTRACTOR_DATA_DIR"] = str(_TMP / "data")
 
 from binance_extractor import timeframes  # noqa: E402
+from binance_extractor.kinds import Dataset  # noqa: E402
 from binance_extractor.models import Kline  # noqa: E402
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 BATCH = 5000
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "passwd": ""}
@@ -95,7 +98,7 @@ def measure(
 
     def via_sink() -> None:
         for part in sink_parts:
-            sink.write("klines_m5", part)
+            sink.write(KLINES_M5, part)
 
     def via_raw() -> None:
         for part in raw_parts:
@@ -106,7 +109,7 @@ def measure(
         reset()
         for i, fn in enumerate((via_sink, via_sink, via_raw, via_raw)):
             best[i] = min(best[i], timed(fn))
-    assert sink.count("klines_m5") == len(rows)
+    assert sink.count(KLINES_M5) == len(rows)
     return best[0], best[1], best[2], best[3]
 
 

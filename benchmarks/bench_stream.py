@@ -192,7 +192,7 @@ def _wait(cond: Any, what: str, timeout: float, proc: subprocess.Popen[str], lin
 
 def stored_exactly(env: dict[str, str], sink: str, close_log: list[tuple[str, str, int, float]], emu: Emulator) -> int:
     """Every close the emulator sent is a stored row equal to what REST serves for it; returns how many."""
-    from binance_extractor.kinds import DataKind
+    from binance_extractor.kinds import Dataset
     from binance_extractor.models import Kline
     from binance_extractor.sinks import open_stores
     from binance_extractor.timeframes import parse as parse_tf
@@ -206,7 +206,7 @@ def stored_exactly(env: dict[str, str], sink: str, close_log: list[tuple[str, st
     try:
         for (sym, iv), opens in wanted.items():
             lo, hi = min(opens), max(opens)
-            rows = store.read(DataKind.KLINES.table(parse_tf(iv)), sym, ms_to_dt(lo), ms_to_dt(hi + 1))
+            rows = store.read(Dataset.klines(parse_tf(iv)), sym, ms_to_dt(lo), ms_to_dt(hi + 1))
             got = {dt_to_ms(r["open_time"]): Kline(**r) for r in rows}
             for t in opens:
                 (served,) = emu.klines_rows(sym, iv, t, t)

@@ -161,7 +161,7 @@ def run_gaps(args: argparse.Namespace) -> list[dict[str, Any]]:
         scans = _scan(args, sinks, settings, client, gaps.closed_before(client))
         out: list[dict[str, Any]] = []
         for s in scans:
-            pending = gaps.pending_records(sinks, s.table, s.symbol)
+            pending = gaps.pending_records(sinks, s.dataset, s.symbol)
             for h in s.holes:
                 why = gaps.pending_of(h, pending)
                 if why is None:

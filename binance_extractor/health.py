@@ -131,14 +131,14 @@ def window_bounds(
     return lo, max(lo, hi)
 
 
-def recent_runs(sink: Store, table: str, symbol: str, limit: int = DEFAULT_RUNS) -> list[RunRecord]:
-    """The newest audit rows of (table, symbol), through the (table_name, symbol, started_at) index."""
-    return sink.recent_runs(table, symbol, max(1, int(limit)))
+def recent_runs(sink: Store, dataset: Dataset, symbol: str, limit: int = DEFAULT_RUNS) -> list[RunRecord]:
+    """The newest audit rows of (dataset, symbol), through the (table_name, symbol, started_at) index."""
+    return sink.recent_runs(dataset, symbol, max(1, int(limit)))
 
 
-def stored_symbols(sink: Store, table: str) -> list[str]:
-    """Symbols stored in ``table``, by index seeks where the store can (see ``Sink.stored_symbols``)."""
-    return sink.stored_symbols(table)
+def stored_symbols(sink: Store, dataset: Dataset) -> list[str]:
+    """Symbols stored in ``dataset``, by index seeks where the store can (see ``Store.stored_symbols``)."""
+    return sink.stored_symbols(dataset)
 
 
 def _run_dict(run: RunRecord) -> dict[str, Any]:
@@ -164,16 +164,15 @@ def _row_count(
     """
     if first is None or last is None:
         return 0, True
-    table = dataset.table
     if limit is None or dataset.kind is DataKind.FUNDING:
-        return sink.count(table, symbol), True
+        return sink.count(dataset, symbol), True
     if dataset.timeframe is not None:
         span = dataset.timeframe.count_between(dt_to_ms(first), dt_to_ms(last) + 1)
-        return (sink.count(table, symbol), True) if span <= limit else (span, False)
-    probe = sink.read(table, symbol, first, first + timedelta(minutes=10))  # trades: estimate from a sample
+        return (sink.count(dataset, symbol), True) if span <= limit else (span, False)
+    probe = sink.read(dataset, symbol, first, first + timedelta(minutes=10))  # trades: estimate from a sample
     per_ms = len(probe) / 600_000
     if per_ms * (dt_to_ms(last) - dt_to_ms(first)) <= limit:
-        return sink.count(table, symbol), True
+        return sink.count(dataset, symbol), True
     return None, False
 
 
@@ -193,19 +192,19 @@ def symbol_health(
     now = clock.now_ms() if now_ms is None else now_ms
     dataset = Dataset.parse(table)
     table = dataset.table
-    first, last = sink.first_time(table, symbol), sink.last_time(table, symbol)
+    first, last = sink.first_time(dataset, symbol), sink.last_time(dataset, symbol)
     rows, rows_exact = _row_count(sink, dataset, symbol, first, last, exact_limit)
     lo, hi = window_bounds(dataset, window_days, now, start, end)
     stored, holes = 0, list[gaps.Hole]()
     if last is not None and hi > lo:
         if dataset.kind is DataKind.TRADES:
-            stored = sink.count(table, symbol, ms_to_dt(lo), ms_to_dt(hi))
+            stored = sink.count(dataset, symbol, ms_to_dt(lo), ms_to_dt(hi))
         else:
             # a symbol listed inside the window starts at its first row, not at the window's start
             lo = max(lo, dt_to_ms(first)) if first is not None else lo
             tail = dataset.kind is not DataKind.AGG_TRADES
             stored, holes = gaps.detect_range(sink, dataset, symbol, lo, hi, tail=tail)
-    ledger = sink.gap_records(table, symbol)
+    ledger = sink.gap_records(dataset, symbol)
     known = [(g.gap_start, g.gap_end) for g in ledger if g.skipped]
     pending = [g for g in ledger if g.status == GAP_PENDING]
     open_holes, _ = gaps.minus_known(holes, [(dt_to_ms(s), dt_to_ms(e)) for s, e in known])
@@ -231,7 +230,7 @@ def symbol_health(
         missing=missing,
         open_holes=[_hole_dict(h, pending) for h in open_holes[:max_holes]],
         confirmed_holes=[{"start": iso(s), "end": iso(e)} for s, e in known[-max_holes:]],
-        runs=[_run_dict(r) for r in recent_runs(sink, table, symbol, runs)],
+        runs=[_run_dict(r) for r in recent_runs(sink, dataset, symbol, runs)],
         rows_exact=rows_exact,
         stale=is_stale(dataset, last, now, config.settings().freshness_grace_minutes * 60_000),
     )
@@ -261,7 +260,7 @@ def table_health(
     """Health of every symbol stored in ``table`` (or of ``symbols``)."""
     dataset = Dataset.parse(table)
     now = clock.now_ms() if now_ms is None else now_ms
-    names = symbols or stored_symbols(sink, dataset.table)
+    names = symbols or stored_symbols(sink, dataset)
     return [
         symbol_health(
             sink,
@@ -288,12 +287,12 @@ def chart_points(
     if tf is None:
         raise InputError(f"charts need a klines table, not {table}")
     points = max(2, min(int(points), 2000))
-    last = sink.last_time(table, symbol)
+    last = sink.last_time(dataset, symbol)
     if last is None:
         return []
     stop = min(dt_to_ms(last) + 1, dt_to_ms(end)) if end is not None else dt_to_ms(last) + 1
     start = ms_to_dt(stop - points * tf.ms)
-    rows = sink.read(table, symbol, start, ms_to_dt(stop))
+    rows = sink.read(dataset, symbol, start, ms_to_dt(stop))
     return [{"t": iso(r["open_time"]), "close": _text(r["close"]), "volume": _text(r["volume"])} for r in rows]
 
 

@@ -131,7 +131,7 @@ def catchup_floor(job: Job, end: datetime, days: float) -> datetime:
 
 def stored_last(job: Job, sinks: Sequence[Sink]) -> datetime | None:
     """The newest key every readable sink holds (the oldest of their newest), or None if any is empty."""
-    lasts = [s.last_time(job.table, job.symbol) for s in stores(sinks)]
+    lasts = [s.last_time(job.dataset, job.symbol) for s in stores(sinks)]
     known = [t for t in lasts if t is not None]
     if not lasts or len(known) < len(lasts):
         return None
@@ -144,7 +144,8 @@ def first_load_done(job: Job, sinks: Sequence[Sink]) -> bool:
     Until then the stored rows are an interrupted first load, which must resume where it stopped rather than
     at the catch-up bound (that would leave the history in between to the nightly gap filler).
     """
-    return all(s.has_success(job.table, job.symbol) for s in stores(sinks))
+    dataset = job.dataset
+    return all(s.has_success(dataset, job.symbol) for s in stores(sinks))
 
 
 def plan_range(
@@ -282,19 +283,20 @@ def _stream(
     pages: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_PAGES)
     failure: list[BaseException] = []
     stop = threading.Event()
+    dataset, table = job.dataset, job.table
 
     def flush(pending: Any) -> None:
         """Write a list of models, or a columnar ``KlineBlock`` through each sink's bulk path."""
         bulk = isinstance(pending, KlineBlock)
         for sink in sinks:
-            with telemetry.span("sink.write", sink=sink.name, table=job.table, rows=len(pending), bulk=bulk):
+            with telemetry.span("sink.write", sink=sink.name, table=table, rows=len(pending), bulk=bulk):
                 t0 = time.perf_counter()
                 if bulk:
-                    sink.write_block(job.table, pending)
+                    sink.write_block(dataset, pending)
                 else:
-                    sink.write(job.table, pending)
+                    sink.write(dataset, pending)
                 telemetry.instruments.histogram("binance.db.batch.duration").record(
-                    time.perf_counter() - t0, {"sink": sink.name, "table": job.table}
+                    time.perf_counter() - t0, {"sink": sink.name, "table": table}
                 )
             written = {"kind": job.kind.value, "symbol": job.symbol, "timeframe": job.interval or "", "sink": sink.name}
             telemetry.instruments.counter("binance.rows.written").add(len(pending), written)

@@ -1,6 +1,6 @@
 """Reading stored data back: time-windowed batches from any store, Arrow schemas, and ``read()`` -> DataFrame.
 
-Every store answers ``Store.read(table, symbol, start, end)`` through its key index, so reading a bounded time
+Every store answers ``Store.read(dataset, symbol, start, end)`` through its key index, so reading a bounded time
 window at a time keeps memory bounded for any range (the window is sized per table from its row rate) and
 works the same on SQLite, MySQL and MongoDB. Decimals stay exact (Arrow ``decimal128(38, 18)``, the MySQL
 column type) and times stay aware UTC (Arrow ``timestamp[ms, tz=UTC]``).
@@ -91,19 +91,21 @@ class Batch:
     rows: list[dict[str, Any]]
 
 
-def symbols_of(sink: Any, table: str, symbols: Sequence[str] | None) -> list[str]:
-    """The symbols asked for, else every symbol stored in ``table`` (distinct on the key's first column)."""
+def symbols_of(sink: Store, dataset: Dataset, symbols: Sequence[str] | None) -> list[str]:
+    """The symbols asked for, else every symbol stored in ``dataset`` (distinct on the key's first column)."""
     if symbols:
         return [s.strip().upper() for s in symbols if s.strip()]
-    return list(sink.symbols(table))
+    return list(sink.symbols(dataset))
 
 
-def _bounds(sink: Store, table: str, symbol: str, start: datetime | None, end: datetime | None) -> tuple[Any, Any]:
-    lo = utc_ms(start) if start is not None else sink.first_time(table, symbol)
+def _bounds(
+    sink: Store, dataset: Dataset, symbol: str, start: datetime | None, end: datetime | None
+) -> tuple[Any, Any]:
+    lo = utc_ms(start) if start is not None else sink.first_time(dataset, symbol)
     if end is not None:
         hi = utc_ms(end)
     else:
-        last = sink.last_time(table, symbol)
+        last = sink.last_time(dataset, symbol)
         hi = None if last is None else last + _MS
     return lo, hi
 
@@ -136,8 +138,8 @@ def iter_batches(
     if start is not None and end is not None and end <= start:
         raise InputError("end must be after start")
     step = window_for(dataset, batch_rows)
-    for symbol in symbols_of(sink, table, symbols):
-        lo, hi = _bounds(sink, table, symbol, start, end)
+    for symbol in symbols_of(sink, dataset, symbols):
+        lo, hi = _bounds(sink, dataset, symbol, start, end)
         if lo is None or hi is None:
             continue
         t = lo
@@ -145,7 +147,7 @@ def iter_batches(
             stop = min(t + step, hi)
             if split_months:
                 stop = min(stop, next_month(t))
-            rows = sink.read(table, symbol, t, stop)
+            rows = sink.read(dataset, symbol, t, stop)
             if rows:
                 yield Batch(table, symbol, t, stop, rows)
             t = stop

@@ -36,6 +36,10 @@ class InputFile:
     table: str
     fmt: str
 
+    @property
+    def dataset(self) -> Dataset:
+        return Dataset.of_table(self.table)
+
 
 @dataclass
 class RestoreResult:
@@ -218,7 +222,7 @@ def _csv_rows(path: Path, spec: TableSpec, batch_rows: int) -> Iterator[list[dic
 # ---- restore ---------------------------------------------------------------------------------------------------
 def _prepared(f: InputFile, rows: list[dict[str, Any]]) -> list[store_rows.Prepared]:
     try:
-        return store_rows.prepare(f.table, rows)
+        return store_rows.prepare(f.dataset, rows)
     except ValidationError as exc:
         raise InputError(f"{f.path} does not hold valid {f.table} rows: {exc}") from None
 
@@ -239,6 +243,6 @@ def restore(
     for f in inputs:  # pass 2: write, one transaction per block / batch
         written = 0
         for rows in iter_rows(f, batch_rows):
-            written += store_rows.write(sink, f.table, _prepared(f, rows))
+            written += store_rows.write(sink, f.dataset, _prepared(f, rows))
         results.append(RestoreResult(str(f.path), f.table, written))
     return results

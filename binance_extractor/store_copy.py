@@ -101,17 +101,17 @@ class _Window:
     rows: int
 
 
-def _windows(source: Store, table: str, symbols: list[str], batch_rows: int) -> Iterator[_Window]:
-    step = reader.window_for(Dataset.of_table(table), batch_rows)
+def _windows(source: Store, dataset: Dataset, symbols: list[str], batch_rows: int) -> Iterator[_Window]:
+    step = reader.window_for(dataset, batch_rows)
     for symbol in symbols:
-        lo, last = source.first_time(table, symbol), source.last_time(table, symbol)
+        lo, last = source.first_time(dataset, symbol), source.last_time(dataset, symbol)
         if lo is None or last is None:
             continue
         hi = last + _MS
         t = lo
         while t < hi:
             stop = min(t + step, hi)
-            n = source.count(table, symbol, t, stop)
+            n = source.count(dataset, symbol, t, stop)
             if n:
                 yield _Window(symbol, t, stop, n)
             t = stop
@@ -123,13 +123,15 @@ def _copy_data(
     """Count every window on both sides first (index range counts), then copy the windows the target lacks,
     reading window N+1 from the source while window N loads into the target (the load waits on the database,
     not on Python)."""
-    symbols = [s for s in source.stored_symbols(table) if wanted is None or s in wanted]
+    dataset = Dataset.of_table(table)
+    symbols = [s for s in source.stored_symbols(dataset) if wanted is None or s in wanted]
     result = CopyResult(table, symbols=len(symbols))
     todo: list[_Window] = []
-    for w in _windows(source, table, symbols, batch_rows):
+    for w in _windows(source, dataset, symbols, batch_rows):
         result.rows += w.rows
-        if target.count(table, w.symbol, w.start, w.end) == w.rows and (
-            not verify or target.read(table, w.symbol, w.start, w.end) == source.read(table, w.symbol, w.start, w.end)
+        if target.count(dataset, w.symbol, w.start, w.end) == w.rows and (
+            not verify
+            or target.read(dataset, w.symbol, w.start, w.end) == source.read(dataset, w.symbol, w.start, w.end)
         ):
             result.skipped += w.rows
         else:
@@ -138,10 +140,10 @@ def _copy_data(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-writer") as writer:
         try:
             for w in todo:
-                prepared = store_rows.read_prepared(source, table, w.symbol, w.start, w.end)
+                prepared = store_rows.read_prepared(source, dataset, w.symbol, w.start, w.end)
                 if pending is not None:
                     result.written += pending.result()
-                pending = writer.submit(store_rows.write, target, table, prepared)
+                pending = writer.submit(store_rows.write, target, dataset, prepared)
             if pending is not None:
                 result.written += pending.result()
                 pending = None

@@ -73,15 +73,14 @@ def _by_symbol(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     return groups
 
 
-def prepare(table: str, rows: Sequence[dict[str, Any]], *, trusted: bool = False) -> list[Prepared]:
-    """Validate ``rows`` of ``table`` into what the store writes: a block per symbol of a kline series, else models.
+def prepare(dataset: Dataset, rows: Sequence[dict[str, Any]], *, trusted: bool = False) -> list[Prepared]:
+    """Validate ``rows`` of ``dataset`` into what the store writes: a block per symbol of a kline series, else models.
 
     Raises ``ValidationError`` (naming symbol and time) for any row the models would refuse. ``trusted`` rows
     (read back from a store, which validated them when they were written, typed by its reader) become models
     without re-validation; klines are always checked, as whole columns."""
     if not rows:
         return []
-    dataset = Dataset.of_table(table)
     if dataset.timeframe is not None:  # every kline series: as whole columns
         return [kline_block(dataset, symbol, group) for symbol, group in _by_symbol(rows).items()]
     model = dataset.kind.model
@@ -92,23 +91,22 @@ def prepare(table: str, rows: Sequence[dict[str, Any]], *, trusted: bool = False
 
 
 def read_prepared(
-    store: Store, table: str, symbol: str, start: datetime | None, end: datetime | None
+    store: Store, dataset: Dataset, symbol: str, start: datetime | None, end: datetime | None
 ) -> list[Prepared]:
     """One symbol's rows of a store, ready for another store: klines straight from the store's columns (no Python
     object per value), the other tables as models of the rows it validated when they were written."""
-    dataset = Dataset.of_table(table)
     if dataset.timeframe is not None:
-        columns = store.read_columns(table, symbol, start, end)
+        columns = store.read_columns(dataset, symbol, start, end)
         return [block_of(symbol, dataset.timeframe, columns, dataset.kind)] if columns.num_rows else []
-    return prepare(table, store.read(table, symbol, start, end), trusted=True)
+    return prepare(dataset, store.read(dataset, symbol, start, end), trusted=True)
 
 
-def write(sink: Sink, table: str, prepared: Sequence[Prepared]) -> int:
+def write(sink: Sink, dataset: Dataset, prepared: Sequence[Prepared]) -> int:
     """Upsert prepared batches (one transaction each: a block is one bulk load); returns rows written."""
     written = 0
     for batch in prepared:
         if isinstance(batch, KlineBlock):
-            written += sink.write_block(table, batch)
+            written += sink.write_block(dataset, batch)
         else:
-            written += sink.write(table, batch)
+            written += sink.write(dataset, batch)
     return written

@@ -73,7 +73,7 @@ def done_earlier(job: Job, sinks: Sequence[Any]) -> JobResult | None:
     for store in readable:
         runs = [
             r
-            for r in store.recent_runs(job.table, job.symbol, RECENT_RUNS)
+            for r in store.recent_runs(job.dataset, job.symbol, RECENT_RUNS)
             if r.requested_by == job.requested_by and r.outcome == "success"
         ]
         if not runs:

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import GapRecord, Sink
 from tests.binance_extractor.sinks.conftest import klines
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "STORAGE.md"
 
@@ -22,8 +25,8 @@ def examples(dialect: str) -> list[str]:
 
 def fill(sink: Sink) -> list:
     rows = klines("XRPUSDT", n=300)
-    sink.write("klines_m5", rows)
-    sink.write("klines_m5", klines("BTCUSDT", n=24))
+    sink.write(KLINES_M5, rows)
+    sink.write(KLINES_M5, klines("BTCUSDT", n=24))
     sink.record_gap(GapRecord("klines_m5", "XRPUSDT", rows[10].open_time, rows[12].open_time, "readme", "rest", 1))
     return rows
 

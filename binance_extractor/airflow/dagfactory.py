@@ -19,7 +19,7 @@ from airflow.sdk import DAG, Asset, AssetAlias, CronDataIntervalTimetable, CronT
 from binance_extractor import config, timeframes
 from binance_extractor.airflow import callbacks, jobspecs, orchestration
 from binance_extractor.airflow.orchestration import POOL
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
@@ -176,14 +176,15 @@ def extract_local(argv: list[str], map_label: str = "", spec: dict[str, Any] | N
 
 
 def _summary_task(kind: DataKind, timeframe: Timeframe | None, runtime: str, asset: Asset) -> Any:
-    table = kind.table(timeframe)
+    dataset = Dataset(kind, timeframe)
+    table = dataset.table
 
     @task(task_id="summary", outlets=[asset])
     def summary(resolved: dict[str, Any], results: Any, **context: Any) -> dict[str, Any]:
         """Rows and freshness lag per symbol; fails if a symbol is older than one interval + grace."""
         resolution = orchestration.SymbolResolution.from_dict(resolved)
         results = list(results)
-        last = None if runtime == "kubernetes" else orchestration.last_times_from_sinks(table, resolution.valid)
+        last = None if runtime == "kubernetes" else orchestration.last_times_from_sinks(dataset, resolution.valid)
         if last is None:  # the pods read their own sinks: their results carry the newest stored key
             last = orchestration.last_times_from_results(results)
         report = orchestration.summarize(

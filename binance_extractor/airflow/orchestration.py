@@ -19,7 +19,7 @@ from typing import Any
 from binance_extractor import catalog, clock, config, timeframes
 from binance_extractor.airflow.jobspecs import ExtractionSpec, Output
 from binance_extractor.errors import ExtractorError, InputError
-from binance_extractor.kinds import SCHEDULED_KINDS, DataKind
+from binance_extractor.kinds import SCHEDULED_KINDS, DataKind, Dataset
 from binance_extractor.symbols import SYMBOL_PATTERN, split_syntax
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, parse_time
@@ -447,7 +447,7 @@ def _iso_or_none(dt: datetime | None) -> str:
     return iso(dt) if dt is not None else "none"
 
 
-def last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime | None] | None:
+def last_times_from_sinks(dataset: Dataset, symbols: list[str]) -> dict[str, datetime | None] | None:
     """Newest stored key per symbol, read from the configured sinks (the oldest across sinks counts).
 
     None when no configured sink can be read back (JSON lines only).
@@ -461,7 +461,7 @@ def last_times_from_sinks(table: str, symbols: list[str]) -> dict[str, datetime 
     sinks = open_stores(readable)
     try:
         for sym in symbols:
-            times = [s.last_time(table, sym) for s in sinks]
+            times = [s.last_time(dataset, sym) for s in sinks]
             out[sym] = None if any(t is None for t in times) or not times else min(t for t in times if t)
     finally:
         for s in sinks:

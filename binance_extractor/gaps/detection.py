@@ -53,10 +53,9 @@ def detect_range(
     """
     settings = settings or GapSettings()
     be = sink.gap_queries()
-    table = dataset.table
     if hi <= lo:
         return 0, []
-    n, mn, mx = be.stats(table, symbol, lo, hi)
+    n, mn, mx = be.stats(dataset, symbol, lo, hi)
     holes: list[Hole] = []
 
     def add(start: int, end: int, missing: int, ctx: tuple[int, int] | None = None) -> None:
@@ -73,7 +72,7 @@ def detect_range(
             return 0, holes
         if head and mn > lo:
             add(lo, mn, tf.count_between(lo, mn))
-        for prev, cur in be.kline_pairs(table, symbol, lo, hi, tf.ms):
+        for prev, cur in be.kline_pairs(dataset, symbol, lo, hi, tf.ms):
             start = tf.next_open_ms(prev)
             add(start, cur, tf.count_between(start, cur))
         after = tf.next_open_ms(mx)
@@ -102,25 +101,24 @@ def detect_range(
     return n, holes
 
 
-def _known(sink: Store, table: str, symbol: str) -> list[tuple[int, int]]:
-    return [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps(table, symbol)]
+def _known(sink: Store, dataset: Dataset, symbol: str) -> list[tuple[int, int]]:
+    return [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps(dataset, symbol)]
 
 
 def _bounds(
     sink: Store, dataset: Dataset, symbol: str, start_ms: int | None, end_ms: int, settings: GapSettings
 ) -> tuple[int, int] | None:
     """Detection range of one symbol: [start or first stored row, end), bounded by ``lookback_days``."""
-    table = dataset.table
     lo = start_ms
     if lo is None:
-        first = sink.first_time(table, symbol)
+        first = sink.first_time(dataset, symbol)
         if first is None:
             return None
         lo = dt_to_ms(first)
     if settings.lookback_days is not None:
         lo = max(lo, end_ms - int(settings.lookback_days * DAY_MS))
     if dataset.kind is DataKind.AGG_TRADES:
-        last = sink.last_time(table, symbol)
+        last = sink.last_time(dataset, symbol)
         end_ms = min(end_ms, dt_to_ms(last) + 1) if last is not None else end_ms
     return (lo, end_ms) if lo < end_ms else None
 
@@ -162,7 +160,7 @@ def scan(
     for dataset in datasets:
         kind = dataset.kind
         hi = closed_end(dataset, dt_to_ms(end) if end is not None else None, now)
-        names = list(symbols) if symbols else sorted({s for sink in stores for s in sink.symbols(dataset.table)})
+        names = list(symbols) if symbols else sorted({s for sink in stores for s in sink.symbols(dataset)})
         for symbol in names:
             begin = (starts or {}).get(symbol) or start
             found: list[Hole] = []
@@ -187,7 +185,7 @@ def scan(
                     settings=settings,
                     funding_ms=funding_ms_of(funding_hours, symbol) if kind is DataKind.FUNDING else None,
                 )
-                holes, covered = minus_known(holes, _known(sink, dataset.table, symbol))
+                holes, covered = minus_known(holes, _known(sink, dataset, symbol))
                 stored.append(n)
                 known = max(known, covered)
                 found.extend(holes)
@@ -241,7 +239,7 @@ def redetect(
             settings=settings,
             funding_ms=funding_ms,
         )
-        holes, _ = minus_known(holes, _known(sink, chunk.table, chunk.symbol))
+        holes, _ = minus_known(holes, _known(sink, chunk.dataset, chunk.symbol))
         for h in holes:
             s, e = max(h.start_ms, chunk.start_ms), min(h.end_ms, chunk.end_ms)
             if s < e:

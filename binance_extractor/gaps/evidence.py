@@ -37,7 +37,7 @@ from binance_extractor.catalog import price_of
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.models import Hole, Scan, iso_ms
 from binance_extractor.gaps.settings import GapSettings, grid_of
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.base import GAP_CONFIRMED, GAP_PENDING, GapRecord, Sink, stores
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
@@ -157,12 +157,12 @@ def ask(hole: Hole, sinks: Sequence[Sink], client: Any, fetch: Hole | None = Non
     rng = fetch or hole
     bound = closed_before(client)
     asked_at = clock.now()
-    table, symbol = hole.table, hole.symbol
+    dataset, symbol = hole.dataset, hole.symbol
     lo, hi = ms_to_dt(rng.start_ms), ms_to_dt(rng.end_ms)
     readable = stores(sinks)
-    before = [s.count(table, symbol, lo, hi) for s in readable]
+    before = [s.count(dataset, symbol, lo, hi) for s in readable]
     sent = getattr(client, "requests_sent", 0)
-    kind, tf = hole.dataset.kind, hole.dataset.timeframe
+    kind, tf = dataset.kind, dataset.timeframe
     if tf is not None:
         price = price_of(kind)  # trade, mark, index or premium-index klines
         batches: Any = extract.iter_klines(client, symbol, tf, rng.start_ms, rng.end_ms, now_ms=bound, price=price)
@@ -176,8 +176,8 @@ def ask(hole: Hole, sinks: Sequence[Sink], client: Any, fetch: Hole | None = Non
         batches = extract.iter_agg_trades(client, symbol, rng.start_ms, rng.end_ms, now_ms=bound)
     for batch in batches:
         for sink in sinks:
-            sink.write(table, batch)
-    new_rows = max((s.count(table, symbol, lo, hi) - n for s, n in zip(readable, before, strict=True)), default=0)
+            sink.write(dataset, batch)
+    new_rows = max((s.count(dataset, symbol, lo, hi) - n for s, n in zip(readable, before, strict=True)), default=0)
     requests = getattr(client, "requests_sent", 0) - sent
     return Evidence("rest", requests, bound, asked_at, max(0, new_rows))
 
@@ -234,11 +234,11 @@ def record(verdicts: Sequence[Verdict], sinks: Sequence[Sink], checked_by: str, 
             store.record_gap(row)
 
 
-def pending_records(sinks: Sequence[Sink], table: str, symbol: str) -> list[GapRecord]:
-    """The "not fillable yet" rows of (table, symbol) across the stores."""
+def pending_records(sinks: Sequence[Sink], dataset: Dataset, symbol: str) -> list[GapRecord]:
+    """The "not fillable yet" rows of (dataset, symbol) across the stores."""
     out: dict[tuple[datetime, datetime], GapRecord] = {}
     for store in stores(sinks):
-        for g in store.gap_records(table, symbol):
+        for g in store.gap_records(dataset, symbol):
             if g.status == PENDING:
                 out.setdefault((g.gap_start, g.gap_end), g)
     return sorted(out.values(), key=lambda g: g.gap_start)
@@ -259,19 +259,19 @@ def prune_pending(sinks: Sequence[Sink], scans: Sequence[Scan]) -> int:
     for scan in scans:
         holes = [*scan.holes, *scan.skipped]
         for store in stores(sinks):
-            for g in store.gap_records(scan.table, scan.symbol):
+            for g in store.gap_records(scan.dataset, scan.symbol):
                 lo, hi = dt_to_ms(g.gap_start), dt_to_ms(g.gap_end)
                 inside = scan.start_ms <= lo and hi <= scan.end_ms
                 if g.status == PENDING and inside and not any(h.start_ms < hi and lo < h.end_ms for h in holes):
-                    store.delete_gap(g.table, g.symbol, g.gap_start)
+                    store.delete_gap(scan.dataset, g.symbol, g.gap_start)
                     dropped += 1
     return dropped
 
 
-def forget_pending(sinks: Sequence[Sink], table: str, symbol: str, start_ms: int, end_ms: int) -> None:
+def forget_pending(sinks: Sequence[Sink], dataset: Dataset, symbol: str, start_ms: int, end_ms: int) -> None:
     """Drop the pending rows overlapping ``[start_ms, end_ms)``: the holes there are about to be judged again."""
     lo, hi = ms_to_dt(start_ms), ms_to_dt(end_ms)
     for store in stores(sinks):
-        for g in store.gap_records(table, symbol):
+        for g in store.gap_records(dataset, symbol):
             if g.status == PENDING and g.gap_start < hi and lo < g.gap_end:
-                store.delete_gap(table, symbol, g.gap_start)
+                store.delete_gap(dataset, symbol, g.gap_start)

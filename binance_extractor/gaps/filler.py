@@ -43,7 +43,7 @@ def find_holes(
     filled since. ``client`` may be None (``gaps`` without the exchange): no listing dates, 8 h funding tails."""
     starts = None
     if full_history and client is not None:
-        names = symbols or sorted({s for d in datasets for store in db_sinks(sinks) for s in store.symbols(d.table)})
+        names = symbols or sorted({s for d in datasets for store in db_sinks(sinks) for s in store.symbols(d)})
         starts = onboard_starts(client, names)
     funding_hours = None
     if client is not None and any(d.kind is DataKind.FUNDING for d in datasets):

@@ -68,7 +68,7 @@ def recheck(
         hole = hole_of(record)
         verdicts = evidence.check(hole, sinks, client, source="rest", settings=settings)
         for store in stores(sinks):
-            store.delete_gap(record.table, record.symbol, record.gap_start)
+            store.delete_gap(record.dataset, record.symbol, record.gap_start)
         evidence.record(verdicts, sinks, checked_by, METHOD)
         if any(v.status == evidence.SERVED for v in verdicts):
             status = "filled"

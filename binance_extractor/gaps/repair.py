@@ -93,7 +93,7 @@ def fill_chunk(
     result.funding_ms = funding_ms
     before = redetect(chunk, sinks, settings, funding_ms)
     result.found = len(before)
-    evidence.forget_pending(sinks, chunk.table, chunk.symbol, chunk.start_ms, chunk.end_ms)  # judged again now
+    evidence.forget_pending(sinks, chunk.dataset, chunk.symbol, chunk.start_ms, chunk.end_ms)  # judged again now
     if not before:
         return result
     sent = getattr(client, "requests_sent", 0)

@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 
 from binance_extractor import catalog, config
-from binance_extractor.sinks.base import GapRecord, RunRecord, Sink, Store, stores, time_column
+from binance_extractor.sinks.base import GapRecord, RunRecord, Sink, Store, stores
 
 __all__ = [
     "GapRecord",
@@ -24,7 +24,6 @@ __all__ = [
     "open_stores",
     "store_names",
     "stores",
-    "time_column",
 ]
 
 

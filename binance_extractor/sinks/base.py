@@ -35,34 +35,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def time_column(table: str) -> str:
-    """The key-time column of a data table: ``open_time``, ``funding_time`` or ``time``."""
-    return DataKind.of_table(table).time_column
-
-
-def model_for(table: str) -> type[Row]:
-    """The model class whose rows ``table`` holds."""
-    return DataKind.of_table(table).model
-
-
-def check_rows(table: str, rows: Sequence[Row]) -> None:
+def check_rows(dataset: Dataset, rows: Sequence[Row]) -> None:
     """Refuse a batch holding another kind of row (a caller bug) before anything is written."""
-    dataset = Dataset.of_table(table)
     model = dataset.model
     for r in rows:
         if type(r) is not model:
-            raise InputError(f"{table} holds {model.__name__} rows, got a {type(r).__name__}")
+            raise InputError(f"{dataset.table} holds {model.__name__} rows, got a {type(r).__name__}")
         if dataset.timeframe is not None and getattr(r, "timeframe", None) != dataset.timeframe:
-            raise InputError(f"{table} cannot hold {getattr(r, 'interval', '?')} klines")
+            raise InputError(f"{dataset.table} cannot hold {getattr(r, 'interval', '?')} klines")
 
 
-def check_block(table: str, block: KlineBlock) -> None:
+def check_block(dataset: Dataset, block: KlineBlock) -> None:
     """Refuse a columnar block of another series' or interval's candles (a caller bug) before anything is written."""
-    dataset = Dataset.of_table(table)
     if dataset.kind is not block.kind:
-        raise InputError(f"{table} holds {dataset.model.__name__} rows, got a block of {block.kind.model.__name__}")
+        raise InputError(
+            f"{dataset.table} holds {dataset.model.__name__} rows, got a block of {block.kind.model.__name__}"
+        )
     if block.timeframe != dataset.timeframe:
-        raise InputError(f"{table} cannot hold {block.interval} klines")
+        raise InputError(f"{dataset.table} cannot hold {block.interval} klines")
 
 
 @dataclass
@@ -204,6 +194,11 @@ class GapRecord:
         """The ledger's key: (table, symbol, gap_start)."""
         return self.table, self.symbol, self.gap_start
 
+    @property
+    def dataset(self) -> Dataset:
+        """The dataset of the row's table (the ledger keeps the table's name)."""
+        return Dataset.of_table(self.table)
+
 
 def _ms(dt: datetime | None) -> datetime | None:
     """Aware UTC, truncated to the millisecond every store keeps."""
@@ -229,17 +224,17 @@ class Sink(ABC):
         """Create or migrate the schema to the latest version (idempotent, safe under concurrency)."""
 
     @abstractmethod
-    def write(self, table: str, rows: Sequence[Row]) -> int:
-        """Upsert ``rows`` into ``table`` as one transaction; returns how many rows were written."""
+    def write(self, dataset: Dataset, rows: Sequence[Row]) -> int:
+        """Upsert ``rows`` into ``dataset``'s table as one transaction; returns how many rows were written."""
 
-    def write_block(self, table: str, block: KlineBlock) -> int:
+    def write_block(self, dataset: Dataset, block: KlineBlock) -> int:
         """Upsert one columnar block of candles (an archive file) as one transaction; returns rows written.
 
         The default goes through the models (JSON lines); database sinks override it with their bulk loader,
         and must leave the table exactly as ``write`` of the same candles would.
         """
-        check_block(table, block)
-        return self.write(table, block.to_models()) if len(block) else 0
+        check_block(dataset, block)
+        return self.write(dataset, block.to_models()) if len(block) else 0
 
     @abstractmethod
     def close(self) -> None:
@@ -263,22 +258,22 @@ class Store(Sink):
         """This store's gap-detection dialect (``sinks.gap_dialect``)."""
 
     @abstractmethod
-    def last_time(self, table: str, symbol: str) -> datetime | None:
+    def last_time(self, dataset: Dataset, symbol: str) -> datetime | None:
         """Newest key time stored for ``symbol`` (served by the key index), None when empty."""
 
     @abstractmethod
-    def first_time(self, table: str, symbol: str) -> datetime | None:
+    def first_time(self, dataset: Dataset, symbol: str) -> datetime | None:
         """Oldest key time stored for ``symbol``, None when empty."""
 
     @abstractmethod
     def count(
-        self, table: str, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
+        self, dataset: Dataset, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
     ) -> int:
-        """Rows in ``table`` (for ``symbol``) whose key time is in ``[start, end)``."""
+        """Rows of ``dataset`` (for ``symbol``) whose key time is in ``[start, end)``."""
 
     @abstractmethod
     def read(
-        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+        self, dataset: Dataset, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[dict[str, Any]]:
         """Rows as dicts (Decimal, aware UTC datetimes) ordered by key; klines carry their ``interval``."""
 
@@ -291,8 +286,8 @@ class Store(Sink):
         """Most recent audit rows first."""
 
     @abstractmethod
-    def has_success(self, table: str, symbol: str) -> bool:
-        """Whether a run of ``table``/``symbol`` ever succeeded (the audit table outlives the process)."""
+    def has_success(self, dataset: Dataset, symbol: str) -> bool:
+        """Whether a run of ``dataset``/``symbol`` ever succeeded (the audit table outlives the process)."""
 
     @abstractmethod
     def record_gap(self, gap: GapRecord) -> None:
@@ -300,40 +295,39 @@ class Store(Sink):
         one ("not fillable yet")."""
 
     @abstractmethod
-    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
-        """Every ledger row (of ``table``, of ``symbol``), whatever its status, ordered by table, symbol, start."""
+    def gap_records(self, dataset: Dataset | None = None, symbol: str | None = None) -> list[GapRecord]:
+        """Every ledger row (of ``dataset``, of ``symbol``), whatever its status, ordered by table, symbol, start."""
 
     @abstractmethod
-    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+    def delete_gap(self, dataset: Dataset, symbol: str, gap_start: datetime) -> None:
         """Forget one ledger row (a pending hole judged again, a legacy one re-checked)."""
 
-    def known_gaps(self, table: str, symbol: str) -> list[tuple[datetime, datetime]]:
-        """The ranges detection skips: confirmed holes of ``symbol`` in ``table`` (and legacy ones until they are
+    def known_gaps(self, dataset: Dataset, symbol: str) -> list[tuple[datetime, datetime]]:
+        """The ranges detection skips: confirmed holes of ``symbol`` in ``dataset`` (and legacy ones until they are
         re-checked), ordered by start."""
-        return [(g.gap_start, g.gap_end) for g in self.gap_records(table, symbol) if g.skipped]
+        return [(g.gap_start, g.gap_end) for g in self.gap_records(dataset, symbol) if g.skipped]
 
     @abstractmethod
-    def symbols(self, table: str) -> list[str]:
-        """Symbols stored in ``table``."""
+    def symbols(self, dataset: Dataset) -> list[str]:
+        """Symbols stored in ``dataset``'s table."""
 
-    def stored_symbols(self, table: str) -> list[str]:
+    def stored_symbols(self, dataset: Dataset) -> list[str]:
         """``symbols`` for a health page: stores that can answer it by index seeks override this."""
-        return self.symbols(table)
+        return self.symbols(dataset)
 
     @abstractmethod
-    def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
-        """The newest audit rows of (table, symbol), served by an index."""
+    def recent_runs(self, dataset: Dataset, symbol: str, limit: int) -> list[RunRecord]:
+        """The newest audit rows of (dataset, symbol), served by an index."""
 
     # ---- whole-store reads and batch upserts (copy between stores) ----------------------------------------
     def read_columns(
-        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+        self, dataset: Dataset, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
         """``read`` as Arrow columns (``sinks.columns``: decimals exact plain text, times int64 epoch ms), in key
         order: what bulk loaders take without a Python object per value. SQL stores select it directly."""
         from binance_extractor.sinks.columns import from_rows
-        from binance_extractor.sinks.schema import spec_for
 
-        return from_rows(spec_for(table), self.read(table, symbol, start, end))
+        return from_rows(dataset.spec, self.read(dataset, symbol, start, end))
 
     @abstractmethod
     def data_tables(self) -> list[str]:
@@ -361,18 +355,18 @@ class Store(Sink):
             self.record_gap(gap)
         return len(gaps)
 
-    def delete_before(self, table: str, cutoff: datetime, limit: int = 10_000) -> int:
+    def delete_before(self, dataset: Dataset, cutoff: datetime, limit: int = 10_000) -> int:
         """Delete rows with key time < ``cutoff``: one bounded statement per symbol (at most ``limit`` rows each,
         served by the (symbol, time) key), stopping once ``limit`` rows are gone; returns rows deleted."""
         deleted = 0
-        for symbol in self.symbols(table):
-            deleted += self._delete_symbol_before(table, symbol, cutoff, limit)
+        for symbol in self.symbols(dataset):
+            deleted += self._delete_symbol_before(dataset, symbol, cutoff, limit)
             if deleted >= limit:
                 break
         return deleted
 
     @abstractmethod
-    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
+    def _delete_symbol_before(self, dataset: Dataset, symbol: str, cutoff: datetime, limit: int) -> int:
         """Delete at most ``limit`` rows of ``symbol`` with key time < ``cutoff`` in one statement; rows deleted."""
 
     def __enter__(self) -> Store:

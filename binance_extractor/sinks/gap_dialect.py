@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from binance_extractor.kinds import Dataset
 
 FUNDING_NEIGHBOURS = 8  # funding pairs on each side of a pair that tell the interval in force around it
 FAR = 10**15  # "no such neighbour" in the funding queries (larger than any distance in ms)
@@ -35,11 +39,11 @@ class GapQueries(ABC):
     """Window-function questions over one symbol's rows with key time in ``[lo, hi)`` (epoch ms)."""
 
     @abstractmethod
-    def stats(self, table: str, symbol: str, lo: int, hi: int) -> tuple[int, int | None, int | None]:
+    def stats(self, dataset: Dataset, symbol: str, lo: int, hi: int) -> tuple[int, int | None, int | None]:
         """Rows with key time in [lo, hi): count, smallest and largest key (time, or agg_trade_id)."""
 
     @abstractmethod
-    def kline_pairs(self, table: str, symbol: str, lo: int, hi: int, step_ms: int) -> list[tuple[int, int]]:
+    def kline_pairs(self, dataset: Dataset, symbol: str, lo: int, hi: int, step_ms: int) -> list[tuple[int, int]]:
         """(previous open, open) of consecutive stored candles further apart than one interval."""
 
     @abstractmethod

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from binance_extractor.errors import SinkError
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import Row, Sink, check_rows
 
 
@@ -26,11 +27,11 @@ class JsonlSink(Sink):
         if self.path != "-":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, table: str, rows: Sequence[Row]) -> int:
+    def write(self, dataset: Dataset, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
-        check_rows(table, rows)
-        prefix = '{"table":' + json.dumps(table) + ","
+        check_rows(dataset, rows)
+        prefix = '{"table":' + json.dumps(dataset.table) + ","
         text = "".join(prefix + r.model_dump_json()[1:] + "\n" for r in rows)  # build first: all or nothing
         try:
             if self.path == "-":

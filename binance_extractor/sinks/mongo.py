@@ -34,10 +34,11 @@ from binance_extractor.sinks.base import (
     utc_ms,
 )
 from binance_extractor.sinks.mongo_gaps import MongoGapQueries
-from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, TableSpec, interval_of, spec_for
+from binance_extractor.sinks.schema import MIGRATIONS, SCHEMA_TABLE, ColType, TableSpec, spec_for
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
+    from binance_extractor.kinds import Dataset
 
 DEFAULT_CONN_ID = STORES["mongo"].default_conn_id
 DEFAULT_DB = "binance"
@@ -152,8 +153,12 @@ class MongoStore(Store):
         docs = self._call(lambda db: list(db[SCHEMA_TABLE].find({}, {"_id": 1})))
         return max((int(d["_id"]) for d in docs), default=0)
 
-    def _prepare(self, table: str) -> TableSpec:
-        spec = spec_for(table)
+    def _ready(self, dataset: Dataset) -> TableSpec:
+        """``dataset``'s collection spec (from the catalog, no name parsed), its index created on first use."""
+        return self._prepare(dataset.table, dataset.spec)
+
+    def _prepare(self, table: str, spec: TableSpec | None = None) -> TableSpec:
+        spec = spec_for(table) if spec is None else spec
         if not self._schema_ok:
             self.ensure_schema()
         if table not in self._collections:
@@ -202,22 +207,22 @@ class MongoStore(Store):
             ) from None
 
     # ---- writes ------------------------------------------------------------------------------------
-    def write(self, table: str, rows: Sequence[Row]) -> int:
+    def write(self, dataset: Dataset, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
-        check_rows(table, rows)
-        spec = self._prepare(table)
+        check_rows(dataset, rows)
+        spec = self._ready(dataset)
         docs = [self._doc(spec, r) for r in rows]  # convert everything before sending anything
-        return self._upsert_docs(table, spec, docs)
+        return self._upsert_docs(spec.name, spec, docs)
 
-    def write_block(self, table: str, block: KlineBlock) -> int:
+    def write_block(self, dataset: Dataset, block: KlineBlock) -> int:
         """Unordered bulk upserts of the block's documents (decimal strings straight into Decimal128)."""
-        check_block(table, block)
+        check_block(dataset, block)
         if not len(block):
             return 0
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
         docs = [self._doc(spec, d) for d in block.dicts()]
-        return self._upsert_docs(table, spec, docs)
+        return self._upsert_docs(spec.name, spec, docs)
 
     def _upsert_docs(self, table: str, spec: TableSpec, docs: list[dict[str, Any]]) -> int:
         from pymongo import UpdateOne
@@ -267,38 +272,38 @@ class MongoStore(Store):
             flt[spec.time_column or spec.order_column] = rng
         return flt
 
-    def _edge(self, table: str, symbol: str, direction: int) -> datetime | None:
-        spec = self._prepare(table)
+    def _edge(self, dataset: Dataset, symbol: str, direction: int) -> datetime | None:
+        spec = self._ready(dataset)
         tcol = spec.time_column or ""
         doc = self._call(
-            lambda db: db[table].find_one(
+            lambda db: db[spec.name].find_one(
                 {"symbol": symbol}, {tcol: 1, "_id": 0}, sort=[("symbol", direction), (spec.order_column, direction)]
             )
         )
         return None if doc is None else utc_ms(doc[tcol])
 
-    def last_time(self, table: str, symbol: str) -> datetime | None:
-        return self._edge(table, symbol, -1)
+    def last_time(self, dataset: Dataset, symbol: str) -> datetime | None:
+        return self._edge(dataset, symbol, -1)
 
-    def first_time(self, table: str, symbol: str) -> datetime | None:
-        return self._edge(table, symbol, 1)
+    def first_time(self, dataset: Dataset, symbol: str) -> datetime | None:
+        return self._edge(dataset, symbol, 1)
 
     def count(
-        self, table: str, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
+        self, dataset: Dataset, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
     ) -> int:
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
         flt = self._filter(spec, symbol, start, end)
-        return int(self._call(lambda db: db[table].count_documents(flt)))
+        return int(self._call(lambda db: db[spec.name].count_documents(flt)))
 
     def read(
-        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+        self, dataset: Dataset, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[dict[str, Any]]:
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
         flt = self._filter(spec, symbol, start, end)
-        docs = self._call(lambda db: list(db[table].find(flt, {"_id": 0}).sort(spec.order_column, 1)))
+        docs = self._call(lambda db: list(db[spec.name].find(flt, {"_id": 0}).sort(spec.order_column, 1)))
         rows = [self._from_db(spec, d) for d in docs]
-        interval = interval_of(table)
-        if interval is not None:
+        if dataset.timeframe is not None:
+            interval = dataset.timeframe.interval
             for r in rows:
                 r["interval"] = interval
         return rows
@@ -314,33 +319,34 @@ class MongoStore(Store):
         )
         return [RunRecord.from_row(self._from_db(spec, d)) for d in docs]
 
-    def has_success(self, table: str, symbol: str) -> bool:
+    def has_success(self, dataset: Dataset, symbol: str) -> bool:
         self._prepare(AUDIT_TABLE)
-        flt = {"table_name": table, "symbol": symbol, "outcome": "success"}
+        flt = {"table_name": dataset.table, "symbol": symbol, "outcome": "success"}
         return self._call(lambda db: db[AUDIT_TABLE].find_one(flt, {"_id": 1})) is not None
 
     def record_gap(self, gap: GapRecord) -> None:
         spec_for(gap.table)
         self._upsert(LEDGER_TABLE, gap.as_row())
 
-    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
+    def gap_records(self, dataset: Dataset | None = None, symbol: str | None = None) -> list[GapRecord]:
         self._prepare(LEDGER_TABLE)
+        table = None if dataset is None else dataset.table
         flt = {k: v for k, v in (("table_name", table), ("symbol", symbol)) if v is not None}
         order = [("table_name", 1), ("symbol", 1), ("gap_start", 1)]
         docs = self._call(lambda db: list(db[LEDGER_TABLE].find(flt, {"_id": 0}).sort(order)))
         return [GapRecord.from_row(d) for d in docs]
 
-    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+    def delete_gap(self, dataset: Dataset, symbol: str, gap_start: datetime) -> None:
         self._prepare(LEDGER_TABLE)
-        key = {"table_name": table, "symbol": symbol, "gap_start": utc_ms(gap_start)}
+        key = {"table_name": dataset.table, "symbol": symbol, "gap_start": utc_ms(gap_start)}
         self._call(lambda db: db[LEDGER_TABLE].delete_one(key))
 
-    def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
+    def recent_runs(self, dataset: Dataset, symbol: str, limit: int) -> list[RunRecord]:
         """Through the (table_name, symbol, started_at) index, newest first."""
         docs = self._call(
             lambda db: list(
                 db[AUDIT_TABLE]
-                .find({"table_name": table, "symbol": symbol}, {"_id": 0})
+                .find({"table_name": dataset.table, "symbol": symbol}, {"_id": 0})
                 .sort("started_at", -1)
                 .limit(limit)
             )
@@ -386,18 +392,20 @@ class MongoStore(Store):
     def gap_queries(self) -> MongoGapQueries:
         return MongoGapQueries(self)
 
-    def aggregate(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run one aggregation pipeline over ``table`` (created on first use) with the store's retries."""
-        self._prepare(table)
+    def aggregate(self, dataset: Dataset, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run one aggregation pipeline over ``dataset``'s collection (created on first use) with the store's
+        retries."""
+        table = self._ready(dataset).name
         return self._call(lambda db: list(db[table].aggregate(pipeline)))
 
     # ---- retention ---------------------------------------------------------------------------------
-    def symbols(self, table: str) -> list[str]:
-        self._prepare(table)
+    def symbols(self, dataset: Dataset) -> list[str]:
+        table = self._ready(dataset).name
         return sorted(self._call(lambda db: db[table].distinct("symbol")))
 
-    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
-        tcol = self._prepare(table).time_column or ""
+    def _delete_symbol_before(self, dataset: Dataset, symbol: str, cutoff: datetime, limit: int) -> int:
+        spec = self._ready(dataset)
+        table, tcol = spec.name, spec.time_column or ""
         when = utc_ms(cutoff)
 
         def run(db: Any) -> int:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, Protocol
 
-from binance_extractor.catalog import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.gap_dialect import FAR, FUNDING_NEIGHBOURS, FundingPair, GapQueries
-from binance_extractor.sinks.schema import spec_for
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
 
@@ -15,7 +14,7 @@ class MongoAggregates(Protocol):
     """What the Mongo gap dialect asks of a store (public; ``mongo.MongoStore`` has it), so this module needs
     nothing from ``mongo.py`` (which imports it)."""
 
-    def aggregate(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    def aggregate(self, dataset: Dataset, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
 
 
 class MongoGapQueries(GapQueries):
@@ -24,23 +23,23 @@ class MongoGapQueries(GapQueries):
     def __init__(self, sink: MongoAggregates) -> None:
         self.sink = sink
 
-    def _agg(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self.sink.aggregate(table, pipeline)
+    def _agg(self, dataset: Dataset, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.sink.aggregate(dataset, pipeline)
 
     @staticmethod
     def _ms(value: Any) -> int:
         return dt_to_ms(value)
 
-    def _match(self, table: str, symbol: str, lo: int, hi: int) -> tuple[dict[str, Any], str, str]:
-        spec = spec_for(table)
+    def _match(self, dataset: Dataset, symbol: str, lo: int, hi: int) -> tuple[dict[str, Any], str, str]:
+        spec = dataset.spec
         tcol = spec.time_column or ""
         flt = {"$match": {"symbol": symbol, tcol: {"$gte": ms_to_dt(lo), "$lt": ms_to_dt(hi)}}}
         return flt, tcol, spec.order_column
 
-    def stats(self, table: str, symbol: str, lo: int, hi: int) -> tuple[int, int | None, int | None]:
-        match, tcol, order = self._match(table, symbol, lo, hi)
+    def stats(self, dataset: Dataset, symbol: str, lo: int, hi: int) -> tuple[int, int | None, int | None]:
+        match, tcol, order = self._match(dataset, symbol, lo, hi)
         group = {"$group": {"_id": None, "n": {"$sum": 1}, "lo": {"$min": f"${order}"}, "hi": {"$max": f"${order}"}}}
-        docs = self._agg(table, [match, group])
+        docs = self._agg(dataset, [match, group])
         if not docs or not docs[0]["n"]:
             return 0, None, None
         d = docs[0]
@@ -53,8 +52,8 @@ class MongoGapQueries(GapQueries):
         output = {name: {"$shift": {"output": f"${src}", "by": by}} for name, (src, by) in fields.items()}
         return {"$setWindowFields": {"partitionBy": "$symbol", "sortBy": {order: 1}, "output": output}}
 
-    def kline_pairs(self, table: str, symbol: str, lo: int, hi: int, step_ms: int) -> list[tuple[int, int]]:
-        match, c, _ = self._match(table, symbol, lo, hi)
+    def kline_pairs(self, dataset: Dataset, symbol: str, lo: int, hi: int, step_ms: int) -> list[tuple[int, int]]:
+        match, c, _ = self._match(dataset, symbol, lo, hi)
         pipeline = [
             match,
             self._window(c, {"prev": (c, -1)}),
@@ -63,10 +62,10 @@ class MongoGapQueries(GapQueries):
             {"$match": {"d": {"$gt": step_ms}}},
             {"$sort": {"cur": 1}},
         ]
-        return [(self._ms(d["prev"]), self._ms(d["cur"])) for d in self._agg(table, pipeline)]
+        return [(self._ms(d["prev"]), self._ms(d["cur"])) for d in self._agg(dataset, pipeline)]
 
     def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
-        match, c, _ = self._match(DataKind.FUNDING.table(), symbol, lo, hi)
+        match, c, _ = self._match(Dataset(DataKind.FUNDING), symbol, lo, hi)
         n = FUNDING_NEIGHBOURS
         shifts = {f"b{k}": (c, -k) for k in range(1, n + 2)} | {f"a{k}": (c, k) for k in range(1, n + 1)}
 
@@ -106,7 +105,7 @@ class MongoGapQueries(GapQueries):
             {"$sort": {"cur": 1}},
         ]
         out: list[FundingPair] = []
-        for d in self._agg(DataKind.FUNDING.table(), pipeline):
+        for d in self._agg(Dataset(DataKind.FUNDING), pipeline):
             prev, cur = self._ms(d["b1"]), self._ms(d["cur"])
             first, last = d.get(f"b{n + 1}"), d.get(f"a{n}")
             ctx = (prev if first is None else self._ms(first), cur if last is None else self._ms(last))
@@ -114,7 +113,7 @@ class MongoGapQueries(GapQueries):
         return out
 
     def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
-        match, c, i = self._match(DataKind.AGG_TRADES.table(), symbol, lo, hi)
+        match, c, i = self._match(Dataset(DataKind.AGG_TRADES), symbol, lo, hi)
         pipeline = [
             match,
             self._window(i, {"prev_id": (i, -1), "prev_t": (c, -1)}),
@@ -125,5 +124,5 @@ class MongoGapQueries(GapQueries):
         ]
         return [
             (int(d["prev_id"]), int(d["cur_id"]), self._ms(d["prev_t"]), self._ms(d["cur_t"]))
-            for d in self._agg(DataKind.AGG_TRADES.table(), pipeline)
+            for d in self._agg(Dataset(DataKind.AGG_TRADES), pipeline)
         ]

@@ -64,6 +64,7 @@ def data_warning(warnings: list[tuple[Any, ...]], count: int) -> tuple[Any, ...]
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
+    from binance_extractor.kinds import Dataset
 
 
 def bulk_upsert_sql(spec: TableSpec, stage: str, row_alias: bool = False) -> str:
@@ -307,14 +308,15 @@ class MySqlStore(ServerSqlStore):
         head, marks, tail = self._upsert_parts(spec)
         return head + marks + tail
 
-    def write_block(self, table: str, block: KlineBlock) -> int:
+    def write_block(self, dataset: Dataset, block: KlineBlock) -> int:
         """One archive file: ``LOAD DATA LOCAL INFILE`` into a session staging table, then one set-based upsert,
         in one transaction. Any warning (a value the column would round or reject: LOCAL turns errors into
         warnings) rolls the whole file back; a re-run converges because the upsert is idempotent."""
-        check_block(table, block)
+        check_block(dataset, block)
         if not len(block):
             return 0
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
+        table = spec.name
         stage = f"_bx_stage_{table}"
         cols = ", ".join(f"`{c}`" for c in spec.column_names)
         fd, path = tempfile.mkstemp(prefix="bx-load-", suffix=".csv")
@@ -412,10 +414,10 @@ class MySqlStore(ServerSqlStore):
             return int(value)
         return value
 
-    def explain_last_time(self, table: str, symbol: str) -> list[dict[str, Any]]:
+    def explain_last_time(self, dataset: Dataset, symbol: str) -> list[dict[str, Any]]:
         """EXPLAIN of the last_time query (to check it is served by the PRIMARY key)."""
-        self._prepare(table)
-        sql = "EXPLAIN " + self.last_time_sql(table)
+        self._ready(dataset)
+        sql = "EXPLAIN " + self.last_time_sql(dataset)
 
         def run(cur: Any) -> list[dict[str, Any]]:
             cur.execute(sql, (symbol,))

@@ -24,6 +24,7 @@ from binance_extractor.sinks.sql import ServerSqlStore
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
+    from binance_extractor.kinds import Dataset
 
 DEFAULT_CONN_ID = STORES["postgres"].default_conn_id
 SCHEMA_LOCK_KEY = 0x62696E616E6365  # pg_advisory_xact_lock key of schema migrations ("binance")
@@ -120,10 +121,10 @@ class PostgresStore(ServerSqlStore):
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         yield
 
-    def _prepare(self, table: str) -> TableSpec:
+    def _prepare(self, table: str, spec: TableSpec | None = None) -> TableSpec:
         """As SqlStore's, but a new ``klines_<tf>`` table is created under the schema lock: two processes racing
         on ``CREATE TABLE IF NOT EXISTS`` would otherwise collide on the catalog's unique index."""
-        spec = spec_for(table)
+        spec = spec_for(table) if spec is None else spec
         if not self._schema_ok:
             self.ensure_schema()
         if table not in self._tables:
@@ -136,13 +137,14 @@ class PostgresStore(ServerSqlStore):
             self._tables.add(table)
         return spec
 
-    def write_block(self, table: str, block: KlineBlock) -> int:
+    def write_block(self, dataset: Dataset, block: KlineBlock) -> int:
         """One archive file: ``COPY`` into a session staging table, then ``INSERT ... ON CONFLICT DO UPDATE`` from
         it, in one transaction (the stage empties itself at commit; a rollback leaves nothing anywhere)."""
-        check_block(table, block)
+        check_block(dataset, block)
         if not len(block):
             return 0
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
+        table = spec.name
         data = block.csv_bytes()
         stage = f"_bx_stage_{table}"
         cols = ", ".join(f'"{c}"' for c in spec.column_names)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from binance_extractor import clock, config
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import Store
 from binance_extractor.sinks.schema import spec_for
 
@@ -40,9 +41,9 @@ def apply_retention(
     """Delete expired rows table by table, ``batch`` rows per statement, until none are left."""
     deleted: dict[str, int] = {}
     for table, cutoff in cutoffs(settings, now).items():
-        total = 0
+        total, dataset = 0, Dataset.of_table(table)
         while True:
-            n = sink.delete_before(table, cutoff, limit=batch)
+            n = sink.delete_before(dataset, cutoff, limit=batch)
             total += n
             if n == 0:
                 break

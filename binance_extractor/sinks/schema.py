@@ -131,9 +131,3 @@ def spec_for(table: str) -> TableSpec:
         return _BOOKKEEPING[table]
     kind, timeframe = dataset_of_table(table)
     return DATASETS[kind].spec(timeframe)
-
-
-def interval_of(table: str) -> str | None:
-    """Binance interval of a per-timeframe table (``klines_m5`` -> ``5m``), else None."""
-    _, timeframe = dataset_of_table(table)
-    return None if timeframe is None else timeframe.interval

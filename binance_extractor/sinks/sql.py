@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from binance_extractor.catalog import AUDIT_TABLE, LEDGER_TABLE
 from binance_extractor.sinks.base import GapRecord, RunRecord, is_data_table, utc_ms
-from binance_extractor.sinks.schema import TableSpec, interval_of, spec_for
+from binance_extractor.sinks.schema import TableSpec, spec_for
 from binance_extractor.sinks.sql_core import SqlCore
 from binance_extractor.sinks.sql_gaps import SqlGapQueries
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from binance_extractor.kinds import Dataset
 
 
 class SqlStore(SqlCore):
@@ -43,11 +45,11 @@ class SqlStore(SqlCore):
             args.append(self._to_db("time", utc_ms(end)))
         return (" WHERE " + " AND ".join(conds)) if conds else "", args
 
-    def _edge_time(self, table: str, symbol: str, direction: str) -> datetime | None:
-        spec = self._prepare(table)
+    def _edge_time(self, dataset: Dataset, symbol: str, direction: str) -> datetime | None:
+        spec = self._ready(dataset)
         tcol = self._q(spec.time_column or "")
         order = self._q(spec.order_column)
-        sql = f"SELECT {tcol} FROM {self._q(table)} WHERE symbol = {self.ph} ORDER BY {order} {direction} LIMIT 1"
+        sql = f"SELECT {tcol} FROM {self._q(spec.name)} WHERE symbol = {self.ph} ORDER BY {order} {direction} LIMIT 1"
 
         def run(cur: Any) -> datetime | None:
             cur.execute(sql, (symbol,))
@@ -56,28 +58,28 @@ class SqlStore(SqlCore):
 
         return self._tx(run, write=False)
 
-    def last_time_sql(self, table: str) -> str:
+    def last_time_sql(self, dataset: Dataset) -> str:
         """The statement last_time runs (exposed so tests can EXPLAIN it)."""
-        spec = spec_for(table)
+        spec = dataset.spec
         return (
-            f"SELECT {self._q(spec.time_column or '')} FROM {self._q(table)} WHERE symbol = {self.ph} "
+            f"SELECT {self._q(spec.time_column or '')} FROM {self._q(spec.name)} WHERE symbol = {self.ph} "
             f"ORDER BY {self._q(spec.order_column)} DESC LIMIT 1"
         )
 
-    def last_time(self, table: str, symbol: str) -> datetime | None:
-        return self._edge_time(table, symbol, "DESC")
+    def last_time(self, dataset: Dataset, symbol: str) -> datetime | None:
+        return self._edge_time(dataset, symbol, "DESC")
 
-    def first_time(self, table: str, symbol: str) -> datetime | None:
-        return self._edge_time(table, symbol, "ASC")
+    def first_time(self, dataset: Dataset, symbol: str) -> datetime | None:
+        return self._edge_time(dataset, symbol, "ASC")
 
     def count(
-        self, table: str, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
+        self, dataset: Dataset, symbol: str | None = None, start: datetime | None = None, end: datetime | None = None
     ) -> int:
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
         where, args = self._where(spec, symbol, start, end)
 
         def run(cur: Any) -> int:
-            cur.execute(f"SELECT COUNT(*) FROM {self._q(table)}{where}", args)
+            cur.execute(f"SELECT COUNT(*) FROM {self._q(spec.name)}{where}", args)
             return int(cur.fetchone()[0])
 
         return self._tx(run, write=False)
@@ -106,16 +108,16 @@ class SqlStore(SqlCore):
         return column
 
     def read_columns(
-        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+        self, dataset: Dataset, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
         """One statement that already yields text decimals and epoch-ms times: no Python object per value."""
         from binance_extractor.sinks.columns import from_values
 
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
         where, args = self._where(spec, symbol, start, end)
         exprs = {"dec": self._text_sql, "time": self._ms_sql}
         cols = ", ".join(exprs.get(c.type, str)(self._q(c.name)) for c in spec.columns)
-        sql = f"SELECT {cols} FROM {self._q(table)}{where} ORDER BY {self._q(spec.order_column)}"
+        sql = f"SELECT {cols} FROM {self._q(spec.name)}{where} ORDER BY {self._q(spec.order_column)}"
 
         def run(cur: Any) -> list[Any]:
             cur.execute(sql, list(args))
@@ -125,13 +127,13 @@ class SqlStore(SqlCore):
         return from_values(spec, [list(map(itemgetter(i), rows)) for i in range(len(spec.columns))])
 
     def read(
-        self, table: str, symbol: str, start: datetime | None = None, end: datetime | None = None
+        self, dataset: Dataset, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[dict[str, Any]]:
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
         where, args = self._where(spec, symbol, start, end)
         rows = self._select(spec, where, args, self._q(spec.order_column))
-        interval = interval_of(table)
-        if interval is not None:
+        if dataset.timeframe is not None:
+            interval = dataset.timeframe.interval
             for r in rows:
                 r["interval"] = interval
         return rows
@@ -198,7 +200,7 @@ class SqlStore(SqlCore):
         rows = self._select(spec, "", [], f"{self._q('started_at')} DESC LIMIT {int(limit)}")
         return [RunRecord.from_row(r) for r in rows]
 
-    def has_success(self, table: str, symbol: str) -> bool:
+    def has_success(self, dataset: Dataset, symbol: str) -> bool:
         self._prepare(AUDIT_TABLE)
         ph = self.ph
         sql = (
@@ -207,7 +209,7 @@ class SqlStore(SqlCore):
         )
 
         def run(cur: Any) -> bool:
-            cur.execute(sql, (table, symbol, "success"))
+            cur.execute(sql, (dataset.table, symbol, "success"))
             return cur.fetchone() is not None
 
         return self._tx(run, write=False)
@@ -216,9 +218,10 @@ class SqlStore(SqlCore):
         spec_for(gap.table)
         self._upsert_dict(LEDGER_TABLE, gap.as_row())
 
-    def gap_records(self, table: str | None = None, symbol: str | None = None) -> list[GapRecord]:
+    def gap_records(self, dataset: Dataset | None = None, symbol: str | None = None) -> list[GapRecord]:
         spec = self._prepare(LEDGER_TABLE)
         conds, args = [], []
+        table = None if dataset is None else dataset.table
         for column, value in (("table_name", table), ("symbol", symbol)):
             if value is not None:
                 conds.append(f"{self._q(column)} = {self.ph}")
@@ -227,15 +230,15 @@ class SqlStore(SqlCore):
         order = ", ".join(self._q(c) for c in ("table_name", "symbol", "gap_start"))
         return [GapRecord.from_row(r) for r in self._select(spec, where, args, order)]
 
-    def delete_gap(self, table: str, symbol: str, gap_start: datetime) -> None:
+    def delete_gap(self, dataset: Dataset, symbol: str, gap_start: datetime) -> None:
         self._prepare(LEDGER_TABLE)
         q, ph = self._q, self.ph
         where = f"{q('table_name')} = {ph} AND {q('symbol')} = {ph} AND {q('gap_start')} = {ph}"
         sql = f"DELETE FROM {q('gap_ledger')} WHERE {where}"
         when = self._to_db("time", utc_ms(gap_start))
-        self._tx(lambda cur: cur.execute(sql, (table, symbol, when)))
+        self._tx(lambda cur: cur.execute(sql, (dataset.table, symbol, when)))
 
-    def recent_runs(self, table: str, symbol: str, limit: int) -> list[RunRecord]:
+    def recent_runs(self, dataset: Dataset, symbol: str, limit: int) -> list[RunRecord]:
         """Through the (table_name, symbol, started_at) index, newest first."""
         q, ph = self._q, self.ph
         spec = spec_for(AUDIT_TABLE)
@@ -246,21 +249,21 @@ class SqlStore(SqlCore):
         )
         types = [(c.name, c.type) for c in spec.columns]
         out = []
-        for row in self.query(sql, (table, symbol)):
+        for row in self.query(sql, (dataset.table, symbol)):
             pairs = zip(types, row, strict=True)
             values = {name: (None if v is None else self._from_db(t, v)) for (name, t), v in pairs}
             out.append(RunRecord.from_row(values))
         return out
 
-    def stored_symbols(self, table: str) -> list[str]:
+    def stored_symbols(self, dataset: Dataset) -> list[str]:
         """By index seeks (``symbol > previous ORDER BY symbol LIMIT 1``, one per symbol).
 
         ``SELECT DISTINCT symbol`` is a full index scan on MariaDB; this stays a handful of seeks at any size.
         """
-        q, ph = self._q, self.ph
+        q, ph, table = self._q, self.ph, dataset.table
         first = f"SELECT {q('symbol')} FROM {q(table)} ORDER BY {q('symbol')} LIMIT 1"
         after = f"SELECT {q('symbol')} FROM {q(table)} WHERE {q('symbol')} > {ph} ORDER BY {q('symbol')} LIMIT 1"
-        self._prepare(table)  # creates the schema / a new klines table on first use
+        self._ready(dataset)  # creates the schema / a new klines table on first use
         out: list[str] = []
         row = self.query(first)
         while row:
@@ -269,8 +272,8 @@ class SqlStore(SqlCore):
         return out
 
     # ---- retention ---------------------------------------------------------------------------------
-    def symbols(self, table: str) -> list[str]:
-        spec = self._prepare(table)
+    def symbols(self, dataset: Dataset) -> list[str]:
+        spec = self._ready(dataset)
 
         def run(cur: Any) -> list[str]:
             cur.execute(f"SELECT DISTINCT symbol FROM {self._q(spec.name)} ORDER BY symbol")
@@ -290,8 +293,8 @@ class SqlStore(SqlCore):
             f"AND {self._q(spec.time_column or '')} < {ph} LIMIT {int(limit)})"
         )
 
-    def _delete_symbol_before(self, table: str, symbol: str, cutoff: datetime, limit: int) -> int:
-        sql = self._delete_sql(self._prepare(table), limit)
+    def _delete_symbol_before(self, dataset: Dataset, symbol: str, cutoff: datetime, limit: int) -> int:
+        sql = self._delete_sql(self._ready(dataset), limit)
         when = self._to_db("time", utc_ms(cutoff))
 
         def run(cur: Any) -> int:

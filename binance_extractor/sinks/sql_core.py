@@ -13,7 +13,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from binance_extractor import clock
 from binance_extractor.sinks.base import (
@@ -34,6 +34,9 @@ from binance_extractor.sinks.schema import (
     TableSpec,
     spec_for,
 )
+
+if TYPE_CHECKING:
+    from binance_extractor.kinds import Dataset
 
 T = TypeVar("T")
 
@@ -218,13 +221,18 @@ class SqlCore(Store):
 
         return self._tx(run, write=False)
 
-    def table_spec(self, table: str) -> TableSpec:
-        """The spec of ``table``, its table created if this is its first use (what queries over it need)."""
-        return self._prepare(table)
+    def table_spec(self, dataset: Dataset) -> TableSpec:
+        """The spec of ``dataset``'s table, created if this is its first use (what queries over it need)."""
+        return self._ready(dataset)
 
-    def _prepare(self, table: str) -> TableSpec:
-        """Validate the table name; create the schema or a new ``klines_<tf>`` table on first use."""
-        spec = spec_for(table)
+    def _ready(self, dataset: Dataset) -> TableSpec:
+        """``dataset``'s table spec (from the catalog, no name parsed), the table created on first use."""
+        return self._prepare(dataset.table, dataset.spec)
+
+    def _prepare(self, table: str, spec: TableSpec | None = None) -> TableSpec:
+        """Validate the table name (unless its spec is given); create the schema or a new ``klines_<tf>`` table
+        on first use."""
+        spec = spec_for(table) if spec is None else spec
         if not self._schema_ok:
             self.ensure_schema()
         if table not in self._tables:
@@ -258,13 +266,13 @@ class SqlCore(Store):
         self._writers[spec.name] = (self._upsert_sql(spec), convert)
         return self._writers[spec.name]
 
-    def write(self, table: str, rows: Sequence[Row]) -> int:
+    def write(self, dataset: Dataset, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
-        check_rows(table, rows)
-        spec = self._prepare(table)
+        check_rows(dataset, rows)
+        spec = self._ready(dataset)
         sql, convert = self._writer(spec)
-        return self._write_params(table, sql, [convert(r) for r in rows])
+        return self._write_params(spec.name, sql, [convert(r) for r in rows])
 
     def _write_params(self, table: str, sql: str, params: list[tuple[Any, ...]]) -> int:
         """Converted rows in batches of ``batch_size``, all in one transaction."""

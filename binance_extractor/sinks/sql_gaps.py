@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from binance_extractor.catalog import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks.gap_dialect import FAR, FUNDING_NEIGHBOURS, FundingPair, GapQueries
 from binance_extractor.sinks.schema import TableSpec
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
@@ -29,7 +29,7 @@ class SqlQueries(Protocol):
 
     def quote(self, name: str) -> str: ...
 
-    def table_spec(self, table: str) -> TableSpec: ...
+    def table_spec(self, dataset: Dataset) -> TableSpec: ...
 
     def db_time(self, value: datetime) -> Any: ...
 
@@ -56,14 +56,14 @@ class SqlGapQueries(GapQueries):
     def _rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self.sink.query(sql, args)
 
-    def _names(self, table: str) -> tuple[str, str, str]:
-        spec = self.sink.table_spec(table)
+    def _names(self, dataset: Dataset) -> tuple[str, str, str]:
+        spec = self.sink.table_spec(dataset)
         q = self.sink.quote
-        return q(table), q(spec.time_column or ""), q(spec.order_column)
+        return q(spec.name), q(spec.time_column or ""), q(spec.order_column)
 
-    def stats(self, table: str, symbol: str, lo: int, hi: int) -> tuple[int, int | None, int | None]:
+    def stats(self, dataset: Dataset, symbol: str, lo: int, hi: int) -> tuple[int, int | None, int | None]:
         """Rows with key time in [lo, hi): count, smallest and largest key (time, or agg_trade_id)."""
-        t, tcol, order = self._names(table)
+        t, tcol, order = self._names(dataset)
         ph = self.sink.ph
         sql = (
             f"SELECT COUNT(*), MIN({order}), MAX({order}) FROM {t} "
@@ -76,9 +76,9 @@ class SqlGapQueries(GapQueries):
             return int(n), self._ms(mn), self._ms(mx)
         return int(n), int(mn), int(mx)
 
-    def kline_sql(self, table: str) -> str:
+    def kline_sql(self, dataset: Dataset) -> str:
         """The kline hole query (params: symbol, lo, hi, interval ms); exposed so tests can EXPLAIN it."""
-        t, c, _ = self._names(table)
+        t, c, _ = self._names(dataset)
         ph = self.sink.ph
         return (
             f"SELECT prev_t, cur_t FROM (SELECT {c} AS cur_t, LAG({c}) OVER (PARTITION BY symbol ORDER BY {c}) "
@@ -86,14 +86,14 @@ class SqlGapQueries(GapQueries):
             f"WHERE prev_t IS NOT NULL AND {self._diff('prev_t', 'cur_t')} > {ph} ORDER BY cur_t"
         )
 
-    def kline_pairs(self, table: str, symbol: str, lo: int, hi: int, step_ms: int) -> list[tuple[int, int]]:
+    def kline_pairs(self, dataset: Dataset, symbol: str, lo: int, hi: int, step_ms: int) -> list[tuple[int, int]]:
         """(previous open, open) of consecutive stored candles further apart than one interval."""
-        rows = self._rows(self.kline_sql(table), [symbol, self._t(lo), self._t(hi), step_ms])
+        rows = self._rows(self.kline_sql(dataset), [symbol, self._t(lo), self._t(hi), step_ms])
         return [(self._ms(a), self._ms(b)) for a, b in rows]
 
     def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
         """Pairs further apart than the interval in force around them (see ``FundingPair``)."""
-        t, c, _ = self._names(DataKind.FUNDING.table())
+        t, c, _ = self._names(Dataset(DataKind.FUNDING))
         ph = self.sink.ph
         w = f"OVER (PARTITION BY symbol ORDER BY {c})"
         least, greatest = self.sink.least_sql, self.sink.greatest_sql
@@ -126,7 +126,7 @@ class SqlGapQueries(GapQueries):
 
     def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
         """(previous id, id, previous time, time) where ids are not consecutive."""
-        t, c, _ = self._names(DataKind.AGG_TRADES.table())
+        t, c, _ = self._names(Dataset(DataKind.AGG_TRADES))
         q, ph = self.sink.quote, self.sink.ph
         i = q("agg_trade_id")
         w = f"OVER (PARTITION BY symbol ORDER BY {i})"

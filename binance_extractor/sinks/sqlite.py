@@ -24,6 +24,7 @@ from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
 if TYPE_CHECKING:
     from binance_extractor.archive_columns import KlineBlock
+    from binance_extractor.kinds import Dataset
 
 _TYPES: dict[ColType, str] = {
     "symbol": "TEXT",
@@ -150,13 +151,13 @@ class SqliteStore(SqlStore):
         cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index.name,))
         return cur.fetchone() is not None
 
-    def write_block(self, table: str, block: KlineBlock) -> int:
+    def write_block(self, dataset: Dataset, block: KlineBlock) -> int:
         """One transaction per file: the row tuples come straight from the columns (epoch ms, decimal text),
         which is exactly how ``write`` stores the same candles."""
-        check_block(table, block)
+        check_block(dataset, block)
         if not len(block):
             return 0
-        spec = self._prepare(table)
+        spec = self._ready(dataset)
         sql = self._upsert_sql(spec)
         rows = block.sql_rows()
 

@@ -40,7 +40,7 @@ from websockets.exceptions import WebSocketException
 from binance_extractor import clock, telemetry
 from binance_extractor.errors import ExtractorError
 from binance_extractor.exchange_clock import closed_before
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
 from binance_extractor.stream.health import TailHealth
@@ -365,9 +365,9 @@ class Tail:
     async def _write_candles(self, candles: list[Kline]) -> None:
         if not candles:
             return
-        by_table: dict[str, dict[tuple[Any, ...], Kline]] = {}
+        by_table: dict[Dataset, dict[tuple[Any, ...], Kline]] = {}
         for k in candles:
-            by_table.setdefault(DataKind.KLINES.table(k.timeframe), {})[k.key()] = k
+            by_table.setdefault(Dataset.klines(k.timeframe), {})[k.key()] = k
         first: dict[Pair, int] = {}  # streams whose seam start is unknown: read it before writing their candles
         for k in candles:
             pair = (k.symbol, k.timeframe)
@@ -405,13 +405,15 @@ class Tail:
                     self.seams.stored((k.symbol, k.timeframe), dt_to_ms(k.open_time))
         self.stats.candles_stored += sum(len(r) for r in by_table.values())
 
-    def _write_sync(self, by_table: dict[str, dict[tuple[Any, ...], Kline]], first: dict[Pair, int]) -> dict[Pair, int]:
+    def _write_sync(
+        self, by_table: dict[Dataset, dict[tuple[Any, ...], Kline]], first: dict[Pair, int]
+    ) -> dict[Pair, int]:
         """Read the unknown seam starts (the newest stored candle before these), then write; one attempt."""
         starts = {pair: self._plan_start(pair, end) for pair, end in first.items()}
-        for table, rows in by_table.items():
+        for dataset, rows in by_table.items():
             values = sorted(rows.values(), key=lambda k: (k.symbol, k.open_time))
             for sink in self._sinks:
-                sink.write(table, values)
+                sink.write(dataset, values)
                 telemetry.instruments.counter("binance.rows.written").add(
                     len(values), {"kind": "klines", "source": "stream", "sink": sink.name}
                 )

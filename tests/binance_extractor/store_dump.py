@@ -17,11 +17,18 @@ from urllib.parse import quote
 import pytest
 
 from binance_extractor import timeframes
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks.base import GapRecord, RunRecord, Store
 from binance_extractor.sinks.schema import spec_for
 from tests.binance_extractor.sinks.conftest import agg_trades, funding, klines, new_sink, trades
 from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, POSTGRES_HOST, POSTGRES_PORT, mysql_admin, postgres_admin
+
+AGG_TRADES = Dataset.of_table("agg_trades")
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_M5 = Dataset.of_table("klines_m5")
+TRADES = Dataset.of_table("trades")
 
 DAY = 288  # m5 candles
 TABLES = ("klines_m5", "klines_h1", "funding_rates", "agg_trades", "trades")
@@ -51,11 +58,11 @@ def fill(store: Store) -> dict[str, int]:
     """A day of m5 candles of two symbols (varied decimal places), h1 candles with 8-place and zero values,
     funding (half without mark price), aggregate and individual trades, three ledger holes, four audit runs."""
     m5 = klines("XRPUSDT", n=DAY, scale=0) + klines("ETHUSDT", n=DAY, scale=6, extra=Decimal("0.125"))
-    store.write("klines_m5", m5)
-    store.write("klines_h1", tiny_klines("XRPUSDT", 24))
-    store.write("funding_rates", funding("XRPUSDT")[:30])
-    store.write("agg_trades", agg_trades("XRPETH", n=200))
-    store.write("trades", trades("XRPETH", n=200))
+    store.write(KLINES_M5, m5)
+    store.write(KLINES_H1, tiny_klines("XRPUSDT", 24))
+    store.write(FUNDING_RATES, funding("XRPUSDT")[:30])
+    store.write(AGG_TRADES, agg_trades("XRPETH", n=200))
+    store.write(TRADES, trades("XRPETH", n=200))
     for i in range(3):
         start = m5[10 + 20 * i].open_time
         store.record_gap(GapRecord("klines_m5", "XRPUSDT", start, start + timedelta(minutes=10), "test", "rest", i))

@@ -24,9 +24,12 @@ from binance_extractor import archive, extract, timeframes
 from binance_extractor.archive import ArchiveError, ArchiveStats, Period
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import InputError, ValidationError
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt, parse_time
 from tests.emulator import Emulator
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 NOW = dt_to_ms(parse_time("2025-03-10T12:34:56.789Z"))
 TODAY = NOW - NOW % 86_400_000
@@ -437,7 +440,7 @@ def test_cli_backfill_from_archive_into_mysql_equals_rest(
                 for batch in extract.iter_klines(client, symbol, M5, start, end, now_ms=emu.now_ms())
                 for k in batch
             ]
-            stored = sink.read("klines_m5", symbol, ms_to_dt(start), ms_to_dt(end))
+            stored = sink.read(KLINES_M5, symbol, ms_to_dt(start), ms_to_dt(end))
             assert stored == expected
             assert result.rows_written == len(expected) == M5.count_between(start, end)
     finally:

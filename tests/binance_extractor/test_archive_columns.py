@@ -20,6 +20,7 @@ from binance_extractor.archive_columns import KlineBlock, parse_block
 from binance_extractor.catalog import PRICE_KINDS, DataKind
 from binance_extractor.derivative_models import PRICE_MODELS
 from binance_extractor.errors import InputError, ValidationError
+from binance_extractor.kinds import Dataset
 from binance_extractor.prices import Price
 from binance_extractor.sinks.base import check_block
 from binance_extractor.timeutil import dt_to_ms, parse_time
@@ -225,10 +226,10 @@ def test_price_blocks_keep_the_signed_premium_and_refuse_what_the_model_refuses(
 def test_a_block_goes_only_into_its_own_series_table() -> None:
     block = parse_block(f"{HEADER}\n{P1}\n{P2}\n".encode(), "XUSDT", M5, 0, 2**62, DataKind.PREMIUM_KLINES)
     with pytest.raises(InputError, match="holds Kline rows, got a block of PremiumKline"):
-        check_block(DataKind.KLINES.table(M5), block)
+        check_block(Dataset(DataKind.KLINES, M5), block)
     with pytest.raises(InputError, match="holds MarkKline rows"):
-        check_block(DataKind.MARK_KLINES.table(M5), block)
-    check_block(DataKind.PREMIUM_KLINES.table(M5), block)
+        check_block(Dataset(DataKind.MARK_KLINES, M5), block)
+    check_block(Dataset(DataKind.PREMIUM_KLINES, M5), block)
     with pytest.raises(InputError, match="not a kline series"):
         parse_block(b"", "XUSDT", M5, 0, 2**62, DataKind.FUNDING)
 
@@ -254,7 +255,7 @@ def test_joined_blocks_keep_their_series() -> None:
     second = parse_block(f"{HEADER}\n{P2}\n".encode(), "XUSDT", M5, 0, 2**62, DataKind.PREMIUM_KLINES)
     joined = KlineBlock.concat([first, second])
     assert joined.kind is DataKind.PREMIUM_KLINES and len(joined) == 2
-    check_block(DataKind.PREMIUM_KLINES.table(M5), joined)
+    check_block(Dataset(DataKind.PREMIUM_KLINES, M5), joined)
     trade = parse_block(f"{HEADER}\n{ROW1}\n".encode(), "XUSDT", M5, 0, 2**62)
     with pytest.raises(ValueError, match="one series"):
         KlineBlock.concat([trade, second])

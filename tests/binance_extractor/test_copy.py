@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from binance_extractor import store_copy
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.columns import from_rows
 from binance_extractor.sinks.mysql import MySqlStore
 from binance_extractor.sinks.schema import spec_for
@@ -20,6 +21,9 @@ from binance_extractor.sinks.sqlite import SqliteStore
 from binance_extractor.timeutil import ms_to_dt
 from tests.binance_extractor.store_dump import BOOKKEEPING, TABLES, dump, dump_all, fill
 from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
+
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,8 +47,9 @@ def target(mysql_conn_id: str) -> Any:
 def assert_exact(source: Any, target: Any) -> None:
     """Every row of every table equal as values, and MariaDB's text is SQLite's digits at its 18 places."""
     for table in TABLES:
-        for symbol in source.symbols(table):
-            assert target.read(table, symbol) == source.read(table, symbol), (table, symbol)
+        dataset = Dataset.of_table(table)
+        for symbol in source.symbols(dataset):
+            assert target.read(dataset, symbol) == source.read(dataset, symbol), (table, symbol)
     src, dst = dump_all(source), dump_all(target)
     for table in (*TABLES, *BOOKKEEPING):
         assert len(dst[table]) == len(src[table]) > 0, table
@@ -91,11 +96,11 @@ class FailingTarget(MySqlStore):
     fail_at = 4
     loads = 0
 
-    def write_block(self, table: str, block: Any) -> int:
+    def write_block(self, dataset: Dataset, block: Any) -> int:
         FailingTarget.loads += 1
         if FailingTarget.loads == self.fail_at:
             raise KeyboardInterrupt
-        return super().write_block(table, block)
+        return super().write_block(dataset, block)
 
 
 @pytest.mark.mysql
@@ -104,7 +109,7 @@ def test_an_interrupted_copy_continues_and_ends_exact(source: Any, target: Any, 
     with pytest.raises(KeyboardInterrupt):
         store_copy.copy_stores(source, dying, batch_rows=50)
     dying.close()
-    copied = target.count("klines_m5")
+    copied = target.count(KLINES_M5)
     assert 0 < copied < 2 * 288 and copied % 50 == 0  # whole windows only
     results = {r.table: r for r in store_copy.copy_stores(source, target, batch_rows=50)}
     assert results["klines_m5"].skipped == copied  # it continued: what was there is not written again
@@ -143,11 +148,11 @@ def test_cli_copies_chosen_tables_and_symbols_and_refuses_bad_input(
         res = cli(*args)
         assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1
-    assert target.count("klines_m5") == 0
+    assert target.count(KLINES_M5) == 0
     ok = cli("--from", "sqlite", "--to", "mysql", "--table", "m5,gap_ledger", "extraction_runs", "--symbols", "ETHUSDT")
     assert ok.returncode == 0, ok.stderr
-    assert target.symbols("klines_m5") == ["ETHUSDT"] and target.count("klines_m5") == 288
-    assert target.count("klines_h1") == 0 and target.gaps_page(None, 10) == []  # the holes are XRPUSDT's
+    assert target.symbols(KLINES_M5) == ["ETHUSDT"] and target.count(KLINES_M5) == 288
+    assert target.count(KLINES_H1) == 0 and target.gaps_page(None, 10) == []  # the holes are XRPUSDT's
     assert [r.symbol for r in target.runs_page(None, 10)] == ["ETHUSDT"]
 
 
@@ -160,11 +165,12 @@ def test_read_columns_is_read_as_text_and_epoch_ms_on_every_store(
     values ``read`` gives, on every store; a window's bounds are honoured."""
     fill(store)
     spec = spec_for(table)
-    for symbol in store.symbols(table):
-        rows = store.read(table, symbol)
+    dataset = Dataset.of_table(table)
+    for symbol in store.symbols(dataset):
+        rows = store.read(dataset, symbol)
         lo, hi = rows[1][spec.time_column], rows[-1][spec.time_column]
         for start, end in ((None, None), (lo, hi)):
-            got = store.read_columns(table, symbol, start, end)
+            got = store.read_columns(dataset, symbol, start, end)
             want = [r for r in rows if start is None or start <= r[spec.time_column] < end]
             assert got.equals(from_rows(spec, want)), (table, symbol)
             assert [Decimal(v) for v in got.column(spec.columns[2].name).to_pylist() if v is not None] == [
@@ -176,6 +182,6 @@ def test_read_columns_rewrites_exponent_text_an_older_sqlite_file_holds(sqlite_c
     s = SqliteStore(sqlite_conn_id)
     fill(s)
     s._tx(lambda cur: cur.execute("UPDATE klines_h1 SET open = '1.0E-7', volume = '0E-8' WHERE trade_count = 0"))
-    cols = s.read_columns("klines_h1", "XRPUSDT")
+    cols = s.read_columns(KLINES_H1, "XRPUSDT")
     assert cols.column("open").to_pylist()[0] == "0.00000010" and cols.column("volume").to_pylist()[0] == "0.00000000"
     s.close()

@@ -14,10 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from binance_extractor import export, timeframes
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks.base import Sink
 from tests.binance_extractor.sinks.conftest import klines
 from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
+
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +56,7 @@ def month_crossing(symbol: str, n: int) -> list[Kline]:
 
 def test_parquet_is_decimal128_and_utc_in_bounded_row_groups(store: Sink, tmp_path: Path) -> None:  # noqa: F811
     rows = klines("XRPUSDT", n=230, scale=6)
-    store.write("klines_m5", rows)
+    store.write(KLINES_M5, rows)
     out = tmp_path / "k.parquet"
     [res] = export.export(store, "klines_m5", out, symbols=["XRPUSDT"], batch_rows=50)
     assert res.rows == 230
@@ -69,7 +73,7 @@ def test_parquet_is_decimal128_and_utc_in_bounded_row_groups(store: Sink, tmp_pa
 
 def test_csv_keeps_the_exact_text(store: Sink, tmp_path: Path) -> None:  # noqa: F811
     rows = month_crossing("XRPUSDT", 8)
-    store.write("klines_h1", rows)
+    store.write(KLINES_H1, rows)
     out = tmp_path / "k.csv"
     export.export(store, "h1", out, fmt="csv", start=rows[2].open_time, end=rows[6].open_time)
     lines = list(csv.DictReader(out.open()))
@@ -85,7 +89,7 @@ def test_csv_keeps_the_exact_text(store: Sink, tmp_path: Path) -> None:  # noqa:
 
 
 def test_split_per_symbol_and_month(store: Sink, tmp_path: Path) -> None:  # noqa: F811
-    store.write("klines_h1", month_crossing("XRPUSDT", 10) + month_crossing("ETHUSDT", 3))
+    store.write(KLINES_H1, month_crossing("XRPUSDT", 10) + month_crossing("ETHUSDT", 3))
     results = export.export(store, "klines_h1", tmp_path / "out", split=True)
     files = {str(Path(r.path).relative_to(tmp_path / "out")): r.rows for r in results}
     assert files == {
@@ -101,7 +105,7 @@ def test_a_failed_export_leaves_no_file(tmp_path: Path, sqlite_conn_id: str) -> 
     from binance_extractor.sinks.sqlite import SqliteStore
 
     sink = SqliteStore(sqlite_conn_id)
-    sink.write("klines_m5", klines("XRPUSDT", n=120))
+    sink.write(KLINES_M5, klines("XRPUSDT", n=120))
 
     class Broken(SqliteStore):
         calls = 0
@@ -122,7 +126,7 @@ def test_a_failed_export_leaves_no_file(tmp_path: Path, sqlite_conn_id: str) -> 
 
 def test_cli_exports_from_every_store(store: Sink, store_kind: str, tmp_path: Path) -> None:  # noqa: F811
     rows = month_crossing("XRPUSDT", 10)
-    store.write("klines_h1", rows)
+    store.write(KLINES_H1, rows)
     res = _cli(["--table", "1h", "--sink", store_kind, "--output", str(tmp_path / "out"), "--split"], {})
     assert res.returncode == 0, res.stderr
     jan = pq.read_table(tmp_path / "out/klines_h1/XRPUSDT/2024-01.parquet")
@@ -146,7 +150,7 @@ def test_cli_export_and_bad_input(tmp_path: Path, sqlite_conn_id: str) -> None:
     from binance_extractor.sinks.sqlite import SqliteStore
 
     with SqliteStore(sqlite_conn_id) as sink:
-        sink.write("klines_m5", klines("XRPUSDT", n=40))
+        sink.write(KLINES_M5, klines("XRPUSDT", n=40))
     env = {"AIRFLOW_CONN_SQLITE_DEFAULT": os.environ["AIRFLOW_CONN_SQLITE_DEFAULT"], "BINANCE_LOG_FORMAT": "text"}
     out = tmp_path / "x.csv"
     ok = _cli(

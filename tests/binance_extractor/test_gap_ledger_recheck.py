@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 
 from binance_extractor import cli, clock
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.base import GapRecord
 from binance_extractor.sinks.schema import LATEST_VERSION, TableSpec, spec_for
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.binance_extractor.store_helpers import store_kind  # noqa: F401
 from tests.emulator import Emulator
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 OLD_LEDGER_COLUMNS = 8  # table_name .. requests: the ledger before the evidence columns
@@ -80,7 +83,7 @@ def delete_candles(sink: Any, lo: int, hi: int) -> None:
 def records(store: str) -> list[GapRecord]:
     (sink,) = open_sinks([store])
     try:
-        return sink.gap_records("klines_m5", "BTCUSDT")
+        return sink.gap_records(KLINES_M5, "BTCUSDT")
     finally:
         sink.close()
 
@@ -95,7 +98,7 @@ def test_legacy_rows_are_rechecked_once_against_rest(store: str, emulator: Emula
     cli.execute(["klines", "--interval", "5m", "--symbols", "BTCUSDT", "--source", "rest", *span])
     (sink,) = open_sinks([store])
     try:
-        assert sink.count("klines_m5", "BTCUSDT") == 72 - 6
+        assert sink.count(KLINES_M5, "BTCUSDT") == 72 - 6
     finally:
         sink.close()
     old_ledger(store, [outage, served])
@@ -103,8 +106,8 @@ def test_legacy_rows_are_rechecked_once_against_rest(store: str, emulator: Emula
     try:
         delete_candles(sink, *served)  # the candles the old ledger claims the exchange lacks are not stored either
         assert sink.schema_version() == LATEST_VERSION
-        assert [(g.status, g.bound) for g in sink.gap_records("klines_m5", "BTCUSDT")] == [("legacy", None)] * 2
-        assert sink.known_gaps("klines_m5", "BTCUSDT") == [(ms_to_dt(s), ms_to_dt(e)) for s, e in (outage, served)]
+        assert [(g.status, g.bound) for g in sink.gap_records(KLINES_M5, "BTCUSDT")] == [("legacy", None)] * 2
+        assert sink.known_gaps(KLINES_M5, "BTCUSDT") == [(ms_to_dt(s), ms_to_dt(e)) for s, e in (outage, served)]
     finally:
         sink.close()
 
@@ -120,8 +123,8 @@ def test_legacy_rows_are_rechecked_once_against_rest(store: str, emulator: Emula
     assert row.bound is not None and dt_to_ms(row.bound) >= outage[1] and row.asked_at is not None
     (sink,) = open_sinks([store])
     try:
-        assert sink.count("klines_m5", "BTCUSDT") == 72 - 6  # the 4 served candles are stored again
-        assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(served[0]), ms_to_dt(served[1])) == 4
+        assert sink.count(KLINES_M5, "BTCUSDT") == 72 - 6  # the 4 served candles are stored again
+        assert sink.count(KLINES_M5, "BTCUSDT", ms_to_dt(served[0]), ms_to_dt(served[1])) == 4
     finally:
         sink.close()
     assert emulator.count("/fapi/v1/klines") == 2  # one page for each row

@@ -21,6 +21,7 @@ from binance_extractor import cli, clock, gaps, telemetry
 from binance_extractor.airflow import gap_tasks
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.gaps import Chunk, GapClosureError, GapSettings, Hole
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.schema import spec_for
 from binance_extractor.sinks.sql import SqlStore
@@ -29,6 +30,10 @@ from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.emulator import Emulator
 from tests.fixtures.clock import at_instants
 from tests.fixtures.databases import mysql_admin
+
+AGG_TRADES = Dataset.of_table("agg_trades")
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 MIN = 60_000
 M5 = 5 * MIN
@@ -231,7 +236,7 @@ def test_kline_holes_at_start_middle_end_across_chunks_on_each_sink(
             settings=settings,
         )
         assert all(not s.holes and s.completeness == 1.0 for s in after)
-        stored = sink.read("klines_m5", "BTCUSDT", ms_to_dt(start), ms_to_dt(end))
+        stored = sink.read(KLINES_M5, "BTCUSDT", ms_to_dt(start), ms_to_dt(end))
         source = emulator.klines_rows("BTCUSDT", "5m", start, end - 1)
         assert [(dt_to_ms(r["open_time"]), r["close"]) for r in stored] == [(int(r[0]), Decimal(r[4])) for r in source]
 
@@ -299,7 +304,7 @@ def test_exchange_outage_is_confirmed_once_and_never_requested_again(
     assert row["known_exchange_side"] == 1 and row["completeness"] == 1.0
     (sink,) = open_sinks([sqlite_store])
     try:
-        assert sink.known_gaps("klines_m5", "BTCUSDT") == [(ms_to_dt(out_lo), ms_to_dt(out_hi))]
+        assert sink.known_gaps(KLINES_M5, "BTCUSDT") == [(ms_to_dt(out_lo), ms_to_dt(out_hi))]
         (ledger,) = sink._tx(
             lambda cur: (
                 cur.execute("SELECT checked_by, method, requests, confirmed_at FROM gap_ledger"),
@@ -308,7 +313,7 @@ def test_exchange_outage_is_confirmed_once_and_never_requested_again(
             write=False,
         )
         assert ledger[0] == "test-run-1" and ledger[1] == "refetch:auto" and 0 < ledger[2] <= first_requests
-        assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(m + 50 * MIN), ms_to_dt(out_lo)) == 2  # ours: filled
+        assert sink.count(KLINES_M5, "BTCUSDT", ms_to_dt(m + 50 * MIN), ms_to_dt(out_lo)) == 2  # ours: filled
     finally:
         sink.close()
 
@@ -335,10 +340,10 @@ def test_mysql_detection_is_an_index_range_scan_returning_only_holes(mysql_conn_
         queries = sink.gap_queries()
         assert isinstance(queries, SqlGapQueries) and isinstance(sink, SqlStore)
         args = ["BTCUSDT", sink.db_time(ms_to_dt(m)), sink.db_time(ms_to_dt(m + 4 * HOUR)), M5]
-        assert sink.query(queries.kline_sql("klines_m5"), args) == [
+        assert sink.query(queries.kline_sql(KLINES_M5), args) == [
             (ms_to_dt(m + HOUR - M5).replace(tzinfo=None), ms_to_dt(m + HOUR + 2 * M5).replace(tzinfo=None))
         ]  # one row per hole comes back, never the table
-        plan = sink.query("EXPLAIN " + queries.kline_sql("klines_m5"), args)
+        plan = sink.query("EXPLAIN " + queries.kline_sql(KLINES_M5), args)
         columns = ["id", "select_type", "table", "type", "possible_keys", "key", "key_len", "ref", "rows", "Extra"]
         scans = [dict(zip(columns, row, strict=False)) for row in plan if row[2] == "klines_m5"]
         assert scans and all(s["key"] == "PRIMARY" and s["type"] == "range" for s in scans), plan
@@ -393,8 +398,8 @@ def test_closure_failure_when_the_exchange_has_data_but_the_write_fails(
     assert last.startswith("error: gap closure failed") and hole in last and password not in err
     (sink,) = open_sinks(["mysql"])
     try:
-        assert sink.known_gaps("klines_m5", "BTCUSDT") == []  # nothing confirmed: the exchange has the data
-        assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(m + 30 * MIN), ms_to_dt(m + 45 * MIN)) == 0
+        assert sink.known_gaps(KLINES_M5, "BTCUSDT") == []  # nothing confirmed: the exchange has the data
+        assert sink.count(KLINES_M5, "BTCUSDT", ms_to_dt(m + 30 * MIN), ms_to_dt(m + 45 * MIN)) == 0
     finally:
         sink.close()
 
@@ -413,7 +418,7 @@ def test_funding_holes_follow_each_contracts_interval(
     sinks = open_sinks([store])
     try:
         (sink,) = sinks
-        before = {s: sink.count("funding_rates", s) for s in symbols}
+        before = {s: sink.count(FUNDING_RATES, s) for s in symbols}
         clean = gaps.scan(sinks, gaps.parse_tables(["funding_rates"]), end=ms_to_dt(end))
         assert [s.holes for s in clean] == [[], [], []]  # 1h, 4h and 8h spacing are not holes
         assert delete(sink, "funding_rates", "BTCUSDT", m + 2 * HOUR, m + 5 * HOUR) == 3
@@ -430,7 +435,7 @@ def test_funding_holes_follow_each_contracts_interval(
         chunks = gaps.chunk_holes(gaps.holes_of(scans.values()), DAY * 7)
         results = gaps.fill_chunks(chunks, sinks, client)
         assert [r.error for r in results] == [None] * len(chunks) and sum(r.confirmed for r in results) == 0
-        assert {s: sink.count("funding_rates", s) for s in symbols} == before
+        assert {s: sink.count(FUNDING_RATES, s) for s in symbols} == before
         assert gaps.holes_of(gaps.scan(sinks, gaps.parse_tables(["funding_rates"]), end=ms_to_dt(end))) == []
     finally:
         for s in sinks:
@@ -446,7 +451,7 @@ def test_agg_trade_id_holes_are_refetched_between_neighbours(
     sinks = open_sinks([sqlite_store])
     try:
         (sink,) = sinks
-        n = sink.count("agg_trades", "XRPETH")
+        n = sink.count(AGG_TRADES, "XRPETH")
         first_id = aggs[0]["a"]
         assert n > 60
         assert delete(sink, "agg_trades", "XRPETH", first_id + 20, first_id + 30, column="agg_trade_id") == 10
@@ -458,7 +463,7 @@ def test_agg_trade_id_holes_are_refetched_between_neighbours(
         assert scan.stored == n - 11
         results = gaps.fill_chunks(gaps.chunk_holes(scan.holes, 7 * DAY), sinks, client)
         assert [r.error for r in results] == [None, None] and sum(r.filled for r in results) == 2
-        assert sink.count("agg_trades", "XRPETH") == n
+        assert sink.count(AGG_TRADES, "XRPETH") == n
         assert gaps.holes_of(gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))) == []
     finally:
         for s in sinks:
@@ -476,7 +481,7 @@ def test_agg_trade_hole_across_a_weekly_boundary_is_filled_not_confirmed(
     sinks = open_sinks([sqlite_store])
     try:
         (sink,) = sinks
-        n = sink.count("agg_trades", "SYNTHUSDT")
+        n = sink.count(AGG_TRADES, "SYNTHUSDT")
         assert delete(sink, "agg_trades", "SYNTHUSDT", monday - 5 * MIN, monday + 5 * MIN) > 0
         (scan,) = gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))
         chunks = gaps.chunk_holes(scan.holes, chunk_ms)
@@ -484,8 +489,8 @@ def test_agg_trade_hole_across_a_weekly_boundary_is_filled_not_confirmed(
         results = gaps.fill_chunks(chunks, sinks, client)
         assert [r.error for r in results] == [None] * len(chunks) and sum(r.confirmed for r in results) == 0
         assert len(chunks) == 1 and chunks[0].start_ms < monday < chunks[0].end_ms
-        assert sink.count("agg_trades", "SYNTHUSDT") == n
-        assert sink.known_gaps("agg_trades", "SYNTHUSDT") == []
+        assert sink.count(AGG_TRADES, "SYNTHUSDT") == n
+        assert sink.known_gaps(AGG_TRADES, "SYNTHUSDT") == []
         assert gaps.holes_of(gaps.scan(sinks, gaps.parse_tables(["agg_trades"]))) == []
     finally:
         for s in sinks:

@@ -16,9 +16,13 @@ import pytest
 
 from binance_extractor import cli, clock, gaps
 from binance_extractor.clock import FixedClock
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks import open_sinks
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt, parse_time
 from tests.emulator import Emulator
+
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 M5 = 5 * MIN
@@ -40,7 +44,7 @@ def fill(source: str, *extra: str) -> dict[str, Any]:
 def ledger() -> list[tuple[int, int]]:
     (sink,) = open_sinks(["sqlite"])
     try:
-        return [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps("klines_m5", SYMBOL)]
+        return [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps(KLINES_M5, SYMBOL)]
     finally:
         sink.close()
 
@@ -100,7 +104,7 @@ def test_fill_gaps_never_confirms_a_candle_the_exchange_has_not_closed_yet(
     assert ledger() == [] and report["totals"]["remaining"] == 0  # ... and the next run stores it
     (sink,) = open_sinks(["sqlite"])
     try:
-        assert sink.count("klines_m5", SYMBOL, ms_to_dt(MIDNIGHT - 6 * HOUR), ms_to_dt(MIDNIGHT)) == 72
+        assert sink.count(KLINES_M5, SYMBOL, ms_to_dt(MIDNIGHT - 6 * HOUR), ms_to_dt(MIDNIGHT)) == 72
     finally:
         sink.close()
 
@@ -191,7 +195,7 @@ def test_a_hole_not_fillable_yet_is_listed_so_until_a_run_fills_it(
     assert report["totals"]["found"] == 0
     (sink,) = open_sinks(["sqlite"])
     try:
-        assert sink.gap_records("klines_m5", SYMBOL) == []  # no stale "not fillable yet" left behind
+        assert sink.gap_records(KLINES_M5, SYMBOL) == []  # no stale "not fillable yet" left behind
     finally:
         sink.close()
 
@@ -218,7 +222,7 @@ def test_a_funding_hole_is_never_split_into_a_ledger_row_that_misses_nothing(
         cli.execute(argv)
     (sink,) = open_sinks(["sqlite"])
     try:
-        rows = [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps("funding_rates", sym)]
+        rows = [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps(FUNDING_RATES, sym)]
     finally:
         sink.close()
     missing = [day + t for t in range(0, 16)]  # the 00:00 event, whatever its ms jitter
@@ -247,7 +251,7 @@ def test_a_funding_tail_not_fillable_yet_of_an_hourly_contract_is_reported_not_l
     (sink,) = open_sinks(["sqlite"])
     try:
         checked = gaps.verify(chunks, [sink], report["chunks"])  # the DAG's verify and report tasks
-        assert sink.known_gaps("funding_rates", sym) == []
+        assert sink.known_gaps(FUNDING_RATES, sym) == []
     finally:
         sink.close()
     assert [h["status"] for h in checked] == [gaps.NOT_FILLABLE_YET], checked

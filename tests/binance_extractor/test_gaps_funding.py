@@ -10,11 +10,14 @@ import pytest
 
 from binance_extractor import gaps
 from binance_extractor.client import BinanceFuturesClient
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks import open_sinks
 from binance_extractor.timeutil import ms_to_dt
 from tests.binance_extractor.test_gaps import delete, write
 from tests.emulator import Emulator
 from tests.emulator.data import FIXTURES, ms
+
+FUNDING_RATES = Dataset.of_table("funding_rates")
 
 FUNDING = [gaps.gap_dataset("funding_rates")]
 
@@ -51,7 +54,7 @@ def test_two_holes_16_hours_apart_are_both_found_and_filled_in_one_pass(
     sinks = open_sinks([store])
     try:
         (sink,) = sinks
-        assert sink.count("funding_rates", "XRPUSDT") == 91
+        assert sink.count(FUNDING_RATES, "XRPUSDT") == 91
         assert funding_scan(sinks, "XRPUSDT", end) == []
         first, second = raw[40][0], raw[42][0]  # 16 h apart: the row between them stays
         assert delete(sink, "funding_rates", "XRPUSDT", first, first + 1) == 1
@@ -63,7 +66,7 @@ def test_two_holes_16_hours_apart_are_both_found_and_filled_in_one_pass(
         ]
         results = gaps.fill_chunks(gaps.chunk_holes(holes, 7 * DAY), sinks, client)
         assert [r.error for r in results] == [None] * len(results)
-        assert sink.count("funding_rates", "XRPUSDT") == 91  # 91 -> 89 -> 91, not 90
+        assert sink.count(FUNDING_RATES, "XRPUSDT") == 91  # 91 -> 89 -> 91, not 90
         assert funding_scan(sinks, "XRPUSDT", end) == []
     finally:
         for s in sinks:
@@ -117,7 +120,7 @@ def test_a_missing_tail_of_a_1h_contract_is_found_with_its_funding_interval(
         (scan,) = gaps.scan(sinks, FUNDING, ["BTCUSDT"], end=ms_to_dt(end), now=end, funding_hours=hours)
         assert [(h.missing, h.end_ms) for h in scan.holes] == [(3, end)]
         results = gaps.fill_chunks(gaps.chunk_holes(scan.holes, 7 * DAY), sinks, client)
-        assert [r.error for r in results] == [None] and sink.count("funding_rates", "BTCUSDT") == 48
+        assert [r.error for r in results] == [None] and sink.count(FUNDING_RATES, "BTCUSDT") == 48
     finally:
         for s in sinks:
             s.close()

@@ -17,6 +17,9 @@ from binance_extractor.timeutil import dt_to_ms, iso
 from tests.binance_extractor.sinks.conftest import dt, funding, klines, trades
 from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
 
+FUNDING_RATES = Dataset.of_table("funding_rates")
+TRADES = Dataset.of_table("trades")
+
 M5 = timeframes.parse("5m").ms
 KLINES_M5 = Dataset.of_table("klines_m5")
 KLINES_H1 = Dataset.of_table("klines_h1")
@@ -25,8 +28,8 @@ KLINES_H1 = Dataset.of_table("klines_h1")
 def fill(sink: Sink, n: int = 200, cut: tuple[int, int] = (50, 55)) -> list:
     """XRPUSDT m5 candles with rows ``cut`` removed (a hole of 5 candles), BTCUSDT complete."""
     rows = klines("XRPUSDT", n=n)
-    sink.write("klines_m5", rows[: cut[0]] + rows[cut[1] :])
-    sink.write("klines_m5", klines("BTCUSDT", n=n))
+    sink.write(KLINES_M5, rows[: cut[0]] + rows[cut[1] :])
+    sink.write(KLINES_M5, klines("BTCUSDT", n=n))
     return rows
 
 
@@ -56,9 +59,9 @@ def test_counts_edges_lag_completeness_and_holes(store: Sink) -> None:  # noqa: 
 
 def test_symbols_by_index_seeks_and_row_count_bound(store: Sink) -> None:  # noqa: F811
     rows = fill(store)
-    store.write("klines_m5", klines("AAAUSDT", n=3) + klines("ZZZUSDT", n=3))
-    assert health.stored_symbols(store, "klines_m5") == ["AAAUSDT", "BTCUSDT", "XRPUSDT", "ZZZUSDT"]
-    assert health.stored_symbols(store, "klines_h1") == []
+    store.write(KLINES_M5, klines("AAAUSDT", n=3) + klines("ZZZUSDT", n=3))
+    assert health.stored_symbols(store, KLINES_M5) == ["AAAUSDT", "BTCUSDT", "XRPUSDT", "ZZZUSDT"]
+    assert health.stored_symbols(store, KLINES_H1) == []
     now = dt_to_ms(rows[-1].close_time) + 1
     small = health.symbol_health(store, "klines_m5", "XRPUSDT", now_ms=now, exact_limit=100)
     assert (small.rows, small.rows_exact) == (200, False)  # the key span: the 5 missing candles not counted
@@ -68,7 +71,7 @@ def test_symbols_by_index_seeks_and_row_count_bound(store: Sink) -> None:  # noq
 
 def test_trades_are_counted_only_under_the_bound(store: Sink) -> None:  # noqa: F811
     t = trades(n=400)
-    store.write("trades", t)
+    store.write(TRADES, t)
     now = dt_to_ms(t[-1].time) + 1
     small = health.symbol_health(store, "trades", "XRPETH", now_ms=now, exact_limit=10)
     assert (small.rows, small.rows_exact, small.expected) == (None, False, None)
@@ -100,7 +103,7 @@ def test_holes_not_fillable_yet_are_open_with_their_reason(store: Sink) -> None:
     [hole] = h.open_holes
     assert (hole["start"], hole["status"], hole["reason"]) == (iso(rows[50].open_time), "not_fillable_yet", why)
     assert h.missing == 5 and h.confirmed_holes == []
-    assert store.known_gaps("klines_m5", "XRPUSDT") == []  # detection still finds it: the gap filler retries it
+    assert store.known_gaps(KLINES_M5, "XRPUSDT") == []  # detection still finds it: the gap filler retries it
 
 
 def test_last_runs_of_the_symbol_newest_first(store: Sink) -> None:  # noqa: F811
@@ -125,7 +128,7 @@ def test_last_runs_of_the_symbol_newest_first(store: Sink) -> None:  # noqa: F81
 
 def test_funding_health(store: Sink) -> None:  # noqa: F811
     f = funding()
-    store.write("funding_rates", f)
+    store.write(FUNDING_RATES, f)
     now = dt_to_ms(f[-1].funding_time) + 9 * 3_600_000
     h = health.symbol_health(store, "funding_rates", "XRPUSDT", start=f[0].funding_time, now_ms=now)
     assert h.rows == len(f) and h.lag_s == 3600
@@ -180,7 +183,7 @@ def test_mysql_health_reads_indexes_never_scans(mysql_conn_id: str) -> None:
     now = dt_to_ms(rows[-1].close_time) + 1
     result = health.table_health(sink, "klines_m5", window_days=1, now_ms=now)
     health.chart_points(sink, "klines_m5", "XRPUSDT")
-    health.recent_runs(sink, "klines_m5", "XRPUSDT")
+    health.recent_runs(sink, KLINES_M5, "XRPUSDT")
     assert {h.symbol for h in result} == {"BTCUSDT", "XRPUSDT"}
     assert scans() - before < 3000
     plan = sink.query("EXPLAIN SELECT COUNT(*) FROM klines_m5 WHERE symbol = %s", ("XRPUSDT",))

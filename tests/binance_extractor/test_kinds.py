@@ -12,7 +12,6 @@ from binance_extractor.errors import InputError
 from binance_extractor.kinds import SCHEDULED_KINDS, DataKind, Dataset, command_kind
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.pipeline import Job
-from binance_extractor.sinks import base
 from binance_extractor.sinks.schema import spec_for
 
 M5 = timeframes.parse("5m")
@@ -34,8 +33,7 @@ def test_each_kind_names_its_table_time_column_and_model(kind: DataKind, table: 
     assert kind.table(tf) == dataset.table == table
     assert DataKind.of_table(table) is kind and Dataset.of_table(table) == dataset == Dataset.parse(table)
     assert kind.time_column == dataset.time_column == spec_for(table).time_column  # the schema agrees
-    assert kind.model is model is base.model_for(table)
-    assert base.time_column(table) == kind.time_column
+    assert kind.model is model is dataset.model
     assert Job(kind, "BTCUSDT", tf).table == table  # the pipeline names the same table
 
 

@@ -25,12 +25,14 @@ from binance_extractor.budget import open_budget_store
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import BudgetUnavailableError, InputError
 from binance_extractor.gaps.repair import fill_chunk
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.pipeline import Job, run_job
 from binance_extractor.sinks import open_sinks
 from binance_extractor.timeutil import dt_to_ms, iso
 from tests.binance_extractor.sinks.conftest import klines
 from tests.fixtures.databases import free_port
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 ROOT = Path(__file__).resolve().parents[2]
 # each piece is distinctive, so finding it anywhere in an output means the password leaked
@@ -137,7 +139,7 @@ def test_every_output_of_a_failed_run_hides_the_budget_password(
         return
     stored = klines("BTCUSDT", n=20)
     (sink,) = open_sinks(["sqlite"])
-    sink.write("klines_m5", stored[:5] + stored[10:])  # a hole of five candles for the gap filler
+    sink.write(KLINES_M5, stored[:5] + stored[10:])  # a hole of five candles for the gap filler
     start, end = stored[0].open_time, stored[-1].open_time + timedelta(minutes=5)
     client = BinanceFuturesClient(emulator.url)
     with telemetry.capture() as cap:
@@ -148,7 +150,7 @@ def test_every_output_of_a_failed_run_hides_the_budget_password(
         result = fill_chunk(chunk, [sink], client, source="rest")  # what a fill task puts in XCom
         spans = _span_texts(cap)
     client.close()
-    audit = [r.error or "" for r in sink.recent_runs("klines_m5", "BTCUSDT", 10)]
+    audit = [r.error or "" for r in sink.recent_runs(KLINES_M5, "BTCUSDT", 10)]
     sink.close()
     from plugins.data_health import collect, render_page
 

@@ -10,10 +10,14 @@ import pytest
 from binance_extractor import clock, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.clock import FixedClock
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.pipeline import Job, run_job
 from binance_extractor.sinks.sqlite import SqliteStore
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
+
+AGG_TRADES = Dataset.of_table("agg_trades")
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -42,7 +46,7 @@ def incremental(interval: str, symbol: str = "BTCUSDT") -> Job:
 
 
 def opens(sink: SqliteStore, interval: str, symbol: str = "BTCUSDT") -> list[datetime]:
-    return [r["open_time"] for r in sink.read(DataKind.KLINES.table(timeframes.parse(interval)), symbol)]
+    return [r["open_time"] for r in sink.read(Dataset.klines(timeframes.parse(interval)), symbol)]
 
 
 def closed_opens(interval: str, start_ms: int, now_ms: int) -> list[datetime]:
@@ -98,7 +102,7 @@ def test_a_corrected_last_candle_is_read_again(pinned):
     fixed, emu, sink = pinned
     client = client_for(emu)
     run_job(incremental("5m"), [sink], client)
-    last = sink.read("klines_m5", "BTCUSDT")[-1]
+    last = sink.read(KLINES_M5, "BTCUSDT")[-1]
     open_ms = dt_to_ms(last["open_time"])
     row = emu.query_klines("BTCUSDT", "5m", open_ms, open_ms, 1)[0]
     corrected = list(row)
@@ -106,16 +110,16 @@ def test_a_corrected_last_candle_is_read_again(pinned):
     emu.set_kline_override("BTCUSDT", "5m", open_ms, corrected)
     result = run_job(incremental("5m"), [sink], client)  # same instant: nothing new, the last candle again
     assert result.start == last["open_time"] and result.rows_written == 1
-    again = sink.read("klines_m5", "BTCUSDT", start=last["open_time"])
+    again = sink.read(KLINES_M5, "BTCUSDT", start=last["open_time"])
     assert len(again) == 1 and again[0]["volume"] == Decimal(row[5]) + Decimal("1.5")
-    assert sink.count("klines_m5", "BTCUSDT") == len(closed_opens("5m", fixed.now_ms() - 30 * DAY, fixed.now_ms()))
+    assert sink.count(KLINES_M5, "BTCUSDT") == len(closed_opens("5m", fixed.now_ms() - 30 * DAY, fixed.now_ms()))
 
 
 def test_funding_still_resumes_after_the_newest_row(pinned):
     _fixed, emu, sink = pinned
     client = client_for(emu)
     run_job(Job(DataKind.FUNDING, "BTCUSDT", incremental=True), [sink], client)
-    last = sink.last_time("funding_rates", "BTCUSDT")
+    last = sink.last_time(FUNDING_RATES, "BTCUSDT")
     result = run_job(Job(DataKind.FUNDING, "BTCUSDT", incremental=True), [sink], client)
     assert last is not None and result.start == last + timedelta(milliseconds=1) and result.rows_written == 0
 
@@ -125,12 +129,12 @@ def test_agg_trades_resume_at_the_newest_stored_millisecond(pinned):
     client = client_for(emu)
     start = fixed.now_ms() - 2 * HOUR
     run_job(Job(DataKind.AGG_TRADES, "BTCUSDT", start=ms_to_dt(start), end=ms_to_dt(start + HOUR)), [sink], client)
-    rows = sink.read("agg_trades", "BTCUSDT")
+    rows = sink.read(AGG_TRADES, "BTCUSDT")
     i = next(i for i in range(len(rows) - 1) if rows[i]["time"] == rows[i + 1]["time"])  # two trades in one ms
     cut = rows[i]["agg_trade_id"]  # a run stopped between them: the second one is not stored
     sink._tx(lambda cur: cur.execute("DELETE FROM agg_trades WHERE agg_trade_id > ?", (cut,)))
-    assert sink.last_time("agg_trades", "BTCUSDT") == rows[i]["time"]
+    assert sink.last_time(AGG_TRADES, "BTCUSDT") == rows[i]["time"]
     job = Job(DataKind.AGG_TRADES, "BTCUSDT", end=ms_to_dt(start + HOUR), incremental=True)
     result = run_job(job, [sink], client)
     assert result.start == rows[i]["time"]
-    assert [r["agg_trade_id"] for r in sink.read("agg_trades", "BTCUSDT")] == [r["agg_trade_id"] for r in rows]
+    assert [r["agg_trade_id"] for r in sink.read(AGG_TRADES, "BTCUSDT")] == [r["agg_trade_id"] for r in rows]

@@ -11,16 +11,22 @@ import pytest
 import binance_extractor
 from binance_extractor import reader
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import Sink
 from tests.binance_extractor.sinks.conftest import dt, funding, klines, trades
 from tests.binance_extractor.store_helpers import store, store_kind  # noqa: F401
+
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_M5 = Dataset.of_table("klines_m5")
+TRADES = Dataset.of_table("trades")
 
 DEC = pa.decimal128(38, 18)
 
 
 def test_read_klines_exact_decimals_and_utc(store: Sink) -> None:  # noqa: F811
     rows = klines("XRPUSDT", n=120, scale=6) + klines("BTCUSDT", n=50)
-    store.write("klines_m5", rows)
+    store.write(KLINES_M5, rows)
     first = rows[0].open_time
     df = binance_extractor.read("klines_m5", ["XRPUSDT"], first, rows[100].open_time, store=store)
     assert isinstance(df, pd.DataFrame)
@@ -36,7 +42,7 @@ def test_read_klines_exact_decimals_and_utc(store: Sink) -> None:  # noqa: F811
 
 
 def test_read_every_symbol_with_iso_strings(store: Sink) -> None:  # noqa: F811
-    store.write("klines_m5", klines("XRPUSDT", n=30) + klines("BTCUSDT", n=20))
+    store.write(KLINES_M5, klines("XRPUSDT", n=30) + klines("BTCUSDT", n=20))
     df = binance_extractor.read("m5", None, store=store)
     assert df.groupby("symbol").size().to_dict() == {"BTCUSDT": 20, "XRPUSDT": 30}
     start = klines("XRPUSDT", n=30)[10].open_time.isoformat()
@@ -46,13 +52,13 @@ def test_read_every_symbol_with_iso_strings(store: Sink) -> None:  # noqa: F811
 
 def test_read_funding_and_trades(store: Sink) -> None:  # noqa: F811
     f = funding()
-    store.write("funding_rates", f)
+    store.write(FUNDING_RATES, f)
     df = binance_extractor.read("funding_rates", ["XRPUSDT"], store=store)
     assert len(df) == len(f)
     assert df["funding_rate"].iloc[5] == f[5].funding_rate
     assert df["mark_price"].isna().sum() == len([r for r in f if r.mark_price is None])
     t = trades(n=300)
-    store.write("trades", t)
+    store.write(TRADES, t)
     tdf = binance_extractor.read("trades", ["XRPETH"], store=store)
     assert len(tdf) == 300  # many trades share a millisecond: none dropped, none repeated
     assert tdf["trade_id"].is_unique
@@ -60,7 +66,7 @@ def test_read_funding_and_trades(store: Sink) -> None:  # noqa: F811
 
 def test_windows_bound_each_batch(store: Sink) -> None:  # noqa: F811
     rows = klines("XRPUSDT", n=250)
-    store.write("klines_m5", rows)
+    store.write(KLINES_M5, rows)
     batches = list(reader.iter_batches(store, "klines_m5", ["XRPUSDT"], batch_rows=40))
     assert max(len(b.rows) for b in batches) <= 40
     assert sum(len(b.rows) for b in batches) == 250
@@ -72,7 +78,7 @@ def test_polars_engine_keeps_decimals_and_utc(store: Sink) -> None:  # noqa: F81
     import polars as pl
 
     rows = klines("XRPUSDT", n=20, scale=6)
-    store.write("klines_m5", rows)
+    store.write(KLINES_M5, rows)
     df = binance_extractor.read("klines_m5", "XRPUSDT", store=store, engine="polars")
     assert isinstance(df, pl.DataFrame) and df.height == 20
     assert df.schema["close"] == pl.Decimal(38, 18)
@@ -104,7 +110,7 @@ def test_default_store_is_the_first_configured_database(sqlite_conn_id: str, mon
     from binance_extractor.sinks.sqlite import SqliteStore
 
     with SqliteStore(sqlite_conn_id) as sink:
-        sink.write("klines_m5", klines("XRPUSDT", n=12))
+        sink.write(KLINES_M5, klines("XRPUSDT", n=12))
     monkeypatch.setenv("BINANCE_EXTRACTOR_SINKS", "jsonl,sqlite")
     assert len(binance_extractor.read("m5", "XRPUSDT")) == 12
     with pytest.raises(InputError, match="cannot read from 'jsonl'"):

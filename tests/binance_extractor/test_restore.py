@@ -16,9 +16,14 @@ import pytest
 from binance_extractor import export, restore
 from binance_extractor.cli import main
 from binance_extractor.errors import InputError
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import Store
 from tests.binance_extractor.sinks.conftest import new_sink
 from tests.binance_extractor.store_dump import SQL_KINDS, TABLES, dump, fill, second_store  # noqa: F401
+
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,13 +139,13 @@ def test_cli_restores_and_refuses_bad_input_writing_nothing(
         res = _cli(*args, *([] if "--sink" in args else ["--sink", "mysql"]))
         assert res.returncode == 2, (args, res.stderr)
         assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
-        assert target.count("klines_m5") == target.count("klines_h1") == target.count("funding_rates") == 0, args
+        assert target.count(KLINES_M5) == target.count(KLINES_H1) == target.count(FUNDING_RATES) == 0, args
     ok = _cli("--input", str(m5), "--sink", "mysql")
     assert ok.returncode == 0, ok.stderr
     ok = _cli("--input", str(h1), "--table", "1h", "--sink", "mysql")
     assert ok.returncode == 0, ok.stderr
-    assert target.read("klines_h1", "XRPUSDT") == source.read("klines_h1", "XRPUSDT")  # type: ignore[attr-defined]
-    assert target.count("klines_m5") == source.count("klines_m5")  # type: ignore[attr-defined]
+    assert target.read(KLINES_H1, "XRPUSDT") == source.read(KLINES_H1, "XRPUSDT")  # type: ignore[attr-defined]
+    assert target.count(KLINES_M5) == source.count(KLINES_M5)  # type: ignore[attr-defined]
     target.close()
     source.close()
 

@@ -19,9 +19,13 @@ import pytest
 
 from binance_extractor import cli, clock, gaps
 from binance_extractor.airflow import gap_tasks
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.base import GapRecord
 from binance_extractor.timeutil import iso, ms_to_dt
+
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 pytestmark = pytest.mark.mysql
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "binance_klines_gap_filler.py"
@@ -111,7 +115,7 @@ def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: An
                 (ms_to_dt(m + HOUR).replace(tzinfo=None), ms_to_dt(m + HOUR + 25 * MIN).replace(tzinfo=None)),
             )
         )
-        assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 72 - 5
+        assert sink.count(KLINES_M5, "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 72 - 5
         # a row the old rule confirmed although the exchange has the candle (and the candle lost with it)
         lost = (m + 4 * HOUR, m + 5 * HOUR)
         sink._tx(
@@ -148,14 +152,14 @@ def test_dag_run_fills_ours_confirms_the_exchanges_and_reruns_do_nothing(env: An
     assert ("funding_rates", "BTCUSDT") in rows and ("klines_h1", "ETHUSDT") in rows
     (sink,) = open_sinks(["mysql"])
     try:
-        assert sink.count("klines_m5", "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 72
-        assert sink.count("klines_h1", "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 6  # re-checked: filled
-        assert sink.gap_records("klines_h1", "BTCUSDT") == []  # and the legacy row is gone
-        assert sink.known_gaps("klines_m5", "ETHUSDT") == [(ms_to_dt(outage[0]), ms_to_dt(outage[1]))]
-        (row,) = sink.gap_records("klines_m5", "ETHUSDT")  # confirmed on evidence
+        assert sink.count(KLINES_M5, "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 72
+        assert sink.count(KLINES_H1, "BTCUSDT", ms_to_dt(start), ms_to_dt(end)) == 6  # re-checked: filled
+        assert sink.gap_records(KLINES_H1, "BTCUSDT") == []  # and the legacy row is gone
+        assert sink.known_gaps(KLINES_M5, "ETHUSDT") == [(ms_to_dt(outage[0]), ms_to_dt(outage[1]))]
+        (row,) = sink.gap_records(KLINES_M5, "ETHUSDT")  # confirmed on evidence
         assert (row.status, row.source) == ("confirmed", "rest") and row.requests >= 1
         assert row.bound is not None and row.bound >= ms_to_dt(outage[1] + HOUR)  # settled when asked
-        assert sink.known_gaps("klines_h1", "ETHUSDT") == [(ms_to_dt(outage[0]), ms_to_dt(outage[0] + HOUR))]
+        assert sink.known_gaps(KLINES_H1, "ETHUSDT") == [(ms_to_dt(outage[0]), ms_to_dt(outage[0] + HOUR))]
     finally:
         sink.close()
 

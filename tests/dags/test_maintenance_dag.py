@@ -10,9 +10,13 @@ from pathlib import Path
 import yaml
 
 from binance_extractor import clock, config
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks import open_sinks
 from binance_extractor.timeutil import dt_to_ms
+
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,21 +47,21 @@ def test_retention_task_deletes_expired_rows_only(
     old_start, new_start = now - timedelta(days=5), now - timedelta(hours=10)
     (sink,) = open_sinks(["sqlite"])
     for symbol in ("BTCUSDT", "ETHUSDT"):
-        sink.write("klines_m5", klines(symbol, old_start, 60) + klines(symbol, new_start, 24))
-        sink.write("klines_h1", [])
-    before = sink.count("klines_m5")
+        sink.write(KLINES_M5, klines(symbol, old_start, 60) + klines(symbol, new_start, 24))
+        sink.write(KLINES_H1, [])
+    before = sink.count(KLINES_M5)
     assert before == 2 * 84
 
     dag = dagbag.get_dag("binance_maintenance")
     monkeypatch.setenv("BINANCE_EXTRACTOR_CONFIG", str(config_with(tmp_path, {})))
     assert dag.test().state == "success"
-    assert sink.count("klines_m5") == before  # off by default: nothing deleted
+    assert sink.count(KLINES_M5) == before  # off by default: nothing deleted
 
     monkeypatch.setenv("BINANCE_EXTRACTOR_CONFIG", str(config_with(tmp_path, {"klines_m5": 1, "klines_h1": None})))
     assert config.settings().retention == {"klines_m5": 1, "klines_h1": None}
     assert dag.test().state == "success"
-    assert sink.count("klines_m5") == 2 * 24
-    assert sink.first_time("klines_m5", "BTCUSDT") == new_start
+    assert sink.count(KLINES_M5) == 2 * 24
+    assert sink.first_time(KLINES_M5, "BTCUSDT") == new_start
     sink.close()
 
 

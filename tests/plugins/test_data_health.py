@@ -12,8 +12,14 @@ from typing import Any
 
 import pytest
 
+from binance_extractor.kinds import Dataset
 from binance_extractor.timeutil import iso
 from tests.binance_extractor.sinks.conftest import agg_trades, funding, klines, trades
+
+AGG_TRADES = Dataset.of_table("agg_trades")
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_M5 = Dataset.of_table("klines_m5")
+TRADES = Dataset.of_table("trades")
 
 START = "2023-12-30T00:00:00Z"
 
@@ -31,11 +37,11 @@ def store_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
         mp.setenv("BINANCE_EXTRACTOR_SINKS", "sqlite")
         rows = klines("XRPUSDT", n=120)
         with SqliteStore("sqlite_default") as sink:
-            sink.write("klines_m5", rows[:40] + rows[45:])
-            sink.write("klines_m5", klines("BTCUSDT", n=120))
-            sink.write("funding_rates", funding())
-            sink.write("agg_trades", agg_trades(n=50))
-            sink.write("trades", trades(n=50))
+            sink.write(KLINES_M5, rows[:40] + rows[45:])
+            sink.write(KLINES_M5, klines("BTCUSDT", n=120))
+            sink.write(FUNDING_RATES, funding())
+            sink.write(AGG_TRADES, agg_trades(n=50))
+            sink.write(TRADES, trades(n=50))
         yield rows
 
 

@@ -9,8 +9,11 @@ from urllib.parse import quote
 
 import pytest
 
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.sqlite import SqliteStore
 from tests.emulator import Emulator
+
+KLINES_H1 = Dataset.of_table("klines_h1")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +55,7 @@ def test_flag_starts_the_tail_and_stop_flushes_it(
     monkeypatch.setenv("AIRFLOW_CONN_SQLITE_DEFAULT", env["AIRFLOW_CONN_SQLITE_DEFAULT"])
     sink = SqliteStore()
     try:
-        assert sink.count("klines_h1", "BTCUSDT") >= 47  # two days of closed hours, stored by the tail's fill
+        assert sink.count(KLINES_H1, "BTCUSDT") >= 47  # two days of closed hours, stored by the tail's fill
     finally:
         sink.close()
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.sinks import open_stores
 from binance_extractor.sinks.base import GAP_CONFIRMED
 from binance_extractor.timeutil import dt_to_ms
@@ -108,7 +108,7 @@ def _klines(
     emu = w.emu
     assert emu is not None
     where = f"{table} {symbol}"
-    rows = store.read(table, symbol)
+    rows = store.read(Dataset.of_table(table), symbol)
     if not rows:
         return [f"{where}: nothing stored"]
     stored = {dt_to_ms(r["open_time"]): _kline_row(r) for r in rows}
@@ -158,7 +158,7 @@ def _funding(w: World, store: Any, ledger: list[Any], symbol: str, final_tick: i
     emu = w.emu
     assert emu is not None
     where = f"funding_rates {symbol}"
-    rows = store.read("funding_rates", symbol)
+    rows = store.read(Dataset.of_table("funding_rates"), symbol)
     if not rows:
         return [f"{where}: nothing stored"]
     stored = {dt_to_ms(r["funding_time"]): (_d(r["funding_rate"]), _d(r["mark_price"])) for r in rows}
@@ -206,7 +206,7 @@ def _trades(w: World, store: Any, ledger: list[Any], symbol: str, final_tick: in
     emu = w.emu
     assert emu is not None
     where = f"agg_trades {symbol}"
-    rows = store.read("agg_trades", symbol)
+    rows = store.read(Dataset.of_table("agg_trades"), symbol)
     if not rows:
         return [f"{where}: nothing stored"]
     stored = {

@@ -20,7 +20,7 @@ from typing import Any
 
 from binance_extractor import config
 from binance_extractor.client import BinanceFuturesClient
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.stream import plan
 from binance_extractor.stream.tail import Tail, TailConfig, _Fill
@@ -247,9 +247,9 @@ class SimTail:
         tail = self.tail
         assert tail is not None
         candles = self.held
-        by_table: dict[str, dict[tuple[Any, ...], Kline]] = {}
+        by_table: dict[Dataset, dict[tuple[Any, ...], Kline]] = {}
         for k in candles:
-            by_table.setdefault(DataKind.KLINES.table(k.timeframe), {})[k.key()] = k
+            by_table.setdefault(Dataset.klines(k.timeframe), {})[k.key()] = k
         first: dict[Any, int] = {}
         for k in candles:
             pair = (k.symbol, k.timeframe)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks import open_stores
 from binance_extractor.sinks.base import GapRecord
 from tests.simulation.run import run_seed
@@ -32,7 +33,7 @@ def _lose_a_candle_and_confirm_one(w: World) -> None:
     """What the checks must catch: a stored candle lost, and a ledger row confirming one the exchange has."""
     store = open_stores(["sqlite"])[0]
     try:
-        rows = store.read("klines_h1", "BTCUSDT")
+        rows = store.read(Dataset.of_table("klines_h1"), "BTCUSDT")
         victim = rows[len(rows) // 2]["open_time"]
         store.query("DELETE FROM klines_h1 WHERE symbol = ? AND open_time = ?", [
             "BTCUSDT", store.db_time(victim)])  # fmt: skip

@@ -23,13 +23,15 @@ import pytest
 from binance_extractor import clock, timeframes
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import SinkError
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.models import Kline
 from binance_extractor.pipeline import Job, run_job
 from binance_extractor.timeutil import dt_to_ms, iso, parse_time
 from tests.binance_extractor.sinks.conftest import SINK_KINDS, new_sink
 from tests.emulator import Emulator
 from tests.fixtures.databases import POSTGRES_HOST, POSTGRES_PORT, TcpProxy
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = dt_to_ms(parse_time("2025-03-10T12:34:56.789Z"))
@@ -74,7 +76,7 @@ def job(start: datetime, end: datetime, source: str) -> Job:
 
 
 def table(sink: Any) -> list[dict[str, Any]]:
-    return list(sink.read("klines_m5", SYMBOL))
+    return list(sink.read(KLINES_M5, SYMBOL))
 
 
 def expected(emu: Emulator, start: datetime, end: datetime) -> list[Kline]:
@@ -97,9 +99,9 @@ def test_archive_bulk_load_equals_the_rest_path(store: tuple[str, str], emu: Emu
         again = run_job(job(start, end, "archive"), [sink], client)  # idempotent
         assert again.rows_written == bulk.rows_written and table(sink) == from_archive
 
-        while sink.delete_before("klines_m5", FAR, limit=100_000):
+        while sink.delete_before(KLINES_M5, FAR, limit=100_000):
             pass
-        assert sink.count("klines_m5") == 0
+        assert sink.count(KLINES_M5) == 0
         rest = run_job(job(start, end, "rest"), [sink], client)
         assert emu.count("/fapi/v1/klines") > 0 and rest.rows_written == bulk.rows_written
         assert table(sink) == from_archive  # the same table, value for value, whichever path wrote it
@@ -201,7 +203,7 @@ def test_load_interrupted_mid_transaction_leaves_whole_files_and_converges(
     seeded = expected(emu, start, end)[144::288]  # staged: one candle stored in each day's range already
     if not direct:
         seeder = new_sink(kind, conn_id)
-        seeder.write("klines_m5", seeded)
+        seeder.write(KLINES_M5, seeded)
         seeder.close()
     sink = new_sink(kind, conn_id, retry_attempts=1)
     seen: list[int] = []
@@ -217,7 +219,7 @@ def test_load_interrupted_mid_transaction_leaves_whole_files_and_converges(
     check = new_sink(kind, conn_id)
     try:
         # three files committed, the fourth rolled back whole (the seeded candles of days 4..7 stay)
-        assert check.count("klines_m5", SYMBOL) == 3 * 288 + (0 if direct else 4)
+        assert check.count(KLINES_M5, SYMBOL) == 3 * 288 + (0 if direct else 4)
         result = run_job(job(start, end, "archive"), [check], client)
         assert result.outcome == "success"
         assert [Kline(**r) for r in table(check)] == expected(emu, start, end)
@@ -256,7 +258,7 @@ def test_cli_killed_mid_archive_load_then_rerun_completes(
     def stored() -> int:
         sink = new_sink(kind, conn_id)
         try:
-            return int(sink.count("klines_m5", SYMBOL))
+            return int(sink.count(KLINES_M5, SYMBOL))
         except Exception:
             return 0  # the schema may not exist yet
         finally:

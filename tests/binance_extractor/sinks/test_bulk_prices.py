@@ -18,6 +18,7 @@ from binance_extractor import archive, clock, timeframes
 from binance_extractor.catalog import PRICE_KINDS
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.derivative_models import PRICE_MODELS
+from binance_extractor.kinds import Dataset
 from binance_extractor.pipeline import Job, run_job
 from binance_extractor.prices import Price
 from binance_extractor.timeutil import dt_to_ms, parse_time
@@ -75,7 +76,7 @@ def expected(emu: Emulator, price: Price, start: datetime, end: datetime) -> lis
 
 def stored(sink: Any, price: Price) -> tuple[list[dict[str, Any]], Any]:
     """The table as rows and as its stored text (decimals as the store keeps them, times in epoch ms)."""
-    table = PRICE_KINDS[price].table(M5)
+    table = Dataset(PRICE_KINDS[price], M5)
     subject = price.subject(SYMBOL)
     return list(sink.read(table, subject)), sink.read_columns(table, subject)
 
@@ -88,7 +89,7 @@ def test_price_klines_bulk_load_equals_the_rest_path(store: tuple[str, str], emu
     try:
         sink.ensure_schema()
         for price in prices:
-            table = PRICE_KINDS[price].table(M5)
+            table = Dataset(PRICE_KINDS[price], M5)
             blocks = [
                 b
                 for b in archive.iter_klines(
@@ -128,7 +129,7 @@ def test_a_file_with_a_bad_checksum_is_refused_and_nothing_of_it_written(
     kind, conn_id = store
     start, end = parse_time("2025-02-20T00:00:00Z"), parse_time("2025-02-25T00:00:00Z")  # 5 daily files
     price = Price.MARK
-    table = PRICE_KINDS[price].table(M5)
+    table = Dataset(PRICE_KINDS[price], M5)
     emu.archive_corrupt = {"BTCUSDT-5m-2025-02-22.zip"}  # by file name (tests/emulator/archive.py)
     sink = new_sink(kind, conn_id)
     try:
@@ -171,7 +172,7 @@ def test_copy_moves_price_klines_as_blocks_exactly(
             assert stored(target, price)[0] == stored(source, price)[0]
             assert stored(target, price)[1].equals(stored(source, price)[1])
         store_copy.copy_stores(source, target, tables)
-        assert [target.count(t) for t in tables] == [2 * 288, 2 * 288]
+        assert [target.count(Dataset.of_table(t)) for t in tables] == [2 * 288, 2 * 288]
     finally:
         source.close()
         target.close()

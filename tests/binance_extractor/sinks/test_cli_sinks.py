@@ -22,10 +22,13 @@ from typing import Any
 
 import pytest
 
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.timeutil import dt_to_ms, iso
 from tests.binance_extractor.sinks.conftest import SINK_KINDS, new_sink
 from tests.fixtures.databases import MongoServer
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 ROOT = Path(__file__).resolve().parents[3]
 SYMBOL = "BTCUSDT"
@@ -56,7 +59,7 @@ def source(emu: Any, start: datetime = START, end: datetime = END) -> list[Kline
 def stored(kind: str, conn_id: str) -> list[Kline]:
     sink = new_sink(kind, conn_id)
     try:
-        return [Kline(**r) for r in sink.read("klines_m5", SYMBOL)]
+        return [Kline(**r) for r in sink.read(KLINES_M5, SYMBOL)]
     finally:
         sink.close()
 
@@ -64,7 +67,7 @@ def stored(kind: str, conn_id: str) -> list[Kline]:
 def count(kind: str, conn_id: str) -> int:
     sink = new_sink(kind, conn_id)
     try:
-        return int(sink.count("klines_m5", SYMBOL))
+        return int(sink.count(KLINES_M5, SYMBOL))
     finally:
         sink.close()
 

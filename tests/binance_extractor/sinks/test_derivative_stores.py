@@ -12,10 +12,13 @@ import pytest
 from binance_extractor import cli
 from binance_extractor.clock import FixedClock
 from binance_extractor.derivative_models import PRICE_MODELS, OpenInterest
+from binance_extractor.kinds import Dataset
 from binance_extractor.prices import Price
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
 from tests.binance_extractor.sinks.conftest import SINK_KINDS, new_sink
 from tests.emulator import datasets as DS
+
+OPEN_INTEREST = Dataset.of_table("open_interest")
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 DAY = 86_400_000
@@ -57,16 +60,16 @@ def test_two_days_of_every_new_series_are_exact_in_the_store(
                     rows = DS.price_rows(emu, price.value, symbol, interval, first, now)
                     want = [PRICE_MODELS[price].from_rest(symbol, interval, r) for r in rows]
                     assert want and dt_to_ms(want[-1].close_time) < now  # the source itself has no open candle
-                    got = [PRICE_MODELS[price](**r) for r in sink.read(table, symbol)]
+                    got = [PRICE_MODELS[price](**r) for r in sink.read(Dataset.of_table(table), symbol)]
                     assert got == want, (table, symbol)
                     assert all(isinstance(k.close, Decimal) for k in got)
-                    assert sink.count(table, symbol) == len(want)
+                    assert sink.count(Dataset.of_table(table), symbol) == len(want)
                     assert dt_to_ms(got[-1].open_time) + step <= now  # the last stored candle is closed
         for symbol in SYMBOLS:
             first = start + (-start) % 300_000
             rest = DS.query_open_interest(emu, symbol, "5m", first, now - 1, 10**6)
             want_oi = [OpenInterest.from_rest(r) for r in rest]
-            got_oi = [OpenInterest(**r) for r in sink.read("open_interest", symbol)]
+            got_oi = [OpenInterest(**r) for r in sink.read(OPEN_INTEREST, symbol)]
             closed = [o for o in want_oi if dt_to_ms(o.time) < now - 5_000]  # the closed bound's margin
             assert got_oi == closed[: len(got_oi)] and len(got_oi) >= len(closed) - 1
             assert got_oi[0].open_interest == Decimal(rest[0]["sumOpenInterest"])  # exact (a store may pad places)
@@ -95,10 +98,10 @@ def test_a_hole_cut_in_each_new_table_is_refilled_by_one_gap_filler_pass(
     _run(["open-interest", *span, *sinks])
     sink = new_sink(kind, conn_id)
     try:
-        full = {t: sink.count(t, "BTCUSDT") for t in NEW_TABLES}
+        full = {t: sink.count(Dataset.of_table(t), "BTCUSDT") for t in NEW_TABLES}
         for table in NEW_TABLES:
             assert delete(sink, table, "BTCUSDT", start + 6 * 3_600_000, start + 9 * 3_600_000) > 0
-            assert sink.count(table, "BTCUSDT") < full[table]
+            assert sink.count(Dataset.of_table(table), "BTCUSDT") < full[table]
     finally:
         sink.close()
     argv = ["fill-gaps", *[x for t in NEW_TABLES for x in ("--table", t)], "--symbols", "BTCUSDT"]
@@ -106,8 +109,10 @@ def test_a_hole_cut_in_each_new_table_is_refilled_by_one_gap_filler_pass(
     assert report["totals"]["found"] == len(NEW_TABLES) and report["totals"]["remaining"] == 0
     sink = new_sink(kind, conn_id)
     try:
-        assert {t: sink.count(t, "BTCUSDT") for t in NEW_TABLES} == full
-        assert all(sink.known_gaps(t, "BTCUSDT") == [] for t in NEW_TABLES)  # nothing wrongly confirmed
+        assert {t: sink.count(Dataset.of_table(t), "BTCUSDT") for t in NEW_TABLES} == full
+        assert all(
+            sink.known_gaps(Dataset.of_table(t), "BTCUSDT") == [] for t in NEW_TABLES
+        )  # nothing wrongly confirmed
     finally:
         sink.close()
 
@@ -132,11 +137,13 @@ def test_read_export_and_health_know_the_new_tables(
         assert len(df) == 23 and str(df["low"].dtype).startswith("decimal")  # the candle closing at now: not yet
         oi = reader.read("open_interest", "BTCUSDT", store=sink)
         assert len(oi) == 287 or len(oi) == 288
-        assert oi["open_interest"].iloc[0] == sink.read("open_interest", "BTCUSDT")[0]["open_interest"]
+        assert oi["open_interest"].iloc[0] == sink.read(OPEN_INTEREST, "BTCUSDT")[0]["open_interest"]
         for table in ("premium_klines_h1", "open_interest"):
             end = ms_to_dt(now - 3_600_000)  # health judges on its own clock: up to the candle closed by the run
             h = health.symbol_health(sink, table, "BTCUSDT", start=ms_to_dt(start), end=end, now_ms=now)
-            assert h.stored == h.expected == len(sink.read(table, "BTCUSDT", ms_to_dt(start), end)), table
+            assert h.stored == h.expected == len(sink.read(Dataset.of_table(table), "BTCUSDT", ms_to_dt(start), end)), (
+                table
+            )
             assert h.completeness == 1.0 and h.expected > 20
             assert h.lag_s is not None and h.lag_s <= 3600 and not h.stale
     finally:
@@ -180,7 +187,7 @@ def test_open_interest_hole_older_than_the_rest_horizon_comes_from_the_archive_o
     assert emu.count("/futures/data/openInterestHist") == 0
     sink = new_sink("sqlite", sqlite_conn_id)
     try:
-        assert sink.count("open_interest", "BTCUSDT") == 576
+        assert sink.count(OPEN_INTEREST, "BTCUSDT") == 576
         delete(sink, "open_interest", "BTCUSDT", day + 3_600_000, day + 2 * 3_600_000)  # day 1: archive has it
         delete(sink, "open_interest", "BTCUSDT", day + DAY + 3_600_000, day + DAY + 2 * 3_600_000)  # day 2
     finally:
@@ -193,9 +200,9 @@ def test_open_interest_hole_older_than_the_rest_horizon_comes_from_the_archive_o
     assert emu.count("/futures/data/openInterestHist") == 0  # REST cannot be asked that far back
     sink = new_sink("sqlite", sqlite_conn_id)
     try:
-        assert sink.count("open_interest", "BTCUSDT") == 576 - 12
-        assert sink.known_gaps("open_interest", "BTCUSDT") == []  # never confirmed: no proof is possible
-        (pending,) = [g for g in sink.gap_records("open_interest", "BTCUSDT")]
+        assert sink.count(OPEN_INTEREST, "BTCUSDT") == 576 - 12
+        assert sink.known_gaps(OPEN_INTEREST, "BTCUSDT") == []  # never confirmed: no proof is possible
+        (pending,) = [g for g in sink.gap_records(OPEN_INTEREST, "BTCUSDT")]
         assert pending.status == "pending" and "older than the 30 days" in (pending.reason or "")
     finally:
         sink.close()

@@ -9,10 +9,13 @@ import pytest
 
 from binance_extractor import timeframes
 from binance_extractor.errors import InputError
-from binance_extractor.kinds import DataKind
-from binance_extractor.sinks import Sink, Store, open_sinks, open_stores, store_names, stores, time_column
+from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.sinks import Sink, Store, open_sinks, open_stores, store_names, stores
 from binance_extractor.sinks.jsonl import JsonlSink
 from tests.binance_extractor.sinks.conftest import funding, klines
+
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 
 def test_jsonl_file_roundtrip(tmp_path: Path) -> None:
@@ -20,8 +23,8 @@ def test_jsonl_file_roundtrip(tmp_path: Path) -> None:
     sink = JsonlSink(path)
     sink.ensure_schema()
     rows = klines(n=20, scale=6)
-    assert sink.write("klines_m5", rows) == 20
-    assert sink.write("funding_rates", funding()) == len(funding())
+    assert sink.write(KLINES_M5, rows) == 20
+    assert sink.write(FUNDING_RATES, funding()) == len(funding())
     first = json.loads(path.read_text().splitlines()[0])
     assert first["table"] == "klines_m5" and first["close"] == str(rows[0].close)  # decimals as strings
     assert first["open_time"].startswith(rows[0].open_time.strftime("%Y-%m-%dT%H:%M"))
@@ -30,7 +33,7 @@ def test_jsonl_file_roundtrip(tmp_path: Path) -> None:
     by_table = {t: [{k: v for k, v in o.items() if k != "table"} for o in lines if o["table"] == t] for t in tables}
     assert by_table["klines_m5"] == [json.loads(r.model_dump_json()) for r in rows]
     assert by_table["funding_rates"] == [json.loads(r.model_dump_json()) for r in funding()]
-    sink.write("klines_m5", rows[:5])  # appended again: a write-only output, not an upserting store
+    sink.write(KLINES_M5, rows[:5])  # appended again: a write-only output, not an upserting store
     assert len(path.read_text().splitlines()) == 25 + len(funding())
 
 
@@ -49,14 +52,14 @@ def test_jsonl_is_a_write_only_sink_not_a_store(tmp_path: Path, sqlite_conn_id: 
             s.close()
     (only,) = open_stores(["jsonl", "sqlite"])
     try:
-        assert isinstance(only, Store) and only.name == "sqlite" and only.count("klines_m5") == 0
+        assert isinstance(only, Store) and only.name == "sqlite" and only.count(KLINES_M5) == 0
     finally:
         only.close()
 
 
 def test_jsonl_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     sink = JsonlSink("-")
-    sink.write("klines_m5", klines(n=3))
+    sink.write(KLINES_M5, klines(n=3))
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all(json.loads(line)["symbol"] == "XRPUSDT" for line in lines)
 
@@ -72,8 +75,8 @@ def test_open_sinks_defaults_and_selection(
     sinks = open_sinks()
     assert [s.name for s in sinks] == ["mysql", "sqlite"]
     for s in sinks:
-        s.write("klines_m5", klines(n=2))
-        assert s.count("klines_m5") == 2
+        s.write(KLINES_M5, klines(n=2))
+        assert s.count(KLINES_M5) == 2
         s.close()
     out = tmp_path / "x.jsonl"
     names = [s.name for s in open_sinks(["jsonl", "sqlite"], output=str(out))]
@@ -95,11 +98,12 @@ def test_table_names() -> None:
     assert DataKind.KLINES.table(timeframes.parse("4h")) == "klines_h4"
     assert DataKind.FUNDING.table() == "funding_rates"
     assert DataKind.TRADES.table() == "trades" and DataKind.AGG_TRADES.table() == "agg_trades"
-    assert time_column("klines_d1") == "open_time" and time_column("funding_rates") == "funding_time"
-    assert time_column("trades") == "time"
+    assert Dataset.of_table("klines_d1").time_column == "open_time"
+    assert Dataset.of_table("funding_rates").time_column == "funding_time"
+    assert Dataset.of_table("trades").time_column == "time"
     with pytest.raises(InputError):
         DataKind.KLINES.table()
     with pytest.raises(InputError):
         DataKind.parse("candles")
     with pytest.raises(InputError):
-        time_column("extraction_runs")
+        Dataset.of_table("extraction_runs")

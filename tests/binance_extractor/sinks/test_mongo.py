@@ -14,18 +14,22 @@ import pytest
 from bson.decimal128 import Decimal128
 
 from binance_extractor.errors import SinkError
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks.mongo import MongoStore
 from tests.binance_extractor.sinks.conftest import klines, trades
 from tests.fixtures.databases import MongoServer
+
+KLINES_M5 = Dataset.of_table("klines_m5")
+TRADES = Dataset.of_table("trades")
 
 pytestmark = pytest.mark.mongo
 
 
 def test_collections_have_unique_key_indexes_and_decimal128(mongo_conn_id: str, mongo_server: MongoServer) -> None:
     sink = MongoStore(mongo_conn_id, server_timeout_ms=2000)
-    sink.write("klines_m5", klines(n=5))
-    sink.write("trades", trades(n=5))
+    sink.write(KLINES_M5, klines(n=5))
+    sink.write(TRADES, trades(n=5))
     db = sink._database()
     for name, key in [("klines_m5", [("symbol", 1), ("open_time", 1)]), ("trades", [("symbol", 1), ("trade_id", 1)])]:
         info = db[name].index_information()
@@ -41,8 +45,8 @@ def test_inexact_decimal_is_refused_before_anything_is_sent(mongo_conn_id: str) 
     rows = klines(n=10)
     bad = rows[5].model_copy(update={"high": Decimal("1.0000000000000000000000000000000000001")})
     with pytest.raises(SinkError, match="does not fit Decimal128 exactly"):
-        sink.write("klines_m5", [*rows[:5], bad, *rows[6:]])
-    assert sink.count("klines_m5") == 0
+        sink.write(KLINES_M5, [*rows[:5], bad, *rows[6:]])
+    assert sink.count(KLINES_M5) == 0
     sink.close()
 
 
@@ -66,16 +70,16 @@ def own_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[MongoServer]:
 def test_server_going_away_then_rerun_completes(own_server: MongoServer) -> None:
     rows = klines(n=300)
     sink = MongoStore(retry_attempts=2, server_timeout_ms=500, retry_max_wait=0.2)
-    sink.write("klines_m5", rows[:100])
+    sink.write(KLINES_M5, rows[:100])
     own_server.stop()
     with pytest.raises(SinkError) as err:
-        sink.write("klines_m5", rows[100:200])
+        sink.write(KLINES_M5, rows[100:200])
     msg = str(err.value)
     assert msg.startswith(f"mongo sink (127.0.0.1:{own_server.port}/"), msg
     assert "\n" not in msg and len(msg) < 600
     sink.close()
     own_server.start()  # same storage and port: a later run of the whole range completes
     again = MongoStore(server_timeout_ms=5000)
-    assert again.write("klines_m5", rows) == 300
-    assert [Kline(**r) for r in again.read("klines_m5", "XRPUSDT")] == rows
+    assert again.write(KLINES_M5, rows) == 300
+    assert [Kline(**r) for r in again.read(KLINES_M5, "XRPUSDT")] == rows
     again.close()

@@ -10,10 +10,15 @@ from typing import Any
 import pytest
 
 from binance_extractor.errors import SinkError
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks.mysql import MySqlStore
 from tests.binance_extractor.sinks.conftest import funding, klines, trades
 from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, TcpProxy, free_port, mysql_admin
+
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_M5 = Dataset.of_table("klines_m5")
+TRADES = Dataset.of_table("trades")
 
 pytestmark = pytest.mark.mysql
 
@@ -28,10 +33,10 @@ def mysql(mysql_conn_id: str) -> Iterator[MySqlStore]:
 
 @pytest.mark.parametrize("table", ["klines_m5", "funding_rates", "trades", "agg_trades"])
 def test_last_time_uses_the_primary_key(mysql: MySqlStore, table: str) -> None:
-    mysql.write("klines_m5", klines("AAAUSDT", 300) + klines("BBBUSDT", 300))
-    mysql.write("funding_rates", funding())
-    mysql.write("trades", trades())
-    (plan,) = mysql.explain_last_time(table, "AAAUSDT")
+    mysql.write(KLINES_M5, klines("AAAUSDT", 300) + klines("BBBUSDT", 300))
+    mysql.write(FUNDING_RATES, funding())
+    mysql.write(TRADES, trades())
+    (plan,) = mysql.explain_last_time(Dataset.of_table(table), "AAAUSDT")
     assert plan["key"] == "PRIMARY", plan
     assert plan["type"] in ("ref", "range"), plan
     assert "filesort" not in (plan["Extra"] or "").lower(), plan
@@ -51,7 +56,7 @@ def test_columns_are_exact_and_utc(mysql: MySqlStore) -> None:
     cur.execute("SELECT engine FROM information_schema.tables WHERE table_schema = %s AND table_name='trades'", (db,))
     assert cur.fetchone()[0] == "InnoDB"
     row = klines(n=1)[0]
-    mysql.write("klines_m5", [row])
+    mysql.write(KLINES_M5, [row])
     cur.execute(f"SELECT open_time FROM `{db}`.klines_m5")
     assert cur.fetchone()[0] == row.open_time.replace(tzinfo=None)  # stored as UTC wall time
     admin.close()
@@ -61,8 +66,8 @@ def test_values_too_wide_for_the_column_fail_the_whole_batch(mysql: MySqlStore) 
     rows = klines(n=50)
     huge = rows[20].model_copy(update={"quote_volume": Decimal("1e25")})  # a valid model, 26 integer digits
     with pytest.raises(SinkError, match=r"\(1264\) Out of range"):
-        mysql.write("klines_m5", [*rows[:20], huge, *rows[21:]])
-    assert mysql.count("klines_m5") == 0
+        mysql.write(KLINES_M5, [*rows[:20], huge, *rows[21:]])
+    assert mysql.count(KLINES_M5) == 0
 
 
 def test_closed_port_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +106,7 @@ def test_wrong_password_message_has_no_password(
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", f"mysql://{user}:{wrong}@{base}")
     sink = MySqlStore(retry_attempts=2, retry_max_wait=0.2)
     with pytest.raises(SinkError) as err:
-        sink.write("klines_m5", klines(n=2))
+        sink.write(KLINES_M5, klines(n=2))
     msg = str(err.value)
     assert "(1045) Access denied" in msg and base in msg, msg
     assert wrong not in msg and password not in msg
@@ -115,11 +120,11 @@ def test_undefined_connection_id() -> None:
 
 def test_killed_connection_is_retried_transparently(mysql: MySqlStore) -> None:
     rows = klines(n=400)
-    mysql.write("klines_m5", rows[:200])
+    mysql.write(KLINES_M5, rows[:200])
     admin = mysql_admin()
     admin.cursor().execute(f"KILL {mysql._conn.thread_id()}")  # the server drops our session mid-run
-    assert mysql.write("klines_m5", rows[100:]) == 300
-    assert mysql.count("klines_m5") == 400
+    assert mysql.write(KLINES_M5, rows[100:]) == 300
+    assert mysql.count(KLINES_M5) == 400
     admin.close()
 
 
@@ -127,17 +132,17 @@ def test_database_going_away_then_rerun_completes(mysql_proxy_conn_id: tuple[str
     conn_id, proxy = mysql_proxy_conn_id
     rows = klines(n=600)
     sink = MySqlStore(conn_id, retry_attempts=3, retry_max_wait=0.3)
-    sink.write("klines_m5", rows[:200])
+    sink.write(KLINES_M5, rows[:200])
     proxy.cut()  # network to the database is gone, and stays gone
     with pytest.raises(SinkError) as err:
-        sink.write("klines_m5", rows[200:400])
+        sink.write(KLINES_M5, rows[200:400])
     msg = str(err.value)
     assert msg.startswith(f"mysql sink (127.0.0.1:{proxy.port}/"), msg
     assert any(code in msg for code in ("(2013)", "(2006)", "(2002)", "(2003)")), msg
     proxy.start()  # it comes back: a later run of the whole range completes, nothing lost or duplicated
     again = MySqlStore(conn_id, retry_attempts=3)
-    assert again.write("klines_m5", rows) == 600
-    got: list[Any] = again.read("klines_m5", "XRPUSDT")
+    assert again.write(KLINES_M5, rows) == 600
+    got: list[Any] = again.read(KLINES_M5, "XRPUSDT")
     assert [Kline(**r) for r in got] == rows
     again.close()
     sink.close()
@@ -146,9 +151,9 @@ def test_database_going_away_then_rerun_completes(mysql_proxy_conn_id: tuple[str
 def test_a_value_mysql_would_round_fails_the_whole_batch(mysql: MySqlStore) -> None:
     rows = klines(n=2000)  # one batch of ~600 KB: far more than mysqlclient's default 64 KiB statement
     fine = rows[10].model_copy(update={"volume": Decimal("1.000000000000000001")})  # 18 places: exact
-    mysql.write("klines_m5", [fine])
-    assert mysql.read("klines_m5", "XRPUSDT")[0]["volume"] == fine.volume
+    mysql.write(KLINES_M5, [fine])
+    assert mysql.read(KLINES_M5, "XRPUSDT")[0]["volume"] == fine.volume
     rounded = rows[20].model_copy(update={"volume": Decimal("1.0000000000000000001")})  # 19 places
     with pytest.raises(SinkError, match=r"cannot store a value exactly \(Note 1265"):
-        mysql.write("klines_m5", [*rows[:20], rounded, *rows[21:]])
-    assert mysql.count("klines_m5") == 1
+        mysql.write(KLINES_M5, [*rows[:20], rounded, *rows[21:]])
+    assert mysql.count(KLINES_M5) == 1

@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 
 from binance_extractor.errors import SinkError
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.mysql import MySqlStore, data_warning, uses_row_alias
 from binance_extractor.sinks.schema import spec_for
 from tests.binance_extractor.sinks.conftest import klines
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 pytestmark = pytest.mark.mysql
 
@@ -70,10 +73,10 @@ def test_a_batch_is_one_multi_row_statement_and_an_idempotent_upsert(mysql: MySq
         return int(mysql.query("SHOW SESSION STATUS LIKE 'Com_insert'")[0][1])
 
     before = inserts()
-    mysql.write("klines_m5", klines(n=300))
+    mysql.write(KLINES_M5, klines(n=300))
     assert inserts() - before == 1
-    mysql.write("klines_m5", klines(n=300, extra=Decimal("0.25")))
-    rows = mysql.read("klines_m5", "XRPUSDT")
+    mysql.write(KLINES_M5, klines(n=300, extra=Decimal("0.25")))
+    rows = mysql.read(KLINES_M5, "XRPUSDT")
     assert len(rows) == 300
     assert [r["volume"] for r in rows] == [k.volume for k in klines(n=300, extra=Decimal("0.25"))]
 
@@ -96,8 +99,8 @@ def test_a_rounded_value_reported_by_the_server_fails_the_whole_batch(mysql: MyS
     rows = klines(n=50)
     rows[30] = rows[30].model_copy(update={"volume": Decimal("1.1234567890123456789")})  # 19 decimals: 1265
     with pytest.raises(SinkError, match=r"klines_m5 cannot store a value exactly \(Note 1265: "):
-        mysql.write("klines_m5", rows)
-    assert mysql.count("klines_m5", "XRPUSDT") == 0
+        mysql.write(KLINES_M5, rows)
+    assert mysql.count(KLINES_M5, "XRPUSDT") == 0
 
 
 def test_warning_filter() -> None:
@@ -119,7 +122,7 @@ def test_the_bulk_upsert_runs_in_both_spellings_and_updates_in_place(
     from binance_extractor.sinks.mysql import bulk_upsert_sql
     from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT
 
-    mysql.write("klines_m5", klines(n=50))
+    mysql.write(KLINES_M5, klines(n=50))
     conn = MySQLdb.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", passwd="", db=mysql_database)
     try:
         cur = conn.cursor()
@@ -132,5 +135,5 @@ def test_the_bulk_upsert_runs_in_both_spellings_and_updates_in_place(
         conn.commit()
     finally:
         conn.close()
-    rows = mysql.read("klines_m5", "XRPUSDT")
+    rows = mysql.read(KLINES_M5, "XRPUSDT")
     assert [r["volume"] for r in rows] == [k.volume for k in klines(n=50, extra=Decimal("0.25"))]

@@ -14,12 +14,15 @@ import pytest
 
 from binance_extractor import config
 from binance_extractor.errors import SinkError
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks import open_sinks
 from binance_extractor.sinks.postgres import PostgresStore
 from binance_extractor.timeutil import dt_to_ms
 from tests.binance_extractor.sinks.conftest import klines
 from tests.fixtures.databases import POSTGRES_HOST, POSTGRES_PORT, TcpProxy, free_port, postgres_admin
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 pytestmark = pytest.mark.postgres
 
@@ -43,8 +46,8 @@ def test_columns_are_exact_and_utc(pg: PostgresStore, postgres_database: str) ->
     wide = klines(n=1)[0].model_copy(
         update={"quote_volume": Decimal("123456789012345678901234567.0000000000000000000001")}  # beyond DECIMAL(38,18)
     )
-    pg.write("klines_m5", [wide])
-    (got,) = pg.read("klines_m5", "XRPUSDT")
+    pg.write(KLINES_M5, [wide])
+    (got,) = pg.read(KLINES_M5, "XRPUSDT")
     assert got["quote_volume"] == wide.quote_volume and got["open_time"] == wide.open_time
     assert got["open_time"].utcoffset() == timedelta(0)
     assert Kline(**got) == wide
@@ -52,9 +55,9 @@ def test_columns_are_exact_and_utc(pg: PostgresStore, postgres_database: str) ->
 
 def test_gap_detection_runs_in_the_database(pg: PostgresStore) -> None:
     rows = klines(n=100)
-    pg.write("klines_m5", rows[:40] + rows[43:90] + rows[91:])
+    pg.write(KLINES_M5, rows[:40] + rows[43:90] + rows[91:])
     lo, hi = dt_to_ms(rows[0].open_time), dt_to_ms(rows[-1].open_time) + 300_000
-    pairs = pg.gap_queries().kline_pairs("klines_m5", "XRPUSDT", lo, hi, 300_000)
+    pairs = pg.gap_queries().kline_pairs(KLINES_M5, "XRPUSDT", lo, hi, 300_000)
     assert pairs == [
         (dt_to_ms(rows[39].open_time), dt_to_ms(rows[43].open_time)),
         (dt_to_ms(rows[89].open_time), dt_to_ms(rows[91].open_time)),
@@ -67,7 +70,7 @@ def test_selected_by_name_and_environment(postgres_conn_id: str, monkeypatch: py
     (sink,) = open_sinks()
     try:
         assert isinstance(sink, PostgresStore) and sink.conn_id == "postgres_default"
-        assert sink.write("klines_m5", klines(n=3)) == 3
+        assert sink.write(KLINES_M5, klines(n=3)) == 3
     finally:
         sink.close()
 
@@ -102,7 +105,7 @@ def test_undefined_database_message_has_no_password(
     monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", f"postgres://{user}:{password}@{base}")
     sink = PostgresStore(retry_attempts=2, retry_max_wait=0.2)
     with pytest.raises(SinkError) as err:
-        sink.write("klines_m5", klines(n=2))
+        sink.write(KLINES_M5, klines(n=2))
     msg = str(err.value)
     assert base in msg and "does not exist" in msg, msg
     assert password not in msg
@@ -116,12 +119,12 @@ def test_undefined_connection_id() -> None:
 
 def test_killed_connection_is_retried_transparently(pg: PostgresStore) -> None:
     rows = klines(n=400)
-    pg.write("klines_m5", rows[:200])
+    pg.write(KLINES_M5, rows[:200])
     pid = pg.query("SELECT pg_backend_pid()")[0][0]
     with postgres_admin() as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # the server drops our session mid-run
-    assert pg.write("klines_m5", rows[100:]) == 300
-    assert pg.count("klines_m5") == 400
+    assert pg.write(KLINES_M5, rows[100:]) == 300
+    assert pg.count(KLINES_M5) == 400
 
 
 def test_database_going_away_then_rerun_completes(postgres_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,15 +136,15 @@ def test_database_going_away_then_rerun_completes(postgres_database: str, monkey
     rows = klines(n=600)
     sink = PostgresStore(retry_attempts=3, retry_max_wait=0.3)
     try:
-        sink.write("klines_m5", rows[:200])
+        sink.write(KLINES_M5, rows[:200])
         proxy.cut()  # network to the database is gone, and stays gone
         with pytest.raises(SinkError) as err:
-            sink.write("klines_m5", rows[200:400])
+            sink.write(KLINES_M5, rows[200:400])
         assert str(err.value).startswith(f"postgres sink (127.0.0.1:{proxy.port}/"), str(err.value)
         proxy.start()  # it comes back: a later run of the whole range completes, nothing lost or duplicated
         again = PostgresStore(retry_attempts=3)
-        assert again.write("klines_m5", rows) == 600
-        got: list[Any] = again.read("klines_m5", "XRPUSDT")
+        assert again.write(KLINES_M5, rows) == 600
+        got: list[Any] = again.read(KLINES_M5, "XRPUSDT")
         assert [Kline(**r) for r in got] == rows
         again.close()
     finally:
@@ -150,8 +153,8 @@ def test_database_going_away_then_rerun_completes(postgres_database: str, monkey
 
 
 def test_last_time_is_served_by_the_primary_key(pg: PostgresStore) -> None:
-    pg.write("klines_m5", klines("AAAUSDT", 300) + klines("BBBUSDT", 300))
+    pg.write(KLINES_M5, klines("AAAUSDT", 300) + klines("BBBUSDT", 300))
     pg._tx(lambda cur: cur.execute("ANALYZE klines_m5"))  # fresh statistics, as autovacuum would keep them
-    plan = "\n".join(r[0] for r in pg.query("EXPLAIN " + pg.last_time_sql("klines_m5"), ["AAAUSDT"]))
+    plan = "\n".join(r[0] for r in pg.query("EXPLAIN " + pg.last_time_sql(KLINES_M5), ["AAAUSDT"]))
     assert re.search(r"Index (Only )?Scan Backward using klines_m5_pkey", plan), plan
     assert "Sort" not in plan and "Seq Scan" not in plan, plan

@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import RunRecord
+
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_M15 = Dataset.of_table("klines_m15")
 
 
 def run(table: str, symbol: str, outcome: str, n: int) -> RunRecord:
@@ -23,11 +27,11 @@ def run(table: str, symbol: str, outcome: str, n: int) -> RunRecord:
 
 
 def test_has_success_per_table_and_symbol(sink: Any) -> None:
-    assert not sink.has_success("klines_h1", "BTCUSDT")
+    assert not sink.has_success(KLINES_H1, "BTCUSDT")
     sink.record_run(run("klines_h1", "BTCUSDT", "failed", 1))
     sink.record_run(run("klines_h1", "ETHUSDT", "success", 2))
     sink.record_run(run("klines_m5", "BTCUSDT", "success", 3))
-    assert not sink.has_success("klines_h1", "BTCUSDT")
+    assert not sink.has_success(KLINES_H1, "BTCUSDT")
     sink.record_run(run("klines_h1", "BTCUSDT", "success", 4))
-    assert sink.has_success("klines_h1", "BTCUSDT") and sink.has_success("klines_h1", "ETHUSDT")
-    assert not sink.has_success("klines_m15", "BTCUSDT")
+    assert sink.has_success(KLINES_H1, "BTCUSDT") and sink.has_success(KLINES_H1, "ETHUSDT")
+    assert not sink.has_success(KLINES_M15, "BTCUSDT")

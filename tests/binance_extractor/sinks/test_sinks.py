@@ -13,11 +13,18 @@ import pytest
 
 from binance_extractor.config import Settings
 from binance_extractor.errors import InputError, SinkError
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.sinks.base import GapRecord, RunRecord
 from binance_extractor.sinks.retention import apply_retention
 from binance_extractor.sinks.schema import LATEST_VERSION
 from tests.binance_extractor.sinks.conftest import agg_trades, assert_utc, dt, funding, klines, trades
+
+FUNDING_RATES = Dataset.of_table("funding_rates")
+KLINES_H1 = Dataset.of_table("klines_h1")
+KLINES_H4 = Dataset.of_table("klines_h4")
+KLINES_M5 = Dataset.of_table("klines_m5")
+TRADES = Dataset.of_table("trades")
 
 
 def _models(model: type[Any], rows: list[dict[str, Any]]) -> list[Any]:
@@ -27,46 +34,46 @@ def _models(model: type[Any], rows: list[dict[str, Any]]) -> list[Any]:
 def test_roundtrip_is_exact(sink: Any) -> None:
     btc = klines("BTCUSDT", 200)
     tiny = klines("1000PEPEUSDT", 200, scale=6)  # prices with 9-10 decimals
-    assert sink.write("klines_m5", btc) == 200
-    assert sink.write("klines_m5", tiny) == 200
-    got = sink.read("klines_m5", "1000PEPEUSDT")
+    assert sink.write(KLINES_M5, btc) == 200
+    assert sink.write(KLINES_M5, tiny) == 200
+    got = sink.read(KLINES_M5, "1000PEPEUSDT")
     assert _models(Kline, got) == tiny
     assert got[0]["close"] == tiny[0].close and isinstance(got[0]["close"], Decimal)
-    assert sink.read("klines_m5", "BTCUSDT")[0]["quote_volume"] > 10**10
+    assert sink.read(KLINES_M5, "BTCUSDT")[0]["quote_volume"] > 10**10
     for row in got[:3]:
         assert_utc(row["open_time"])
         assert_utc(row["close_time"])
-    assert _models(Kline, sink.read("klines_m5", "BTCUSDT")) == btc
+    assert _models(Kline, sink.read(KLINES_M5, "BTCUSDT")) == btc
 
     for table, rows, model in [
-        ("funding_rates", funding(), FundingRate),
-        ("trades", trades(), Trade),
-        ("agg_trades", agg_trades(), AggTrade),
+        (FUNDING_RATES, funding(), FundingRate),
+        (TRADES, trades(), Trade),
+        (Dataset.of_table("agg_trades"), agg_trades(), AggTrade),
     ]:
         assert sink.write(table, rows) == len(rows)
         back = sink.read(table, rows[0].symbol)
         assert _models(model, back) == sorted(rows, key=lambda r: r.key())
         assert all(type(v) is not float for r in back for v in r.values())
-    assert sink.count("klines_m5") == 400
-    assert sink.count("klines_m5", "BTCUSDT", btc[10].open_time, btc[20].open_time) == 10  # half-open range
+    assert sink.count(KLINES_M5) == 400
+    assert sink.count(KLINES_M5, "BTCUSDT", btc[10].open_time, btc[20].open_time) == 10  # half-open range
 
 
 def test_rewrite_changes_nothing(sink: Any) -> None:
     rows = klines(n=250)
-    sink.write("klines_m5", rows)
-    before = sink.read("klines_m5", "XRPUSDT")
-    assert sink.write("klines_m5", rows) == 250
-    assert sink.count("klines_m5") == 250
-    assert sink.read("klines_m5", "XRPUSDT") == before
+    sink.write(KLINES_M5, rows)
+    before = sink.read(KLINES_M5, "XRPUSDT")
+    assert sink.write(KLINES_M5, rows) == 250
+    assert sink.count(KLINES_M5) == 250
+    assert sink.read(KLINES_M5, "XRPUSDT") == before
 
 
 def test_overlapping_write_updates_in_place(sink: Any) -> None:
     old = klines(n=200)
     new = klines(n=200, extra=Decimal("0.5"))
-    sink.write("klines_m5", old[:120])
-    sink.write("klines_m5", new[80:])
-    assert sink.count("klines_m5", "XRPUSDT") == 200
-    assert _models(Kline, sink.read("klines_m5", "XRPUSDT")) == old[:80] + new[80:]
+    sink.write(KLINES_M5, old[:120])
+    sink.write(KLINES_M5, new[80:])
+    assert sink.count(KLINES_M5, "XRPUSDT") == 200
+    assert _models(Kline, sink.read(KLINES_M5, "XRPUSDT")) == old[:80] + new[80:]
 
 
 def test_concurrent_writers_leave_one_row_per_key(make_sink: Callable[..., Any]) -> None:
@@ -80,7 +87,7 @@ def test_concurrent_writers_leave_one_row_per_key(make_sink: Callable[..., Any])
             rows = versions[i][i * 100 : i * 100 + 200]  # 0..199 and 100..299: 100 keys overlap
             for _ in range(3):
                 for k in range(0, len(rows), 25):
-                    s.write("klines_m5", rows[k : k + 25])
+                    s.write(KLINES_M5, rows[k : k + 25])
         except BaseException as exc:
             errors.append(exc)
 
@@ -91,8 +98,8 @@ def test_concurrent_writers_leave_one_row_per_key(make_sink: Callable[..., Any])
         t.join(120)
     assert not errors, errors
     check = make_sink()
-    rows = check.read("klines_m5", "XRPUSDT")
-    assert check.count("klines_m5") == 300 == len(rows)
+    rows = check.read(KLINES_M5, "XRPUSDT")
+    assert check.count(KLINES_M5) == 300 == len(rows)
     assert len({r["open_time"] for r in rows}) == 300
     got = _models(Kline, rows)
     assert got[:100] == versions[0][:100] and got[200:] == versions[1][200:]
@@ -110,74 +117,74 @@ def test_failing_batch_leaves_nothing(make_sink: Callable[..., Any], sink_kind: 
     sink = make_sink(batch_size=100) if sink_kind == "mysql" else make_sink()
     sink.ensure_schema()
     rows = klines(n=1000)
-    sink.write("klines_m5", rows[:10])
-    before = sink.read("klines_m5", "XRPUSDT")
+    sink.write(KLINES_M5, rows[:10])
+    before = sink.read(KLINES_M5, "XRPUSDT")
     changed = klines(n=1000, extra=Decimal(7))
     batch = [*changed[:750], _rejected(sink_kind, changed[750]), *changed[751:]]
     with pytest.raises(SinkError) as err:
-        sink.write("klines_m5", batch)
+        sink.write(KLINES_M5, batch)
     assert "sink" in str(err.value) and "\n" not in str(err.value)
-    assert sink.count("klines_m5") == 10
-    assert sink.read("klines_m5", "XRPUSDT") == before
-    assert sink.write("klines_m5", changed) == 1000  # the connection is still usable
-    assert sink.count("klines_m5") == 1000
+    assert sink.count(KLINES_M5) == 10
+    assert sink.read(KLINES_M5, "XRPUSDT") == before
+    assert sink.write(KLINES_M5, changed) == 1000  # the connection is still usable
+    assert sink.count(KLINES_M5) == 1000
 
 
 def test_last_and_first_time_per_symbol(sink: Any) -> None:
     a, b = klines("AAAUSDT", 50), klines("BBBUSDT", 30, offset=100)
-    sink.write("klines_m5", b)
-    sink.write("klines_m5", a)
-    assert sink.last_time("klines_m5", "AAAUSDT") == a[-1].open_time
-    assert sink.first_time("klines_m5", "AAAUSDT") == a[0].open_time
-    assert sink.last_time("klines_m5", "BBBUSDT") == b[-1].open_time
-    assert sink.first_time("klines_m5", "BBBUSDT") == b[0].open_time
-    assert sink.last_time("klines_m5", "CCCUSDT") is None
-    assert sink.last_time("klines_h4", "AAAUSDT") is None  # a table never written is created empty
+    sink.write(KLINES_M5, b)
+    sink.write(KLINES_M5, a)
+    assert sink.last_time(KLINES_M5, "AAAUSDT") == a[-1].open_time
+    assert sink.first_time(KLINES_M5, "AAAUSDT") == a[0].open_time
+    assert sink.last_time(KLINES_M5, "BBBUSDT") == b[-1].open_time
+    assert sink.first_time(KLINES_M5, "BBBUSDT") == b[0].open_time
+    assert sink.last_time(KLINES_M5, "CCCUSDT") is None
+    assert sink.last_time(KLINES_H4, "AAAUSDT") is None  # a table never written is created empty
     f = funding()
-    sink.write("funding_rates", f)
-    assert sink.last_time("funding_rates", "XRPUSDT") == f[-1].funding_time  # ms jitter kept
+    sink.write(FUNDING_RATES, f)
+    assert sink.last_time(FUNDING_RATES, "XRPUSDT") == f[-1].funding_time  # ms jitter kept
     assert f[-1].funding_time.microsecond or f[0].funding_time.microsecond
     tr = trades()
-    sink.write("trades", tr)
-    assert sink.last_time("trades", "XRPETH") == max(tr, key=lambda t: t.trade_id).time
-    assert sink.first_time("trades", "XRPETH") == min(tr, key=lambda t: t.trade_id).time
-    with pytest.raises(InputError):
-        sink.last_time("klines_x9", "AAAUSDT")
+    sink.write(TRADES, tr)
+    assert sink.last_time(TRADES, "XRPETH") == max(tr, key=lambda t: t.trade_id).time
+    assert sink.first_time(TRADES, "XRPETH") == min(tr, key=lambda t: t.trade_id).time
+    with pytest.raises(InputError):  # a table name is read once, at the edge
+        Dataset.of_table("klines_x9")
 
 
 def test_schema_is_idempotent_and_migrates_old_versions(make_sink: Callable[..., Any]) -> None:
     old = make_sink()
     old.ensure_schema(target=1)
     assert old.schema_version() == 1
-    old.write("klines_m5", klines(n=20))
+    old.write(KLINES_M5, klines(n=20))
     old.close()
     for _ in range(2):
         s = make_sink()
         s.ensure_schema()
         s.ensure_schema()
         assert s.schema_version() == LATEST_VERSION
-        assert s.count("klines_m5") == 20
+        assert s.count(KLINES_M5) == 20
     k = klines(n=2)
     s.record_gap(GapRecord("klines_m5", "XRPUSDT", k[0].open_time, k[1].open_time, "test", "rest", 1))
-    assert len(s.known_gaps("klines_m5", "XRPUSDT")) == 1
+    assert len(s.known_gaps(KLINES_M5, "XRPUSDT")) == 1
 
 
 def test_retention_deletes_in_batches_and_is_off_by_default(sink: Any) -> None:
     rows = klines(n=300)  # 25 hours of 5m candles
-    sink.write("klines_m5", rows)
-    sink.write("klines_m5", klines("BTCUSDT", n=300))
-    sink.write("funding_rates", funding())
+    sink.write(KLINES_M5, rows)
+    sink.write(KLINES_M5, klines("BTCUSDT", n=300))
+    sink.write(FUNDING_RATES, funding())
     now = rows[-1].open_time + timedelta(days=1)
     assert apply_retention(sink, Settings(symbols=(), timeframes={}), now=now) == {}
-    assert sink.count("klines_m5") == 600
+    assert sink.count(KLINES_M5) == 600
     cfg = Settings(symbols=(), timeframes={}, retention={"klines_m5": 1, "klines_h1": None})
     cutoff = now - timedelta(days=1)
     expired = sum(1 for r in rows if r.open_time < cutoff)
     assert 0 < expired < 300
     assert apply_retention(sink, cfg, batch=37, now=now) == {"klines_m5": 2 * expired}
-    assert sink.first_time("klines_m5", "XRPUSDT") == min(r.open_time for r in rows if r.open_time >= cutoff)
-    assert sink.count("klines_m5") == 600 - 2 * expired
-    assert sink.count("funding_rates") == len(funding())
+    assert sink.first_time(KLINES_M5, "XRPUSDT") == min(r.open_time for r in rows if r.open_time >= cutoff)
+    assert sink.count(KLINES_M5) == 600 - 2 * expired
+    assert sink.count(FUNDING_RATES) == len(funding())
     with pytest.raises(InputError):
         apply_retention(sink, Settings(symbols=(), timeframes={}, retention={"gap_ledger": 3}))
 
@@ -189,10 +196,10 @@ def test_gap_ledger(sink: Any) -> None:
     # same key: updated
     sink.record_gap(GapRecord("klines_m5", "XRPUSDT", k[5].open_time, k[8].open_time, "cli", "rest", 3))
     sink.record_gap(GapRecord("klines_m5", "BTCUSDT", k[0].open_time, k[1].open_time, "cli", "rest", 1))
-    gaps = sink.known_gaps("klines_m5", "XRPUSDT")
+    gaps = sink.known_gaps(KLINES_M5, "XRPUSDT")
     assert gaps == [(k[1].open_time, k[2].open_time), (k[5].open_time, k[8].open_time)]
     assert_utc(gaps[0][0])
-    assert sink.known_gaps("klines_h1", "XRPUSDT") == []
+    assert sink.known_gaps(KLINES_H1, "XRPUSDT") == []
 
 
 def test_gap_record_row_is_what_every_store_writes() -> None:
@@ -232,7 +239,7 @@ def test_audit_rows(sink: Any) -> None:
 
 def test_raw_queries_for_other_modules(sink: Any, sink_kind: str) -> None:
     rows = klines(n=10)
-    sink.write("klines_m5", rows)
+    sink.write(KLINES_M5, rows)
     if sink_kind == "mongo":
         doc = sink.database()["klines_m5"].find_one({}, sort=[("open_time", -1)])
         assert doc["open_time"] == rows[-1].open_time
@@ -251,7 +258,7 @@ def test_concurrent_first_use_creates_the_schema_once(make_sink: Callable[..., A
     def first_use(s: Any) -> None:
         try:
             s.ensure_schema()
-            s.write("klines_m5", klines(n=50))
+            s.write(KLINES_M5, klines(n=50))
         except BaseException as exc:
             errors.append(exc)
 
@@ -261,14 +268,14 @@ def test_concurrent_first_use_creates_the_schema_once(make_sink: Callable[..., A
     for t in threads:
         t.join(60)
     assert not errors, errors
-    assert sinks[0].schema_version() == LATEST_VERSION and sinks[0].count("klines_m5") == 50
+    assert sinks[0].schema_version() == LATEST_VERSION and sinks[0].count(KLINES_M5) == 50
 
 
 def test_wrong_rows_for_the_table_are_refused(sink: Any) -> None:
     with pytest.raises(InputError, match="klines_m5 holds Kline rows, got a FundingRate"):
-        sink.write("klines_m5", funding())
+        sink.write(KLINES_M5, funding())
     with pytest.raises(InputError, match="klines_h1 cannot hold 5m klines"):
-        sink.write("klines_h1", klines(n=2))
+        sink.write(KLINES_H1, klines(n=2))
     with pytest.raises(InputError, match="unknown table"):
-        sink.write("candles", klines(n=2))
-    assert sink.count("klines_m5") == 0 and sink.count("klines_h1") == 0
+        Dataset.of_table("candles")
+    assert sink.count(KLINES_M5) == 0 and sink.count(KLINES_H1) == 0

@@ -10,9 +10,12 @@ import pytest
 
 from binance_extractor import config
 from binance_extractor.errors import SinkError
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks.sqlite import SqliteStore, default_path
 from tests.binance_extractor.sinks.conftest import klines
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 
 def test_embedded_default_without_any_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,7 +24,7 @@ def test_embedded_default_without_any_connection(tmp_path: Path, monkeypatch: py
     assert default_path() == config.data_dir() / "binance.sqlite"
     sink = SqliteStore()
     rows = klines(n=30)
-    assert sink.write("klines_m5", rows) == 30
+    assert sink.write(KLINES_M5, rows) == 30
     sink.close()
     assert (tmp_path / "data" / "binance.sqlite").is_file()
     with sqlite3.connect(tmp_path / "data" / "binance.sqlite") as raw:
@@ -35,7 +38,7 @@ def test_embedded_default_without_any_connection(tmp_path: Path, monkeypatch: py
 def test_configured_connection_wins(sqlite_conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINANCE_EXTRACTOR_DATA_DIR", str(tmp_path / "unused"))
     sink = SqliteStore(sqlite_conn_id)
-    sink.write("klines_m5", klines(n=3))
+    sink.write(KLINES_M5, klines(n=3))
     sink.close()
     assert (tmp_path / "sink.sqlite").is_file() and not (tmp_path / "unused").exists()
 
@@ -48,17 +51,17 @@ def test_undefined_connection_id() -> None:
 def test_locked_database_retries_then_fails_then_rerun_completes(sqlite_conn_id: str, tmp_path: Path) -> None:
     sink = SqliteStore(sqlite_conn_id, retry_attempts=2, busy_timeout_ms=100, retry_max_wait=0.1)
     rows = klines(n=100)
-    sink.write("klines_m5", rows[:50])
+    sink.write(KLINES_M5, rows[:50])
     holder = sqlite3.connect(tmp_path / "sink.sqlite", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock for too long
     with pytest.raises(SinkError, match="database is locked") as err:
-        sink.write("klines_m5", rows)
+        sink.write(KLINES_M5, rows)
     assert str(tmp_path / "sink.sqlite") in str(err.value)
     holder.execute("ROLLBACK")
     holder.close()
-    assert sink.count("klines_m5") == 50
-    assert sink.write("klines_m5", rows) == 100
-    assert [Kline(**r) for r in sink.read("klines_m5", "XRPUSDT")] == rows
+    assert sink.count(KLINES_M5) == 50
+    assert sink.write(KLINES_M5, rows) == 100
+    assert [Kline(**r) for r in sink.read(KLINES_M5, "XRPUSDT")] == rows
 
 
 def test_writer_thread_can_use_a_sink_opened_elsewhere(sqlite_conn_id: str) -> None:
@@ -66,10 +69,10 @@ def test_writer_thread_can_use_a_sink_opened_elsewhere(sqlite_conn_id: str) -> N
 
     sink = SqliteStore(sqlite_conn_id)
     sink.ensure_schema()  # opened on this thread, written from another (as the pipeline's writer does)
-    t = threading.Thread(target=sink.write, args=("klines_m5", klines(n=10)))
+    t = threading.Thread(target=sink.write, args=(KLINES_M5, klines(n=10)))
     t.start()
     t.join()
-    assert sink.count("klines_m5") == 10
+    assert sink.count(KLINES_M5) == 10
 
 
 def test_write_and_the_bulk_path_store_the_same_decimal_text(sqlite_conn_id: str, tmp_path: Path) -> None:
@@ -110,8 +113,8 @@ def test_write_and_the_bulk_path_store_the_same_decimal_text(sqlite_conn_id: str
         ),
     )
     with SqliteStore(sqlite_conn_id) as sink:
-        sink.write("klines_m5", [model])
-        sink.write_block("klines_m5", block)
+        sink.write(KLINES_M5, [model])
+        sink.write_block(KLINES_M5, block)
     cols = ", ".join(plain)
     with sqlite3.connect(tmp_path / "sink.sqlite") as raw:
         rest, bulk = raw.execute(f"SELECT {cols} FROM klines_m5 ORDER BY symbol DESC").fetchall()

@@ -24,11 +24,14 @@ import pytest
 
 from binance_extractor import db_timeouts
 from binance_extractor.errors import SinkError
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks import open_sinks
 from binance_extractor.timeutil import iso
 from tests.binance_extractor.sinks.conftest import klines
 from tests.fixtures.databases import MYSQL_HOST, MYSQL_PORT, POSTGRES_HOST, POSTGRES_PORT, MongoServer, TcpProxy
+
+KLINES_M5 = Dataset.of_table("klines_m5")
 
 ROOT = Path(__file__).resolve().parents[3]
 HANG_GUARD = 120.0  # seconds: longer than any timeout here with its retries; never a measured duration
@@ -106,7 +109,7 @@ def proxied(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def _stored(kind: str) -> list[Kline]:
     (sink,) = open_sinks([kind])
     try:
-        return [Kline(**r) for r in sink.read("klines_m5", "XRPUSDT")]
+        return [Kline(**r) for r in sink.read(KLINES_M5, "XRPUSDT")]
     finally:
         sink.close()
 
@@ -123,17 +126,17 @@ def test_a_stalled_connection_fails_the_write_in_one_line_and_loses_nothing(prox
     kind, proxy = proxied.kind, proxied.proxy
     rows = klines(n=60)
     (sink,) = open_sinks([kind])
-    sink.write("klines_m5", rows[:30])  # schema made, a first batch stored
+    sink.write(KLINES_M5, rows[:30])  # schema made, a first batch stored
     sink.close()
     proxied.short()
     (sink,) = open_sinks([kind])
-    assert sink.count("klines_m5") == 30  # connected, with the short timeouts
+    assert sink.count(KLINES_M5) == 30  # connected, with the short timeouts
     proxy.stall()  # the network goes silent under the open connection
     with pytest.raises(SinkError) as err:
-        guarded(lambda: sink.write("klines_m5", rows[30:]))
+        guarded(lambda: sink.write(KLINES_M5, rows[30:]))
     _one_line(kind, proxy, err.value)
     with pytest.raises(SinkError) as again:  # a new connection through the silent path: the connect timeout
-        guarded(lambda: open_sinks([kind])[0].count("klines_m5"))
+        guarded(lambda: open_sinks([kind])[0].count(KLINES_M5))
     _one_line(kind, proxy, again.value)
     sink.close()
     proxy.resume()
@@ -145,7 +148,7 @@ def test_a_stalled_connection_fails_the_write_in_one_line_and_loses_nothing(prox
     else:  # the transaction never committed: nothing of the failed batch, nothing before it lost
         assert stored == rows[:30]
     (sink,) = open_sinks([kind])
-    assert sink.write("klines_m5", rows) == 60  # the re-run converges: every row once
+    assert sink.write(KLINES_M5, rows) == 60  # the re-run converges: every row once
     sink.close()
     assert _stored(kind) == rows
 
@@ -167,17 +170,17 @@ def test_mysql_write_timeout_ends_a_statement_the_network_stopped_taking(
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", proxied)
     sink = MySqlStore("mysql_default", batch_size=len(rows))
     try:
-        assert sink.count("klines_m5") == 0  # connected
+        assert sink.count(KLINES_M5) == 0  # connected
         proxy.stall()
         with pytest.raises(SinkError) as err:
-            guarded(lambda: sink.write("klines_m5", rows))
+            guarded(lambda: sink.write(KLINES_M5, rows))
         msg = str(err.value)
         assert ("(2006)" in msg or "(2013)" in msg) and "write 2 s)" in msg and "\n" not in msg, msg
     finally:
         sink.close()
         proxy.cut()
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_DEFAULT", direct)
-    assert MySqlStore("mysql_default").count("klines_m5") == 0  # not one row of the statement landed
+    assert MySqlStore("mysql_default").count(KLINES_M5) == 0  # not one row of the statement landed
 
 
 def test_unset_extras_get_defaults_that_fail_within_a_minute() -> None:
@@ -196,7 +199,7 @@ def test_a_timeout_extra_that_is_not_a_number_is_one_line(mysql_database: str, m
         "AIRFLOW_CONN_MYSQL_DEFAULT", f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{mysql_database}?read_timeout=soon"
     )
     with pytest.raises(SinkError, match=r"^mysql sink \(conn id mysql_default\): read_timeout must be a number"):
-        open_sinks(["mysql"])[0].count("klines_m5")
+        open_sinks(["mysql"])[0].count(KLINES_M5)
 
 
 @pytest.mark.parametrize("proxied", ["mysql"], indirect=True)  # one store for the task path; each is tested above
@@ -254,6 +257,6 @@ def _until(cond: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
 def _stored_symbol(symbol: str) -> list[Kline]:
     (sink,) = open_sinks(["mysql"])
     try:
-        return [Kline(**r) for r in sink.read("klines_m5", symbol)]
+        return [Kline(**r) for r in sink.read(KLINES_M5, symbol)]
     finally:
         sink.close()

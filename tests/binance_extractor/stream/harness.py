@@ -10,7 +10,7 @@ from typing import Any
 
 from binance_extractor import timeframes
 from binance_extractor.client import BinanceFuturesClient
-from binance_extractor.kinds import DataKind
+from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.sinks import open_sinks
 from binance_extractor.stream.tail import Tail, TailConfig, TailStats
@@ -99,9 +99,7 @@ def stored(sink_name: str, symbol: str, interval: str, start_ms: int, end_ms: in
 
     (sink,) = open_sinks([sink_name])
     try:
-        rows = sink.read(
-            DataKind.KLINES.table(timeframes.parse(interval)), symbol, ms_to_dt(start_ms), ms_to_dt(end_ms)
-        )
+        rows = sink.read(Dataset.klines(timeframes.parse(interval)), symbol, ms_to_dt(start_ms), ms_to_dt(end_ms))
     finally:
         sink.close()
     return [Kline.build(**r) for r in rows]

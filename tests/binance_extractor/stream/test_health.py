@@ -122,11 +122,11 @@ class BlockingSink:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def write(self, table: str, rows: Any) -> int:
+    def write(self, dataset: Any, rows: Any) -> int:
         if self.armed:
             self.entered.set()
             self.release.wait(120)  # hang guard only
-        return int(self._sink.write(table, rows))
+        return int(self._sink.write(dataset, rows))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sink, name)

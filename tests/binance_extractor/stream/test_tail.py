@@ -101,10 +101,10 @@ class SlowSink:
         self.name = sink.name
         self.writes = 0
 
-    def write(self, table: str, rows: Any) -> int:
+    def write(self, dataset: Any, rows: Any) -> int:
         time.sleep(self._delay)
         self.writes += 1
-        return int(self._sink.write(table, rows))
+        return int(self._sink.write(dataset, rows))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sink, name)
