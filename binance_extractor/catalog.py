@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, Literal
@@ -115,6 +116,16 @@ class DataKind(StrEnum):
         return self.entry.model
 
 
+class Shape(StrEnum):
+    """How a dataset's rows follow each other: what makes a hole, where an incremental run resumes, what a ledger
+    row proves. Code that differs by dataset asks the shape (and the entry's other facts), never the kind."""
+
+    GRID = "grid"  # one row per step of a fixed grid: candles of a timeframe, open interest every 5 minutes
+    EVENTS = "events"  # events at an interval the contract may change (funding 1/4/8 h, ms jitter)
+    IDS = "ids"  # consecutive ids (aggregate trades): a hole is a run of missing ids, found between stored rows
+    LOG = "log"  # a log read on request by id (historical trades): no gap detection
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     """One kind of market data, everything the library knows about it.
@@ -124,6 +135,14 @@ class DatasetEntry:
     within a symbol); ``time_column`` the row's key time (ranges, ``last_time``, retention). ``archive_path`` is
     the data.binance.vision folder (None: not read from the archive). ``weight`` gives the endpoint's request
     weight from the request's parameters.
+
+    The rules that differ by dataset are facts here too: ``shape`` (see ``Shape``); ``grid``, the fixed grid of a
+    series not kept per timeframe (open interest: 5 minutes); ``period``, how often a new row is due when there is
+    no grid (freshness: funding's longest interval, trades hourly); ``incremental``, whether a scheduled run
+    resumes from the newest stored row (aggregate trades: no, each run covers exactly its interval);
+    ``gap_filled``, whether the gap filler keeps it; ``rest_days``, how far back REST serves it (None: all).
+    ``command_args`` are the options that select it under its CLI command (``trades --kind agg``, ``klines --price
+    mark``); none for the command's default dataset.
     """
 
     kind: DataKind
@@ -136,7 +155,26 @@ class DatasetEntry:
     command: str
     endpoint: str
     weight: Weight
+    shape: Shape
     archive_path: str | None = None
+    grid: Timeframe | None = None
+    period: timedelta | None = None
+    incremental: bool = True
+    gap_filled: bool = True
+    rest_days: int | None = None
+    command_args: tuple[str, ...] = ()
+
+    def grid_of(self, timeframe: Timeframe | None) -> Timeframe | None:
+        """The grid rows sit on: the table's timeframe, or the series' fixed grid; None for events and ids."""
+        return timeframe if self.per_timeframe else self.grid
+
+    def due_every(self, timeframe: Timeframe | None) -> timedelta:
+        """How often a new row is due (freshness): a grid step, or the entry's ``period``."""
+        grid = self.grid_of(timeframe)
+        if grid is not None:
+            return grid.delta
+        assert self.period is not None, f"{self.kind}: a dataset without a grid declares its period"
+        return self.period
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -204,6 +242,7 @@ DATASETS: dict[DataKind, DatasetEntry] = {
         command="klines",
         endpoint="/fapi/v1/klines",
         weight=lambda p: klines_weight(param_limit(p, 500)),
+        shape=Shape.GRID,
         archive_path="klines",
     ),
     DataKind.FUNDING: DatasetEntry(
@@ -223,6 +262,8 @@ DATASETS: dict[DataKind, DatasetEntry] = {
         command="funding",
         endpoint="/fapi/v1/fundingRate",
         weight=lambda p: 1,
+        shape=Shape.EVENTS,
+        period=timedelta(hours=8),  # the longest funding interval
     ),
     DataKind.AGG_TRADES: DatasetEntry(
         DataKind.AGG_TRADES,
@@ -244,6 +285,10 @@ DATASETS: dict[DataKind, DatasetEntry] = {
         command="trades",  # the CLI command and DAG family `trades` store aggregate trades
         endpoint="/fapi/v1/aggTrades",
         weight=lambda p: 20,
+        shape=Shape.IDS,
+        period=timedelta(hours=1),  # the trades DAG's interval
+        incremental=False,  # each scheduled run covers exactly its data interval
+        command_args=("--kind", "agg"),
     ),
     DataKind.TRADES: DatasetEntry(
         DataKind.TRADES,
@@ -266,6 +311,10 @@ DATASETS: dict[DataKind, DatasetEntry] = {
         command="trades",  # `trades --kind historical`
         endpoint="/fapi/v1/historicalTrades",
         weight=lambda p: 20,
+        shape=Shape.LOG,
+        period=timedelta(hours=1),
+        gap_filled=False,
+        command_args=("--kind", "historical"),
     ),
 }
 
@@ -300,7 +349,9 @@ for _price, _model in ((Price.MARK, MarkKline), (Price.INDEX, IndexKline), (Pric
         command="klines",  # `klines --price mark|index|premium`
         endpoint=_price.endpoint,
         weight=lambda p: klines_weight(param_limit(p, 500)),
+        shape=Shape.GRID,
         archive_path=_price.archive_dir,
+        command_args=("--price", _price.value),
     )
 DATASETS[DataKind.OPEN_INTEREST] = DatasetEntry(
     DataKind.OPEN_INTEREST,
@@ -318,7 +369,10 @@ DATASETS[DataKind.OPEN_INTEREST] = DatasetEntry(
     command="open-interest",
     endpoint="/futures/data/openInterestHist",
     weight=lambda p: 0,  # its own 1000 requests / 5 min / IP instead (weights.OPEN_INTEREST_WINDOW)
+    shape=Shape.GRID,
     archive_path="metrics",
+    grid=Timeframe("m5", "5m"),  # sampled every 5 minutes
+    rest_days=30,  # REST serves only the latest 30 days; older from the archive's metrics files
 )
 DERIVATIVE_KINDS = (DataKind.MARK_KLINES, DataKind.INDEX_KLINES, DataKind.PREMIUM_KLINES, DataKind.OPEN_INTEREST)
 

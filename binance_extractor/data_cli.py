@@ -9,7 +9,6 @@ import sys
 from typing import Any
 
 from binance_extractor import config, timeframes
-from binance_extractor.catalog import PRICE_KINDS
 from binance_extractor.cli_options import (
     SOURCES,
     make_client,
@@ -21,7 +20,7 @@ from binance_extractor.cli_options import (
     times,
 )
 from binance_extractor.errors import InputError
-from binance_extractor.kinds import DataKind, command_kind
+from binance_extractor.kinds import command_kind
 from binance_extractor.pipeline import Job, JobResult, run_job
 from binance_extractor.prices import Price
 from binance_extractor.symbol_batch import run_batch
@@ -102,9 +101,8 @@ def add_retention(sub: Any) -> None:
 
 
 def run_data_command(args: argparse.Namespace) -> list[JobResult]:
-    kind = command_kind(args.command, getattr(args, "kind", "agg"))
-    if kind is DataKind.KLINES:
-        kind = PRICE_KINDS[Price.parse(getattr(args, "price", None) or "trade")]  # klines --price
+    options = {"--kind": getattr(args, "kind", None), "--price": getattr(args, "price", None)}
+    kind = command_kind(args.command, options)  # trades --kind, klines --price: the catalog's command_args
     timeframe = timeframes.parse(args.interval) if kind.entry.per_timeframe else None  # the CLI boundary
     start, end = times(args)
     sink_names = parse_sinks(args.sink)

@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from binance_extractor import clock, config, gaps
+from binance_extractor.catalog import Shape
 from binance_extractor.errors import InputError
-from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.kinds import Dataset
 from binance_extractor.masking import mask
 from binance_extractor.sinks.base import GAP_PENDING, GapRecord, RunRecord, Store
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
@@ -24,8 +25,6 @@ DEFAULT_WINDOW_DAYS = 7
 MAX_WINDOW_DAYS = 366
 DEFAULT_RUNS = 3
 EXACT_COUNT_LIMIT = 250_000  # rows per symbol counted exactly; above it klines show the key span (≈)
-HOURLY_MS = 3_600_000
-FUNDING_MS = 8 * HOURLY_MS
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -90,10 +89,10 @@ def lag_seconds(dataset: Dataset, last: datetime | None, now_ms: int) -> float |
     if last is None:
         return None
     last_ms = dt_to_ms(last)
-    tf = gaps.grid_of(dataset)  # candles, and open interest's 5-minute marks
+    tf = dataset.grid  # candles, and open interest's 5-minute marks
     if tf is not None:
         return max(0, tf.floor_ms(now_ms) - tf.next_open_ms(last_ms)) / 1000
-    step = FUNDING_MS if dataset.kind is DataKind.FUNDING else HOURLY_MS
+    step = int(dataset.entry.due_every(None).total_seconds() * 1000)  # funding: its longest interval; trades: 1 h
     return max(0, now_ms - step - last_ms) / 1000
 
 
@@ -102,7 +101,7 @@ def is_stale(dataset: Dataset, last: datetime | None, now_ms: int, grace_ms: int
     ago (a run has that long to store it); other tables when their lag exceeds the grace."""
     if last is None:
         return False
-    tf = gaps.grid_of(dataset)
+    tf = dataset.grid
     if tf is not None:
         first_missing_open = tf.next_open_ms(dt_to_ms(last))
         return now_ms > tf.next_open_ms(first_missing_open) - 1 + grace_ms
@@ -118,14 +117,14 @@ def window_bounds(
     if not 0 < days <= MAX_WINDOW_DAYS:
         raise InputError(f"window must be between 0 and {MAX_WINDOW_DAYS} days, got {days}")
     end_ms = dt_to_ms(end) if end is not None else None
-    if dataset.kind is DataKind.TRADES:  # no gap detection for trades: the window just ends now (or at ``end``)
+    if not dataset.entry.gap_filled:  # no gap detection (trades): the window just ends now (or at ``end``)
         hi = now_ms if end_ms is None else min(end_ms, now_ms)
     else:
         hi = gaps.closed_end(dataset, end_ms, now_ms)
     lo = dt_to_ms(start) if start is not None else hi - int(days * 86_400_000)
     if start is not None and end is not None and end <= start:
         raise InputError("the window's end must be after its start")
-    grid = gaps.grid_of(dataset)
+    grid = dataset.grid
     if grid is not None:
         lo = grid.ceil_ms(lo)
     return lo, max(lo, hi)
@@ -164,7 +163,7 @@ def _row_count(
     """
     if first is None or last is None:
         return 0, True
-    if limit is None or dataset.kind is DataKind.FUNDING:
+    if limit is None or dataset.shape is Shape.EVENTS:
         return sink.count(dataset, symbol), True
     if dataset.timeframe is not None:
         span = dataset.timeframe.count_between(dt_to_ms(first), dt_to_ms(last) + 1)
@@ -197,22 +196,22 @@ def symbol_health(
     lo, hi = window_bounds(dataset, window_days, now, start, end)
     stored, holes = 0, list[gaps.Hole]()
     if last is not None and hi > lo:
-        if dataset.kind is DataKind.TRADES:
+        if not dataset.entry.gap_filled:
             stored = sink.count(dataset, symbol, ms_to_dt(lo), ms_to_dt(hi))
         else:
             # a symbol listed inside the window starts at its first row, not at the window's start
             lo = max(lo, dt_to_ms(first)) if first is not None else lo
-            tail = dataset.kind is not DataKind.AGG_TRADES
+            tail = dataset.shape is not Shape.IDS
             stored, holes = gaps.detect_range(sink, dataset, symbol, lo, hi, tail=tail)
     ledger = sink.gap_records(dataset, symbol)
     known = [(g.gap_start, g.gap_end) for g in ledger if g.skipped]
     pending = [g for g in ledger if g.status == GAP_PENDING]
     open_holes, _ = gaps.minus_known(holes, [(dt_to_ms(s), dt_to_ms(e)) for s, e in known])
     missing = sum(h.missing for h in open_holes)
-    grid = gaps.grid_of(dataset)
+    grid = dataset.grid
     if grid is not None:
         expected: int | None = grid.count_between(lo, hi) if last is not None else 0
-    elif dataset.kind is DataKind.TRADES:
+    elif not dataset.entry.gap_filled:
         expected = None  # trade ids are not contiguous per symbol: nothing to expect
     else:
         expected = stored + missing

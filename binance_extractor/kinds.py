@@ -8,6 +8,7 @@ a CLI command (and its DAG family) maps to a data kind (``trades`` = aggregate t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from binance_extractor import catalog, timeframes
@@ -42,6 +43,16 @@ class Dataset:
     @property
     def time_column(self) -> str:
         return self.entry.time_column
+
+    @property
+    def shape(self) -> catalog.Shape:
+        return self.entry.shape
+
+    @property
+    def grid(self) -> Timeframe | None:
+        """The time grid the rows sit on (a hole is counted and split on it): a candle table's timeframe, open
+        interest's 5-minute marks; None for funding (1/4/8 h, jittered) and trades (ids)."""
+        return self.entry.grid_of(self.timeframe)
 
     @property
     def model(self) -> type[Row]:
@@ -88,13 +99,17 @@ COMMAND_KINDS = _command_kinds()
 SCHEDULED_KINDS = (*COMMAND_KINDS.values(), *(k for k in catalog.PRICE_KINDS.values() if k is not DataKind.KLINES))
 
 
-def command_kind(command: str, trades_kind: str = "agg") -> DataKind:
-    """The data kind a CLI command (or DAG family) extracts: ``trades`` means aggregate trades unless
-    ``--kind historical``."""
-    if command == DataKind.TRADES.entry.command and trades_kind == "historical":
-        return DataKind.TRADES
+def command_kind(command: str, options: Mapping[str, str | None] | None = None) -> DataKind:
+    """The data kind a CLI command (or DAG family) extracts, read from the catalog: the entry of ``command`` whose
+    ``command_args`` the given ``options`` (``{"--kind": "historical"}``, ``{"--price": "mark"}``) match, else the
+    command's default (``trades``: aggregate trades; ``klines``: trade klines)."""
     if command not in COMMAND_KINDS:
         raise InputError(f"unknown kind {command!r}: use one of {', '.join(COMMAND_KINDS)}")
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    for entry in catalog.DATASETS.values():
+        args = dict(zip(entry.command_args[::2], entry.command_args[1::2], strict=True))
+        if entry.command == command and args and all(given.get(k) == v for k, v in args.items()):
+            return entry.kind
     return COMMAND_KINDS[command]
 
 

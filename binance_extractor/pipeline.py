@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from binance_extractor import clock, config, extract, freshness, telemetry
-from binance_extractor.catalog import price_of
+from binance_extractor import clock, config, freshness, sources, telemetry
+from binance_extractor.catalog import Shape
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import ExtractorError, InputError, SinkError
-from binance_extractor.gaps.settings import grid_of
 from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.masking import mask
 from binance_extractor.sinks.base import Sink, stores
@@ -116,7 +115,7 @@ def resume_after(job: Job, last: datetime) -> datetime:
     run stopped between them must not skip the rest. Funding resumes 1 ms after (one event per time, never
     changed).
     """
-    if job.kind is DataKind.FUNDING:
+    if job.dataset.shape is Shape.EVENTS:
         return last + timedelta(milliseconds=1)
     return last
 
@@ -184,40 +183,9 @@ def plan_range(
 
 
 def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: datetime) -> Iterator[Any]:
-    """The source iterator for the job's kind: lists of models, or archive files as columnar ``KlineBlock``s."""
-    s, e = dt_to_ms(start), dt_to_ms(end)
-    if job.timeframe is not None:
-        tf = job.timeframe
-        price = price_of(job.kind)  # trade klines, or mark/index/premium-index klines
-        if job.source in ("auto", "archive"):
-            try:
-                from binance_extractor import archive
-            except ImportError:
-                archive = None  # type: ignore[assignment]
-            if archive is not None and hasattr(archive, "iter_klines"):
-                return archive.iter_klines(
-                    client,
-                    job.symbol,
-                    tf,
-                    s,
-                    e,
-                    source=job.source,
-                    columnar=True,
-                    workers=archive.BULK_WORKERS,
-                    price=price,
-                )
-        return extract.iter_klines(client, job.symbol, tf, s, e, price=price)
-    if job.kind is DataKind.OPEN_INTEREST:
-        from binance_extractor import open_interest
-
-        return open_interest.iter_source(client, job.symbol, s, e, source=job.source)
-    if job.kind is DataKind.FUNDING:
-        return extract.iter_funding(client, job.symbol, s, e)
-    if job.kind is DataKind.AGG_TRADES:
-        return extract.iter_agg_trades(client, job.symbol, s, e)
-    if job.kind is DataKind.TRADES:
-        return extract.iter_historical_trades(client, job.symbol, s, e)
-    raise InputError(f"unknown kind {job.kind!r}")
+    """The source iterator for the job's dataset (``sources.batches``): lists of models, or archive files as
+    columnar ``KlineBlock``s."""
+    return sources.batches(job.dataset, client, job.symbol, dt_to_ms(start), dt_to_ms(end), source=job.source)
 
 
 def run_job(
@@ -257,7 +225,7 @@ def run_job(
             telemetry.instruments.counter("binance.jobs").add(1, outcome)
             telemetry.instruments.histogram("binance.job.duration").record(result.duration_s, outcome)
             telemetry.instruments.counter("binance.rows.extracted").add(result.rows_extracted, attrs)
-            grid = grid_of(job.dataset)  # every series on a time grid: klines of each price, open interest
+            grid = job.dataset.grid  # every series on a time grid: klines of each price, open interest
             if grid is not None and result.last_time is not None:
                 freshness.record_freshness(job.symbol, grid, result.last_time, kind=job.kind)  # binance.freshness.lag
     if error is not None:

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from binance_extractor import catalog
+from binance_extractor.catalog import Shape
 from binance_extractor.errors import InputError
-from binance_extractor.gaps.settings import OPEN_INTEREST_GRID
-from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import Sink, Store, utc_ms
 from binance_extractor.sinks.schema import spec_for
 
@@ -39,10 +39,10 @@ def resolve_table(name: str) -> str:
 
 def window_for(dataset: Dataset, batch_rows: int = DEFAULT_BATCH_ROWS) -> timedelta:
     """Time span read at once: ``batch_rows`` candles for klines, fixed spans for funding and trades."""
-    grid = dataset.timeframe or (OPEN_INTEREST_GRID if dataset.kind is DataKind.OPEN_INTEREST else None)
+    grid = dataset.grid
     if grid is not None:
         return grid.delta * max(1, batch_rows)
-    if dataset.kind is DataKind.FUNDING:
+    if dataset.shape is Shape.EVENTS:
         return _FUNDING_WINDOW
     return _TRADES_WINDOW
 

@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from binance_extractor import config, timeframes
-from binance_extractor.catalog import PRICE_KINDS, price_of
+from binance_extractor.catalog import price_of
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import SCHEDULED_KINDS, DataKind, command_kind
-from binance_extractor.prices import Price
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, parse_time
 
@@ -130,9 +129,7 @@ class ExtractionSpec:
 
     def to_argv(self) -> list[str]:
         """THE argv of ``python -m binance_extractor`` for this task: pods and local tasks run the same."""
-        argv = [self.kind.command]
-        if self.kind.entry.per_timeframe and self.kind is not DataKind.KLINES:
-            argv += ["--price", price_of(self.kind).value]  # mark, index or premium-index klines
+        argv = [self.kind.command, *self.kind.entry.command_args]  # e.g. klines --price mark, trades --kind agg
         if self.timeframe is not None:
             argv += ["--interval", self.timeframe.interval]
         argv += ["--symbols", ",".join(self.symbols)]
@@ -141,8 +138,6 @@ class ExtractionSpec:
         argv += ["--end", iso(_utc(self.end))]
         if self.incremental:
             argv.append("--incremental")
-        if self.kind is DataKind.AGG_TRADES:
-            argv += ["--kind", "agg"]
         if self.more_symbols:  # a chunk: one bad symbol does not stop the rest; a retry redoes only the failed
             argv += ["--keep-going", "--skip-succeeded"]
         return argv + self.output.to_argv()
@@ -171,9 +166,7 @@ class ExtractionSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExtractionSpec:
         interval = data.get("interval")
-        kind = command_kind(str(data["kind"]))
-        if kind is DataKind.KLINES and data.get("price"):
-            kind = PRICE_KINDS[Price.parse(str(data["price"]))]
+        kind = command_kind(str(data["kind"]), {"--price": data.get("price")})
         return cls(
             kind=kind,
             symbol=str(data["symbol"]),

@@ -37,8 +37,6 @@ POOL = "binance_api"
 SYMBOLS_VARIABLE = "binance_symbols"
 WEEK = timedelta(days=7)
 # Funding settles every 1h, 4h or 8h depending on the contract: a symbol is stale only beyond the longest.
-FUNDING_MAX_INTERVAL = timedelta(hours=8)
-TRADES_INTERVAL = timedelta(hours=1)
 
 
 class StaleDataError(ExtractorError):
@@ -144,7 +142,7 @@ def run_range(kind: DataKind, run_type: str, data_interval_start: datetime, data
     start, end = _utc(data_interval_start), _utc(data_interval_end)
     if end <= start:
         raise InputError(f"empty data interval [{iso(start)}, {iso(end)})")
-    incremental = run_type != "backfill" and kind is not DataKind.AGG_TRADES
+    incremental = run_type != "backfill" and kind.entry.incremental
     return RunRange(start, end, incremental)
 
 
@@ -392,13 +390,7 @@ class Summary:
 def freshness_target(kind: DataKind, timeframe: Timeframe | None = None, grace_minutes: int | None = None) -> timedelta:
     """How old the newest row may be at the end of the run: one period plus ``freshness_grace_minutes``."""
     grace = timedelta(minutes=config.settings().freshness_grace_minutes if grace_minutes is None else grace_minutes)
-    if timeframe is not None:
-        return timeframe.delta + grace
-    if kind is DataKind.FUNDING:
-        return FUNDING_MAX_INTERVAL + grace
-    if kind is DataKind.OPEN_INTEREST:
-        return timedelta(minutes=5) + grace  # sampled every 5 minutes
-    return TRADES_INTERVAL + grace
+    return kind.entry.due_every(timeframe) + grace  # a candle, a 5-minute mark, funding's 8 h, trades' hour
 
 
 def rows_per_symbol(results: Iterable[Any]) -> dict[str, int]:

@@ -70,7 +70,6 @@ from binance_extractor.gaps.settings import (
     GapSettings,
     default_datasets,
     gap_dataset,
-    grid_of,
     parse_tables,
 )
 from binance_extractor.sinks.gap_dialect import FUNDING_NEIGHBOURS, FundingPair
@@ -109,7 +108,6 @@ __all__ = [
     "funding_intervals",
     "funding_ms_of",
     "gap_dataset",
-    "grid_of",
     "group_chunks",
     "holes_of",
     "merge",

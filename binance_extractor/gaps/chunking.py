@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from binance_extractor.catalog import Shape
 from binance_extractor.gaps.models import Chunk, Hole
-from binance_extractor.gaps.settings import MAX_MAP_LENGTH, MONDAY_MS, GapSettings, grid_of
-from binance_extractor.kinds import DataKind
+from binance_extractor.gaps.settings import MAX_MAP_LENGTH, MONDAY_MS, GapSettings
 
 
 def _next_boundary(t: int, step: int) -> int:
@@ -25,8 +25,8 @@ def chunk_holes(holes: Iterable[Hole], chunk_ms: int) -> list[Chunk]:
     """
     chunks: list[Chunk] = []
     for hole in sorted(holes):
-        tf = grid_of(hole.dataset)
-        if hole.dataset.kind is DataKind.AGG_TRADES:
+        tf = hole.dataset.grid
+        if hole.dataset.shape is Shape.IDS:
             chunks.append(
                 Chunk(hole.dataset, hole.symbol, hole.start_ms, hole.end_ms, hole.ctx_start_ms, hole.ctx_end_ms)
             )
@@ -113,7 +113,7 @@ def minus_known(holes: Sequence[Hole], known: Sequence[tuple[int, int]]) -> tupl
         if parts == [(h.start_ms, h.end_ms)]:
             out.append(h)
             continue
-        tf = grid_of(h.dataset)
+        tf = h.dataset.grid
         for s, e in parts:
             missing = tf.count_between(s, e) if tf is not None else h.missing
             if missing > 0:

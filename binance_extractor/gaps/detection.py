@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from binance_extractor import catalog
+from binance_extractor.catalog import Shape
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.chunking import merge, minus_known
 from binance_extractor.gaps.models import Chunk, Hole, Scan
-from binance_extractor.gaps.settings import DAY_MS, FUNDING_DEFAULT_MS, HOUR_MS, GapSettings, grid_of
-from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.gaps.settings import DAY_MS, FUNDING_DEFAULT_MS, HOUR_MS, GapSettings
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import Sink, Store, stores
 from binance_extractor.timeutil import dt_to_ms
 
@@ -63,7 +64,7 @@ def detect_range(
             cs, ce = ctx or (start, end)
             holes.append(Hole(dataset, symbol, start, end, missing, cs, ce))
 
-    tf = grid_of(dataset)
+    tf = dataset.grid
     if tf is not None:
         lo, hi = tf.ceil_ms(lo), hi
         if mn is None or mx is None:
@@ -78,7 +79,7 @@ def detect_range(
         after = tf.next_open_ms(mx)
         if tail and after < hi:
             add(after, hi, tf.count_between(after, hi))
-    elif dataset.kind is DataKind.FUNDING:
+    elif dataset.shape is Shape.EVENTS:
         longest = FUNDING_DEFAULT_MS + settings.funding_tolerance_ms
         if mn is None or mx is None:
             if head and tail and hi - lo > longest:
@@ -117,7 +118,7 @@ def _bounds(
         lo = dt_to_ms(first)
     if settings.lookback_days is not None:
         lo = max(lo, end_ms - int(settings.lookback_days * DAY_MS))
-    if dataset.kind is DataKind.AGG_TRADES:
+    if dataset.shape is Shape.IDS:  # up to the newest stored id: the tail after it is not a hole
         last = sink.last_time(dataset, symbol)
         end_ms = min(end_ms, dt_to_ms(last) + 1) if last is not None else end_ms
     return (lo, end_ms) if lo < end_ms else None
@@ -128,7 +129,7 @@ def closed_end(dataset: Dataset, end_ms: int | None, now: int) -> int:
     ``exchange_clock.closed_before``: a candle whose close time is not before it is not a hole yet), the rest up
     to them."""
     end = now if end_ms is None else min(end_ms, now)
-    tf = grid_of(dataset)
+    tf = dataset.grid
     return tf.floor_ms(end) if tf is not None else end
 
 
@@ -158,7 +159,6 @@ def scan(
     stores = db_sinks(sinks)
     out: list[Scan] = []
     for dataset in datasets:
-        kind = dataset.kind
         hi = closed_end(dataset, dt_to_ms(end) if end is not None else None, now)
         names = list(symbols) if symbols else sorted({s for sink in stores for s in sink.symbols(dataset)})
         for symbol in names:
@@ -181,9 +181,9 @@ def scan(
                     lo,
                     top,
                     head=True,
-                    tail=kind is not DataKind.AGG_TRADES,
+                    tail=dataset.shape is not Shape.IDS,
                     settings=settings,
-                    funding_ms=funding_ms_of(funding_hours, symbol) if kind is DataKind.FUNDING else None,
+                    funding_ms=funding_ms_of(funding_hours, symbol) if dataset.shape is Shape.EVENTS else None,
                 )
                 holes, covered = minus_known(holes, _known(sink, dataset, symbol))
                 stored.append(n)
@@ -235,7 +235,7 @@ def redetect(
             chunk.ctx_start_ms,
             chunk.ctx_end_ms,
             head=True,
-            tail=chunk.dataset.kind is not DataKind.AGG_TRADES,
+            tail=chunk.dataset.shape is not Shape.IDS,
             settings=settings,
             funding_ms=funding_ms,
         )

@@ -32,12 +32,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from binance_extractor import clock
-from binance_extractor.catalog import price_of
+from binance_extractor import clock, sources
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.models import Hole, Scan, iso_ms
-from binance_extractor.gaps.settings import GapSettings, grid_of
-from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.gaps.settings import GapSettings
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import GAP_CONFIRMED, GAP_PENDING, GapRecord, Sink, stores
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
@@ -132,14 +131,14 @@ def _confirmable_end(hole: Hole, limit_ms: int) -> int:
     aggregate-trade hole is all or nothing: its missing rows have no time grid)."""
     if hole.end_ms <= limit_ms:
         return hole.end_ms
-    tf = grid_of(hole.dataset)
+    tf = hole.dataset.grid
     if tf is not None:
         return min(hole.end_ms, tf.floor_ms(limit_ms))
     return hole.start_ms
 
 
 def _split(hole: Hole, at_ms: int) -> tuple[Hole, Hole]:
-    tf = grid_of(hole.dataset)
+    tf = hole.dataset.grid
 
     def part(start: int, end: int) -> Hole:
         missing = tf.count_between(start, end) if tf is not None else max(1, hole.missing)
@@ -152,7 +151,6 @@ def _split(hole: Hole, at_ms: int) -> tuple[Hole, Hole]:
 def ask(hole: Hole, sinks: Sequence[Sink], client: Any, fetch: Hole | None = None) -> Evidence:
     """Ask REST for the whole hole (``fetch``: a wider range around it, for funding) under one closed bound taken
     first; write what it answers to every sink (idempotent upserts) and count the rows the stores lacked."""
-    from binance_extractor import extract
 
     rng = fetch or hole
     bound = closed_before(client)
@@ -162,18 +160,7 @@ def ask(hole: Hole, sinks: Sequence[Sink], client: Any, fetch: Hole | None = Non
     readable = stores(sinks)
     before = [s.count(dataset, symbol, lo, hi) for s in readable]
     sent = getattr(client, "requests_sent", 0)
-    kind, tf = dataset.kind, dataset.timeframe
-    if tf is not None:
-        price = price_of(kind)  # trade, mark, index or premium-index klines
-        batches: Any = extract.iter_klines(client, symbol, tf, rng.start_ms, rng.end_ms, now_ms=bound, price=price)
-    elif kind is DataKind.OPEN_INTEREST:
-        from binance_extractor import open_interest
-
-        batches = open_interest.iter_rest(client, symbol, rng.start_ms, rng.end_ms, now_ms=bound)
-    elif kind is DataKind.FUNDING:
-        batches = extract.iter_funding(client, symbol, rng.start_ms, rng.end_ms, now_ms=bound)
-    else:
-        batches = extract.iter_agg_trades(client, symbol, rng.start_ms, rng.end_ms, now_ms=bound)
+    batches = sources.batches(dataset, client, symbol, rng.start_ms, rng.end_ms, source="rest", now_ms=bound)
     for batch in batches:
         for sink in sinks:
             sink.write(dataset, batch)
@@ -193,7 +180,7 @@ def check(
 ) -> list[Verdict]:
     """Judge ``hole`` (still open after a fill from ``source``): ask REST unless only the archive may be asked."""
     settings = settings or GapSettings()
-    if hole.dataset.kind is DataKind.OPEN_INTEREST and beyond_rest_horizon(hole, client):
+    if hole.dataset.entry.rest_days is not None and beyond_rest_horizon(hole, client):
         # openInterestHist serves only the latest 30 days: REST cannot be asked, so no proof is possible; the
         # archive's metrics files (read by the fill) are the only source and the hole stays open
         evidence = Evidence("archive", 0, None, clock.now())

@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from binance_extractor.catalog import Shape
 from binance_extractor.gaps.detection import db_sinks, funding_intervals, onboard_starts, scan
 from binance_extractor.gaps.evidence import prune_pending
 from binance_extractor.gaps.models import Scan
 from binance_extractor.gaps.report import build_report, emit_metrics, report_lines
 from binance_extractor.gaps.settings import GapSettings
-from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import Sink
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def find_holes(
         names = symbols or sorted({s for d in datasets for store in db_sinks(sinks) for s in store.symbols(d)})
         starts = onboard_starts(client, names)
     funding_hours = None
-    if client is not None and any(d.kind is DataKind.FUNDING for d in datasets):
+    if client is not None and any(d.shape is Shape.EVENTS for d in datasets):
         funding_hours = funding_intervals(client)
     scans = scan(
         sinks,

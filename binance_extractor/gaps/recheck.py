@@ -16,7 +16,7 @@ from typing import Any
 
 from binance_extractor.gaps import evidence
 from binance_extractor.gaps.models import Hole
-from binance_extractor.gaps.settings import GapSettings, gap_dataset, grid_of
+from binance_extractor.gaps.settings import GapSettings, gap_dataset
 from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.base import GAP_LEGACY, GapRecord, Sink, stores
 from binance_extractor.timeutil import dt_to_ms
@@ -46,7 +46,7 @@ def hole_of(record: GapRecord) -> Hole:
     """The hole a ledger row describes (its range is the refetch range and its own context)."""
     dataset = gap_dataset(record.table)
     start, end = dt_to_ms(record.gap_start), dt_to_ms(record.gap_end)
-    tf = grid_of(dataset)
+    tf = dataset.grid
     missing = tf.count_between(start, end) if tf is not None else 1
     return Hole(dataset, record.symbol, start, end, max(1, missing), start, end)
 

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from binance_extractor.catalog import Shape
 from binance_extractor.errors import ExtractorError
 from binance_extractor.gaps import evidence
 from binance_extractor.gaps.detection import funding_intervals, funding_ms_of, redetect
 from binance_extractor.gaps.models import Chunk, ChunkResult, Hole
 from binance_extractor.gaps.settings import FUNDING_DEFAULT_MS, GapSettings
-from binance_extractor.kinds import DataKind
 from binance_extractor.masking import mask
 from binance_extractor.sinks.base import Sink
 from binance_extractor.timeutil import ms_to_dt
@@ -48,7 +48,7 @@ def _fetch_range(hole: Hole, chunk: Chunk, settings: GapSettings | None) -> Hole
     one longest interval (plus tolerance) beyond the piece, inside the hole's context, brings in the neighbouring
     rows, so re-detection judges the piece exactly as a whole-hole refetch would (writes are idempotent upserts).
     """
-    if hole.dataset.kind is not DataKind.FUNDING:
+    if hole.dataset.shape is not Shape.EVENTS:
         return hole
     margin = FUNDING_DEFAULT_MS + (settings or GapSettings()).funding_tolerance_ms
     start = max(chunk.ctx_start_ms, hole.start_ms - margin)
@@ -88,7 +88,7 @@ def fill_chunk(
     settings = settings or GapSettings()
     result = ChunkResult(chunk)
     funding_ms = None
-    if chunk.dataset.kind is DataKind.FUNDING and hasattr(client, "funding_intervals"):
+    if chunk.dataset.shape is Shape.EVENTS and hasattr(client, "funding_intervals"):
         funding_ms = funding_ms_of(funding_intervals(client), chunk.symbol)  # the tail is judged by it
     result.funding_ms = funding_ms
     before = redetect(chunk, sinks, settings, funding_ms)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from binance_extractor import config, timeframes
+from binance_extractor.catalog import DATASETS
 from binance_extractor.errors import ExtractorError, InputError
 from binance_extractor.kinds import DataKind, Dataset
-from binance_extractor.timeframes import Timeframe
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -17,16 +17,7 @@ MONDAY_MS = 4 * DAY_MS  # 1970-01-05 was a Monday: weekly chunks start on Monday
 MAX_MAP_LENGTH = config.MAX_MAP_LENGTH
 FUNDING_DEFAULT_MS = 8 * HOUR_MS  # the longest funding interval: used when the previous one is unknown
 STATES = ("found", "filled", "confirmed", "not_fillable_yet", "remaining")
-GAP_KINDS = (  # the kinds with gap detection
-    DataKind.KLINES,
-    DataKind.FUNDING,
-    DataKind.AGG_TRADES,
-    DataKind.MARK_KLINES,
-    DataKind.INDEX_KLINES,
-    DataKind.PREMIUM_KLINES,
-    DataKind.OPEN_INTEREST,
-)
-OPEN_INTEREST_GRID = Timeframe("m5", "5m")  # open interest is sampled every 5 minutes (docs/DATASETS.md)
+GAP_KINDS = tuple(e.kind for e in DATASETS.values() if e.gap_filled)  # the kinds with gap detection
 GAP_TABLES = ", ".join(k.entry.pattern for k in GAP_KINDS[:-1]) + " or " + GAP_KINDS[-1].entry.pattern
 
 
@@ -88,14 +79,6 @@ class GapSettings:
     @property
     def chunk_ms(self) -> int:
         return max(1, int(self.chunk_days * DAY_MS))
-
-
-def grid_of(dataset: Dataset) -> Timeframe | None:
-    """The time grid the rows of ``dataset`` sit on (a hole is counted and split on it): a candle table's
-    timeframe, open interest's 5-minute marks; None for funding (1/4/8 h, jittered) and trades (ids)."""
-    if dataset.timeframe is not None:
-        return dataset.timeframe
-    return OPEN_INTEREST_GRID if dataset.kind is DataKind.OPEN_INTEREST else None
 
 
 def gap_dataset(table: str) -> Dataset:

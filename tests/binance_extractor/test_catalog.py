@@ -64,3 +64,40 @@ def test_every_store_is_one_entry_that_config_and_open_sink_follow(tmp_path, mon
                 sink.close()
     with pytest.raises(InputError, match="unknown sink 'oracle': use one of sqlite, mysql, postgres, mongo, jsonl"):
         open_sink("oracle")
+
+
+def test_no_library_module_branches_on_a_particular_data_kind() -> None:
+    """Issue #26: what differs by dataset is a fact of its catalog entry (shape, grid, period, incremental,
+    gap_filled, rest_days, command_args) or a row of ``sources._READERS``; code asks those, never ``kind is
+    DataKind.FUNDING``. Adding a dataset then adds an entry, not branches across modules."""
+    import re
+    from pathlib import Path
+
+    import binance_extractor
+
+    root = Path(binance_extractor.__file__).parent
+    branch = re.compile(r"\b(?:kind|\.kind)\s+(?:is not|is|==|!=|not in|in)\s+\(?DataKind\.[A-Z_]+")
+    found = [
+        f"{path.relative_to(root)}:{n}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if branch.search(line)
+    ]
+    assert found == [], "\n".join(found)
+
+
+def test_every_dataset_declares_what_its_rules_need() -> None:
+    """A dataset without a grid declares how often its rows are due; a per-timeframe series has no fixed grid; an
+    id-keyed or log dataset is not on a grid; every scheduled dataset has a reader (``sources``)."""
+    from binance_extractor import sources
+    from binance_extractor.catalog import DATASETS, Shape
+
+    for kind, entry in DATASETS.items():
+        if entry.per_timeframe:
+            assert entry.grid is None and entry.shape is Shape.GRID, kind
+        elif entry.grid is None:
+            assert entry.period is not None and entry.shape is not Shape.GRID, kind
+        else:
+            assert entry.shape is Shape.GRID, kind
+        assert entry.per_timeframe or kind in sources._READERS, kind
+        assert len(entry.command_args) % 2 == 0, kind

@@ -55,7 +55,10 @@ def test_dataset_reads_table_names_once_and_carries_the_timeframe() -> None:
 
 
 def test_commands_and_dag_families_map_to_one_kind() -> None:
-    assert command_kind("trades") is DataKind.AGG_TRADES and command_kind("trades", "historical") is DataKind.TRADES
+    assert (
+        command_kind("trades") is DataKind.AGG_TRADES
+        and command_kind("trades", {"--kind": "historical"}) is DataKind.TRADES
+    )
     assert [k.command for k in SCHEDULED_KINDS] == ["klines", "funding", "trades", "open-interest", *["klines"] * 3]
     mark = ExtractionSpec(DataKind.MARK_KLINES, "BTCUSDT", T_END, timeframe=timeframes.parse("h1"))
     assert mark.to_argv()[:5] == ["klines", "--price", "mark", "--interval", "1h"]

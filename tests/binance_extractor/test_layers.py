@@ -68,6 +68,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "jobs",
         (
+            "sources",
             "pipeline",
             "symbol_batch",
             "gaps",
