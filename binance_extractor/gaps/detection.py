@@ -88,7 +88,7 @@ def detect_range(
         if head and mn - lo > longest:
             add(lo, mn, max(1, (mn - lo) // FUNDING_DEFAULT_MS), (lo, mn + 1))
         current = funding_ms or FUNDING_DEFAULT_MS
-        for pair in be.funding_pairs(symbol, lo, hi, current, settings.funding_tolerance_ms):
+        for pair in be.event_pairs(dataset, symbol, lo, hi, current, settings.funding_tolerance_ms):
             step = max(HOUR_MS, pair.interval)
             missing = max(1, round((pair.cur - pair.prev) / step) - 1)
             add(pair.prev + 1, pair.cur, missing, (pair.ctx[0], pair.ctx[1] + 1))
@@ -97,7 +97,7 @@ def detect_range(
     else:
         if mn is None or mx is None:
             return 0, holes
-        for prev_id, cur_id, prev_t, cur_t in be.agg_pairs(symbol, lo, hi):
+        for prev_id, cur_id, prev_t, cur_t in be.id_pairs(dataset, symbol, lo, hi):
             add(prev_t, cur_t + 1, cur_id - prev_id - 1)
     return n, holes
 

@@ -47,9 +47,11 @@ class GapQueries(ABC):
         """(previous open, open) of consecutive stored candles further apart than one interval."""
 
     @abstractmethod
-    def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
-        """Pairs further apart than the interval in force around them (see ``FundingPair``)."""
+    def event_pairs(
+        self, dataset: Dataset, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int
+    ) -> list[FundingPair]:
+        """Events (``Shape.EVENTS``: funding) further apart than the interval in force around them."""
 
     @abstractmethod
-    def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
-        """(previous id, id, previous time, time) where ids are not consecutive."""
+    def id_pairs(self, dataset: Dataset, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+        """(previous id, id, previous time, time) where ids (``Shape.IDS``: aggregate trades) are not consecutive."""

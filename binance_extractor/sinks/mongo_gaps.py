@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Protocol
 
-from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.gap_dialect import FAR, FUNDING_NEIGHBOURS, FundingPair, GapQueries
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
 
@@ -64,8 +64,10 @@ class MongoGapQueries(GapQueries):
         ]
         return [(self._ms(d["prev"]), self._ms(d["cur"])) for d in self._agg(dataset, pipeline)]
 
-    def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
-        match, c, _ = self._match(Dataset(DataKind.FUNDING), symbol, lo, hi)
+    def event_pairs(
+        self, dataset: Dataset, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int
+    ) -> list[FundingPair]:
+        match, c, _ = self._match(dataset, symbol, lo, hi)
         n = FUNDING_NEIGHBOURS
         shifts = {f"b{k}": (c, -k) for k in range(1, n + 2)} | {f"a{k}": (c, k) for k in range(1, n + 1)}
 
@@ -105,15 +107,15 @@ class MongoGapQueries(GapQueries):
             {"$sort": {"cur": 1}},
         ]
         out: list[FundingPair] = []
-        for d in self._agg(Dataset(DataKind.FUNDING), pipeline):
+        for d in self._agg(dataset, pipeline):
             prev, cur = self._ms(d["b1"]), self._ms(d["cur"])
             first, last = d.get(f"b{n + 1}"), d.get(f"a{n}")
             ctx = (prev if first is None else self._ms(first), cur if last is None else self._ms(last))
             out.append(FundingPair(prev, cur, int(d["expected"]), ctx))
         return out
 
-    def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
-        match, c, i = self._match(Dataset(DataKind.AGG_TRADES), symbol, lo, hi)
+    def id_pairs(self, dataset: Dataset, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+        match, c, i = self._match(dataset, symbol, lo, hi)
         pipeline = [
             match,
             self._window(i, {"prev_id": (i, -1), "prev_t": (c, -1)}),
@@ -124,5 +126,5 @@ class MongoGapQueries(GapQueries):
         ]
         return [
             (int(d["prev_id"]), int(d["cur_id"]), self._ms(d["prev_t"]), self._ms(d["cur_t"]))
-            for d in self._agg(Dataset(DataKind.AGG_TRADES), pipeline)
+            for d in self._agg(dataset, pipeline)
         ]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from binance_extractor.kinds import DataKind, Dataset
+from binance_extractor.kinds import Dataset
 from binance_extractor.sinks.gap_dialect import FAR, FUNDING_NEIGHBOURS, FundingPair, GapQueries
 from binance_extractor.sinks.schema import TableSpec
 from binance_extractor.timeutil import dt_to_ms, ms_to_dt
@@ -91,9 +91,11 @@ class SqlGapQueries(GapQueries):
         rows = self._rows(self.kline_sql(dataset), [symbol, self._t(lo), self._t(hi), step_ms])
         return [(self._ms(a), self._ms(b)) for a, b in rows]
 
-    def funding_pairs(self, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int) -> list[FundingPair]:
+    def event_pairs(
+        self, dataset: Dataset, symbol: str, lo: int, hi: int, default_ms: int, tol_ms: int
+    ) -> list[FundingPair]:
         """Pairs further apart than the interval in force around them (see ``FundingPair``)."""
-        t, c, _ = self._names(Dataset(DataKind.FUNDING))
+        t, c, _ = self._names(dataset)
         ph = self.sink.ph
         w = f"OVER (PARTITION BY symbol ORDER BY {c})"
         least, greatest = self.sink.least_sql, self.sink.greatest_sql
@@ -124,11 +126,10 @@ class SqlGapQueries(GapQueries):
             out.append(FundingPair(prev, cur, int(expected_ms), ctx))
         return out
 
-    def agg_pairs(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+    def id_pairs(self, dataset: Dataset, symbol: str, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
         """(previous id, id, previous time, time) where ids are not consecutive."""
-        t, c, _ = self._names(Dataset(DataKind.AGG_TRADES))
-        q, ph = self.sink.quote, self.sink.ph
-        i = q("agg_trade_id")
+        t, c, i = self._names(dataset)  # quoted: the table, its time column and its id
+        ph = self.sink.ph
         w = f"OVER (PARTITION BY symbol ORDER BY {i})"
         sql = (
             f"SELECT prev_id, cur_id, prev_t, cur_t FROM (SELECT {i} AS cur_id, {c} AS cur_t, LAG({i}) {w} AS prev_id, "
