@@ -25,14 +25,21 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from binance_extractor import timeframes
-from binance_extractor.derivative_models import IndexKline, MarkKline, OpenInterest, PremiumKline, PriceKline
+from binance_extractor.derivative_models import (
+    IndexKline,
+    LongShortRatio,
+    MarkKline,
+    OpenInterest,
+    PremiumKline,
+    PriceKline,
+)
 from binance_extractor.errors import InputError
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.prices import Price
 from binance_extractor.timeframes import Timeframe
 
 ColType = Literal["symbol", "time", "dec", "int", "bool", "str", "text"]
-Row = Kline | FundingRate | AggTrade | Trade | PriceKline | OpenInterest
+Row = Kline | FundingRate | AggTrade | Trade | PriceKline | OpenInterest | LongShortRatio
 Weight = Callable[[Mapping[str, Any]], int]
 
 
@@ -82,6 +89,7 @@ class DataKind(StrEnum):
     INDEX_KLINES = "index_klines"
     PREMIUM_KLINES = "premium_klines"
     OPEN_INTEREST = "open_interest"
+    LONG_SHORT_RATIO = "long_short_ratio"
 
     @classmethod
     def parse(cls, name: str) -> DataKind:
@@ -374,7 +382,29 @@ DATASETS[DataKind.OPEN_INTEREST] = DatasetEntry(
     grid=Timeframe("m5", "5m"),  # sampled every 5 minutes
     rest_days=30,  # REST serves only the latest 30 days; older from the archive's metrics files
 )
-DERIVATIVE_KINDS = (DataKind.MARK_KLINES, DataKind.INDEX_KLINES, DataKind.PREMIUM_KLINES, DataKind.OPEN_INTEREST)
+DATASETS[DataKind.LONG_SHORT_RATIO] = DatasetEntry(  # issue #26's proof: a dataset that is an entry
+    DataKind.LONG_SHORT_RATIO,
+    table="long_short_ratio",
+    per_timeframe=False,
+    columns=(col("symbol", "symbol"), col("time", "time"), col("long_short_ratio", "dec")),
+    order_column="time",
+    time_column="time",
+    model=LongShortRatio,
+    command="long-short-ratio",
+    endpoint="/futures/data/globalLongShortAccountRatio",
+    weight=lambda p: 0,  # the /futures/data statistics' own request window (weights.OPEN_INTEREST_WINDOW)
+    shape=Shape.GRID,
+    archive_path="metrics",  # the same daily metrics files as open interest
+    grid=Timeframe("m5", "5m"),
+    rest_days=30,
+)
+DERIVATIVE_KINDS = (
+    DataKind.MARK_KLINES,
+    DataKind.INDEX_KLINES,
+    DataKind.PREMIUM_KLINES,
+    DataKind.OPEN_INTEREST,
+    DataKind.LONG_SHORT_RATIO,
+)
 
 
 def price_of(kind: DataKind) -> Price:

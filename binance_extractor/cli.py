@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "klines": ("binance_extractor.data_cli", "add_klines", "run_data_command"),
     "funding": ("binance_extractor.data_cli", "add_funding", "run_data_command"),
     "open-interest": ("binance_extractor.data_cli", "add_open_interest", "run_data_command"),
+    "long-short-ratio": ("binance_extractor.data_cli", "add_long_short_ratio", "run_data_command"),
     "trades": ("binance_extractor.data_cli", "add_trades", "run_data_command"),
     "symbols": ("binance_extractor.data_cli", "add_symbols", "run_symbols_command"),
     "retention": ("binance_extractor.data_cli", "add_retention", "run_retention_command"),

@@ -356,8 +356,21 @@ class BinanceFuturesClient:
         self, symbol: str, period: str, start_ms: int | None = None, end_ms: int | None = None, limit: int = 500
     ) -> list[dict[str, Any]]:
         """``GET /futures/data/openInterestHist``: weight 0, its own 1000 requests / 5 min / IP, last 30 days."""
+        return self.statistics(DataKind.OPEN_INTEREST.entry.endpoint, symbol, period, start_ms, end_ms, limit)
+
+    def statistics(
+        self,
+        endpoint: str,
+        symbol: str,
+        period: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        """``GET /futures/data/<statistic>`` (open interest, long/short ratio): weight 0, the statistics' own
+        request window, the last 30 days; the latest ``limit`` rows between the bounds."""
         params = _params(symbol=symbol, period=period, limit=limit, startTime=start_ms, endTime=end_ms)
-        return self.request("/futures/data/openInterestHist", params)
+        return self.request(endpoint, params)
 
 
 def _params(**given: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""The data commands: ``klines`` (``--price``), ``funding``, ``trades``, ``open-interest`` (extraction), ``symbols``
-and ``retention``."""
+"""The data commands: ``klines`` (``--price``), ``funding``, ``trades``, ``open-interest``, ``long-short-ratio``
+(extraction), ``symbols`` and ``retention``."""
 
 from __future__ import annotations
 
@@ -65,8 +65,17 @@ def add_klines(sub: Any) -> None:
 
 
 def add_open_interest(sub: Any) -> None:
-    oi = _data_parser(sub, "open-interest", "Open interest (5-minute marks) for each symbol.")
-    oi.add_argument(
+    _statistic_parser(sub, "open-interest", "Open interest (5-minute marks) for each symbol.")
+
+
+def add_long_short_ratio(sub: Any) -> None:
+    _statistic_parser(sub, "long-short-ratio", "Global long/short account ratio (5-minute marks) for each symbol.")
+
+
+def _statistic_parser(sub: Any, command: str, description: str) -> None:
+    """A ``/futures/data`` statistic: REST serves 30 days, the daily metrics files the rest."""
+    parser = _data_parser(sub, command, description)
+    parser.add_argument(
         "--source",
         choices=SOURCES,
         default="auto",

@@ -140,3 +140,43 @@ class OpenInterest(_Row):
             if isinstance(exc, ValidationError):
                 raise
             raise ValidationError(f"OpenInterest rejected: malformed metrics row {row!r:.120}") from None
+
+
+class LongShortRatio(_Row):
+    """The global long/short account ratio of ``symbol`` at ``time`` (a 5-minute mark): accounts net long over
+    accounts net short. The metrics files carry only the ratio, so only the ratio is kept (REST's ``longAccount``
+    and ``shortAccount`` are ``r / (1 + r)`` and ``1 / (1 + r)`` of it), and both sources give the same row."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("symbol", "time")
+
+    symbol: Symbol
+    time: UTCms
+    long_short_ratio: Dec
+
+    @model_validator(mode="after")
+    def _positive(self) -> LongShortRatio:
+        if self.long_short_ratio < 0:
+            raise ValueError("negative long/short ratio")
+        return self
+
+    @classmethod
+    def from_rest(cls, row: dict[str, Any]) -> LongShortRatio:
+        """One element of ``/futures/data/globalLongShortAccountRatio``."""
+        symbol = row.get("symbol", "?")
+        try:
+            return cls.build(symbol=symbol, time=int(row["timestamp"]), long_short_ratio=row["longShortRatio"])
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValidationError(f"LongShortRatio rejected ({symbol}): malformed row {row!r:.120}") from None
+
+    @classmethod
+    def from_metrics(cls, row: list[str]) -> LongShortRatio:
+        """One row of a daily ``metrics`` file: ``count_long_short_ratio`` (the 7th column) is this ratio."""
+        try:
+            when = datetime.fromisoformat(row[0].strip() + "+00:00")
+            return cls.build(symbol=row[1], time=when, long_short_ratio=row[6])
+        except (IndexError, TypeError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValidationError(f"LongShortRatio rejected: malformed metrics row {row!r:.120}") from None

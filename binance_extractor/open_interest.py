@@ -1,4 +1,8 @@
-"""Open interest (5-minute marks) from ``/futures/data/openInterestHist`` and the archive's daily metrics files.
+"""Open interest and the long/short ratio (5-minute marks) from the ``/futures/data`` statistics endpoints
+(``openInterestHist``, ``globalLongShortAccountRatio``) and the archive's daily metrics files, which hold both.
+
+Each series is a catalog entry (``DataKind.OPEN_INTEREST``, ``DataKind.LONG_SHORT_RATIO``): its endpoint and its
+model (``from_rest``, ``from_metrics``) are all that differ; the functions below take the kind.
 
 REST serves only the latest 30 days (docs/DATASETS.md): a range starting earlier must come from the archive
 (``iter_archive``), whose ``metrics`` files go back years; ``plan_sources`` splits a range at the horizon.
@@ -13,16 +17,17 @@ import csv
 import io
 import logging
 from collections.abc import Iterator
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import requests
 
 from binance_extractor import config
 from binance_extractor.archive_fetch import ArchiveFetcher, _session
 from binance_extractor.archive_periods import DAY_MS, Period, _day
+from binance_extractor.catalog import DataKind
 from binance_extractor.client import BinanceFuturesClient
-from binance_extractor.derivative_models import OpenInterest
-from binance_extractor.errors import InputError
+from binance_extractor.errors import InputError, ValidationError
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.extract import check_cursor, ordered_map
 from binance_extractor.timeframes import Timeframe
@@ -55,46 +60,53 @@ def plan_sources(start_ms: int, end_ms: int, now_ms: int) -> list[tuple[str, int
     return out
 
 
-def require_rest_range(start_ms: int, now_ms: int) -> None:
+def require_rest_range(start_ms: int, now_ms: int, kind: DataKind = DataKind.OPEN_INTEREST) -> None:
     """A REST-only request older than the horizon is one clear input error, before any request."""
     floor = rest_floor(now_ms)
     if start_ms < floor:
         raise InputError(
-            f"open interest from {iso(ms_to_dt(start_ms))} is older than the 30 days the REST endpoint serves "
+            f"{kind.value} from {iso(ms_to_dt(start_ms))} is older than the 30 days the REST endpoint serves "
             f"(it starts at {iso(ms_to_dt(floor))}): use --source archive or --source auto"
         )
 
 
 def iter_rest(
-    client: BinanceFuturesClient, symbol: str, start_ms: int, end_ms: int, *, now_ms: int | None = None
-) -> Iterator[list[OpenInterest]]:
+    client: BinanceFuturesClient,
+    symbol: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    now_ms: int | None = None,
+    kind: DataKind = DataKind.OPEN_INTEREST,
+) -> Iterator[list[Any]]:
     """Samples with time in ``[start_ms, end_ms)`` before the closed bound, in order, each once (REST only)."""
     now = now_ms if now_ms is not None else closed_before(client)
-    require_rest_range(start_ms, now)
+    require_rest_range(start_ms, now, kind)
     stop = min(end_ms, now)
     first = start_ms + (-start_ms) % STEP_MS
     windows = [(lo, min(lo + PAGE * STEP_MS, stop)) for lo in range(first, stop, PAGE * STEP_MS)]
 
-    def fetch(window: tuple[int, int]) -> list[OpenInterest]:
-        return _fetch_window(client, symbol, window[0], window[1])
+    def fetch(window: tuple[int, int]) -> list[Any]:
+        return _fetch_window(client, kind, symbol, window[0], window[1])
 
     for batch in ordered_map(fetch, windows, client.max_in_flight):
         if batch:
             yield batch
 
 
-def _fetch_window(client: BinanceFuturesClient, symbol: str, lo: int, hi: int) -> list[OpenInterest]:
+def _fetch_window(client: BinanceFuturesClient, kind: DataKind, symbol: str, lo: int, hi: int) -> list[Any]:
     """One window; end-anchored pages: while a full page starts after ``lo``, ask for the part before it."""
-    found: dict[int, OpenInterest] = {}
+    found: dict[int, Any] = {}
     top = hi
+    endpoint, model = kind.entry.endpoint, cast(Any, kind.model)  # a statistic's model: from_rest, from_metrics
     while top > lo:
-        rows = client.open_interest_hist(symbol, PERIOD, lo, top - 1, limit=PAGE)
+        rows = client.statistics(endpoint, symbol, PERIOD, lo, top - 1, limit=PAGE)
         times = [int(r["timestamp"]) for r in rows]
-        check_cursor("openInterestHist", symbol, lo, times[:1])  # startTime ignored: not a window
+        check_cursor(endpoint.rsplit("/", 1)[-1], symbol, lo, times[:1])  # startTime ignored: not a window
         for row in rows:
             t = int(row["timestamp"])
             if lo <= t < top and t not in found:
-                found[t] = OpenInterest.from_rest({**row, "symbol": row.get("symbol", symbol)})
+                found[t] = model.from_rest({**row, "symbol": row.get("symbol", symbol)})
         inside = [t for t in times if lo <= t < top]
         if len(rows) < PAGE or not inside or min(inside) <= lo:
             break
@@ -111,11 +123,19 @@ def parse_metrics(text: str, lo_ms: int, hi_ms: int) -> tuple[list[list[str]], l
     for row in csv.reader(io.StringIO(text)):
         if not row or row[0] == "create_time":
             continue
-        t = int(OpenInterest.from_metrics(row).time.timestamp() * 1000)
+        t = _metrics_time(row)
         if lo_ms <= t < hi_ms and t not in out:
             out[t] = row
     times = sorted(out)
     return [out[t] for t in times], times
+
+
+def _metrics_time(row: list[str]) -> int:
+    """A metrics row's ``create_time`` (``YYYY-MM-DD HH:MM:SS`` UTC) in ms; a malformed one is a ValidationError."""
+    try:
+        return int(datetime.fromisoformat(row[0].strip() + "+00:00").timestamp() * 1000)
+    except (IndexError, ValueError):
+        raise ValidationError(f"malformed metrics row {row!r:.120}") from None
 
 
 def metrics_periods(start_ms: int, end_ms: int) -> list[Period]:
@@ -124,8 +144,14 @@ def metrics_periods(start_ms: int, end_ms: int) -> list[Period]:
 
 
 def iter_archive(
-    symbol: str, start_ms: int, end_ms: int, base_url: str, *, session: requests.Session | None = None
-) -> Iterator[tuple[Period, list[OpenInterest] | None]]:
+    symbol: str,
+    start_ms: int,
+    end_ms: int,
+    base_url: str,
+    *,
+    session: requests.Session | None = None,
+    kind: DataKind = DataKind.OPEN_INTEREST,
+) -> Iterator[tuple[Period, list[Any] | None]]:
     """Per day file: (period, verified samples in the range), or (period, None) when the file is not published.
 
     Downloads and checksums go through ``ArchiveFetcher`` (the trade klines' retries and diagnostics).
@@ -138,7 +164,7 @@ def iter_archive(
         if part.missing:
             yield period, None
             continue
-        yield period, [OpenInterest.from_metrics(row) for row in part.rows]
+        yield period, [cast(Any, kind.model).from_metrics(row) for row in part.rows]
 
 
 def iter_source(
@@ -150,7 +176,8 @@ def iter_source(
     source: str = "auto",
     now_ms: int | None = None,
     base_url: str | None = None,
-) -> Iterator[list[OpenInterest]]:
+    kind: DataKind = DataKind.OPEN_INTEREST,
+) -> Iterator[list[Any]]:
     """Samples in ``[start_ms, end_ms)`` before the closed bound, in order, from where ``source`` says.
 
     ``rest``: REST only (a range older than the 30-day horizon is one input error, before any request);
@@ -165,14 +192,14 @@ def iter_source(
     if start_ms >= stop:
         return
     if source == "rest":
-        yield from iter_rest(client, symbol, start_ms, stop, now_ms=now)
+        yield from iter_rest(client, symbol, start_ms, stop, now_ms=now, kind=kind)
         return
     plan = [("archive", start_ms, stop)] if source == "archive" else plan_sources(start_ms, stop, now)
     for where, lo, hi in plan:
         if where == "rest":
-            yield from iter_rest(client, symbol, lo, hi, now_ms=now)
+            yield from iter_rest(client, symbol, lo, hi, now_ms=now, kind=kind)
             continue
-        for period, rows in iter_archive(symbol, lo, hi, base_url or config.archive_url()):
+        for period, rows in iter_archive(symbol, lo, hi, base_url or config.archive_url(), kind=kind):
             if rows is None:
                 log.warning(
                     "%s metrics file of %s not published: [%s, %s) left open",

@@ -22,10 +22,15 @@ from binance_extractor.kinds import Dataset
 Reader = Callable[..., Iterator[Any]]  # (client, symbol, start_ms, end_ms, *, source, now_ms) -> batches
 
 
-def _open_interest(client: BinanceFuturesClient, symbol: str, s: int, e: int, **kw: Any) -> Iterator[Any]:
-    from binance_extractor import open_interest
+def _statistic(kind: DataKind) -> Reader:
+    """A ``/futures/data`` statistic (REST for the last 30 days, the daily metrics files before)."""
 
-    return open_interest.iter_source(client, symbol, s, e, **kw)
+    def read(client: BinanceFuturesClient, symbol: str, s: int, e: int, **kw: Any) -> Iterator[Any]:
+        from binance_extractor import open_interest
+
+        return open_interest.iter_source(client, symbol, s, e, kind=kind, **kw)
+
+    return read
 
 
 def _rest_only(fn: Callable[..., Iterator[Any]]) -> Reader:
@@ -39,7 +44,8 @@ _READERS: dict[DataKind, Reader] = {
     DataKind.FUNDING: _rest_only(extract.iter_funding),
     DataKind.AGG_TRADES: _rest_only(extract.iter_agg_trades),
     DataKind.TRADES: _rest_only(extract.iter_historical_trades),
-    DataKind.OPEN_INTEREST: _open_interest,
+    DataKind.OPEN_INTEREST: _statistic(DataKind.OPEN_INTEREST),
+    DataKind.LONG_SHORT_RATIO: _statistic(DataKind.LONG_SHORT_RATIO),
 }
 
 

@@ -49,7 +49,8 @@ FUNDING_WINDOW = RequestWindow(FUNDING_PATH, frozenset({FUNDING_PATH, "/fapi/v1/
 # The /futures/data statistics (openInterestHist) weigh 0 but have their own IP limit: 1000 requests per 5 minutes
 # (docs/DATASETS.md). The client counts them in a window of their own, never in the weight budget.
 _OI_PATH = DataKind.OPEN_INTEREST.entry.endpoint
-OPEN_INTEREST_WINDOW = RequestWindow(_OI_PATH, frozenset({_OI_PATH}), 1000, 300.0)
+_STATISTICS = frozenset(e.endpoint for e in DATASETS.values() if e.endpoint.startswith("/futures/data/"))
+OPEN_INTEREST_WINDOW = RequestWindow(_OI_PATH, _STATISTICS, 1000, 300.0)  # one window for them all: never more
 FUNDING_LIMIT: tuple[int, float] = FUNDING_WINDOW.limit
 FUNDING_PATHS = FUNDING_WINDOW.paths
 OPEN_INTEREST_LIMIT: tuple[int, float] = OPEN_INTEREST_WINDOW.limit

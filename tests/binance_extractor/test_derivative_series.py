@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from binance_extractor import archive, open_interest, timeframes, weights
+from binance_extractor.catalog import DataKind
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.clock import FixedClock
 from binance_extractor.derivative_models import PRICE_MODELS, MarkKline, OpenInterest, PremiumKline
@@ -256,7 +257,7 @@ def test_open_interest_rest_pages_exactly_once(make_emulator):
 def test_open_interest_full_end_anchored_page_is_followed_backwards(make_emulator):
     emu = make_emulator(clock=FixedClock(NOW))
     lo = NOW - 6 * DAY
-    got = open_interest._fetch_window(client_for(emu), "ETHUSDT", lo, lo + 1200 * 300_000)  # 1200 in one window
+    got = open_interest._fetch_window(client_for(emu), DataKind.OPEN_INTEREST, "ETHUSDT", lo, lo + 1200 * 300_000)
     assert [dt_to_ms(o.time) for o in got] == list(range(lo, lo + 1200 * 300_000, 300_000))
     ends = [int(r.params["endTime"]) for r in emu.requests if r.path == "/futures/data/openInterestHist"]
     assert len(ends) == 3 and ends == sorted(ends, reverse=True)

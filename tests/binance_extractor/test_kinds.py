@@ -59,7 +59,14 @@ def test_commands_and_dag_families_map_to_one_kind() -> None:
         command_kind("trades") is DataKind.AGG_TRADES
         and command_kind("trades", {"--kind": "historical"}) is DataKind.TRADES
     )
-    assert [k.command for k in SCHEDULED_KINDS] == ["klines", "funding", "trades", "open-interest", *["klines"] * 3]
+    assert [k.command for k in SCHEDULED_KINDS] == [
+        "klines",
+        "funding",
+        "trades",
+        "open-interest",
+        "long-short-ratio",
+        *["klines"] * 3,
+    ]
     mark = ExtractionSpec(DataKind.MARK_KLINES, "BTCUSDT", T_END, timeframe=timeframes.parse("h1"))
     assert mark.to_argv()[:5] == ["klines", "--price", "mark", "--interval", "1h"]
     assert ExtractionSpec.from_dict(mark.to_dict()) == mark  # the price survives XCom

@@ -11,6 +11,9 @@ emulator does not collide with it. Shapes, parameters, weights and limits follow
   (price samples). The candles open exactly when the trade candles do (same onboard date, outages, live candle
   with its close time in the future); prices are derived deterministically from the trade candle (mark/index
   within about 0.1 % of it with 8 decimals; premium a small signed number with 8 decimals).
+- ``GET /futures/data/globalLongShortAccountRatio``: as ``openInterestHist`` (same parameters, limit, horizon and
+  the same IP limit, counted together), rows ``longShortRatio`` (the metrics file's ``count_long_short_ratio``),
+  ``longAccount``, ``shortAccount`` (4 decimals), ``timestamp``.
 - ``GET /futures/data/openInterestHist``: ``symbol``, ``period`` (5m 15m 30m 1h 2h 4h 6h 12h 1d), ``limit``
   (default 30, max 500), ``startTime``/``endTime``; weight 0 but its own IP limit of ``oi_limit`` requests
   (1000) per ``oi_window_seconds`` (300): over it, 429 -1003 like the fundingRate limit. Only the latest
@@ -49,6 +52,8 @@ PRICE_PATHS = {
     "/fapi/v1/premiumIndexKlines": "premium",
 }
 OI_PATH = "/futures/data/openInterestHist"
+LS_PATH = "/futures/data/globalLongShortAccountRatio"
+STAT_PATHS = (OI_PATH, LS_PATH)  # the /futures/data statistics: one 1000 / 5 min IP limit counted here for both
 ARCHIVE_DIRS = {"markPriceKlines": "mark", "indexPriceKlines": "index", "premiumIndexKlines": "premium"}
 METRICS_HEADER = (
     "create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
@@ -165,15 +170,34 @@ def query_open_interest(
     return [oi_row(emu, symbol, t) for t in times]
 
 
+def _ratios(symbol: str, t: int) -> list[str]:
+    """The metrics file's four ratio columns at ``t``; the third (``count_long_short_ratio``) is the global
+    long/short account ratio REST serves."""
+    h = D.mix(D.seed_of(symbol + "ls") ^ t)
+    return [D.fmt(50_000_000 + (h >> shift) % 150_000_000, 8) for shift in (0, 20, 40, 8)]
+
+
+def ls_row(emu: Any, symbol: str, t: int) -> dict[str, Any]:
+    """``/futures/data/globalLongShortAccountRatio``'s row at ``t``: the ratio (as the metrics file has it) and the
+    account shares it implies, 4 decimals as Binance shows them."""
+    ratio = Decimal(_ratios(symbol, t)[2])
+    long_share = (ratio / (1 + ratio)).quantize(Decimal("0.0001"))
+    return {
+        "symbol": symbol,
+        "longShortRatio": D.dec(ratio),
+        "longAccount": D.dec(long_share),
+        "shortAccount": D.dec(1 - long_share),
+        "timestamp": t,
+    }
+
+
 def metrics_rows(emu: Any, symbol: str, day_lo: int) -> list[list[str]]:
     """One daily metrics file's rows: the 5-minute open interest of that day (no row where REST has none)."""
     now = emu.now_ms()
     out = []
     for t in _oi_times(emu, symbol, OI_STEP_MS, day_lo, min(day_lo + D.DAY - 1, now)):
         r = oi_row(emu, symbol, t)
-        h = D.mix(D.seed_of(symbol + "ls") ^ t)
-        ratios = [D.fmt(50_000_000 + h % 150_000_000, 8), D.fmt(50_000_000 + (h >> 20) % 150_000_000, 8)]
-        ratios += [D.fmt(50_000_000 + (h >> 40) % 150_000_000, 8), D.fmt(50_000_000 + (h >> 8) % 150_000_000, 8)]
+        ratios = _ratios(symbol, t)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t // 1000))
         out.append([stamp, symbol, r["sumOpenInterest"], r["sumOpenInterestValue"], *ratios])
     return out
@@ -192,7 +216,7 @@ def route(path: str) -> tuple[Callable[[dict[str, str]], int], bool] | None:
     """(weight function, counts in the fundingRate limit) for the paths served here, else None."""
     if path in PRICE_PATHS:
         return _kline_weight, False
-    if path == OI_PATH:
+    if path in STAT_PATHS:
         return (lambda p: 0), False
     return None
 
@@ -200,7 +224,7 @@ def route(path: str) -> tuple[Callable[[dict[str, str]], int], bool] | None:
 def admit(emu: Any, path: str) -> Exception | None:
     """The openInterestHist IP limit (``oi_limit`` requests per ``oi_window_seconds``), counted like the
     fundingRate one: fixed windows on the rate-limit clock; a refused request is not counted."""
-    if path != OI_PATH:
+    if path not in STAT_PATHS:
         return None
     limit = getattr(emu, "oi_limit", 1000)
     window = getattr(emu, "oi_window_seconds", 300)
@@ -239,7 +263,7 @@ def serve(emu: Any, path: str, params: dict[str, str]) -> bytes | None:
             raise _api_error(400, -1023, "Start time is greater than end time.")
         rows = query_price_klines(emu, kind, spec.symbol, interval, start, end, limit)
         return json.dumps(rows, separators=(",", ":")).encode()
-    if path == OI_PATH:
+    if path in STAT_PATHS:
         spec = emu._spec(params.get("symbol"))
         period = params.get("period")
         if not period:
@@ -255,6 +279,8 @@ def serve(emu: Any, path: str, params: dict[str, str]) -> bytes | None:
         if start is not None and end is not None and start > end:
             raise _api_error(400, -1023, "Start time is greater than end time.")
         rows = query_open_interest(emu, spec.symbol, period, start, end, limit)
+        if path == LS_PATH:
+            rows = [ls_row(emu, spec.symbol, r["timestamp"]) for r in rows]
         return json.dumps(rows, separators=(",", ":")).encode()
     return None
 
