@@ -26,10 +26,13 @@ simulation drive it alike, from one thread. API (a stream is a ``(symbol, Timefr
   a fill since the socket opened stopped at a candle that closed before the socket opened (the socket will never
   send it; the fill's closed bound had not passed it yet) and the exchange's time is now ``EARLY_MS`` past its
   close: queue a fill now instead of waiting for the first close.
+- ``early(at_ms) -> list[Pair]``: ``tick`` for every stream whose seam is open, at the time of a message of any
+  stream (a quiet stream's own messages may be hours apart).
 - ``stored(pair, open_ms)``: the candle is committed to the store (the tail's own writes).
 - ``needs_start(pair) -> bool`` / ``started(pair, start_ms)``: the seam's start is unknown; the store said where it is.
 - ``due(pair, bound_ms) -> FillRange | None``: the REST range to fill now under the closed bound ``bound_ms``
-  (``start_ms`` None: read the store for it first), None when nothing can be filled yet.
+  (``start_ms`` None: read the store for it first), None when nothing can be filled yet (which counts as a fill
+  that reached the bound, for ``tick``: else a candle lost just before a reconnect waited for the next close).
 - ``filled(pair, rng)``: that fill succeeded; the seam closes once it reaches the first close. (A failure: call
   nothing, retry ``due`` later.)
 - ``pending(pair) -> bool``, ``state(pair) -> PairSeam``: for logs and tests.
@@ -82,6 +85,7 @@ class Seams:
 
     def __init__(self, pairs: Iterable[Pair]) -> None:
         self._pairs = {pair: PairSeam(pair[1]) for pair in pairs}
+        self._open: set[Pair] = set()  # streams whose seam may be open (``early`` looks only at these)
 
     def state(self, pair: Pair) -> PairSeam:
         return self._pairs[pair]
@@ -98,6 +102,7 @@ class Seams:
             if not s.pending:
                 s.pending, s.start = True, s.mark
             s.end, s.opened_at, s.swept, s.early_for = None, at_ms, False, None
+            self._open.add(pair)
 
     def closed(self, pair: Pair, open_ms: int, stored: bool = True) -> bool:
         s = self._pairs[pair]
@@ -113,6 +118,7 @@ class Seams:
             s.end = max(s.end or 0, open_ms + step)
         else:
             s.pending, s.start, s.end = True, open_ms, open_ms + step
+            self._open.add(pair)
         return True
 
     def tick(self, pair: Pair, at_ms: int) -> bool:
@@ -126,6 +132,18 @@ class Seams:
             return False
         s.early_for = s.start
         return True
+
+    def early(self, at_ms: int) -> list[Pair]:
+        """``tick`` for every stream with an open seam, at the exchange's time seen on any socket: a quiet stream
+        (an h4 or 1d candle, a thin contract) sends nothing for a long while, and its lost candle must not wait
+        for its own next message. The streams to fill now."""
+        due: list[Pair] = []
+        for pair in list(self._open):
+            if not self._pairs[pair].pending:
+                self._open.discard(pair)
+            elif self.tick(pair, at_ms):
+                due.append(pair)
+        return due
 
     def stored(self, pair: Pair, open_ms: int) -> None:
         s = self._pairs[pair]
@@ -152,7 +170,10 @@ class Seams:
         end = closed if s.end is None else min(s.end, closed)
         if s.start is None:
             return FillRange(pair, None, end)
-        return FillRange(pair, s.start, end) if end > s.start else None
+        if end <= s.start:  # nothing closed by the bound to fill: as good as a fill that reached it (``tick``)
+            s.swept = True
+            return None
+        return FillRange(pair, s.start, end)
 
     def filled(self, pair: Pair, rng: FillRange) -> None:
         s = self._pairs[pair]

@@ -294,18 +294,21 @@ class Tail:
                 log.error("stream: %s", event.error)
             if self._filling and pair in self.seams:
                 fill = self.seams.closed(pair, event.open_ms, stored=event.kline is not None)
-        if self._filling and pair in self.seams and self.seams.tick(pair, event.event_ms):
-            seam = self.seams.state(pair)
+        if fill:
+            await self._put(_Fill([pair]))
+        if not self._filling:
+            return
+        for early in self.seams.early(event.event_ms):  # any stream's lost candle, whatever stream this message is
+            seam = self.seams.state(early)
             log.info(
                 "stream: %s %s: the candle opening %s closed before the socket opened; filling it now",
-                pair[0],
-                pair[1].interval,
+                early[0],
+                early[1].interval,
                 iso(ms_to_dt(seam.start or 0)),
                 extra={"event": "stream_seam_early", "opened_at": seam.opened_at, "event_ms": event.event_ms},
             )
-            fill = True
-        if fill:
-            await self._put(_Fill([pair]))
+            if early != pair or not fill:
+                await self._put(_Fill([early]))
 
     async def _went_live(self, index: int, pairs: list[Pair], at_ms: int | None) -> None:
         """The first message proves the exchange is sending this connection's streams: every candle closing from

@@ -118,3 +118,25 @@ def test_a_rejected_candle_is_asked_of_rest() -> None:
     assert seams.due(PAIR, T + 2 * MIN + 1500 - MARGIN) == FillRange(PAIR, T + MIN, T + 2 * MIN)
     seams.filled(PAIR, FillRange(PAIR, T + MIN, T + 2 * MIN))
     assert not seams.pending(PAIR)
+
+
+def test_an_early_fill_when_the_reconnect_had_nothing_closed_to_fill() -> None:
+    """Found by the simulation (seed 101): a 4 h stream's socket dropped 79 ms after a close, before that close's
+    message came, and reconnected 0.4 s later. The reconnect's fill had nothing below the closed bound to take (the
+    lost candle was not closed by it yet), so no fill "swept", and the early fill waited for that sweep; it also
+    waited for a message of that very stream, which a 4 h stream may not send for a long while. The lost candle was
+    left for the new socket's first close, 4 hours later (a day for 1d). An empty sweep is a sweep, and any
+    stream's message tells the exchange's time."""
+    h4 = ("BTCUSDT", timeframes.parse("4h"))
+    seams = Seams([PAIR, h4])
+    seams.opened([PAIR, h4], T - 30 * MIN)
+    seams.started(PAIR, T - MIN)
+    seams.started(h4, T - 4 * 3_600_000)  # every candle before [T - 4 h, T) is stored; that one's close was lost
+    for pair, start in ((PAIR, T - MIN), (h4, T - 4 * 3_600_000)):
+        seams.filled(pair, FillRange(pair, start, start))
+    seams.opened([PAIR, h4], T + 500)  # the reconnect, 0.5 s after the close
+    assert seams.due(h4, T + 500 - MARGIN) is None  # nothing closed by the bound to fill yet
+    assert seams.early(T + EARLY_MS - 1) == []
+    assert h4 in seams.early(T + EARLY_MS)  # a message of any stream: the bound has passed it, fill it now
+    assert seams.early(T + EARLY_MS + 1000) == []  # once
+    assert seams.due(h4, T + EARLY_MS - MARGIN) == FillRange(h4, T - 4 * 3_600_000, T)
