@@ -11,13 +11,16 @@ A hole is recorded exchange-side (``confirmed``) only if all of these hold:
 2. the whole hole lay below the exchange's closed bound (``exchange_clock.closed_before``) when it was asked;
 3. the answer held no row inside the hole that the stores lacked;
 4. the hole ended at least ``ledger_settle`` (config ``gap_filler.ledger_settle_minutes``, 1 h) before that bound,
-   so a candle the exchange publishes late after an incident is still fetched.
+   so a candle the exchange publishes late after an incident is still fetched. "Ended" means the exchange resumed:
+   a kline hole's end is only where detection stopped looking (its bound, a weekly chunk's end), so the stores must
+   also hold a candle after it that is older than the settle instant (``Evidence.resumed``).
 
 Anything else stays an open hole, recorded ``pending`` and reported as "not fillable yet" (with why): neither a
-failure of the run nor confirmed, and judged again by the next run. A klines hole whose older part satisfies the
-rule is split on the candle grid: that part is confirmed, the rest pending. Funding and aggregate-trade holes are
-judged whole: their rows have no time grid, so a part cut at the settle instant may lack nothing at all (the
-simulation found a ledger row for a funding range in which no event was due).
+failure of the run nor confirmed, and judged again by the next run. A hole is judged whole, never split at the
+settle instant: an incident still going on (the simulation's seed 190: the 02:00 run two hours into an outage the
+exchange published an hour after it ended) would have its older part confirmed, and the exchange publishes an
+incident's data all at once. Funding and aggregate-trade holes always end at a stored row (or at the detection's
+bound, a tail that is never settled), so rule 4 needs no extra read for them.
 
 Every path that records holes calls ``check`` (the gap filler's ``fill_chunk``, ``fill-gaps``, ``gaps
 --recheck-ledger`` and the gap filler DAG through them); ``judge`` is the rule itself, pure, and every ledger row
@@ -59,6 +62,7 @@ class Evidence:
     bound_ms: int | None
     asked_at: datetime
     new_rows: int = 0
+    resumed: bool = True  # the stores hold a row after the hole older than the settle instant (rule 4)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class Verdict:
         ev = self.evidence
         bound = None if ev.bound_ms is None else iso_ms(ev.bound_ms)
         evidence = {"source": ev.source, "requests": ev.requests, "bound": bound, "new_rows": ev.new_rows}
+        evidence["resumed"] = ev.resumed
         return {**self.hole.to_dict(), "status": _status_name(self.status), "reason": self.reason, "evidence": evidence}
 
 
@@ -101,8 +106,7 @@ def _status_name(status: str) -> str:
 
 
 def judge(hole: Hole, evidence: Evidence, settle_ms: int) -> list[Verdict]:
-    """The rule (module docstring), pure: the verdicts for ``hole`` on ``evidence``; at most a confirmed older
-    part and a pending rest."""
+    """The rule (module docstring), pure: the one verdict for ``hole`` on ``evidence``."""
     if evidence.source != "rest" or evidence.bound_ms is None:
         reason = "only the archive was asked (--source archive): the archive alone proves no hole; REST decides"
         return [Verdict(hole, PENDING, reason, evidence)]
@@ -111,41 +115,17 @@ def judge(hole: Hole, evidence: Evidence, settle_ms: int) -> list[Verdict]:
         return [Verdict(hole, SERVED, reason, evidence)]
     bound = evidence.bound_ms
     settled = bound - max(0, settle_ms)
-    end = _confirmable_end(hole, min(bound, settled))
-    if end <= hole.start_ms:
-        if hole.end_ms > bound:
-            reason = f"not closed on the exchange when asked (closed bound {iso_ms(bound)}); judged again"
-        else:
-            reason = f"ended less than ledger_settle ({settle_ms // 60_000} min) before the exchange's closed bound"
-            reason += f" {iso_ms(bound)}: a candle published late is still fetched; judged again"
-        return [Verdict(hole, PENDING, reason, evidence)]
-    if end >= hole.end_ms:
+    if hole.end_ms > bound:
+        reason = f"not closed on the exchange when asked (closed bound {iso_ms(bound)}); judged again"
+    elif hole.end_ms > settled:
+        reason = f"ended less than ledger_settle ({settle_ms // 60_000} min) before the exchange's closed bound"
+        reason += f" {iso_ms(bound)}: a candle published late is still fetched; judged again"
+    elif not evidence.resumed:
+        reason = f"nothing stored after it before {iso_ms(settled)} (closed bound - ledger_settle): the incident may"
+        reason += " still be going on, or ended less than ledger_settle ago; judged again"
+    else:
         return [Verdict(hole, CONFIRMED, None, evidence)]
-    old, recent = _split(hole, end)
-    reason = f"its part from {iso_ms(end)} ended less than ledger_settle ({settle_ms // 60_000} min) ago; judged again"
-    return [Verdict(old, CONFIRMED, None, evidence), Verdict(recent, PENDING, reason, evidence)]
-
-
-def _confirmable_end(hole: Hole, limit_ms: int) -> int:
-    """The end of the part of ``hole`` that ends by ``limit_ms`` (klines on the candle grid; a funding or
-    aggregate-trade hole is all or nothing: its missing rows have no time grid)."""
-    if hole.end_ms <= limit_ms:
-        return hole.end_ms
-    tf = hole.dataset.grid
-    if tf is not None:
-        return min(hole.end_ms, tf.floor_ms(limit_ms))
-    return hole.start_ms
-
-
-def _split(hole: Hole, at_ms: int) -> tuple[Hole, Hole]:
-    tf = hole.dataset.grid
-
-    def part(start: int, end: int) -> Hole:
-        missing = tf.count_between(start, end) if tf is not None else max(1, hole.missing)
-        ctx = (start, end) if tf is not None else (hole.ctx_start_ms, hole.ctx_end_ms)
-        return replace(hole, start_ms=start, end_ms=end, missing=missing, ctx_start_ms=ctx[0], ctx_end_ms=ctx[1])
-
-    return part(hole.start_ms, at_ms), part(at_ms, hole.end_ms)
+    return [Verdict(hole, PENDING, reason, evidence)]
 
 
 def ask(hole: Hole, sinks: Sequence[Sink], client: Any, fetch: Hole | None = None) -> Evidence:
@@ -191,6 +171,9 @@ def check(
         verdicts = judge(hole, evidence, settings.ledger_settle_ms)
     else:
         evidence = ask(hole, sinks, client, fetch)
+        if evidence.bound_ms is not None and hole.dataset.grid is not None:
+            settled = evidence.bound_ms - max(0, settings.ledger_settle_ms)
+            evidence = replace(evidence, resumed=resumed_before(hole, sinks, settled))
         verdicts = judge(hole, evidence, settings.ledger_settle_ms)
     for v in verdicts:
         log.info(
@@ -202,6 +185,17 @@ def check(
             "-" if evidence.bound_ms is None else iso_ms(evidence.bound_ms),
         )
     return verdicts
+
+
+def resumed_before(hole: Hole, sinks: Sequence[Sink], settled_ms: int) -> bool:
+    """Whether every store holds a row of the hole's symbol in ``[hole.end, settled_ms)``: the exchange resumed
+    after the hole at least ``ledger_settle`` before the closed bound (a kline hole's end may be only a chunk's end
+    or the detection's bound, with the outage still going on)."""
+    readable = stores(sinks)
+    if settled_ms <= hole.end_ms or not readable:
+        return False
+    lo, hi = ms_to_dt(hole.end_ms), ms_to_dt(settled_ms)
+    return all(s.count(hole.dataset, hole.symbol, lo, hi) > 0 for s in readable)
 
 
 def beyond_rest_horizon(hole: Hole, client: Any) -> bool:

@@ -172,6 +172,44 @@ def test_fill_gaps_never_records_a_hole_the_exchange_later_serves(
     assert ledger() == [outage]
 
 
+MONDAY = MIDNIGHT - 2 * DAY  # 2026-11-30: a boundary of the gap filler's weekly chunks
+
+
+@pytest.mark.parametrize(
+    ("outage", "run_at"),
+    [
+        ((MIDNIGHT - 3 * HOUR, MIDNIGHT + 10 * MIN), MIDNIGHT),
+        ((MONDAY - 30 * MIN, MONDAY + 2 * HOUR), MONDAY + 90 * MIN),
+    ],
+    ids=["outage-still-going-on", "outage-across-a-weekly-chunk-boundary"],
+)
+def test_a_hole_whose_outage_is_still_going_on_is_never_confirmed_in_part(
+    make_emulator: Any, machine: FixedClock, outage: tuple[int, int], run_at: int
+) -> None:
+    """Found by the simulation (seed 190, docs/SIMULATION.md): the 02:00 gap filler ran two hours into an outage
+    that the exchange published late, an hour after it ended. The rule split the hole at the settle instant and
+    confirmed its older part, although the outage had not ended: its candles were served later and never fetched.
+    A hole's end is where detection stopped looking (its bound, a weekly chunk's end), not where the exchange
+    resumed; a hole is confirmed only once the stores hold a row after it older than the settle instant."""
+    machine.set(run_at)
+    emu = exchange(make_emulator, machine, -254)
+    publish = outage[1] + 48 * MIN  # within ledger_settle of its end
+    emu.add_outage(SYMBOL, outage[0], outage[1] - 1, publish)
+    write(outage[0] - 6 * HOUR, run_at)
+    report = fill("rest")
+    assert ledger() == []  # nothing confirmed: the outage was going on
+    assert report["totals"]["remaining"] == 0 and report["totals"]["not_fillable_yet"] >= 1, report["totals"]
+    machine.set(publish + DAY)  # the exchange has published it: the next run fetches every candle
+    report = fill("rest")
+    assert ledger() == [] and report["totals"]["remaining"] == 0 and report["totals"]["not_fillable_yet"] == 0
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        span = (ms_to_dt(outage[0] - 6 * HOUR), ms_to_dt(outage[1]))
+        assert sink.count(KLINES_M5, SYMBOL, *span) == (outage[1] - outage[0] + 6 * HOUR) // M5
+    finally:
+        sink.close()
+
+
 def test_a_hole_not_fillable_yet_is_listed_so_until_a_run_fills_it(
     make_emulator: Any, machine: FixedClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
