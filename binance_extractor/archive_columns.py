@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -94,6 +94,8 @@ class KlineBlock:
     timeframe: Timeframe
     columns: pa.Table
     kind: DataKind = DataKind.KLINES
+    # ``csv_bytes()`` rendered ahead (``rendered``): the bulk loaders' input, prepared off the writer's thread
+    csv: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -120,10 +122,19 @@ class KlineBlock:
         first = blocks[0]
         if any((b.kind, b.symbol, b.timeframe) != (first.kind, first.symbol, first.timeframe) for b in blocks):
             raise ValueError("only blocks of one series, symbol and interval can be joined")
-        return KlineBlock(first.symbol, first.timeframe, pa.concat_tables([b.columns for b in blocks]), first.kind)
+        columns = pa.concat_tables([b.columns for b in blocks])
+        texts = [b.csv for b in blocks]
+        csv = b"".join(t for t in texts if t is not None) if all(t is not None for t in texts) else None
+        return KlineBlock(first.symbol, first.timeframe, columns, first.kind, csv)
 
     def slice(self, start: int, length: int) -> KlineBlock:
         return KlineBlock(self.symbol, self.timeframe, self.columns.slice(start, length), self.kind)
+
+    def rendered(self) -> KlineBlock:
+        """The same block carrying its CSV (``csv_bytes``), rendered now: the pipeline's producer calls it for the
+        bulk loaders (``Sink.bulk_csv``), so the writer only loads. Rows end in a newline, so the CSVs of
+        consecutive blocks join into the CSV of their ``concat``."""
+        return self if self.csv is not None else replace(self, csv=self.csv_bytes())
 
     def text_table(self) -> pa.Table:
         """Every column of the table (symbol first) as text a bulk loader reads: times ``YYYY-MM-DD HH:MM:SS.fff``
@@ -139,9 +150,14 @@ class KlineBlock:
 
     def write_csv(self, sink: Any) -> None:
         """Header-less CSV of ``text_table()`` to a path or binary file (no field needs quoting)."""
+        if self.csv is not None and hasattr(sink, "write"):
+            sink.write(self.csv)
+            return
         pcsv.write_csv(self.text_table(), sink, pcsv.WriteOptions(include_header=False, quoting_style="none"))
 
     def csv_bytes(self) -> bytes:
+        if self.csv is not None:
+            return self.csv
         buf = io.BytesIO()
         self.write_csv(buf)
         return buf.getvalue()

@@ -21,6 +21,7 @@ from binance_extractor.cli_options import (
 )
 from binance_extractor.errors import InputError
 from binance_extractor.kinds import command_kind
+from binance_extractor.lookahead import lookahead_for
 from binance_extractor.pipeline import Job, JobResult, run_job
 from binance_extractor.prices import Price
 from binance_extractor.symbol_batch import run_batch
@@ -128,7 +129,7 @@ def run_data_command(args: argparse.Namespace) -> list[JobResult]:
             def run(job: Job) -> JobResult:
                 if bar is not None:
                     bar.set_description(f"{job.symbol} {job.interval or kind}")
-                result = run_job(job, sinks, client, progress=bar.update if bar is not None else None)
+                result = run_job(job, sinks, client, progress=bar.update if bar is not None else None, ahead=ahead)
                 log.info("extracted %s", job.table, extra={"event": "job_done", **result.to_dict()})
                 return result
 
@@ -145,7 +146,12 @@ def run_data_command(args: argparse.Namespace) -> list[JobResult]:
                 )
                 for symbol in symbols
             ]
-            outcome = run_batch(jobs, sinks, run, skip_succeeded=args.skip_succeeded, keep_going=args.keep_going)
+            ahead = lookahead_for(jobs, client)  # archive symbols: the next one is fetched while this one loads
+            try:
+                outcome = run_batch(jobs, sinks, run, skip_succeeded=args.skip_succeeded, keep_going=args.keep_going)
+            finally:
+                if ahead is not None:
+                    ahead.close()
             if bar is not None:
                 bar.close()
             outcome.raise_if_failed()

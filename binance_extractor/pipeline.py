@@ -12,10 +12,10 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from binance_extractor import clock, config, freshness, sources, telemetry
 from binance_extractor.catalog import Shape
@@ -188,6 +188,24 @@ def batches(job: Job, client: BinanceFuturesClient, start: datetime, end: dateti
     return sources.batches(job.dataset, client, job.symbol, dt_to_ms(start), dt_to_ms(end), source=job.source)
 
 
+class Prefetched(Protocol):
+    """A job's pages fetched ahead (``lookahead.Feed``): iterated once, closed always."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class Ahead(Protocol):
+    """What ``run_job`` asks of a batch's lookahead (``lookahead.Lookahead``, #25)."""
+
+    def claim(self, job: Job, start: datetime, end: datetime) -> Prefetched | None: ...
+
+    def plan_after(self, job: Job, sinks: Sequence[Any]) -> None: ...
+
+    def start(self) -> None: ...
+
+
 def run_job(
     job: Job,
     sinks: Sequence[Any],
@@ -195,11 +213,17 @@ def run_job(
     *,
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
+    ahead: Ahead | None = None,
 ) -> JobResult:
-    """Extract ``job`` into every sink; returns counts, or raises after auditing the failure."""
+    """Extract ``job`` into every sink; returns counts, or raises after auditing the failure.
+
+    ``ahead``: the batch's lookahead (``lookahead.Lookahead``: several archive symbols in one run): this job takes
+    the pages prefetched for it, plans the next job's range, and starts that job's source once its own is exhausted.
+    """
     started = time.perf_counter()
     started_at = clock.now()
     start, end = plan_range(job, sinks, client, now)
+    feed = ahead.claim(job, start, end) if ahead is not None else None
     result = JobResult(job.kind.value, job.symbol, job.interval, job.table, start, end, sinks=[s.name for s in sinks])
     attrs = {"kind": job.kind.value, "symbol": job.symbol, "timeframe": job.interval or ""}
     error: BaseException | None = None
@@ -207,12 +231,16 @@ def run_job(
         "extract.symbol", symbol=job.symbol, kind=job.kind.value, timeframe=job.interval, start=iso(start), end=iso(end)
     ):
         try:
+            if ahead is not None:
+                ahead.plan_after(job, sinks)  # no writer holds the stores yet
             if start < end:
-                _stream(job, sinks, client, start, end, result, progress)
+                _stream(job, sinks, client, start, end, result, progress, feed, ahead.start if ahead else None)
         except BaseException as exc:
             error = exc
             result.outcome = "failed"
         finally:
+            if feed is not None:
+                feed.close()
             result.duration_s = time.perf_counter() - started
             try:
                 result.last_time = stored_last(job, sinks)
@@ -244,8 +272,13 @@ def _stream(
     end: datetime,
     result: JobResult,
     progress: Callable[[int], None] | None,
+    source: Iterable[Any] | None = None,
+    source_done: Callable[[], None] | None = None,
 ) -> None:
-    """Producer (this thread) -> bounded queue -> writer thread; the first error stops both."""
+    """Producer (this thread) -> bounded queue -> writer thread; the first error stops both.
+
+    ``source``: the job's pages when prefetched (``lookahead.Feed``), else ``batches``; ``source_done`` is called
+    once every page is queued for the writer (the next symbol's source may start)."""
     from binance_extractor.archive_columns import KlineBlock  # pyarrow: imported when a job runs, not at DAG parse
 
     pages: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_PAGES)
@@ -318,11 +351,16 @@ def _stream(
     thread = threading.Thread(target=context.run, args=(writer,), name="binance-writer", daemon=True)
     thread.start()
     try:
-        for page in batches(job, client, start, end):
+        render = any(getattr(sink, "bulk_csv", False) for sink in sinks)
+        for page in batches(job, client, start, end) if source is None else source:
             if stop.is_set():
                 break
+            if render and isinstance(page, KlineBlock):
+                page = page.rendered()  # the loaders' CSV, made here while the writer loads the previous group
             result.rows_extracted += len(page)
             pages.put(page)
+        if source_done is not None and not stop.is_set():
+            source_done()
     except BaseException as exc:
         failure.insert(0, exc)
     finally:

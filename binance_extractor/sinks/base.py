@@ -218,6 +218,8 @@ class Sink(ABC):
     """Where rows go, write-only (JsonlSink). Stores (``Store``) add reads, audit, gap ledger and retention."""
 
     name: str = "sink"
+    # ``write_block`` loads ``block.csv_bytes()``: the pipeline renders it ahead, off the writer's thread
+    bulk_csv: bool = False
 
     @abstractmethod
     def ensure_schema(self) -> None:

@@ -103,6 +103,7 @@ _TYPES: dict[ColType, str] = {
 class MySqlStore(ServerSqlStore):
     default_port = 3306
     name = "mysql"
+    bulk_csv = True
     ph = "%s"
 
     def __init__(

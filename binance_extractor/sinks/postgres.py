@@ -51,6 +51,7 @@ def bulk_upsert_sql(spec: TableSpec, stage: str) -> str:
 class PostgresStore(ServerSqlStore):
     default_port = 5432
     name = "postgres"
+    bulk_csv = True
     ph = "%s"
     row_id = "ctid"
     insert_ignore = "INSERT"

@@ -259,3 +259,25 @@ def test_joined_blocks_keep_their_series() -> None:
     trade = parse_block(f"{HEADER}\n{ROW1}\n".encode(), "XUSDT", M5, 0, 2**62)
     with pytest.raises(ValueError, match="one series"):
         KlineBlock.concat([trade, second])
+
+
+def test_csv_rendered_ahead_is_the_csv_of_the_block_and_of_joins(tmp_path: Any) -> None:
+    """The pipeline renders each file's CSV before the writer takes it (``rendered``): the same bytes the loaders
+    would write, and a join of rendered files carries the CSV of the joined block."""
+    first = parse_block(f"{HEADER}\n{ROW1}\n".encode(), "XUSDT", M5, 0, 2**62)
+    second = parse_block(f"{ROW2}\n".encode(), "XUSDT", M5, 0, 2**62)
+    plain = KlineBlock.concat([first, second]).csv_bytes()
+    assert plain == (
+        b"XUSDT,2025-01-01 00:00:00.000,2025-01-01 00:04:59.999,1.5000,1.6,1.4,1.55,10,15.5,3,5,7.75\n"
+        b"XUSDT,2025-01-01 00:05:00.000,2025-01-01 00:09:59.999,1.55,1.6,1.5,1.5,2,3.1,1,1,1.55\n"
+    )
+    ready = [first.rendered(), second.rendered()]
+    assert [b.csv for b in ready] == [first.csv_bytes(), second.csv_bytes()] and first.csv is None
+    assert ready[0] == first  # the same candles: the rendered text is no part of a block's identity
+    joined = KlineBlock.concat(ready)
+    assert joined.csv == plain and joined.csv_bytes() == plain
+    assert KlineBlock.concat([ready[0], second]).csv is None  # a part not rendered: rendered at load time
+    path = tmp_path / "load.csv"
+    with path.open("wb") as fh:
+        joined.write_csv(fh)
+    assert path.read_bytes() == plain

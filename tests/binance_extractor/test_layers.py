@@ -70,6 +70,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "sources",
             "pipeline",
+            "lookahead",
             "symbol_batch",
             "gaps",
             "reader",
