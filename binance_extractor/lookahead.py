@@ -48,8 +48,11 @@ class _Failed:
 class Feed:
     """One job's source iterated in a thread of its own into a bounded queue; iterate it once, close it always."""
 
-    def __init__(self, job: Job, client: Any, start: datetime, end: datetime, depth: int = DEPTH) -> None:
-        self.job, self.start, self.end = job, start, end
+    def __init__(
+        self, job: Job, client: Any, start: datetime, end: datetime, depth: int = DEPTH, render: bool = False
+    ) -> None:
+        """``render``: archive files come with their CSV for the bulk loaders (``KlineBlock.rendered``)."""
+        self.job, self.start, self.end, self.render = job, start, end, render
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         context = contextvars.copy_context()  # its downloads' spans join the trace of the run that started it
@@ -70,8 +73,12 @@ class Feed:
     def _run(self, client: Any) -> None:
         source: Any = None
         try:
+            from binance_extractor.archive_columns import KlineBlock
+
             source = batches(self.job, client, self.start, self.end)
             for page in source:
+                if self.render and isinstance(page, KlineBlock):
+                    page = page.rendered()
                 if not self._put(page):
                     return
             self._put(_END)
@@ -114,6 +121,7 @@ class Lookahead:
         self._client = client
         self._depth = depth
         self._planned: tuple[Job, datetime, datetime] | None = None
+        self._render = False
         self._feed: Feed | None = None
         self.claimed = 0  # jobs that took prefetched pages (tests, logs)
 
@@ -152,13 +160,14 @@ class Lookahead:
             return
         if start < end:
             self._planned = (following, start, end)
+            self._render = any(getattr(sink, "bulk_csv", False) for sink in sinks)
 
     def start(self) -> None:
         """Start fetching the planned job's source (the current job's source is exhausted)."""
         if self._planned is None or self._feed is not None:
             return
         job, start, end = self._planned
-        self._feed = Feed(job, self._client, start, end, self._depth)
+        self._feed = Feed(job, self._client, start, end, self._depth, self._render)
 
     def close(self) -> None:
         """Stop a feed nobody claimed (the batch ended or failed)."""

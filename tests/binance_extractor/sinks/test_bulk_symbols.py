@@ -27,7 +27,6 @@ from binance_extractor.pipeline import Job, run_job
 from binance_extractor.symbol_batch import BatchOutcome, run_batch
 from binance_extractor.timeutil import dt_to_ms, iso, parse_time
 from tests.binance_extractor.sinks.conftest import SINK_KINDS, new_sink
-from tests.binance_extractor.sinks.test_bulk import _CutBeforeUpsert
 from tests.emulator import Emulator
 from tests.fixtures.databases import POSTGRES_HOST, POSTGRES_PORT, TcpProxy
 
@@ -139,6 +138,40 @@ def test_a_corrupt_file_fails_its_own_symbol_only(store: tuple[str, str], emu: E
         sink.close()
 
 
+class _CutAtSymbol:
+    """Wraps a DB-API connection: cuts the TCP proxy right after ``symbol``'s first range probe (the one before its
+    first group's load), so that load and its commit are lost mid-transaction."""
+
+    def __init__(self, conn: Any, proxy: TcpProxy, symbol: str) -> None:
+        self._conn, self._proxy, self._symbol = conn, proxy, symbol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def cursor(self, *a: Any, **kw: Any) -> Any:
+        cur = self._conn.cursor(*a, **kw)
+        outer = self
+
+        class Cursor:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(cur, name)
+
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                cur.close()
+
+            def execute(self, sql: str, *args: Any) -> Any:
+                out = cur.execute(sql, *args)
+                probe = sql.startswith("SELECT 1 FROM") and "BETWEEN" in sql
+                if probe and args and args[0] and args[0][0] == outer._symbol:
+                    outer._proxy.cut()
+                return out
+
+        return Cursor()
+
+
 @pytest.fixture
 def proxied(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, TcpProxy]]:
     kind = request.param
@@ -164,14 +197,13 @@ def proxied(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def test_database_lost_in_symbol_k_keeps_the_earlier_symbols_and_rolls_k_back(
     proxied: tuple[str, str, TcpProxy], emu: Emulator, client: Any
 ) -> None:
-    """The connection is cut in the second symbol's load (its one group, loaded straight into the table) while
-    the third symbol is being fetched ahead: the first symbol stays committed, the second holds nothing, the run
-    stops (the database is gone for every symbol), the prefetch is stopped, and a re-run converges."""
+    """The connection is cut in the second symbol's first load (loaded straight into the table) while the third
+    symbol is being fetched ahead: the first symbol stays committed, the second holds nothing, the run stops (the
+    database is gone for every symbol), the prefetch is stopped, and a re-run converges."""
     kind, conn_id, proxy = proxied
     sink = new_sink(kind, conn_id, retry_attempts=1)
-    seen: list[int] = []
     connect = sink._connect
-    sink._connect = lambda: _CutBeforeUpsert(connect(), proxy, 2, seen, direct=True)  # type: ignore[method-assign]
+    sink._connect = lambda: _CutAtSymbol(connect(), proxy, "ETHUSDT")  # type: ignore[method-assign]
     try:
         with pytest.raises(SinkError):
             run_symbols([sink], client, keep_going=True)
@@ -181,7 +213,7 @@ def test_database_lost_in_symbol_k_keeps_the_earlier_symbols_and_rolls_k_back(
     check = new_sink(kind, conn_id)
     try:
         assert stored(check, "BTCUSDT") == expected(emu, "BTCUSDT")
-        assert check.count(KLINES_M5, "ETHUSDT") == 0  # its group rolled back whole
+        assert check.count(KLINES_M5, "ETHUSDT") == 0  # its first group rolled back whole, nothing after it ran
         assert check.count(KLINES_M5, "SOLUSDT") == 0  # fetched ahead, never written
         assert [r.outcome for r in check.recent_runs(KLINES_M5, "BTCUSDT", 10)] == ["success"]
         outcome, _ = run_symbols([check], client, keep_going=False)
