@@ -69,17 +69,22 @@ def _dag(
     description: str,
     doc_md: str | None,
     max_active_runs: int = 1,
+    priority: int | None = None,
     **settings: Any,
 ) -> DAG:
     """A DAG with what every family shares, so each states only what differs: start date, no catchup, task
-    retries and alerts (``DEFAULT_ARGS``), the DAG failure callback, the ``binance``/``futures`` tags."""
+    retries and alerts (``DEFAULT_ARGS``), the DAG failure callback, the ``binance``/``futures`` tags.
+    ``priority``: every task's own ``priority_weight`` (``orchestration.priority_weight``)."""
+    default_args = dict(DEFAULT_ARGS)
+    if priority is not None:
+        default_args.update(priority_weight=priority, weight_rule="absolute")
     return DAG(
         dag_id=dag_id,
         schedule=schedule,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=max_active_runs,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args,
         on_failure_callback=callbacks.on_dag_failure,
         tags=["binance", "futures", *tags],
         doc_md=doc_md,
@@ -235,6 +240,7 @@ def _scheduled_dag(
         doc_md=doc_md,
         description=f"Binance USD-M {table} per symbol ({cron} UTC, {runtime} runtime)",
         dagrun_timeout=timeout,
+        priority=orchestration.priority_weight(kind, timeframe),
         params={"symbols_per_task": Param(None, **orchestration.SYMBOLS_PER_TASK_SCHEMA)},
     ) as dag:
 

@@ -24,15 +24,10 @@ from binance_extractor.symbols import SYMBOL_PATTERN, split_syntax
 from binance_extractor.timeframes import Timeframe
 from binance_extractor.timeutil import iso, parse_time
 
-# Every task that calls the exchange takes a slot of this pool (created by `make run` / the tests with 4 slots:
-# `airflow pools set binance_api 4 "..."`). Why 4: the IP budget is 2400 weight/min (x weight_margin 0.95). The
-# scheduled load of all DAGs with 24 symbols is ~500 kline requests/h (weight 1-2), funding (small) and agg trades
-# (weight 20 per 1000 trades, up to ~100 pages/h for the busiest symbol): roughly 10-25% of the budget, spread
-# over the hour. What can burst is catch-up, backfills and manual
-# ranges: one requester paging klines at limit 499 (weight 2) or aggTrades (weight 20) back to back can use most
-# of the budget alone, and the shared weight budget (binance_extractor.budget) paces them. So the pool only needs
-# to bound how many processes share that budget, keeping each one's waits short: 4 = the LocalExecutor
-# parallelism of a 2-core machine. A cluster may raise it; past ~8 requesters mostly wait on the weight limiter.
+# Every task that calls the exchange takes a slot of this pool. It does not protect the exchange: the shared IP
+# budget (binance_extractor.budget) paces every request of every process and pod. Locally (`make run`) it gets the
+# executor's parallelism, so it never binds before the executor does; in a cluster it caps concurrent extraction
+# pods (each costs a pod start and memory), sized with the cluster (kubernetes.pool_slots). docs/SCALE.md.
 POOL = "binance_api"
 SYMBOLS_VARIABLE = "binance_symbols"
 WEEK = timedelta(days=7)
@@ -391,6 +386,15 @@ def freshness_target(kind: DataKind, timeframe: Timeframe | None = None, grace_m
     """How old the newest row may be at the end of the run: one period plus ``freshness_grace_minutes``."""
     grace = timedelta(minutes=config.settings().freshness_grace_minutes if grace_minutes is None else grace_minutes)
     return kind.entry.due_every(timeframe) + grace  # a candle, a 5-minute mark, funding's 8 h, trades' hour
+
+
+def priority_weight(kind: DataKind, timeframe: Timeframe | None = None) -> int:
+    """The scheduled DAG's task priority (Airflow ``priority_weight``, ``weight_rule="absolute"``): runs due more
+    often go first. At the hour every DAG but d1 fires at once (at 400 contracts: six runs of 24 tasks or more on
+    an executor with a few slots); m5 has a 5-minute budget, trades and funding an hour or more, so m5's tasks
+    are taken first, then m15, m30, h1/trades, funding, d1 (``docs/SCALE.md``). One per day for d1, 288 for m5."""
+    due = kind.entry.due_every(timeframe)
+    return max(1, int(timedelta(days=1) / due))
 
 
 def rows_per_symbol(results: Iterable[Any]) -> dict[str, int]:

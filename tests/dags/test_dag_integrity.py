@@ -164,3 +164,18 @@ def test_failure_callbacks_and_freshness_deadlines(dagbag):
 
 def _callbacks(value):
     return value if isinstance(value, list) else [value]
+
+
+def test_runs_due_more_often_take_executor_slots_first(dagbag):
+    """At the hour every scheduled DAG but d1 fires at once: m5's tasks (a 5-minute freshness budget) are queued
+    ahead of m15's, m30's, then h1's and trades', funding's and d1's (each task's own weight, not its
+    downstream sum, so a DAG's size does not decide it)."""
+    order = [*KLINES, "binance_trades", "binance_funding_rates"]
+    weights = {}
+    for dag_id in order:
+        tasks = dagbag.dags[dag_id].tasks
+        assert {t.weight_rule for t in tasks} == {"absolute"}, dag_id
+        (weights[dag_id],) = {t.priority_weight for t in tasks}
+    assert weights["binance_klines_m5"] > weights["binance_klines_m15"] > weights["binance_klines_m30"]
+    assert weights["binance_klines_m30"] > weights["binance_klines_h1"] == weights["binance_trades"]
+    assert weights["binance_trades"] > weights["binance_funding_rates"] > weights["binance_klines_d1"] == 1
