@@ -13,10 +13,11 @@ per request; its zips are generated once beforehand, as a real archive serves st
    ceiling of any path into that table on this machine.
 3. the same two for PostgreSQL (``--sink postgres``; raw ``COPY ... FROM STDIN``).
 
-Prints rows/s of each (and the load average: other jobs on the same cores move every figure), archive/REST ceiling (9,980 candles/s: the most REST can give inside Binance's 2400
-weight/min with 499-candle pages), archive/raw, and the projected wall time for the full history of 24 symbols x
-5 timeframes (~26 M candles) at the best measured rate, and of ``--contracts`` (400) x 5 timeframes. Targets
-(issue 15): >= 5x REST (aim 10x); < 10 minutes; (issue 25) archive path >= 0.7 of raw LOAD DATA / COPY.
+Prints rows/s of each (and the load average: other jobs on the same cores move every figure), archive/REST
+ceiling (9,980 candles/s: the most REST can give inside Binance's 2400 weight/min with 499-candle pages),
+archive/raw, and the projected wall time for the full history of 24 symbols x 5 timeframes (~26 M candles) at the
+best measured rate, and of ``--contracts`` (400) x 5 timeframes. Targets (issue 15): >= 5x REST (aim 10x);
+< 10 minutes; (issue 25) archive path >= 0.7 of raw LOAD DATA / COPY.
 """
 
 from __future__ import annotations
