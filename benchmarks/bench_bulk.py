@@ -1,13 +1,13 @@
 """Benchmark: archive history into MariaDB and PostgreSQL through the columnar bulk path, against raw loads.
 
-    .venv/bin/python benchmarks/bench_bulk.py [--symbols 5] [--months 6] [--processes 2] [--latency 0.04]
+    .venv/bin/python benchmarks/bench_bulk.py [--symbols 20] [--months 6] [--processes 2] [--latency 0.04]
 
 What runs, in one process run (the emulator is a separate process serving the archive zips, with ``--latency``
 per request; its zips are generated once beforehand, as a real archive serves static files):
 
 1. archive -> MariaDB: ``python -m binance_extractor klines --source archive --sink mysql`` for N symbols x M whole
-   past months of m5 (5 x 6 = 263,520 candles by default), into a fresh database: in-process (one CLI run) and as
-   ``--processes`` CLI processes at once (the pods' shape), start-up included.
+   past months of m5 (20 x 6 = ~1.05 M candles by default, the issue's sample), into a fresh database: in-process
+   (one CLI run) and as ``--processes`` CLI processes at once (the pods' shape), start-up included.
    Then the same in-process run with ``--price mark`` (the mark-price klines' archive files, same columnar path).
 2. raw LOAD DATA: the same rows as one CSV, ``LOAD DATA LOCAL INFILE`` into an empty copy of the table: the
    ceiling of any path into that table on this machine.
@@ -180,7 +180,7 @@ def line(name: str, rows: int, secs: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--symbols", type=int, default=5)
+    ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--months", type=int, default=6)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--latency", type=float, default=0.04)
