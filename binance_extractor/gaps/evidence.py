@@ -19,8 +19,10 @@ Anything else stays an open hole, recorded ``pending`` and reported as "not fill
 failure of the run nor confirmed, and judged again by the next run. A hole is judged whole, never split at the
 settle instant: an incident still going on (the simulation's seed 190: the 02:00 run two hours into an outage the
 exchange published an hour after it ended) would have its older part confirmed, and the exchange publishes an
-incident's data all at once. Funding and aggregate-trade holes always end at a stored row (or at the detection's
-bound, a tail that is never settled), so rule 4 needs no extra read for them.
+incident's data all at once. The resumption read of rule 4 is made for holes on a time grid (klines, the
+statistics); funding and aggregate-trade holes end at a stored row or at the detection's bound (a tail, never
+settled), except a funding hole cut at a weekly chunk's end (docs/SIMULATION.md, finding 3), which is judged by
+that end as before.
 
 Every path that records holes calls ``check`` (the gap filler's ``fill_chunk``, ``fill-gaps``, ``gaps
 --recheck-ledger`` and the gap filler DAG through them); ``judge`` is the rule itself, pure, and every ledger row
