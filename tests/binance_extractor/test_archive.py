@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -45,13 +45,6 @@ def ms(text: str) -> int:
 @pytest.fixture
 def emu(make_emulator: Callable[..., Emulator]) -> Emulator:
     return make_emulator(clock=lambda: NOW)
-
-
-@pytest.fixture
-def client(emu: Emulator) -> Iterator[BinanceFuturesClient]:
-    c = BinanceFuturesClient(base_url=emu.url)
-    yield c
-    c.close()
 
 
 def rest_only(client: BinanceFuturesClient, symbol: str, tf: timeframes.Timeframe, s: int, e: int) -> list[Kline]:

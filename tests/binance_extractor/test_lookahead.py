@@ -13,7 +13,6 @@ import pytest
 from binance_extractor import archive, clock, timeframes
 from binance_extractor.archive import ArchiveError
 from binance_extractor.archive_columns import KlineBlock
-from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.kinds import DataKind
 from binance_extractor.lookahead import Lookahead, lookahead_for
 from binance_extractor.pipeline import Job
@@ -29,13 +28,6 @@ START, END = parse_time("2023-01-01T00:00:00Z"), parse_time("2025-01-01T00:00:00
 def emu(make_emulator: Callable[..., Emulator]) -> Iterator[Emulator]:
     with clock.using(clock.FixedClock(NOW)) as clk:
         yield make_emulator(clock=clk)
-
-
-@pytest.fixture
-def client(emu: Emulator) -> Iterator[BinanceFuturesClient]:
-    c = BinanceFuturesClient(base_url=emu.url)
-    yield c
-    c.close()
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from binance_extractor import timeframes
 from binance_extractor.models import AggTrade, FundingRate, Kline, Trade
 from binance_extractor.sinks.base import Sink
 from tests.emulator.data import FIXTURES
+from tests.fixtures.databases import POSTGRES_HOST, POSTGRES_PORT, TcpProxy
 
 REAL = FIXTURES  # ../shared/fixtures/binance-real
 SINK_KINDS = [
@@ -154,3 +155,29 @@ def sink(make_sink: Callable[..., Any]) -> Any:
     s = make_sink()
     s.ensure_schema()
     return s
+
+
+@pytest.fixture(params=SINK_KINDS)
+def store(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(kind, conn id) of each store on this test's fresh database, for tests that open sinks through the CLI."""
+    kind = str(request.param)
+    return kind, request.getfixturevalue(f"{kind}_conn_id")
+
+
+@pytest.fixture
+def proxied(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, TcpProxy]]:
+    """(kind, conn id, proxy) of MariaDB or PostgreSQL (``indirect`` param) reached through a loopback proxy the
+    test can cut mid-load."""
+    kind = request.param
+    if kind == "mysql":
+        conn_id, proxy = request.getfixturevalue("mysql_proxy_conn_id")
+        yield kind, conn_id, proxy
+        return
+    db = request.getfixturevalue("postgres_database")
+    proxy = TcpProxy(POSTGRES_HOST, POSTGRES_PORT)
+    proxy.start()
+    monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", f"postgres://postgres@127.0.0.1:{proxy.port}/{db}")
+    try:
+        yield kind, "postgres_default", proxy
+    finally:
+        proxy.cut()

@@ -21,15 +21,14 @@ from typing import Any
 import pytest
 
 from binance_extractor import clock, timeframes
-from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import SinkError
 from binance_extractor.kinds import DataKind, Dataset
 from binance_extractor.models import Kline
 from binance_extractor.pipeline import Job, run_job
 from binance_extractor.timeutil import dt_to_ms, iso, parse_time
-from tests.binance_extractor.sinks.conftest import SINK_KINDS, new_sink
+from tests.binance_extractor.sinks.conftest import new_sink
 from tests.emulator import Emulator
-from tests.fixtures.databases import POSTGRES_HOST, POSTGRES_PORT, TcpProxy
+from tests.fixtures.databases import TcpProxy
 
 KLINES_M5 = Dataset.of_table("klines_m5")
 
@@ -49,19 +48,6 @@ def fixed() -> Iterator[clock.FixedClock]:
 @pytest.fixture
 def emu(make_emulator: Callable[..., Emulator], fixed: clock.FixedClock) -> Emulator:
     return make_emulator(clock=fixed)
-
-
-@pytest.fixture
-def client(emu: Emulator) -> Iterator[BinanceFuturesClient]:
-    c = BinanceFuturesClient(base_url=emu.url)
-    yield c
-    c.close()
-
-
-@pytest.fixture(params=SINK_KINDS)
-def store(request: pytest.FixtureRequest) -> tuple[str, str]:
-    kind = str(request.param)
-    return kind, request.getfixturevalue(f"{kind}_conn_id")
 
 
 def span(kind: str) -> tuple[datetime, datetime]:
@@ -169,23 +155,6 @@ class _CutBeforeUpsert:
                 return out
 
         return Cursor()
-
-
-@pytest.fixture
-def proxied(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, TcpProxy]]:
-    kind = request.param
-    if kind == "mysql":
-        conn_id, proxy = request.getfixturevalue("mysql_proxy_conn_id")
-        yield kind, conn_id, proxy
-        return
-    db = request.getfixturevalue("postgres_database")
-    proxy = TcpProxy(POSTGRES_HOST, POSTGRES_PORT)
-    proxy.start()
-    monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_DEFAULT", f"postgres://postgres@127.0.0.1:{proxy.port}/{db}")
-    try:
-        yield kind, "postgres_default", proxy
-    finally:
-        proxy.cut()
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "staged"])

@@ -16,7 +16,6 @@ import pytest
 
 from binance_extractor import archive, clock, timeframes
 from binance_extractor.catalog import PRICE_KINDS
-from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.derivative_models import PRICE_MODELS
 from binance_extractor.kinds import Dataset
 from binance_extractor.pipeline import Job, run_job
@@ -43,19 +42,6 @@ def fixed() -> Iterator[clock.FixedClock]:
 @pytest.fixture
 def emu(make_emulator: Callable[..., Emulator], fixed: clock.FixedClock) -> Emulator:
     return make_emulator(clock=fixed)
-
-
-@pytest.fixture
-def client(emu: Emulator) -> Iterator[BinanceFuturesClient]:
-    c = BinanceFuturesClient(base_url=emu.url)
-    yield c
-    c.close()
-
-
-@pytest.fixture(params=SINK_KINDS)
-def store(request: pytest.FixtureRequest) -> tuple[str, str]:
-    kind = str(request.param)
-    return kind, request.getfixturevalue(f"{kind}_conn_id")
 
 
 def span(kind: str) -> tuple[datetime, datetime]:

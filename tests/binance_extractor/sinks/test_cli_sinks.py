@@ -25,7 +25,7 @@ import pytest
 from binance_extractor.kinds import Dataset
 from binance_extractor.models import Kline
 from binance_extractor.timeutil import dt_to_ms, iso
-from tests.binance_extractor.sinks.conftest import SINK_KINDS, new_sink
+from tests.binance_extractor.sinks.conftest import new_sink
 from tests.fixtures.databases import MongoServer
 
 KLINES_M5 = Dataset.of_table("klines_m5")
@@ -70,12 +70,6 @@ def count(kind: str, conn_id: str) -> int:
         return int(sink.count(KLINES_M5, SYMBOL))
     finally:
         sink.close()
-
-
-@pytest.fixture(params=SINK_KINDS)
-def store(request: pytest.FixtureRequest) -> tuple[str, str]:
-    kind = str(request.param)
-    return kind, request.getfixturevalue(f"{kind}_conn_id")
 
 
 def test_cli_writes_a_multi_page_range_equal_to_the_source_and_rerun_changes_nothing(

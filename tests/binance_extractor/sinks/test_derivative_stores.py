@@ -15,19 +15,13 @@ from binance_extractor.derivative_models import PRICE_MODELS, OpenInterest
 from binance_extractor.kinds import Dataset
 from binance_extractor.prices import Price
 from binance_extractor.timeutil import dt_to_ms, iso, ms_to_dt
-from tests.binance_extractor.sinks.conftest import SINK_KINDS, new_sink
+from tests.binance_extractor.sinks.conftest import new_sink
 from tests.emulator import datasets as DS
 
 OPEN_INTEREST = Dataset.of_table("open_interest")
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 DAY = 86_400_000
-
-
-@pytest.fixture(params=SINK_KINDS)
-def store(request: pytest.FixtureRequest) -> tuple[str, str]:
-    kind = str(request.param)
-    return kind, request.getfixturevalue(f"{kind}_conn_id")
 
 
 def _run(argv: list[str]) -> list[Any]:
