@@ -10,6 +10,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +18,12 @@ from typing import TypeVar
 from binance_extractor.errors import BudgetUnavailableError
 
 T = TypeVar("T")
+_BUSY_PAUSE_S = 0.01
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 class SqliteBudgetStore:
@@ -42,6 +49,26 @@ class SqliteBudgetStore:
         return self._conn
 
     def transact(self, key: str, fn: Callable[[dict], T]) -> T:
+        """Run ``fn`` on the state in one write transaction. SQLite may answer SQLITE_BUSY without waiting in its
+        busy handler (a connection opening while another cleans up the WAL, a journal-mode switch, recovery):
+        those are tried again until ``busy_timeout_s``, like any lock wait, before the store counts as gone."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                return self._transact(key, fn)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise self._unavailable(exc) from None
+                time.sleep(_BUSY_PAUSE_S)
+            except (sqlite3.Error, OSError) as exc:
+                raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException) -> BudgetUnavailableError:
+        return BudgetUnavailableError(
+            f"weight budget store {self.describe()} unreachable ({type(exc).__name__}: {exc}); nothing was sent"
+        )
+
+    def _transact(self, key: str, fn: Callable[[dict], T]) -> T:
         with self._lock:
             try:
                 conn = self._connect()
@@ -60,11 +87,9 @@ class SqliteBudgetStore:
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError):
                 self._drop()
-                raise BudgetUnavailableError(
-                    f"weight budget store {self.describe()} unreachable ({type(exc).__name__}: {exc}); nothing was sent"
-                ) from None
+                raise
 
     def _drop(self) -> None:
         if self._conn is not None:

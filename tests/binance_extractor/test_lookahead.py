@@ -46,6 +46,21 @@ def zips(emu: Emulator, symbol: str) -> int:
     return sum(1 for p in getattr(emu, "archive_requests", []) if p.endswith(".zip") and f"/{symbol}-" in p)
 
 
+def settled(count: Callable[[], int], quiet_s: float = 1.0, guard_s: float = 120.0) -> int:
+    """``count()`` once it is above 0 and has not moved for ``quiet_s`` (a loaded machine may take long to
+    start the first download; ``guard_s`` only stops a hung test)."""
+    deadline = time.monotonic() + guard_s
+    last, since = count(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif last > 0 and time.monotonic() - since >= quiet_s:
+            return last
+    raise AssertionError(f"the fetch did not settle within {guard_s:.0f} s (at {last})")
+
+
 def alive() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("binance-lookahead")]
 
@@ -67,9 +82,13 @@ def test_the_next_job_is_fetched_in_order_and_bounded(emu: Emulator, client: Any
     ahead.plan_after(first, [])  # an explicit range: planned without reading any store
     assert zips(emu, "ETHUSDT") == 0
     ahead.start()
-    time.sleep(1.0)  # nobody takes the pages: the queue (2) and the source's pool (workers + 1) bound the fetch
-    fetched = zips(emu, "ETHUSDT")
-    assert 0 < fetched <= 2 + 1 + archive.BULK_WORKERS + 1 < 24
+    try:
+        # nobody takes the pages: the queue (2) and the source's pool (workers + 1) bound the fetch
+        fetched = settled(lambda: zips(emu, "ETHUSDT"))
+        assert 0 < fetched <= 2 + 1 + archive.BULK_WORKERS + 1 < 24
+    except BaseException:
+        ahead.close()
+        raise
     feed = ahead.claim(second, START, END)
     assert feed is not None and ahead.claimed == 1
     blocks = list(feed)

@@ -419,8 +419,8 @@ class Emulator:
 
     def _admit(self, weight: int, funding: bool) -> tuple[int, ApiError | None]:
         """Count the request; returns (used weight after, error to send instead or None)."""
-        now = self._wall()
         with self._lock:
+            now = self._wall()  # read under the lock: admissions are counted in the order of their times
             self._roll(now)
             if self._banned_until > now:
                 return self._used, self._ban_error(now)

@@ -218,7 +218,7 @@ def test_the_funding_rate_window_is_shared_by_every_process(tmp_path, make_emula
     env = _env(f"sqlite:///{tmp_path / 'budget.sqlite'}")
     workers = [spawn(emu, env, "--funding", "6", "--funding-limit", "10/2") for _ in range(4)]
     for rc, out, err in [finish(w) for w in workers]:
-        assert rc == 0, err[-500:]
+        assert rc == 0, (out, err[-500:])
         assert out["funding"] == 6
     assert emu.count(path="/fapi/v1/fundingRate", status=200) == 24
     assert emu.count_429 == 0 and emu.count_418 == 0
@@ -235,7 +235,7 @@ def test_the_funding_window_holds_when_answers_come_late(tmp_path, make_emulator
     emu.inject("slow", times=9, path="/fapi/v1/fundingRate")  # the first budget's worth
     go.touch()
     for rc, out, err in [finish(w) for w in workers]:
-        assert rc == 0, err[-500:]
+        assert rc == 0, (out, err[-500:])
         assert out["funding"] == 6
     assert emu.count(path="/fapi/v1/fundingRate", status=200) == 24
     assert emu.count_429 == 0 and emu.count_418 == 0
