@@ -20,9 +20,8 @@ failure of the run nor confirmed, and judged again by the next run. A hole is ju
 settle instant: an incident still going on (the simulation's seed 190: the 02:00 run two hours into an outage the
 exchange published an hour after it ended) would have its older part confirmed, and the exchange publishes an
 incident's data all at once. The resumption read of rule 4 is made for holes on a time grid (klines, the
-statistics); funding and aggregate-trade holes end at a stored row or at the detection's bound (a tail, never
-settled), except a funding hole cut at a weekly chunk's end (docs/SIMULATION.md, finding 3), which is judged by
-that end as before.
+statistics) and for funding holes (one cut at a weekly chunk's end was confirmed while its outage went on, the
+funding twin of seed 190); an aggregate-trade hole ends at the stored trade that follows it.
 
 Every path that records holes calls ``check`` (the gap filler's ``fill_chunk``, ``fill-gaps``, ``gaps
 --recheck-ledger`` and the gap filler DAG through them); ``judge`` is the rule itself, pure, and every ledger row
@@ -38,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from binance_extractor import clock, sources
+from binance_extractor.catalog import Shape
 from binance_extractor.exchange_clock import closed_before
 from binance_extractor.gaps.models import Hole, Scan, iso_ms
 from binance_extractor.gaps.settings import GapSettings
@@ -173,7 +173,7 @@ def check(
         verdicts = judge(hole, evidence, settings.ledger_settle_ms)
     else:
         evidence = ask(hole, sinks, client, fetch)
-        if evidence.bound_ms is not None and hole.dataset.grid is not None:
+        if evidence.bound_ms is not None and resumes_after(hole):
             settled = evidence.bound_ms - max(0, settings.ledger_settle_ms)
             evidence = replace(evidence, resumed=resumed_before(hole, sinks, settled))
         verdicts = judge(hole, evidence, settings.ledger_settle_ms)
@@ -189,10 +189,18 @@ def check(
     return verdicts
 
 
+def resumes_after(hole: Hole) -> bool:
+    """Whether the hole's end may be only where detection stopped looking, so rule 4 reads what follows it: a
+    time grid's holes and funding's (a weekly chunk's end). An aggregate-trade hole ends at the stored trade after
+    it (its id follows), so its end is where the exchange resumed."""
+    return hole.dataset.grid is not None or hole.dataset.shape is Shape.EVENTS
+
+
 def resumed_before(hole: Hole, sinks: Sequence[Sink], settled_ms: int) -> bool:
     """Whether every store holds a row of the hole's symbol in ``[hole.end, settled_ms)``: the exchange resumed
-    after the hole at least ``ledger_settle`` before the closed bound (a kline hole's end may be only a chunk's end
-    or the detection's bound, with the outage still going on)."""
+    after the hole at least ``ledger_settle`` before the closed bound (a hole's end may be only a chunk's end or
+    the detection's bound, with the outage still going on). A hole between two stored rows ends at the later one,
+    which this finds."""
     readable = stores(sinks)
     if settled_ms <= hole.end_ms or not readable:
         return False

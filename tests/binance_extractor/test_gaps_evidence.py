@@ -296,3 +296,42 @@ def test_a_funding_tail_not_fillable_yet_of_an_hourly_contract_is_reported_not_l
     start, end = dt_to_ms(parse_time(checked[0]["start"])), dt_to_ms(parse_time(checked[0]["end"]))
     assert start <= day + 16 and day + HOUR < end  # the 00:00 and 01:00 events (ms jitter), not confirmed
     assert report["totals"]["remaining"] == 0, report["totals"]  # nothing the run left unsaid
+
+
+def test_a_funding_hole_cut_at_a_weekly_chunk_end_is_not_confirmed_while_its_outage_goes_on(
+    make_emulator: Any, machine: FixedClock
+) -> None:
+    """The funding twin of seed 190: a hole cut at a weekly chunk's end (the detection stopped looking there, not
+    the exchange resumed) lay more than ledger_settle before the closed bound, so it was confirmed while the outage
+    still went on; the events the exchange published later were never fetched. It is confirmed only once the
+    stores hold an event after it older than the settle instant, like a kline hole."""
+    sym = "ETHUSDT"  # funding every 8 h: 00:00, 08:00, 16:00 (ms jitter)
+    run_at = MONDAY + 90 * MIN
+    machine.set(run_at)
+    emu = exchange(make_emulator, machine, -254)
+    outage = (MONDAY - 9 * HOUR, MONDAY + 2 * HOUR)  # the 16:00 and 00:00 events; ends after this run
+    publish = outage[1] + 48 * MIN  # within ledger_settle of its end
+    emu.add_outage(sym, outage[0], outage[1] - 1, publish)
+    span = ["--start", iso(ms_to_dt(MONDAY - 3 * DAY)), "--end", iso(ms_to_dt(run_at))]
+    cli.execute(["funding", "--symbols", sym, *span, "--sink", "sqlite"])
+    argv = ["fill-gaps", "--table", "funding_rates", "--symbols", sym, "--sink", "sqlite", "--source", "rest"]
+
+    def confirmed() -> list[tuple[str, str]]:
+        (sink,) = open_sinks(["sqlite"])
+        try:
+            return [(iso(s), iso(e)) for s, e in sink.known_gaps(FUNDING_RATES, sym)]
+        finally:
+            sink.close()
+
+    (report,) = cli.execute([*argv, "--end", iso(ms_to_dt(run_at))])
+    assert confirmed() == []  # nothing confirmed: the outage was going on
+    assert report["totals"]["remaining"] == 0 and report["totals"]["not_fillable_yet"] >= 1, report["totals"]
+    machine.set(publish + DAY)  # the exchange has published it: the next run fetches both events
+    (report,) = cli.execute(argv)
+    assert confirmed() == [] and report["totals"]["not_fillable_yet"] == 0, report["totals"]
+    (sink,) = open_sinks(["sqlite"])
+    try:
+        lo, hi = ms_to_dt(outage[0]), ms_to_dt(outage[1])
+        assert sink.count(FUNDING_RATES, sym, lo, hi) == 2  # 16:00 on Sunday and 00:00 on Monday
+    finally:
+        sink.close()
