@@ -24,7 +24,7 @@ from typing import Any
 
 from binance_extractor import config, timeutil
 from binance_extractor.archive_columns import KlineBlock
-from binance_extractor.archive_fetch import ATTEMPTS, ArchiveFetcher, ArchiveStats, FilePart, _session
+from binance_extractor.archive_fetch import ATTEMPTS, ArchiveFetcher, ArchiveStats, FilePart, pooled_session
 from binance_extractor.archive_files import (
     MICROS_THRESHOLD,
     ArchiveError,
@@ -102,7 +102,7 @@ def iter_klines(
         return
     buffer = _Batcher()
     run = _Run(client, symbol, tf, start_ms, end_ms, source, now, stats, price)
-    session = _session(workers)
+    session = pooled_session(workers)
     fetcher = ArchiveFetcher(
         price.subject(symbol),
         tf,

@@ -162,7 +162,8 @@ class ArchiveFetcher:
         return body
 
 
-def _session(workers: int) -> requests.Session:
+def pooled_session(workers: int) -> requests.Session:
+    """One session for an archive fetch: a connection for each download worker plus the checksum's."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(2, workers + 1))
     session.mount("http://", adapter)

@@ -38,10 +38,11 @@ class Period:
 
     def days(self) -> list[Period]:
         """The daily periods of a month (used while its monthly file is not yet published)."""
-        return [_day(t) for t in range(self.lo_ms, self.hi_ms, DAY_MS)]
+        return [day_period(t) for t in range(self.lo_ms, self.hi_ms, DAY_MS)]
 
 
-def _day(t_ms: int) -> Period:
+def day_period(t_ms: int) -> Period:
+    """The daily file's period of the day opening at ``t_ms``."""
     d = datetime.fromtimestamp(t_ms // 1000, UTC)
     return Period("daily", d.strftime("%Y-%m-%d"), t_ms, t_ms + DAY_MS)
 
@@ -64,7 +65,7 @@ def plan_periods(start_ms: int, end_ms: int) -> list[Period]:
                 out.append(Period("monthly", d.strftime("%Y-%m"), t, m_end))
                 t = m_end
                 continue
-        out.append(_day(t))
+        out.append(day_period(t))
         t += DAY_MS
     return out
 

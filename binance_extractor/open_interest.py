@@ -23,8 +23,8 @@ from typing import Any, cast
 import requests
 
 from binance_extractor import config
-from binance_extractor.archive_fetch import ArchiveFetcher, _session
-from binance_extractor.archive_periods import DAY_MS, Period, _day
+from binance_extractor.archive_fetch import ArchiveFetcher, pooled_session
+from binance_extractor.archive_periods import DAY_MS, Period, day_period
 from binance_extractor.catalog import DataKind
 from binance_extractor.client import BinanceFuturesClient
 from binance_extractor.errors import InputError, ValidationError
@@ -140,7 +140,7 @@ def _metrics_time(row: list[str]) -> int:
 
 def metrics_periods(start_ms: int, end_ms: int) -> list[Period]:
     """The daily metrics files covering ``[start_ms, end_ms)`` (there are no monthly metrics files)."""
-    return [_day(t) for t in range(start_ms - start_ms % DAY_MS, end_ms, DAY_MS)]
+    return [day_period(t) for t in range(start_ms - start_ms % DAY_MS, end_ms, DAY_MS)]
 
 
 def iter_archive(
@@ -156,7 +156,7 @@ def iter_archive(
 
     Downloads and checksums go through ``ArchiveFetcher`` (the trade klines' retries and diagnostics).
     """
-    fetcher = ArchiveFetcher(symbol, M5, session or _session(2), base_url, folder="metrics", parse=parse_metrics)
+    fetcher = ArchiveFetcher(symbol, M5, session or pooled_session(2), base_url, folder="metrics", parse=parse_metrics)
     for period in metrics_periods(start_ms, end_ms):
         part = fetcher.fetch_file(period, max(start_ms, period.lo_ms), min(end_ms, period.hi_ms))
         if part.error is not None:
