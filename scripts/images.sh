@@ -16,7 +16,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/container-engine.sh"
 cd "$ROOT"
 
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml)
+# the package's one version (pyproject.toml reads it from there too: its own `version` is dynamic)
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' binance_extractor/version.py)
+if [[ -z $version ]]; then
+  echo "images.sh: no __version__ in binance_extractor/version.py" >&2
+  exit 2
+fi
 EXTRACTOR_IMAGE=${EXTRACTOR_IMAGE:-localhost/binance-extractor:$version}
 AIRFLOW_TAG=${AIRFLOW_TAG:-localhost/binance-airflow:$version}
 export PYTHON_IMAGE=${PYTHON_IMAGE:-docker.io/library/python:3.11-slim}

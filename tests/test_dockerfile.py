@@ -102,6 +102,19 @@ def test_entrypoint_is_the_pod_template_command(parser: DockerfileParser) -> Non
     assert parser.labels["org.opencontainers.image.version"] == __version__
 
 
+def test_make_images_tags_both_images_with_the_package_version() -> None:
+    """`make images`' default tags, the ones docs/DEPLOY.md and the Helm values name. (Its version once came from
+    a `version = "..."` line pyproject.toml no longer has: the tags ended in ':', which no engine accepts.) Only the
+    script's own logic is run here, with `true` as the engine; tests/images/ builds both images for real."""
+    from binance_extractor import __version__
+
+    env = {"PATH": "/usr/bin:/bin", "ENGINE": "true", "STANDINS": "0"}
+    out = subprocess.run(["bash", "scripts/images.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    built = [line.split(" as ")[1].split()[0] for line in out.stdout.splitlines() if line.startswith("== building")]
+    assert built == [f"localhost/binance-extractor:{__version__}", f"localhost/binance-airflow:{__version__}"]
+
+
 def test_environment_matches_the_read_only_pod(parser: DockerfileParser) -> None:
     env = parser.envs
     assert env["PYTHONUNBUFFERED"] == "1"
