@@ -49,9 +49,10 @@ class SqliteBudgetStore:
         return self._conn
 
     def transact(self, key: str, fn: Callable[[dict], T]) -> T:
-        """Run ``fn`` on the state in one write transaction. SQLite may answer SQLITE_BUSY without waiting in its
-        busy handler (a connection opening while another cleans up the WAL, a journal-mode switch, recovery):
-        those are tried again until ``busy_timeout_s``, like any lock wait, before the store counts as gone."""
+        """Run ``fn`` on the state in one write transaction. SQLite may answer SQLITE_BUSY at once, without its
+        busy timeout: the switch to WAL while another connection holds a write lock (deadlock avoidance; seen when
+        several processes open a new budget file at the same instant), and the WAL states its documentation lists.
+        Those are tried again until ``busy_timeout_s``, like any lock wait, before the store counts as gone."""
         deadline = time.monotonic() + self.busy_timeout_s
         while True:
             try:
