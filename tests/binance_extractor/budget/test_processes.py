@@ -64,7 +64,7 @@ def test_processes_over_ten_times_the_budget_get_no_ban(procs, backend, tmp_path
     workers = [spawn(emu, env, "--pages", str(pages), "--margin", str(margin)) for _ in range(procs)]
     results = [finish(p) for p in workers]
     for rc, out, err in results:
-        assert rc == 0, err[-500:]
+        assert rc == 0, (out, err[-500:])  # the error is in the JSON line
         assert out["klines"] == pages * 499
     assert emu.count_418 == 0
     assert emu.count_429 <= 1
@@ -104,7 +104,7 @@ def test_sigkilled_process_reservations_expire_and_never_deadlock(tmp_path, make
     # only the expiry of what the killed process held lets the survivor through
     survivor = spawn(emu, env, "--pages", "3", "--page", "1500", "--in-flight", "2")
     rc, out, err = finish(survivor)
-    assert rc == 0, err[-500:]
+    assert rc == 0, (out, err[-500:])  # the error is in the JSON line
     assert out["klines"] == 3 * 1500
     assert not set(held) & set(shared.snapshot()["res"])  # the killed process's reservations are gone
     assert emu.count_418 == 0 and emu.count_429 == 0
@@ -164,7 +164,7 @@ def test_a_short_ban_is_waited_out_by_every_process_without_a_request(tmp_path, 
     go.touch()  # ... and sending while it holds
     results = [finish(p) for p in workers]
     for rc, out, err in results:
-        assert rc == 0, err[-500:]
+        assert rc == 0, (out, err[-500:])  # the error is in the JSON line
         assert out["klines"] == 3 * 499
     ours = emu.requests[careless:]
     assert sum(r.status == 418 for r in ours) <= 1  # at most the one request that discovered the ban
@@ -187,7 +187,7 @@ def test_a_ban_found_by_a_slow_answer_gets_no_second_request(tmp_path, make_emul
     go.touch()
     results = [finish(p) for p in workers]
     for rc, out, err in results:
-        assert rc == 0, err[-500:]
+        assert rc == 0, (out, err[-500:])  # the error is in the JSON line
         assert out["klines"] == 2 * 499
     ours = emu.requests[careless:]
     assert sum(r.status == 418 for r in ours) <= 1, [(r.path, r.status) for r in ours]
