@@ -41,10 +41,11 @@ def fill(source: str, *extra: str) -> dict[str, Any]:
     return dict(report)
 
 
-def ledger() -> list[tuple[int, int]]:
+def ledger(dataset: Dataset = KLINES_M5, symbol: str = SYMBOL) -> list[tuple[int, int]]:
+    """The confirmed (exchange-side) ranges of the ledger, epoch ms."""
     (sink,) = open_sinks(["sqlite"])
     try:
-        return [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps(KLINES_M5, SYMBOL)]
+        return [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps(dataset, symbol)]
     finally:
         sink.close()
 
@@ -258,11 +259,7 @@ def test_a_funding_hole_is_never_split_into_a_ledger_row_that_misses_nothing(
     for instant in (day + 2 * HOUR, day + DAY + 2 * HOUR, day + 2 * DAY + 2 * HOUR):  # the gap filler's 02:00
         machine.set(instant)
         cli.execute(argv)
-    (sink,) = open_sinks(["sqlite"])
-    try:
-        rows = [(dt_to_ms(s), dt_to_ms(e)) for s, e in sink.known_gaps(FUNDING_RATES, sym)]
-    finally:
-        sink.close()
+    rows = ledger(FUNDING_RATES, sym)
     missing = [day + t for t in range(0, 16)]  # the 00:00 event, whatever its ms jitter
     assert len(rows) == 1, [(iso(ms_to_dt(s)), iso(ms_to_dt(e))) for s, e in rows]
     assert any(rows[0][0] <= t < rows[0][1] for t in missing)
@@ -315,20 +312,12 @@ def test_a_funding_hole_cut_at_a_weekly_chunk_end_is_not_confirmed_while_its_out
     span = ["--start", iso(ms_to_dt(MONDAY - 3 * DAY)), "--end", iso(ms_to_dt(run_at))]
     cli.execute(["funding", "--symbols", sym, *span, "--sink", "sqlite"])
     argv = ["fill-gaps", "--table", "funding_rates", "--symbols", sym, "--sink", "sqlite", "--source", "rest"]
-
-    def confirmed() -> list[tuple[str, str]]:
-        (sink,) = open_sinks(["sqlite"])
-        try:
-            return [(iso(s), iso(e)) for s, e in sink.known_gaps(FUNDING_RATES, sym)]
-        finally:
-            sink.close()
-
     (report,) = cli.execute([*argv, "--end", iso(ms_to_dt(run_at))])
-    assert confirmed() == []  # nothing confirmed: the outage was going on
+    assert ledger(FUNDING_RATES, sym) == []  # nothing confirmed: the outage was going on
     assert report["totals"]["remaining"] == 0 and report["totals"]["not_fillable_yet"] >= 1, report["totals"]
     machine.set(publish + DAY)  # the exchange has published it: the next run fetches both events
     (report,) = cli.execute(argv)
-    assert confirmed() == [] and report["totals"]["not_fillable_yet"] == 0, report["totals"]
+    assert ledger(FUNDING_RATES, sym) == [] and report["totals"]["not_fillable_yet"] == 0, report["totals"]
     (sink,) = open_sinks(["sqlite"])
     try:
         lo, hi = ms_to_dt(outage[0]), ms_to_dt(outage[1])
